@@ -1,0 +1,3 @@
+//! Switchboard's telephony edge.
+pub mod rtp;
+pub mod sip;

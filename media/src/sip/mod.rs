@@ -1,0 +1,1 @@
+//! SIP: framing, messages, transactions, dialogs, registrar, SDP, transport.
