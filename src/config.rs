@@ -1,0 +1,151 @@
+//! Node configuration: command-line flags over an optional TOML file over
+//! defaults. Unknown keys in the file are rejected; `validate` explains
+//! every rejection in words.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The `[node]`-less flat file format: the same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub sip: Option<String>,
+    pub http: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub rtp_ports: Option<String>,
+    pub demo: Option<bool>,
+}
+
+/// The settings a node runs with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// SIP over UDP and TCP on the same address.
+    pub sip: SocketAddr,
+    /// HTTP API address (served from the API issue on).
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Inclusive RTP port range; RTP on even ports, RTCP on the next.
+    pub rtp_ports: (u16, u16),
+    /// Seed the demo tenant.
+    pub demo: bool,
+}
+
+/// Flags as given on the command line (all optional).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub sip: Option<String>,
+    pub http: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub rtp_ports: Option<String>,
+    pub demo: bool,
+}
+
+pub fn load(flags: &Flags) -> Result<NodeConfig> {
+    let file = match &flags.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    let sip = flags.sip.clone().or(file.sip).unwrap_or_else(|| "0.0.0.0:5060".into());
+    let http = flags.http.clone().or(file.http).unwrap_or_else(|| "0.0.0.0:8080".into());
+    let rtp = flags
+        .rtp_ports
+        .clone()
+        .or(file.rtp_ports)
+        .unwrap_or_else(|| "20000-30000".into());
+    let config = NodeConfig {
+        sip: parse_addr("sip", &sip)?,
+        http: parse_addr("http", &http)?,
+        data_dir: flags
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./switchboard-data")),
+        rtp_ports: parse_port_range(&rtp)?,
+        demo: flags.demo || file.demo.unwrap_or(false),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
+    s.parse()
+        .with_context(|| format!("--{what}: {s:?} is not an address like 0.0.0.0:5060"))
+}
+
+/// `LO-HI`, both inclusive.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16)> {
+    let Some((lo, hi)) = s.split_once('-') else {
+        bail!("--rtp-ports: {s:?} is not a range like 20000-30000");
+    };
+    let lo: u16 = lo.trim().parse().with_context(|| format!("--rtp-ports: bad low port {lo:?}"))?;
+    let hi: u16 = hi.trim().parse().with_context(|| format!("--rtp-ports: bad high port {hi:?}"))?;
+    Ok((lo, hi))
+}
+
+impl NodeConfig {
+    pub fn validate(&self) -> Result<()> {
+        let (lo, hi) = self.rtp_ports;
+        if lo < 1024 {
+            bail!("--rtp-ports: the range must start at 1024 or above (got {lo})");
+        }
+        if hi < lo.saturating_add(3) {
+            bail!("--rtp-ports: {lo}-{hi} holds fewer than two RTP/RTCP pairs");
+        }
+        if self.sip.port() == 0 {
+            bail!("--sip: a fixed port is needed so phones can reach the node");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = load(&Flags::default()).unwrap();
+        assert_eq!(c.sip.to_string(), "0.0.0.0:5060");
+        assert_eq!(c.rtp_ports, (20000, 30000));
+        assert!(!c.demo);
+    }
+
+    #[test]
+    fn flags_override_file_and_unknown_keys_fail() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(&path, "sip = \"127.0.0.1:5070\"\nrtp_ports = \"40000-40100\"\ndemo = true\n").unwrap();
+        let flags = Flags {
+            config: Some(path.clone()),
+            sip: Some("127.0.0.1:5080".into()),
+            ..Flags::default()
+        };
+        let c = load(&flags).unwrap();
+        assert_eq!(c.sip.port(), 5080);
+        assert_eq!(c.rtp_ports, (40000, 40100));
+        assert!(c.demo);
+        std::fs::write(&path, "sipp = \"x\"\n").unwrap();
+        let e = load(&flags).unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = load(&Flags { rtp_ports: Some("30000-20000".into()), ..Flags::default() }).unwrap_err();
+        assert!(e.to_string().contains("fewer than two"));
+        let e = load(&Flags { sip: Some("nope".into()), ..Flags::default() }).unwrap_err();
+        assert!(e.to_string().contains("--sip"));
+        let e = load(&Flags { config: Some("/nonexistent/x.toml".into()), ..Flags::default() }).unwrap_err();
+        assert!(e.to_string().contains("cannot read config file"));
+    }
+}
