@@ -1,1 +1,87 @@
-fn main() {}
+//! `switchboard`: one node of the Switchboard call center.
+
+mod config;
+mod demo;
+mod node;
+mod tts;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "A distributed cloud call center node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: SIP on UDP and TCP, RTP media, the diagnostic numbers.
+    Serve {
+        /// TOML file with the same settings as the flags (flags win).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// SIP address, UDP and TCP [default: 0.0.0.0:5060]
+        #[arg(long, value_name = "ADDR")]
+        sip: Option<String>,
+        /// HTTP API address [default: 0.0.0.0:8080] (not served yet)
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// Data directory [default: ./switchboard-data]
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// RTP port range LO-HI [default: 20000-30000]
+        #[arg(long, value_name = "LO-HI")]
+        rtp_ports: Option<String>,
+        /// Create the demo tenant (SIP accounts 1001-1003, passwords pass1001-pass1003).
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    match cli.command {
+        Command::Serve {
+            config,
+            sip,
+            http,
+            data_dir,
+            rtp_ports,
+            demo,
+        } => {
+            let flags = config::Flags {
+                config,
+                sip,
+                http,
+                data_dir,
+                rtp_ports,
+                demo,
+            };
+            let cfg = match config::load(&flags) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("switchboard: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("switchboard: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime.block_on(node::run(cfg))
+        }
+    }
+}

@@ -180,6 +180,14 @@ impl Headers {
         }
     }
 
+    /// Replaces the first line named `name` (adds one if there is none).
+    pub fn set_first(&mut self, name: &str, value: impl Into<String>) {
+        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(slot) => slot.1 = value.into(),
+            None => self.0.push((name.to_owned(), value.into())),
+        }
+    }
+
     pub fn remove(&mut self, name: &str) {
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }

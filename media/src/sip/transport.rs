@@ -1,0 +1,310 @@
+//! SIP over UDP and TCP (RFC 3261 §18) on one address.
+//!
+//! The transport owns the sockets and nothing else: it frames and parses
+//! what arrives, answers what cannot be parsed (a `400` naming the problem,
+//! or `505`) straight away, stamps the top Via of requests with `received`
+//! and `rport` (RFC 3581 §4) so responses find their way back through NAT,
+//! and hands every good message to the node on a channel. Responses and
+//! requests go out through [`SipTransport::send`]: over UDP to an address,
+//! over TCP on the connection the peer opened when there is one (that is
+//! the only way to reach a phone behind NAT), else on a new connection.
+
+use super::header::{self, Via};
+use super::message::{Message, Request, Response};
+use super::parse::{parse_datagram, Limits, ParseError, Parsed, StreamFramer};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+/// Transport protocol of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Unreliable transports retransmit (RFC 3261 §17.1.1.2).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// One message from the network.
+#[derive(Debug)]
+pub struct Inbound {
+    pub message: Message,
+    pub source: SocketAddr,
+    pub transport: Transport,
+}
+
+/// Counters the node exports as metrics.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    pub received: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
+    pub sent: std::sync::atomic::AtomicU64,
+}
+
+type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+/// The bound SIP sockets. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SipTransport {
+    udp: Arc<UdpSocket>,
+    conns: Conns,
+    local: SocketAddr,
+    limits: Limits,
+    inbound: mpsc::Sender<Inbound>,
+    pub stats: Arc<TransportStats>,
+}
+
+impl SipTransport {
+    /// Binds UDP and TCP on `addr` and starts receiving. Messages arrive on
+    /// the returned channel.
+    pub async fn bind(addr: SocketAddr, limits: Limits) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
+        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let local = udp.local_addr()?;
+        // TCP on the same port as UDP (the port UDP really got, if 0).
+        let listener = TcpListener::bind(local).await?;
+        let (tx, rx) = mpsc::channel(4096);
+        let t = SipTransport {
+            udp,
+            conns: Arc::new(Mutex::new(HashMap::new())),
+            local,
+            limits,
+            inbound: tx,
+            stats: Arc::new(TransportStats::default()),
+        };
+        tokio::spawn(t.clone().udp_loop());
+        tokio::spawn(t.clone().accept_loop(listener));
+        Ok((t, rx))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends bytes to `dest` over `transport`.
+    pub async fn send(&self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) -> io::Result<()> {
+        self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match transport {
+            Transport::Udp => self.udp.send_to(&bytes, dest).await.map(|_| ()),
+            Transport::Tcp => {
+                let existing = self.conns.lock().ok().and_then(|c| c.get(&dest).cloned());
+                let conn = match existing {
+                    Some(c) if !c.is_closed() => c,
+                    _ => {
+                        let stream = TcpStream::connect(dest).await?;
+                        self.clone().spawn_conn(stream, dest)
+                    }
+                };
+                conn.send(bytes)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
+            }
+        }
+    }
+
+    async fn udp_loop(self) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, src) = match self.udp.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP port unreachable surfaces here on some systems.
+                    tracing::debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            let parsed = parse_datagram(&buf[..n], &self.limits);
+            if !self.deliver(parsed, src, Transport::Udp).await {
+                return;
+            }
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    self.clone().spawn_conn(stream, peer);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn spawn_conn(self, stream: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        if let Ok(mut conns) = self.conns.lock() {
+            conns.insert(peer, tx.clone());
+        }
+        let (mut reader, mut writer) = stream.into_split();
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let t = self;
+        tokio::spawn(async move {
+            let mut framer = StreamFramer::new(t.limits);
+            let mut buf = vec![0u8; 16_384];
+            'read: loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                while let Some(parsed) = framer.next() {
+                    let fatal = matches!(&parsed, Err(e) if e.fatal);
+                    if !t.deliver(parsed, peer, Transport::Tcp).await || fatal {
+                        break 'read;
+                    }
+                }
+            }
+            if let Ok(mut conns) = t.conns.lock() {
+                conns.remove(&peer);
+            }
+        });
+        tx
+    }
+
+    /// Hands a parsed message on, or answers a bad one. False when the
+    /// node has stopped listening.
+    async fn deliver(&self, parsed: Result<Parsed, ParseError>, src: SocketAddr, transport: Transport) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match parsed {
+            Ok(Parsed::KeepAlive) => {
+                // RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong.
+                if transport == Transport::Tcp {
+                    let _ = self.send(src, transport, b"\r\n".to_vec()).await;
+                }
+                true
+            }
+            Ok(Parsed::Message(mut message)) => {
+                self.stats.received.fetch_add(1, Relaxed);
+                if let Message::Request(req) = &mut message {
+                    stamp_via(req, src);
+                }
+                self.inbound
+                    .send(Inbound {
+                        message,
+                        source: src,
+                        transport,
+                    })
+                    .await
+                    .is_ok()
+            }
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Relaxed);
+                tracing::info!(code = e.code, reason = %e.reason, transport = transport.as_str(), "rejected sip message");
+                if let Some(req) = e.request {
+                    // Never answer an ACK (RFC 3261 §17.1.1.3).
+                    if req.method != super::message::Method::Ack {
+                        let resp = Response::to(&req, e.code, &sanitize_reason(&e.reason));
+                        let _ = self.send(src, transport, resp.to_bytes()).await;
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+/// A reason phrase is text on one line (RFC 3261 §25.1).
+fn sanitize_reason(s: &str) -> String {
+    let r: String = s.chars().filter(|c| !c.is_control()).collect();
+    if r.is_empty() {
+        "Bad Request".into()
+    } else {
+        r
+    }
+}
+
+/// RFC 3581 §4 and RFC 3261 §18.2.1: records where a request really came
+/// from in its top Via, so the response goes back there.
+pub fn stamp_via(req: &mut Request, src: SocketAddr) {
+    let Some(top) = req.headers.get("Via").map(str::to_owned) else {
+        return;
+    };
+    // The first value of the first Via line.
+    let first = super::message::split_list(&top).next().unwrap_or("").to_owned();
+    let Ok(via) = Via::parse(&first) else {
+        return;
+    };
+    let mut stamped = first.clone();
+    let src_ip = src.ip().to_string();
+    let host = via.host.trim_start_matches('[').trim_end_matches(']');
+    if header::param(&via.params, "received").is_none() && host != src_ip {
+        stamped.push_str(&format!(";received={src_ip}"));
+    }
+    if header::param(&via.params, "rport") == Some(None) {
+        stamped = stamped.replacen(";rport", &format!(";rport={}", src.port()), 1);
+        if !stamped.contains(&format!("rport={}", src.port())) {
+            stamped.push_str(&format!(";rport={}", src.port()));
+        }
+        if !stamped.contains(";received=") {
+            stamped.push_str(&format!(";received={src_ip}"));
+        }
+    }
+    if stamped != first {
+        let rest = top[first.len().min(top.len())..].to_owned();
+        let new_top = if top.starts_with(&first) {
+            format!("{stamped}{rest}")
+        } else {
+            stamped
+        };
+        req.headers.set_first("Via", new_top);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Method;
+
+    fn req(via: &str) -> Request {
+        let mut r = Request::new(Method::Options, "sip:x@y");
+        r.headers.push("Via", via);
+        r.headers.push("Via", "SIP/2.0/UDP second;branch=z9hG4bK2");
+        r
+    }
+
+    #[test]
+    fn rport_and_received() {
+        let src: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let mut r = req("SIP/2.0/UDP 10.0.0.2:5060;rport;branch=z9hG4bK1");
+        stamp_via(&mut r, src);
+        assert_eq!(
+            r.headers.get("Via"),
+            Some("SIP/2.0/UDP 10.0.0.2:5060;rport=40000;branch=z9hG4bK1;received=192.0.2.7")
+        );
+        assert_eq!(r.headers.get_all("Via").count(), 2);
+        let mut r = req("SIP/2.0/UDP 192.0.2.7:40000;branch=z9hG4bK1");
+        stamp_via(&mut r, src);
+        assert_eq!(r.headers.get("Via"), Some("SIP/2.0/UDP 192.0.2.7:40000;branch=z9hG4bK1"));
+        let mut r = req("SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK0");
+        stamp_via(&mut r, src);
+        assert_eq!(
+            r.headers.get("Via"),
+            Some("SIP/2.0/UDP a.example;branch=z9hG4bK1;received=192.0.2.7, SIP/2.0/UDP b;branch=z9hG4bK0")
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! RTP for the diagnostic calls: a socket pair per call from the port
+//! range, symmetric RTP (we send to where the caller's packets come from,
+//! which gets through NAT), the `*43` echo and the `*44` prompt.
+
+use super::core::sdp::{Direction, Law, Offer};
+use super::core::CallNotice;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard_media::sip::dialog::DialogId;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+/// Which diagnostic a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `*43`: every RTP packet is sent back to the caller.
+    Echo,
+    /// `*44`: a prompt is played, then the node hangs up.
+    Prompt,
+}
+
+/// The RTP port range, handed out in even/odd pairs (RTP, RTCP).
+#[derive(Debug, Clone)]
+pub struct MediaPorts {
+    ip: IpAddr,
+    lo: u16,
+    hi: u16,
+    cursor: Arc<AtomicU32>,
+    prompt: Arc<Mutex<Option<Arc<Vec<i16>>>>>,
+}
+
+impl MediaPorts {
+    pub fn new(ip: IpAddr, lo: u16, hi: u16) -> Self {
+        let lo = lo + lo % 2;
+        MediaPorts {
+            ip,
+            lo,
+            hi,
+            cursor: Arc::new(AtomicU32::new(0)),
+            prompt: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Binds the next free pair; ports in use by anyone are skipped.
+    async fn bind_pair(&self) -> io::Result<(UdpSocket, UdpSocket)> {
+        let pairs = u32::from((self.hi - self.lo + 1) / 2);
+        for _ in 0..pairs {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % pairs;
+            let port = self.lo + (i as u16) * 2;
+            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else { continue };
+            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else { continue };
+            return Ok((rtp, rtcp));
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "RTP port range exhausted"))
+    }
+
+    /// The `*44` prompt, 8 kHz 16-bit mono, made once.
+    fn prompt(&self) -> Arc<Vec<i16>> {
+        let mut slot = match self.prompt.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        slot.get_or_insert_with(|| Arc::new(make_prompt())).clone()
+    }
+}
+
+/// The media of one call; dropping it stops the media task.
+#[derive(Debug)]
+pub struct CallMedia {
+    local: SocketAddr,
+    offer: Offer,
+    session: u64,
+    version: u64,
+    updates: watch::Sender<Offer>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CallMedia {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CallMedia {
+    pub async fn start(
+        ports: &MediaPorts,
+        offer: &Offer,
+        service: Service,
+        id: DialogId,
+        notices: mpsc::Sender<CallNotice>,
+    ) -> io::Result<CallMedia> {
+        let (rtp, rtcp) = ports.bind_pair().await?;
+        let mut local = rtp.local_addr()?;
+        if local.ip().is_unspecified() {
+            let ip = if offer.remote.ip().is_loopback() {
+                offer.remote.ip()
+            } else {
+                super::outbound_ip(offer.remote).unwrap_or(local.ip())
+            };
+            local.set_ip(ip);
+        }
+        let (tx, rx) = watch::channel(offer.clone());
+        let prompt = (service == Service::Prompt).then(|| ports.prompt());
+        let task = tokio::spawn(async move {
+            // RTCP from the peer is read and dropped so its socket never
+            // fills; reports are not produced yet.
+            let drain = tokio::spawn(async move {
+                let mut b = [0u8; 1500];
+                while rtcp.recv_from(&mut b).await.is_ok() {}
+            });
+            match prompt {
+                None => echo(rtp, rx).await,
+                Some(p) => {
+                    play(rtp, rx, &p).await;
+                    let _ = notices.send(CallNotice::Hangup(id)).await;
+                }
+            }
+            drain.abort();
+        });
+        Ok(CallMedia {
+            local,
+            offer: offer.clone(),
+            session: rand::random::<u32>() as u64,
+            version: 1,
+            updates: tx,
+            task,
+        })
+    }
+
+    pub fn answer_sdp(&self) -> String {
+        self.offer.answer(self.local, self.session, self.version)
+    }
+
+    /// A re-INVITE's offer: new address or direction (hold).
+    pub fn update(&mut self, offer: &Offer) {
+        self.offer = offer.clone();
+        self.version += 1;
+        let _ = self.updates.send(offer.clone());
+    }
+
+    /// A DTMF digit that came by SIP INFO.
+    pub fn dtmf_info(&self, digit: char) {
+        tracing::info!(digit = %digit, "dtmf by SIP INFO");
+    }
+}
+
+/// Rewrites headers so the stream we send has our own SSRC, sequence and
+/// timestamp space (RFC 3550 §8: an echo is a new source).
+struct Rewriter {
+    ssrc: u32,
+    seq: u16,
+    ts_offset: Option<u32>,
+    ts_base: u32,
+}
+
+impl Rewriter {
+    fn new() -> Self {
+        Rewriter {
+            ssrc: rand::random(),
+            seq: rand::random(),
+            ts_offset: None,
+            ts_base: rand::random(),
+        }
+    }
+
+    fn rewrite(&mut self, pkt: &mut [u8]) -> bool {
+        let Ok(r) = rtp_rs::RtpReader::new(pkt) else { return false };
+        let ts = r.timestamp();
+        let offset = *self.ts_offset.get_or_insert(self.ts_base.wrapping_sub(ts));
+        self.seq = self.seq.wrapping_add(1);
+        pkt[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        pkt[4..8].copy_from_slice(&ts.wrapping_add(offset).to_be_bytes());
+        pkt[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        true
+    }
+}
+
+fn may_send(d: Direction) -> bool {
+    // Our direction is the answer's: we send unless the caller holds.
+    matches!(d.answer(), Direction::SendRecv | Direction::SendOnly)
+}
+
+async fn echo(sock: UdpSocket, offer: watch::Receiver<Offer>) {
+    let mut buf = vec![0u8; 2048];
+    let mut rw = Rewriter::new();
+    loop {
+        let Ok((n, src)) = sock.recv_from(&mut buf).await else { return };
+        let o = offer.borrow().clone();
+        if !may_send(o.direction) || !rw.rewrite(&mut buf[..n]) {
+            continue;
+        }
+        // Symmetric RTP: back to where the packet came from.
+        let _ = sock.send_to(&buf[..n], src).await;
+    }
+}
+
+async fn play(sock: UdpSocket, offer: watch::Receiver<Offer>, samples: &[i16]) {
+    let mut rw = Rewriter::new();
+    let mut dest = offer.borrow().remote;
+    let law = offer.borrow().law;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut ts: u32 = 0;
+    let mut buf = [0u8; 2048];
+    for (i, frame) in samples.chunks(160).enumerate() {
+        tick.tick().await;
+        // Latch to the caller's real source once its RTP arrives.
+        while let Ok((_, src)) = sock.try_recv_from(&mut buf) {
+            dest = src;
+        }
+        let o = offer.borrow().clone();
+        if !may_send(o.direction) {
+            ts = ts.wrapping_add(160);
+            continue;
+        }
+        let mut pkt = Vec::with_capacity(172);
+        pkt.extend_from_slice(&[0x80, law.payload_type() | if i == 0 { 0x80 } else { 0 }]);
+        pkt.extend_from_slice(&[0; 10]);
+        pkt[4..8].copy_from_slice(&ts.to_be_bytes());
+        pkt.extend(frame.iter().map(|&s| encode(law, s)));
+        pkt.resize(172, encode(law, 0));
+        rw.rewrite(&mut pkt);
+        let _ = sock.send_to(&pkt, dest).await;
+        ts = ts.wrapping_add(160);
+    }
+}
+
+fn encode(law: Law, s: i16) -> u8 {
+    match law {
+        Law::Pcmu => super::g711::ulaw_encode(s),
+        Law::Pcma => super::g711::alaw_encode(s),
+    }
+}
+
+/// The `*44` prompt: espeak-ng's voice when it is installed, else three
+/// 1 kHz beeps; either way 8 kHz 16-bit mono.
+fn make_prompt() -> Vec<i16> {
+    match crate::tts::speak("Welcome to Switchboard. This is the test prompt. Goodbye.", "en-us") {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "espeak-ng unavailable, the *44 prompt is a tone");
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                out.extend((0..2400).map(|i| {
+                    let t = i as f32 / 8000.0;
+                    ((t * 1000.0 * std::f32::consts::TAU).sin() * 8000.0) as i16
+                }));
+                out.extend(std::iter::repeat_n(0, 1600));
+            }
+            out
+        }
+    }
+}
