@@ -62,6 +62,8 @@ pub struct Registrar {
     epoch: Instant,
     /// Highest `nc` seen per nonce (replay protection), pruned on expiry.
     nonce_counts: HashMap<String, (u32, Instant)>,
+    /// Algorithms challenged with, in order of preference (RFC 8760 §2.4).
+    offer: Vec<Algorithm>,
 }
 
 fn ha1(alg: Algorithm, user: &str, password: &str) -> String {
@@ -86,6 +88,11 @@ impl Registrar {
             secret: secret.to_vec(),
             epoch: Instant::now(),
             nonce_counts: HashMap::new(),
+            // Deployed phones (baresip 1.0's libre among them) refuse the
+            // whole challenge when any WWW-Authenticate names an algorithm
+            // they lack, so MD5 alone is offered unless asked otherwise;
+            // SHA-256 answers are verified either way.
+            offer: vec![Algorithm::Md5],
         }
     }
 
@@ -131,8 +138,7 @@ impl Registrar {
         add_to_tag(&mut resp);
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
-        // RFC 8760 §2.4: offers in order of preference.
-        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+        for &alg in &self.offer {
             resp.headers.push(
                 "WWW-Authenticate",
                 format!(
@@ -355,6 +361,7 @@ mod tests {
         let src: SocketAddr = "127.0.0.1:5070".parse().unwrap();
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let mut reg = Registrar::new(account(), b"k");
+            reg.offer = vec![Algorithm::Sha256, Algorithm::Md5];
             let ch = reg.register(&register(None, 1), src, Transport::Udp, now);
             assert_eq!(ch.code, 401);
             assert_eq!(ch.headers.get_all("WWW-Authenticate").count(), 2);
