@@ -109,24 +109,32 @@ impl Registrar {
             .unwrap_or_default()
     }
 
+    /// `time.salt.mac`: the issue time, a salt so that every challenge is
+    /// unique (its `nc` count starts afresh), and a keyed hash of both.
     fn nonce(&self, now: Instant) -> String {
         let t = now.saturating_duration_since(self.epoch).as_secs();
+        let salt: u32 = rand::random();
+        format!("{t:x}.{salt:x}.{}", self.nonce_mac(t, salt))
+    }
+
+    fn nonce_mac(&self, t: u64, salt: u32) -> String {
         let mac = Sha256::new()
             .chain_update(&self.secret)
             .chain_update(t.to_be_bytes())
+            .chain_update(salt.to_be_bytes())
             .finalize();
-        format!("{t:x}.{}", hex::encode(&mac[..12]))
+        hex::encode(&mac[..12])
     }
 
     /// Ok(true) fresh, Ok(false) authentic but stale, Err forged.
     fn check_nonce(&self, nonce: &str, now: Instant) -> Result<bool, ()> {
-        let (t, mac) = nonce.split_once('.').ok_or(())?;
+        let mut parts = nonce.split('.');
+        let (Some(t), Some(salt), Some(mac), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(());
+        };
         let t = u64::from_str_radix(t, 16).map_err(|_| ())?;
-        let expect = Sha256::new()
-            .chain_update(&self.secret)
-            .chain_update(t.to_be_bytes())
-            .finalize();
-        if !constant_eq(hex::encode(&expect[..12]).as_bytes(), mac.as_bytes()) {
+        let salt = u32::from_str_radix(salt, 16).map_err(|_| ())?;
+        if !constant_eq(self.nonce_mac(t, salt).as_bytes(), mac.as_bytes()) {
             return Err(());
         }
         let age = now.saturating_duration_since(self.epoch).as_secs().saturating_sub(t);
@@ -389,7 +397,7 @@ mod tests {
         let stale = reg.register(&register(Some(auth.clone()), 2), src, Transport::Udp, later);
         assert_eq!(stale.code, 401);
         assert!(stale.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
-        let forged = auth.replacen(".", ".f", 1);
+        let forged = auth.replacen(".", ".f", 2);
         assert_eq!(reg.register(&register(Some(forged), 3), src, Transport::Udp, now).code, 401);
         let odd = "NoOneKnowsThisScheme opaque-data=here".to_owned();
         assert_eq!(reg.register(&register(Some(odd), 4), src, Transport::Udp, now).code, 401);

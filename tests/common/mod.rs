@@ -1,0 +1,198 @@
+//! A node under test: the real binary, on loopback ports of its own.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU16 = AtomicU16::new(0);
+
+/// A free port for both UDP and TCP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    loop {
+        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(addr) = u.local_addr() else { continue };
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+}
+
+pub struct Node {
+    pub child: Child,
+    pub sip: SocketAddr,
+    pub log: mpsc::Receiver<String>,
+    pub lines: Vec<String>,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let port = free_port();
+        let slot = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 50) as u16;
+        let rtp_lo = 32000 + (slot % 60) * 500;
+        let data = std::env::temp_dir().join(format!("sb-test-{}-{slot}", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--demo",
+                "--sip",
+                &format!("127.0.0.1:{port}"),
+                "--http",
+                "127.0.0.1:0",
+                "--rtp-ports",
+                &format!("{rtp_lo}-{}", rtp_lo + 400),
+                "--data-dir",
+                data.to_str().unwrap_or("/tmp/sb-test"),
+            ])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start switchboard");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(l);
+            }
+        });
+        let mut node = Node {
+            child,
+            sip: SocketAddr::from(([127, 0, 0, 1], port)),
+            log: rx,
+            lines: Vec::new(),
+        };
+        assert!(
+            node.wait_log("listening", Duration::from_secs(10)),
+            "node did not start: {:?}",
+            node.lines
+        );
+        node
+    }
+
+    /// Waits until a log line contains `needle` (bounded).
+    pub fn wait_log(&mut self, needle: &str, within: Duration) -> bool {
+        if self.lines.iter().any(|l| l.contains(needle)) {
+            return true;
+        }
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.lines.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// One UDP request, its first answer's status code (None: no answer
+    /// within 500 ms).
+    pub fn udp_exchange(&self, bytes: &[u8]) -> Option<(u16, String)> {
+        let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.send_to(bytes, self.sip).ok()?;
+        let mut buf = [0u8; 65536];
+        loop {
+            let (n, _) = s.recv_from(&mut buf).ok()?;
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let code: u16 = text.get(8..11)?.parse().ok()?;
+            if code >= 200 {
+                return Some((code, text));
+            }
+        }
+    }
+
+    pub fn options(&self) -> Option<u16> {
+        let msg = format!(
+            "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{1}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\nCall-ID: probe-{1}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            self.sip,
+            rand_u32()
+        );
+        self.udp_exchange(msg.as_bytes()).map(|(c, _)| c)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    t ^ (NEXT.fetch_add(1, Ordering::Relaxed) as u32).wrapping_mul(2654435761)
+}
+
+/// Fails with instructions when a peer program is missing.
+pub fn require(program: &str, package: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "{program} is not installed: run .ci/run or apt-get install {package}");
+}
+
+pub fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs SIPp against the node with a scenario from tests/sipp; true when
+/// every call succeeded.
+pub fn sipp(node: &Node, scenario: &str, extra: &[&str]) -> (bool, String) {
+    require("sipp", "sip-tester");
+    let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{}", std::process::id(), rand_u32()));
+    let _ = std::fs::create_dir_all(&dir);
+    let err = dir.join("errors.log");
+    let mut args: Vec<String> = vec![
+        node.sip.to_string(),
+        "-sf".into(),
+        repo(&format!("tests/sipp/{scenario}.xml")).display().to_string(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-mi".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_port().to_string(),
+        "-m".into(),
+        "1".into(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "20s".into(),
+        "-trace_err".into(),
+        "-error_file".into(),
+        err.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg("sipp")
+        .args(&args)
+        .current_dir(&dir)
+        .output()
+        .expect("run sipp");
+    let errors = std::fs::read_to_string(&err).unwrap_or_default();
+    (out.status.success(), errors)
+}
