@@ -23,7 +23,8 @@ pub struct FileConfig {
 pub struct NodeConfig {
     /// SIP over UDP and TCP on the same address.
     pub sip: SocketAddr,
-    /// HTTP API address (served from the API issue on).
+    /// HTTP API address: parsed and checked now, served once the API lands.
+    #[allow(dead_code)]
     pub http: SocketAddr,
     pub data_dir: PathBuf,
     /// Inclusive RTP port range; RTP on even ports, RTCP on the next.
@@ -48,8 +49,16 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
     };
-    let sip = flags.sip.clone().or(file.sip).unwrap_or_else(|| "0.0.0.0:5060".into());
-    let http = flags.http.clone().or(file.http).unwrap_or_else(|| "0.0.0.0:8080".into());
+    let sip = flags
+        .sip
+        .clone()
+        .or(file.sip)
+        .unwrap_or_else(|| "0.0.0.0:5060".into());
+    let http = flags
+        .http
+        .clone()
+        .or(file.http)
+        .unwrap_or_else(|| "0.0.0.0:8080".into());
     let rtp = flags
         .rtp_ports
         .clone()
@@ -86,8 +95,14 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16)> {
     let Some((lo, hi)) = s.split_once('-') else {
         bail!("--rtp-ports: {s:?} is not a range like 20000-30000");
     };
-    let lo: u16 = lo.trim().parse().with_context(|| format!("--rtp-ports: bad low port {lo:?}"))?;
-    let hi: u16 = hi.trim().parse().with_context(|| format!("--rtp-ports: bad high port {hi:?}"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("--rtp-ports: bad low port {lo:?}"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("--rtp-ports: bad high port {hi:?}"))?;
     Ok((lo, hi))
 }
 
@@ -124,7 +139,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("node.toml");
-        std::fs::write(&path, "sip = \"127.0.0.1:5070\"\nrtp_ports = \"40000-40100\"\ndemo = true\n").unwrap();
+        std::fs::write(
+            &path,
+            "sip = \"127.0.0.1:5070\"\nrtp_ports = \"40000-40100\"\ndemo = true\n",
+        )
+        .unwrap();
         let flags = Flags {
             config: Some(path.clone()),
             sip: Some("127.0.0.1:5080".into()),
@@ -141,11 +160,23 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
-        let e = load(&Flags { rtp_ports: Some("30000-20000".into()), ..Flags::default() }).unwrap_err();
+        let e = load(&Flags {
+            rtp_ports: Some("30000-20000".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("fewer than two"));
-        let e = load(&Flags { sip: Some("nope".into()), ..Flags::default() }).unwrap_err();
+        let e = load(&Flags {
+            sip: Some("nope".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("--sip"));
-        let e = load(&Flags { config: Some("/nonexistent/x.toml".into()), ..Flags::default() }).unwrap_err();
+        let e = load(&Flags {
+            config: Some("/nonexistent/x.toml".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("cannot read config file"));
     }
 }

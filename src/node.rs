@@ -15,7 +15,12 @@ mod media;
 /// with the sent-by so two peers' branches never collide.
 fn branch_key(req: &switchboard_media::sip::message::Request) -> Option<String> {
     let via = switchboard_media::sip::dialog::top_via(req)?;
-    Some(format!("{}|{}:{}", via.branch()?, via.host, via.port.unwrap_or(5060)))
+    Some(format!(
+        "{}|{}:{}",
+        via.branch()?,
+        via.host,
+        via.port.unwrap_or(5060)
+    ))
 }
 
 /// The local address the kernel would use to reach `peer` (no packet is

@@ -12,16 +12,26 @@ pub fn speak(text: &str, voice: &str) -> Result<Vec<i16>> {
         .output()
         .context("cannot run espeak-ng")?;
     if !out.status.success() {
-        bail!("espeak-ng failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "espeak-ng failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    let mut reader = hound::WavReader::new(Cursor::new(out.stdout)).context("espeak-ng output is not WAV")?;
+    let mut reader =
+        hound::WavReader::new(Cursor::new(out.stdout)).context("espeak-ng output is not WAV")?;
     let spec = reader.spec();
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         bail!("espeak-ng output is not 16-bit PCM");
     }
     let ch = usize::from(spec.channels.max(1));
-    let raw: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().context("bad espeak-ng samples")?;
-    let mono: Vec<f32> = raw.chunks(ch).map(|c| c.iter().map(|&s| f32::from(s)).sum::<f32>() / ch as f32).collect();
+    let raw: Vec<i16> = reader
+        .samples::<i16>()
+        .collect::<Result<_, _>>()
+        .context("bad espeak-ng samples")?;
+    let mono: Vec<f32> = raw
+        .chunks(ch)
+        .map(|c| c.iter().map(|&s| f32::from(s)).sum::<f32>() / ch as f32)
+        .collect();
     Ok(resample(&mono, spec.sample_rate, 8000))
 }
 
@@ -29,7 +39,10 @@ pub fn speak(text: &str, voice: &str) -> Result<Vec<i16>> {
 /// frequency), enough for speech prompts.
 pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<i16> {
     if from == to {
-        return input.iter().map(|&s| s.clamp(-32768.0, 32767.0) as i16).collect();
+        return input
+            .iter()
+            .map(|&s| s.clamp(-32768.0, 32767.0) as i16)
+            .collect();
     }
     let ratio = f64::from(to) / f64::from(from);
     let cutoff = ratio.min(1.0) * 0.9;

@@ -2,6 +2,8 @@
 //! diagnostic numbers; what it heard is read back from the WAV files its
 //! `sndfile` module writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{free_port, rand_u32, require, Node};
@@ -17,7 +19,8 @@ impl Phone {
     fn new(node: &Node, user: &str, password: &str) -> Phone {
         require("baresip", "baresip");
         require("espeak-ng", "espeak-ng");
-        let dir = std::env::temp_dir().join(format!("sb-baresip-{}-{}", std::process::id(), rand_u32()));
+        let dir =
+            std::env::temp_dir().join(format!("sb-baresip-{}-{}", std::process::id(), rand_u32()));
         std::fs::create_dir_all(dir.join("dump")).expect("dir");
         // Speech at 22,050 Hz from espeak-ng, converted to what aufile plays.
         let speech = dir.join("speech.wav");
@@ -30,7 +33,12 @@ impl Phone {
             .unwrap_or(false);
         assert!(ok, "espeak-ng failed");
         let samples = read_wav(&speech);
-        let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(dir.join("in.wav"), spec).expect("wav");
         // Crude 22050 -> 8000 decimation is enough to carry energy.
         for i in 0..(samples.len() * 8000 / 22050) {
@@ -46,7 +54,10 @@ impl Phone {
         std::fs::write(dir.join("config"), config).expect("config");
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:{user}@{}>;auth_pass={password};regint=600\n", node.sip),
+            format!(
+                "<sip:{user}@{}>;auth_pass={password};regint=600\n",
+                node.sip
+            ),
         )
         .expect("accounts");
         Phone { dir }
@@ -55,11 +66,18 @@ impl Phone {
     /// Runs baresip for `secs`, dialing `target` if given; returns its output.
     fn run(&self, dial: Option<&str>, secs: u32) -> String {
         let mut cmd = Command::new("timeout");
-        cmd.arg((secs + 10).to_string()).arg("baresip").arg("-f").arg(&self.dir);
+        cmd.arg((secs + 10).to_string())
+            .arg("baresip")
+            .arg("-f")
+            .arg(&self.dir);
         if let Some(t) = dial {
             cmd.arg("-e").arg(format!("/dial {t}"));
         }
-        let out = cmd.arg("-t").arg(secs.to_string()).output().expect("run baresip");
+        let out = cmd
+            .arg("-t")
+            .arg(secs.to_string())
+            .output()
+            .expect("run baresip");
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
@@ -76,7 +94,11 @@ impl Phone {
 }
 
 fn read_wav(p: &Path) -> Vec<i16> {
-    hound::WavReader::open(p).expect("wav").samples::<i16>().map_while(Result::ok).collect()
+    hound::WavReader::open(p)
+        .expect("wav")
+        .samples::<i16>()
+        .map_while(Result::ok)
+        .collect()
 }
 
 /// Root-mean-square level of 20 ms windows above a speech threshold.
@@ -130,5 +152,8 @@ fn baresip_hears_the_prompt_and_the_node_hangs_up() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(99);
     assert!(secs < 8, "call lasted {secs} s: {out}");
-    assert!(loud_windows(&phone.heard()) > 25, "the prompt was not heard");
+    assert!(
+        loud_windows(&phone.heard()) > 25,
+        "the prompt was not heard"
+    );
 }

@@ -2,6 +2,8 @@
 //! wire, and SIPp as the peer for OPTIONS, REGISTER with digest and calls
 //! to the echo test over UDP and TCP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{sipp, Node};
@@ -52,7 +54,11 @@ fn rfc4475_messages_get_the_right_answer_and_the_node_keeps_serving() {
     assert!(files.len() >= 45, "corpus has {} files", files.len());
     let mut wrong = Vec::new();
     for path in files {
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("")
+            .to_owned();
         let data = std::fs::read(&path).expect("read");
         let got = node.udp_exchange(&data).map(|(c, _)| c);
         let want = expected(&name);
@@ -67,7 +73,11 @@ fn rfc4475_messages_get_the_right_answer_and_the_node_keeps_serving() {
         if name.ends_with("_V") {
             assert_ne!(got, Some(400), "{name}: a valid message was refused as bad");
         }
-        assert_eq!(node.options(), Some(200), "node stopped serving after {name}");
+        assert_eq!(
+            node.options(),
+            Some(200),
+            "node stopped serving after {name}"
+        );
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
@@ -82,12 +92,24 @@ fn sipp_options() {
 #[test]
 fn sipp_register_with_digest_udp_and_tcp() {
     let node = Node::start();
-    let (ok, errors) = sipp(&node, "register", &["-s", "1001", "-au", "1001", "-ap", "pass1001"]);
+    let (ok, errors) = sipp(
+        &node,
+        "register",
+        &["-s", "1001", "-au", "1001", "-ap", "pass1001"],
+    );
     assert!(ok, "udp: {errors}");
-    let (ok, errors) = sipp(&node, "register", &["-t", "t1", "-s", "1002", "-au", "1002", "-ap", "pass1002"]);
+    let (ok, errors) = sipp(
+        &node,
+        "register",
+        &["-t", "t1", "-s", "1002", "-au", "1002", "-ap", "pass1002"],
+    );
     assert!(ok, "tcp: {errors}");
     // A wrong password is refused.
-    let (ok, errors) = sipp(&node, "register", &["-s", "1003", "-au", "1003", "-ap", "wrong"]);
+    let (ok, errors) = sipp(
+        &node,
+        "register",
+        &["-s", "1003", "-au", "1003", "-ap", "wrong"],
+    );
     assert!(!ok);
     assert!(errors.contains("403"), "{errors}");
 }
@@ -112,6 +134,12 @@ fn unknown_number_is_404_and_registered_but_absent_is_480() {
             common::rand_u32()
         )
     };
-    assert_eq!(node.udp_exchange(invite("5555").as_bytes()).map(|r| r.0), Some(404));
-    assert_eq!(node.udp_exchange(invite("1002").as_bytes()).map(|r| r.0), Some(480));
+    assert_eq!(
+        node.udp_exchange(invite("5555").as_bytes()).map(|r| r.0),
+        Some(404)
+    );
+    assert_eq!(
+        node.udp_exchange(invite("1002").as_bytes()).map(|r| r.0),
+        Some(480)
+    );
 }

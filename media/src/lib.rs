@@ -1,3 +1,3 @@
-//! Switchboard's telephony edge.
-pub mod rtp;
+//! Switchboard's telephony edge: SIP framing and validation in front of
+//! `rsip`-typed URIs, typed headers, dialogs, and the UDP/TCP transport.
 pub mod sip;

@@ -2,6 +2,8 @@
 //! The node-level test (`tests/rfc4475.rs` in the root package) sends the
 //! same files to a running node and checks its answers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use switchboard_media::sip::message::Message;
 use switchboard_media::sip::parse::{parse_datagram, Limits, Parsed};
@@ -18,7 +20,11 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     files
         .into_iter()
         .map(|p| {
-            let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
+            let name = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_owned();
             (name, std::fs::read(&p).expect("read"))
         })
         .collect()
@@ -73,7 +79,10 @@ fn application_cases_parse() {
     for n in ["TC_INTMETH", "TC_MPART01", "TC_WSINV"] {
         let d = by_name(n).expect("file");
         assert!(
-            matches!(parse_datagram(&d, &Limits::default()), Ok(Parsed::Message(_))),
+            matches!(
+                parse_datagram(&d, &Limits::default()),
+                Ok(Parsed::Message(_))
+            ),
             "{n}"
         );
     }

@@ -13,7 +13,9 @@ use anyhow::Result;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchboard_media::sip::dialog::{make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction};
+use switchboard_media::sip::dialog::{
+    make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction,
+};
 use switchboard_media::sip::header;
 use switchboard_media::sip::message::{Message, Method, Request, Response};
 use switchboard_media::sip::transport::{Inbound, SipTransport, Transport};
@@ -89,7 +91,10 @@ impl SipCore {
     }
 
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) -> Result<()> {
-        let mut notices = self.notices_rx.take().ok_or_else(|| anyhow::anyhow!("core started twice"))?;
+        let mut notices = self
+            .notices_rx
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("core started twice"))?;
         loop {
             let wake = self.next_timeout();
             tokio::select! {
@@ -127,7 +132,11 @@ impl SipCore {
     }
 
     async fn reply_code(&self, msg: &Inbound, req: &Request, code: u16) {
-        let mut resp = Response::to(req, code, switchboard_media::sip::message::reason_phrase(code));
+        let mut resp = Response::to(
+            req,
+            code,
+            switchboard_media::sip::message::reason_phrase(code),
+        );
         if code == 405 || code == 501 {
             resp.headers.push("Allow", ALLOW);
         }
@@ -158,7 +167,10 @@ impl SipCore {
             return self.reply(&msg, &req, resp).await;
         }
         // §8.2.2.1: only SIP, SIPS and tel URIs are served.
-        if !matches!(header::uri_scheme(&req.uri).as_deref(), Some("sip" | "sips" | "tel")) {
+        if !matches!(
+            header::uri_scheme(&req.uri).as_deref(),
+            Some("sip" | "sips" | "tel")
+        ) {
             return self.reply_code(&msg, &req, 416).await;
         }
         let in_dialog = DialogId::of_incoming(&req);
@@ -170,7 +182,9 @@ impl SipCore {
                 self.reply(&msg, &req, resp).await;
             }
             (Method::Register, _) => {
-                let resp = self.auth.register(&req, msg.source, msg.transport, Instant::now());
+                let resp = self
+                    .auth
+                    .register(&req, msg.source, msg.transport, Instant::now());
                 self.reply(&msg, &req, resp).await;
             }
             (Method::Invite, None) => self.handle_invite(&msg, req).await,
@@ -218,7 +232,8 @@ impl SipCore {
                 // No offer or no usable audio: an offer in the ACK is not
                 // supported, so the call cannot proceed.
                 let mut resp = Response::to(&req, 488, "Not Acceptable Here");
-                resp.headers.push("Warning", "399 switchboard \"no usable audio offer\"");
+                resp.headers
+                    .push("Warning", "399 switchboard \"no usable audio offer\"");
                 return self.reply(msg, &req, resp).await;
             }
         };
@@ -258,7 +273,8 @@ impl SipCore {
         let bytes = ok.to_bytes();
         let id = dialog.id.clone();
         tracing::info!(call_id = %id.call_id, service = ?service, "call answered");
-        let retransmit = (msg.transport == Transport::Udp).then(|| Retransmit2xx::new(Instant::now(), T1, T2));
+        let retransmit =
+            (msg.transport == Transport::Udp).then(|| Retransmit2xx::new(Instant::now(), T1, T2));
         self.send(msg.source, msg.transport, bytes.clone()).await;
         if let Some(b) = branch {
             self.invites.insert(b, id.clone());
@@ -316,8 +332,11 @@ impl SipCore {
         let answered = self.calls.get(&id).is_some_and(|c| c.answered);
         if !answered {
             if let Some(call) = self.calls.remove(&id) {
-                let resp = call.dialog.response(&call.invite, 487, "Request Terminated");
-                self.send(call.source, call.transport, resp.to_bytes()).await;
+                let resp = call
+                    .dialog
+                    .response(&call.invite, 487, "Request Terminated");
+                self.send(call.source, call.transport, resp.to_bytes())
+                    .await;
             }
         }
     }
@@ -464,14 +483,23 @@ impl SipCore {
 
 fn user_for_contact(user: &str) -> String {
     user.chars()
-        .map(|c| if c == '*' { "%2A".to_owned() } else { c.to_string() })
+        .map(|c| {
+            if c == '*' {
+                "%2A".to_owned()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
 /// The digit of an `application/dtmf-relay` INFO body (`Signal=5`).
 fn dtmf_relay_digit(req: &Request) -> Option<char> {
     let ct = req.headers.get("Content-Type")?;
-    if !ct.to_ascii_lowercase().starts_with("application/dtmf-relay") {
+    if !ct
+        .to_ascii_lowercase()
+        .starts_with("application/dtmf-relay")
+    {
         return None;
     }
     let body = std::str::from_utf8(&req.body).ok()?;

@@ -46,15 +46,23 @@ impl MediaPorts {
 
     /// Binds the next free pair; ports in use by anyone are skipped.
     async fn bind_pair(&self) -> io::Result<(UdpSocket, UdpSocket)> {
-        let pairs = u32::from((self.hi - self.lo + 1) / 2);
+        let span = u32::from(self.hi - self.lo) + 1;
+        let pairs = span / 2;
         for _ in 0..pairs {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % pairs;
             let port = self.lo + (i as u16) * 2;
-            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else { continue };
-            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else { continue };
+            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else {
+                continue;
+            };
+            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else {
+                continue;
+            };
             return Ok((rtp, rtcp));
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "RTP port range exhausted"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "RTP port range exhausted",
+        ))
     }
 
     /// The `*44` prompt, 8 kHz 16-bit mono, made once.
@@ -167,7 +175,9 @@ impl Rewriter {
     }
 
     fn rewrite(&mut self, pkt: &mut [u8]) -> bool {
-        let Ok(r) = rtp_rs::RtpReader::new(pkt) else { return false };
+        let Ok(r) = rtp_rs::RtpReader::new(pkt) else {
+            return false;
+        };
         let ts = r.timestamp();
         let offset = *self.ts_offset.get_or_insert(self.ts_base.wrapping_sub(ts));
         self.seq = self.seq.wrapping_add(1);
@@ -187,7 +197,9 @@ async fn echo(sock: UdpSocket, offer: watch::Receiver<Offer>) {
     let mut buf = vec![0u8; 2048];
     let mut rw = Rewriter::new();
     loop {
-        let Ok((n, src)) = sock.recv_from(&mut buf).await else { return };
+        let Ok((n, src)) = sock.recv_from(&mut buf).await else {
+            return;
+        };
         let o = offer.borrow().clone();
         if !may_send(o.direction) || !rw.rewrite(&mut buf[..n]) {
             continue;
@@ -237,7 +249,10 @@ fn encode(law: Law, s: i16) -> u8 {
 /// The `*44` prompt: espeak-ng's voice when it is installed, else three
 /// 1 kHz beeps; either way 8 kHz 16-bit mono.
 fn make_prompt() -> Vec<i16> {
-    match crate::tts::speak("Welcome to Switchboard. This is the test prompt. Goodbye.", "en-us") {
+    match crate::tts::speak(
+        "Welcome to Switchboard. This is the test prompt. Goodbye.",
+        "en-us",
+    ) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "espeak-ng unavailable, the *44 prompt is a tone");

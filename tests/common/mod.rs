@@ -1,5 +1,6 @@
 //! A node under test: the real binary, on loopback ports of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -14,7 +15,9 @@ static NEXT: AtomicU16 = AtomicU16::new(0);
 /// A free port for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {
     loop {
-        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
         let Ok(addr) = u.local_addr() else { continue };
         if std::net::TcpListener::bind(addr).is_ok() {
             return addr.port();
@@ -152,7 +155,10 @@ pub fn require(program: &str, package: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "{program} is not installed: run .ci/run or apt-get install {package}");
+    assert!(
+        ok,
+        "{program} is not installed: run .ci/run or apt-get install {package}"
+    );
 }
 
 pub fn repo(path: &str) -> std::path::PathBuf {
@@ -169,7 +175,9 @@ pub fn sipp(node: &Node, scenario: &str, extra: &[&str]) -> (bool, String) {
     let mut args: Vec<String> = vec![
         node.sip.to_string(),
         "-sf".into(),
-        repo(&format!("tests/sipp/{scenario}.xml")).display().to_string(),
+        repo(&format!("tests/sipp/{scenario}.xml"))
+            .display()
+            .to_string(),
         "-i".into(),
         "127.0.0.1".into(),
         "-mi".into(),

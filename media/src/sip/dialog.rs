@@ -94,10 +94,20 @@ fn with_tag(header_value: &str, tag: &str) -> String {
 
 impl Dialog {
     /// The UAS side of a dialog created by an INVITE (§12.1.1).
-    pub fn uas(invite: &Request, local_tag: &str, local_contact: &str) -> Result<Dialog, DialogError> {
+    pub fn uas(
+        invite: &Request,
+        local_tag: &str,
+        local_contact: &str,
+    ) -> Result<Dialog, DialogError> {
         let malformed = |what: &str| DialogError::Malformed(what.to_owned());
-        let call_id = invite.headers.get("Call-ID").ok_or_else(|| malformed("Call-ID"))?;
-        let from_raw = invite.headers.get("From").ok_or_else(|| malformed("From"))?;
+        let call_id = invite
+            .headers
+            .get("Call-ID")
+            .ok_or_else(|| malformed("Call-ID"))?;
+        let from_raw = invite
+            .headers
+            .get("From")
+            .ok_or_else(|| malformed("From"))?;
         let to_raw = invite.headers.get("To").ok_or_else(|| malformed("To"))?;
         let from = NameAddr::parse(from_raw).map_err(|e| malformed(&e.0))?;
         let cseq = header::CSeq::parse(invite.headers.get("CSeq").unwrap_or(""))
@@ -121,7 +131,11 @@ impl Dialog {
             remote: from_raw.to_owned(),
             remote_target,
             // §12.1.1: the UAS keeps Record-Route in order.
-            route_set: invite.headers.values("Record-Route").map(str::to_owned).collect(),
+            route_set: invite
+                .headers
+                .values("Record-Route")
+                .map(str::to_owned)
+                .collect(),
             local_seq: 0,
             remote_seq: Some(cseq.seq),
             local_contact: local_contact.to_owned(),
@@ -134,7 +148,9 @@ impl Dialog {
     pub fn response(&self, req: &Request, code: u16, reason: &str) -> Response {
         let mut resp = Response::to(req, code, reason);
         if let Some(to) = req.headers.get("To") {
-            let has_tag = NameAddr::parse(to).ok().and_then(|n| n.tag().map(str::to_owned));
+            let has_tag = NameAddr::parse(to)
+                .ok()
+                .and_then(|n| n.tag().map(str::to_owned));
             if has_tag.is_none() && code > 100 {
                 resp.headers.set("To", with_tag(to, &self.id.local_tag));
             }
@@ -143,7 +159,8 @@ impl Dialog {
             for rr in req.headers.get_all("Record-Route") {
                 resp.headers.push("Record-Route", rr);
             }
-            resp.headers.push("Contact", format!("<{}>", self.local_contact));
+            resp.headers
+                .push("Contact", format!("<{}>", self.local_contact));
         }
         resp
     }
@@ -163,7 +180,12 @@ impl Dialog {
         }
         // A target refresh (re-INVITE, UPDATE) may move the peer.
         if matches!(req.method, Method::Invite | Method::Update) {
-            if let Some(c) = req.headers.values("Contact").next().and_then(|c| NameAddr::parse(c).ok()) {
+            if let Some(c) = req
+                .headers
+                .values("Contact")
+                .next()
+                .and_then(|c| NameAddr::parse(c).ok())
+            {
                 self.remote_target = c.uri;
             }
         }
@@ -203,7 +225,8 @@ impl Dialog {
         req.headers.push("Call-ID", self.id.call_id.clone());
         req.headers.push("CSeq", format!("{seq} {method}"));
         if matches!(method, Method::Invite | Method::Update) {
-            req.headers.push("Contact", format!("<{}>", self.local_contact));
+            req.headers
+                .push("Contact", format!("<{}>", self.local_contact));
         }
         if method == Method::Bye {
             self.state = DialogState::Terminated;
@@ -219,7 +242,10 @@ pub fn make_via(transport: &str, sent_by: &str, branch: &str) -> String {
 
 /// True when the top Via of `req` carries an RFC 3261 branch.
 pub fn top_via(req: &Request) -> Option<Via> {
-    req.headers.values("Via").next().and_then(|v| Via::parse(v).ok())
+    req.headers
+        .values("Via")
+        .next()
+        .and_then(|v| Via::parse(v).ok())
 }
 
 /// The UAS's retransmission of a 2xx to INVITE until the ACK (§13.3.1.4):
@@ -287,8 +313,8 @@ impl Retransmit2xx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::parse::{parse_datagram, Limits, Parsed};
     use crate::sip::message::Message;
+    use crate::sip::parse::{parse_datagram, Limits, Parsed};
 
     fn invite() -> Request {
         let text = "INVITE sip:*43@127.0.0.1 SIP/2.0\r\n\
@@ -314,7 +340,10 @@ Content-Length: 0\r\n\r\n";
         let ok = d.response(&inv, 200, "OK");
         assert_eq!(ok.headers.get("To"), Some("<sip:*43@demo>;tag=xyz"));
         assert_eq!(ok.headers.get("Contact"), Some("<sip:node@127.0.0.1:5060>"));
-        assert_eq!(ok.headers.get("Record-Route"), Some("<sip:proxy.example;lr>"));
+        assert_eq!(
+            ok.headers.get("Record-Route"),
+            Some("<sip:proxy.example;lr>")
+        );
         let trying = d.response(&inv, 100, "Trying");
         assert_eq!(trying.headers.get("To"), Some("<sip:*43@demo>"));
 
@@ -356,7 +385,10 @@ Content-Length: 0\r\n\r\n";
         assert!(DialogId::of_incoming(&r).is_none());
         r.headers.set("To", "<sip:*43@demo>;tag=xyz");
         let id = DialogId::of_incoming(&r).unwrap();
-        assert_eq!((id.local_tag.as_str(), id.remote_tag.as_str()), ("xyz", "abc"));
+        assert_eq!(
+            (id.local_tag.as_str(), id.remote_tag.as_str()),
+            ("xyz", "abc")
+        );
     }
 
     #[test]

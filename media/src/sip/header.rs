@@ -452,10 +452,19 @@ mod tests {
 
     #[test]
     fn uri_parts() {
-        assert_eq!(uri_user("sip:1001@example.com:5060;transport=udp").as_deref(), Some("1001"));
+        assert_eq!(
+            uri_user("sip:1001@example.com:5060;transport=udp").as_deref(),
+            Some("1001")
+        );
         assert_eq!(uri_user("sip:%75ser@x").as_deref(), Some("user"));
-        assert_eq!(uri_host("sip:1001@Example.COM:5060;x").as_deref(), Some("example.com"));
+        assert_eq!(
+            uri_host("sip:1001@Example.COM:5060;x").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(uri_host("sip:[::1]:5060").as_deref(), Some("::1"));
-        assert_eq!(uri_user("tel:+8613800138000;phone-context=x").as_deref(), Some("+8613800138000"));
+        assert_eq!(
+            uri_user("tel:+8613800138000;phone-context=x").as_deref(),
+            Some("+8613800138000")
+        );
     }
 }

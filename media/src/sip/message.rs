@@ -162,7 +162,11 @@ impl Headers {
     /// Replaces every line named `name` by one line.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.0.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(i) => {
                 self.0[i].1 = value;
                 let mut seen = false;
@@ -182,7 +186,11 @@ impl Headers {
 
     /// Replaces the first line named `name` (adds one if there is none).
     pub fn set_first(&mut self, name: &str, value: impl Into<String>) {
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value.into(),
             None => self.0.push((name.to_owned(), value.into())),
         }
@@ -391,8 +399,7 @@ mod tests {
 
     #[test]
     fn list_split_respects_quotes_and_brackets() {
-        let v: Vec<_> =
-            split_list(r#""a, b" <sip:x@y;p=1,2>, <sip:z@w> ,sip:q@r"#).collect();
+        let v: Vec<_> = split_list(r#""a, b" <sip:x@y;p=1,2>, <sip:z@w> ,sip:q@r"#).collect();
         assert_eq!(v, vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z@w>", "sip:q@r"]);
     }
 
@@ -414,7 +421,10 @@ mod tests {
         req.headers.push("Max-Forwards", "70");
         req.headers.push("Call-ID", "c");
         let resp = Response::to(&req, 200, "OK");
-        assert_eq!(resp.headers.get("via"), Some("SIP/2.0/UDP h;branch=z9hG4bK1"));
+        assert_eq!(
+            resp.headers.get("via"),
+            Some("SIP/2.0/UDP h;branch=z9hG4bK1")
+        );
         assert!(resp.headers.get("Max-Forwards").is_none());
         let text = String::from_utf8(resp.to_bytes()).unwrap_or_default();
         assert!(text.starts_with("SIP/2.0 200 OK\r\n"));

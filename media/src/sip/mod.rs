@@ -1,6 +1,6 @@
 //! SIP: framing, messages, transactions, dialogs, registrar, SDP, transport.
+pub mod dialog;
 pub mod header;
 pub mod message;
 pub mod parse;
-pub mod dialog;
 pub mod transport;

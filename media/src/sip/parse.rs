@@ -130,7 +130,9 @@ fn header_end(buf: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn skip_crlf(buf: &[u8]) -> usize {
-    buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count()
+    buf.iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count()
 }
 
 fn bad(reason: impl Into<String>) -> ParseError {
@@ -165,7 +167,7 @@ pub fn parse_datagram(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError>
 }
 
 /// Frames messages on a stream transport (TCP): feed bytes with
-/// [`StreamFramer::push`], take whole messages with [`StreamFramer::next`].
+/// [`StreamFramer::push`], take whole messages with [`StreamFramer::next_message`].
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
@@ -186,7 +188,7 @@ impl StreamFramer {
 
     /// The next complete message, `None` when more bytes are needed. A
     /// `fatal` error means the stream cannot be re-synchronised.
-    pub fn next(&mut self) -> Option<Result<Parsed, ParseError>> {
+    pub fn next_message(&mut self) -> Option<Result<Parsed, ParseError>> {
         let skip = skip_crlf(&self.buf);
         if skip > 0 {
             // A CRLF pair alone is a keep-alive ping (RFC 5626 §4.4.1).
@@ -262,8 +264,15 @@ fn parse_content_length(v: &str) -> Result<usize, ParseError> {
 }
 
 enum Start {
-    Request { method: String, uri: String, version: String },
-    Response { code: u16, reason: String },
+    Request {
+        method: String,
+        uri: String,
+        version: String,
+    },
+    Response {
+        code: u16,
+        reason: String,
+    },
 }
 
 fn parse_start_line(line: &str) -> Result<Start, ParseError> {
@@ -353,7 +362,9 @@ fn parse_frame(
 
     let content_length = match headers.count("Content-Length") {
         0 => None,
-        1 => Some(parse_content_length(headers.get("Content-Length").unwrap_or(""))),
+        1 => Some(parse_content_length(
+            headers.get("Content-Length").unwrap_or(""),
+        )),
         _ => Some(Err(bad("multiple Content-Length headers"))),
     };
 
@@ -387,7 +398,10 @@ fn parse_frame(
     // From here on, errors carry the request so it can be answered.
     let answerable = |e: ParseError, request: &Request| -> ParseError {
         ParseError {
-            request: request.headers.get("Via").map(|_| Box::new(request.clone())),
+            request: request
+                .headers
+                .get("Via")
+                .map(|_| Box::new(request.clone())),
             ..e
         }
     };
@@ -579,20 +593,20 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
         let two = format!("{text}{text}");
         let (a, b) = two.as_bytes().split_at(100);
         f.push(a);
-        assert!(f.next().is_none());
+        assert!(f.next_message().is_none());
         f.push(b);
-        assert!(matches!(f.next(), Some(Ok(Parsed::Message(_)))));
-        assert!(matches!(f.next(), Some(Ok(Parsed::Message(_)))));
-        assert!(f.next().is_none());
+        assert!(matches!(f.next_message(), Some(Ok(Parsed::Message(_)))));
+        assert!(matches!(f.next_message(), Some(Ok(Parsed::Message(_)))));
+        assert!(f.next_message().is_none());
         f.push(b"\r\n\r\n");
-        assert!(matches!(f.next(), Some(Ok(Parsed::KeepAlive))));
+        assert!(matches!(f.next_message(), Some(Ok(Parsed::KeepAlive))));
     }
 
     #[test]
     fn stream_requires_content_length() {
         let mut f = StreamFramer::new(Limits::default());
         f.push(INVITE.replace("l: 4\r\n", "").as_bytes());
-        let e = f.next().and_then(|r| r.err()).expect("error");
+        let e = f.next_message().and_then(|r| r.err()).expect("error");
         assert!(e.fatal);
     }
 
@@ -602,7 +616,7 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
             let _ = parse_datagram(&data, &Limits::default());
             let mut f = StreamFramer::new(Limits::default());
             f.push(&data);
-            for _ in 0..4 { let _ = f.next(); }
+            for _ in 0..4 { let _ = f.next_message(); }
         }
 
         #[test]

@@ -73,7 +73,10 @@ pub struct SipTransport {
 impl SipTransport {
     /// Binds UDP and TCP on `addr` and starts receiving. Messages arrive on
     /// the returned channel.
-    pub async fn bind(addr: SocketAddr, limits: Limits) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
+    pub async fn bind(
+        addr: SocketAddr,
+        limits: Limits,
+    ) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
         let udp = Arc::new(UdpSocket::bind(addr).await?);
         let local = udp.local_addr()?;
         // TCP on the same port as UDP (the port UDP really got, if 0).
@@ -97,8 +100,15 @@ impl SipTransport {
     }
 
     /// Sends bytes to `dest` over `transport`.
-    pub async fn send(&self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) -> io::Result<()> {
-        self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub async fn send(
+        &self,
+        dest: SocketAddr,
+        transport: Transport,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        self.stats
+            .sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match transport {
             Transport::Udp => self.udp.send_to(&bytes, dest).await.map(|_| ()),
             Transport::Tcp => {
@@ -172,7 +182,7 @@ impl SipTransport {
                     Ok(n) => n,
                 };
                 framer.push(&buf[..n]);
-                while let Some(parsed) = framer.next() {
+                while let Some(parsed) = framer.next_message() {
                     let fatal = matches!(&parsed, Err(e) if e.fatal);
                     if !t.deliver(parsed, peer, Transport::Tcp).await || fatal {
                         break 'read;
@@ -188,7 +198,12 @@ impl SipTransport {
 
     /// Hands a parsed message on, or answers a bad one. False when the
     /// node has stopped listening.
-    async fn deliver(&self, parsed: Result<Parsed, ParseError>, src: SocketAddr, transport: Transport) -> bool {
+    async fn deliver(
+        &self,
+        parsed: Result<Parsed, ParseError>,
+        src: SocketAddr,
+        transport: Transport,
+    ) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         match parsed {
             Ok(Parsed::KeepAlive) => {
@@ -245,7 +260,10 @@ pub fn stamp_via(req: &mut Request, src: SocketAddr) {
         return;
     };
     // The first value of the first Via line.
-    let first = super::message::split_list(&top).next().unwrap_or("").to_owned();
+    let first = super::message::split_list(&top)
+        .next()
+        .unwrap_or("")
+        .to_owned();
     let Ok(via) = Via::parse(&first) else {
         return;
     };
@@ -299,7 +317,10 @@ mod tests {
         assert_eq!(r.headers.get_all("Via").count(), 2);
         let mut r = req("SIP/2.0/UDP 192.0.2.7:40000;branch=z9hG4bK1");
         stamp_via(&mut r, src);
-        assert_eq!(r.headers.get("Via"), Some("SIP/2.0/UDP 192.0.2.7:40000;branch=z9hG4bK1"));
+        assert_eq!(
+            r.headers.get("Via"),
+            Some("SIP/2.0/UDP 192.0.2.7:40000;branch=z9hG4bK1")
+        );
         let mut r = req("SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK0");
         stamp_via(&mut r, src);
         assert_eq!(

@@ -44,7 +44,9 @@ struct Account {
     ha1_sha256: String,
 }
 
-/// One registered contact.
+/// One registered contact. `source` and `transport` are how a phone
+/// behind NAT is reached; calls to registered phones will use them.
+#[allow(dead_code)]
 #[derive(Debug, Clone)]
 pub struct Binding {
     pub contact: String,
@@ -129,7 +131,9 @@ impl Registrar {
     /// Ok(true) fresh, Ok(false) authentic but stale, Err forged.
     fn check_nonce(&self, nonce: &str, now: Instant) -> Result<bool, ()> {
         let mut parts = nonce.split('.');
-        let (Some(t), Some(salt), Some(mac), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(t), Some(salt), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(());
         };
         let t = u64::from_str_radix(t, 16).map_err(|_| ())?;
@@ -137,7 +141,10 @@ impl Registrar {
         if !constant_eq(self.nonce_mac(t, salt).as_bytes(), mac.as_bytes()) {
             return Err(());
         }
-        let age = now.saturating_duration_since(self.epoch).as_secs().saturating_sub(t);
+        let age = now
+            .saturating_duration_since(self.epoch)
+            .as_secs()
+            .saturating_sub(t);
         Ok(age <= NONCE_LIFETIME.as_secs())
     }
 
@@ -158,8 +165,15 @@ impl Registrar {
         resp
     }
 
-    pub fn register(&mut self, req: &Request, source: SocketAddr, transport: Transport, now: Instant) -> Response {
-        self.nonce_counts.retain(|_, (_, at)| now.saturating_duration_since(*at) < NONCE_LIFETIME * 2);
+    pub fn register(
+        &mut self,
+        req: &Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Response {
+        self.nonce_counts
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < NONCE_LIFETIME * 2);
         let Some(to) = req.headers.get("To").and_then(|t| NameAddr::parse(t).ok()) else {
             return Response::to(req, 400, "Bad To header");
         };
@@ -167,11 +181,7 @@ impl Registrar {
             return Response::to(req, 416, "Unsupported URI Scheme");
         }
         let user = header::uri_user(&to.uri).unwrap_or_default();
-        let Some(creds) = req
-            .headers
-            .get("Authorization")
-            .and_then(parse_digest)
-        else {
+        let Some(creds) = req.headers.get("Authorization").and_then(parse_digest) else {
             return self.challenge(req, now, false);
         };
         let alg = match creds.get("algorithm").map(|a| a.to_ascii_uppercase()) {
@@ -232,10 +242,22 @@ impl Registrar {
         self.apply(req, &user, source, transport, now)
     }
 
-    fn apply(&mut self, req: &Request, user: &str, source: SocketAddr, transport: Transport, now: Instant) -> Response {
+    fn apply(
+        &mut self,
+        req: &Request,
+        user: &str,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Response {
         let call_id = req.headers.get("Call-ID").unwrap_or("").to_owned();
-        let cseq = header::CSeq::parse(req.headers.get("CSeq").unwrap_or("")).map(|c| c.seq).unwrap_or(0);
-        let header_expires = req.headers.get("Expires").and_then(|e| e.trim().parse::<u64>().ok());
+        let cseq = header::CSeq::parse(req.headers.get("CSeq").unwrap_or(""))
+            .map(|c| c.seq)
+            .unwrap_or(0);
+        let header_expires = req
+            .headers
+            .get("Expires")
+            .and_then(|e| e.trim().parse::<u64>().ok());
         let contacts: Vec<&str> = req.headers.values("Contact").collect();
         let list = self.bindings.entry(user.to_owned()).or_default();
         list.retain(|b| b.expires_at > now);
@@ -283,7 +305,8 @@ impl Registrar {
         add_to_tag(&mut resp);
         for b in list.iter() {
             let left = b.expires_at.saturating_duration_since(now).as_secs();
-            resp.headers.push("Contact", format!("<{}>;expires={left}", b.contact));
+            resp.headers
+                .push("Contact", format!("<{}>;expires={left}", b.contact));
         }
         tracing::info!(user, bindings = list.len(), "registered");
         resp
@@ -298,7 +321,11 @@ fn forbidden(req: &Request) -> Response {
 
 fn add_to_tag(resp: &mut Response) {
     if let Some(to) = resp.headers.get("To").map(str::to_owned) {
-        if NameAddr::parse(&to).ok().and_then(|n| n.tag().map(str::to_owned)).is_none() {
+        if NameAddr::parse(&to)
+            .ok()
+            .and_then(|n| n.tag().map(str::to_owned))
+            .is_none()
+        {
             resp.headers.set("To", format!("{to};tag=reg"));
         }
     }
@@ -335,12 +362,16 @@ mod tests {
     use switchboard_media::sip::message::Method;
 
     fn account() -> Vec<DemoAccount> {
-        vec![DemoAccount { username: "1001".into(), password: "pass1001".into() }]
+        vec![DemoAccount {
+            username: "1001".into(),
+            password: "pass1001".into(),
+        }]
     }
 
     fn register(auth: Option<String>, cseq: u32) -> Request {
         let mut r = Request::new(Method::Register, "sip:demo");
-        r.headers.push("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1");
+        r.headers
+            .push("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1");
         r.headers.push("From", "<sip:1001@demo>;tag=f");
         r.headers.push("To", "<sip:1001@demo>");
         r.headers.push("Call-ID", "reg-1");
@@ -352,8 +383,19 @@ mod tests {
         r
     }
 
-    fn answer(reg: &Registrar, challenge: &Response, alg: Algorithm, password: &str, nc: &str) -> String {
-        let www = challenge.headers.get_all("WWW-Authenticate").find(|w| w.contains(alg.name())).unwrap().to_owned();
+    fn answer(
+        reg: &Registrar,
+        challenge: &Response,
+        alg: Algorithm,
+        password: &str,
+        nc: &str,
+    ) -> String {
+        let www = challenge
+            .headers
+            .get_all("WWW-Authenticate")
+            .find(|w| w.contains(alg.name()))
+            .unwrap()
+            .to_owned();
         let params = parse_digest(&www).unwrap();
         let nonce = &params["nonce"];
         let ha1 = ha1(alg, "1001", password);
@@ -382,7 +424,11 @@ mod tests {
             let again = reg.register(&register(Some(auth), 3), src, Transport::Udp, now);
             assert_eq!(again.code, 401);
             let wrong = answer(&reg, &ch, alg, "nope", "00000002");
-            assert_eq!(reg.register(&register(Some(wrong), 4), src, Transport::Udp, now).code, 403);
+            assert_eq!(
+                reg.register(&register(Some(wrong), 4), src, Transport::Udp, now)
+                    .code,
+                403
+            );
         }
     }
 
@@ -396,11 +442,23 @@ mod tests {
         let later = now + NONCE_LIFETIME + Duration::from_secs(5);
         let stale = reg.register(&register(Some(auth.clone()), 2), src, Transport::Udp, later);
         assert_eq!(stale.code, 401);
-        assert!(stale.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
+        assert!(stale
+            .headers
+            .get("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=true"));
         let forged = auth.replacen(".", ".f", 2);
-        assert_eq!(reg.register(&register(Some(forged), 3), src, Transport::Udp, now).code, 401);
+        assert_eq!(
+            reg.register(&register(Some(forged), 3), src, Transport::Udp, now)
+                .code,
+            401
+        );
         let odd = "NoOneKnowsThisScheme opaque-data=here".to_owned();
-        assert_eq!(reg.register(&register(Some(odd), 4), src, Transport::Udp, now).code, 401);
+        assert_eq!(
+            reg.register(&register(Some(odd), 4), src, Transport::Udp, now)
+                .code,
+            401
+        );
     }
 
     #[test]
@@ -409,15 +467,26 @@ mod tests {
         let src: SocketAddr = "127.0.0.1:5070".parse().unwrap();
         let mut reg = Registrar::new(account(), b"k");
         let ch = reg.register(&register(None, 1), src, Transport::Udp, now);
-        let mut r = register(Some(answer(&reg, &ch, Algorithm::Md5, "pass1001", "00000001")), 2);
-        r.headers.set("Contact", "<sip:1001@127.0.0.1:5070>;expires=60");
+        let mut r = register(
+            Some(answer(&reg, &ch, Algorithm::Md5, "pass1001", "00000001")),
+            2,
+        );
+        r.headers
+            .set("Contact", "<sip:1001@127.0.0.1:5070>;expires=60");
         assert_eq!(reg.register(&r, src, Transport::Udp, now).code, 200);
         assert_eq!(reg.lookup("1001", now + Duration::from_secs(59)).len(), 1);
         assert!(reg.lookup("1001", now + Duration::from_secs(61)).is_empty());
-        let mut r = register(Some(answer(&reg, &ch, Algorithm::Md5, "pass1001", "00000002")), 3);
-        r.headers.set("Contact", "<sip:1001@127.0.0.1:5070>;expires=10");
+        let mut r = register(
+            Some(answer(&reg, &ch, Algorithm::Md5, "pass1001", "00000002")),
+            3,
+        );
+        r.headers
+            .set("Contact", "<sip:1001@127.0.0.1:5070>;expires=10");
         assert_eq!(reg.register(&r, src, Transport::Udp, now).code, 423);
-        let mut r = register(Some(answer(&reg, &ch, Algorithm::Md5, "pass1001", "00000003")), 4);
+        let mut r = register(
+            Some(answer(&reg, &ch, Algorithm::Md5, "pass1001", "00000003")),
+            4,
+        );
         r.headers.set("Contact", "*");
         r.headers.push("Expires", "0");
         assert_eq!(reg.register(&r, src, Transport::Udp, now).code, 200);

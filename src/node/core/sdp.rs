@@ -78,7 +78,9 @@ impl Offer {
         let mut seen_audio = false;
         for line in sdp.lines() {
             let line = line.trim_end();
-            let Some((k, v)) = line.split_once('=') else { continue };
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
             match k {
                 "m" => {
                     if seen_audio {
@@ -95,7 +97,10 @@ impl Offer {
                     }
                 }
                 "c" => {
-                    let ip = v.split_whitespace().nth(2).and_then(|a| a.split('/').next()?.parse().ok());
+                    let ip = v
+                        .split_whitespace()
+                        .nth(2)
+                        .and_then(|a| a.split('/').next()?.parse().ok());
                     if in_audio {
                         media_ip = ip;
                     } else if !seen_audio {
@@ -133,7 +138,12 @@ impl Offer {
         }
         let port = port.ok_or("no audio stream")?;
         let ip = media_ip.or(session_ip).ok_or("no connection address")?;
-        let name_of = |pt: u8| rtpmap.iter().find(|(p, _)| *p == pt).map(|(_, e)| e.as_str());
+        let name_of = |pt: u8| {
+            rtpmap
+                .iter()
+                .find(|(p, _)| *p == pt)
+                .map(|(_, e)| e.as_str())
+        };
         // The offerer's order is its preference (RFC 3264 §5.1).
         let law = formats
             .iter()
@@ -171,7 +181,9 @@ impl Offer {
         let mut attrs = format!("a=rtpmap:{pt} {}/8000\r\n", self.law.name());
         if let Some(d) = self.dtmf_pt {
             fmts.push_str(&format!(" {d}"));
-            attrs.push_str(&format!("a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-16\r\n"));
+            attrs.push_str(&format!(
+                "a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-16\r\n"
+            ));
         }
         format!(
             "v=0\r\no=switchboard {session_id} {version} IN {fam} {ip}\r\ns=switchboard\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP {fmts}\r\n{attrs}a=ptime:{}\r\na={}\r\n",
@@ -190,10 +202,16 @@ mod tests {
     fn sipp_and_baresip_offers() {
         let sipp = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-11,16\r\n";
         let o = Offer::parse(sipp).unwrap();
-        assert_eq!((o.law, o.dtmf_pt, o.remote.port()), (Law::Pcma, Some(101), 6000));
+        assert_eq!(
+            (o.law, o.dtmf_pt, o.remote.port()),
+            (Law::Pcma, Some(101), 6000)
+        );
         let phone = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9 0 96\r\na=rtpmap:96 telephone-event/8000\r\na=sendonly\r\na=ptime:30\r\n";
         let o = Offer::parse(phone).unwrap();
-        assert_eq!((o.law, o.dtmf_pt, o.ptime, o.direction), (Law::Pcmu, Some(96), 30, Direction::SendOnly));
+        assert_eq!(
+            (o.law, o.dtmf_pt, o.ptime, o.direction),
+            (Law::Pcmu, Some(96), 30, Direction::SendOnly)
+        );
         let a = o.answer("127.0.0.1:20000".parse().unwrap(), 1, 1);
         assert!(a.contains("m=audio 20000 RTP/AVP 0 96\r\n"), "{a}");
         assert!(a.contains("a=recvonly"));

@@ -1,1 +1,0 @@
-//! RTP media: G.711, RFC 4733 telephone events, jitter buffer, prompts, recording, bridging.

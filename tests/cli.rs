@@ -1,0 +1,61 @@
+//! The command line: clear errors with exit code 2, graceful stop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+fn serve(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .args(args)
+        .output()
+        .expect("run switchboard")
+}
+
+#[test]
+fn bad_flags_and_files_exit_with_2_and_say_why() {
+    let out = serve(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = serve(&["--rtp-ports", "9000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rtp-ports"));
+    let out = serve(&["--config", "/nonexistent/switchboard.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn a_sip_port_in_use_exits_with_2() {
+    let node = common::Node::start();
+    let port = node.sip.to_string();
+    let out = serve(&[
+        "--sip",
+        &port,
+        "--rtp-ports",
+        "45000-45100",
+        "--data-dir",
+        "/tmp/sb-cli-test",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen for SIP"));
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    let mut node = common::Node::start();
+    let pid = node.child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = node.child.try_wait() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(node.wait_log("stopping", Duration::from_secs(1)));
+}
