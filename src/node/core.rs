@@ -295,19 +295,7 @@ impl SipCore {
     }
 
     fn contact_host(&self, msg: &Inbound) -> String {
-        let local = self.transport.local_addr();
-        if local.ip().is_unspecified() {
-            // Answer with the address the peer reached us on as best known:
-            // loopback peers get loopback.
-            let ip = if msg.source.ip().is_loopback() {
-                msg.source.ip()
-            } else {
-                super::outbound_ip(msg.source).unwrap_or(local.ip())
-            };
-            SocketAddr::new(ip, local.port()).to_string()
-        } else {
-            local.to_string()
-        }
+        self.contact_host_for(msg.source)
     }
 
     async fn handle_ack(&mut self, req: &Request) {
