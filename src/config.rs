@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use switchboard_media::sip::digest::Algorithm;
 
 /// The `[node]`-less flat file format: the same names as the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -15,6 +16,8 @@ pub struct FileConfig {
     pub http: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub rtp_ports: Option<String>,
+    /// Digest algorithms challenged with, e.g. `["SHA-256", "MD5"]`.
+    pub sip_digest: Option<Vec<String>>,
     pub demo: Option<bool>,
 }
 
@@ -29,6 +32,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Inclusive RTP port range; RTP on even ports, RTCP on the next.
     pub rtp_ports: (u16, u16),
+    /// Digest algorithms the registrar challenges with, in order.
+    pub sip_digest: Vec<Algorithm>,
     /// Seed the demo tenant.
     pub demo: bool,
 }
@@ -41,6 +46,8 @@ pub struct Flags {
     pub http: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub rtp_ports: Option<String>,
+    /// Comma-separated, e.g. `SHA-256,MD5`.
+    pub sip_digest: Option<String>,
     pub demo: bool,
 }
 
@@ -73,6 +80,11 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./switchboard-data")),
         rtp_ports: parse_port_range(&rtp)?,
+        sip_digest: match (&flags.sip_digest, file.sip_digest) {
+            (Some(list), _) => parse_digest(list.split(','))?,
+            (None, Some(list)) => parse_digest(list.iter().map(String::as_str))?,
+            (None, None) => vec![Algorithm::Md5],
+        },
         demo: flags.demo || file.demo.unwrap_or(false),
     };
     config.validate()?;
@@ -88,6 +100,23 @@ fn read_file(path: &Path) -> Result<FileConfig> {
 fn parse_addr(what: &str, s: &str) -> Result<SocketAddr> {
     s.parse()
         .with_context(|| format!("--{what}: {s:?} is not an address like 0.0.0.0:5060"))
+}
+
+/// Digest algorithm names, without repeats; at least one.
+fn parse_digest<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<Algorithm>> {
+    let mut out = Vec::new();
+    for name in names.map(str::trim).filter(|n| !n.is_empty()) {
+        let alg = Algorithm::from_name(name).map_err(|_| {
+            anyhow::anyhow!("--sip-digest: unknown algorithm {name:?} (use MD5 and/or SHA-256)")
+        })?;
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    if out.is_empty() {
+        bail!("--sip-digest: name at least one algorithm (MD5, SHA-256)");
+    }
+    Ok(out)
 }
 
 /// `LO-HI`, both inclusive.
@@ -131,6 +160,7 @@ mod tests {
         let c = load(&Flags::default()).unwrap();
         assert_eq!(c.sip.to_string(), "0.0.0.0:5060");
         assert_eq!(c.rtp_ports, (20000, 30000));
+        assert_eq!(c.sip_digest, vec![Algorithm::Md5]);
         assert!(!c.demo);
     }
 
@@ -178,5 +208,17 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("cannot read config file"));
+        let e = load(&Flags {
+            sip_digest: Some("SHA-512".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown algorithm"), "{e}");
+        let c = load(&Flags {
+            sip_digest: Some("sha-256, MD5".into()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.sip_digest, vec![Algorithm::Sha256, Algorithm::Md5]);
     }
 }

@@ -39,6 +39,11 @@ enum Command {
         /// RTP port range LO-HI [default: 20000-30000]
         #[arg(long, value_name = "LO-HI")]
         rtp_ports: Option<String>,
+        /// Digest algorithms to challenge SIP phones with, in order of
+        /// preference [default: MD5]; e.g. SHA-256,MD5 (RFC 8760). Some
+        /// phones refuse a challenge that names an algorithm they lack.
+        #[arg(long, value_name = "ALGS")]
+        sip_digest: Option<String>,
         /// Create the demo tenant (SIP accounts 1001-1003, passwords pass1001-pass1003).
         #[arg(long)]
         demo: bool,
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
             http,
             data_dir,
             rtp_ports,
+            sip_digest,
             demo,
         } => {
             let flags = config::Flags {
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
                 http,
                 data_dir,
                 rtp_ports,
+                sip_digest,
                 demo,
             };
             let cfg = match config::load(&flags) {

@@ -11,18 +11,6 @@ mod core;
 mod g711;
 mod media;
 
-/// The top-Via branch that keys a server transaction (RFC 3261 §17.2.3),
-/// with the sent-by so two peers' branches never collide.
-fn branch_key(req: &switchboard_media::sip::message::Request) -> Option<String> {
-    let via = switchboard_media::sip::dialog::top_via(req)?;
-    Some(format!(
-        "{}|{}:{}",
-        via.branch()?,
-        via.host,
-        via.port.unwrap_or(5060)
-    ))
-}
-
 /// The local address the kernel would use to reach `peer` (no packet is
 /// sent: connecting a UDP socket only picks the route).
 fn outbound_ip(peer: std::net::SocketAddr) -> Option<std::net::IpAddr> {
@@ -72,7 +60,14 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
     if cfg.demo {
         tracing::info!("demo tenant: SIP accounts 1001, 1002, 1003 (passwords pass1001..pass1003); dial *43 for echo, *44 for a prompt");
     }
-    let core = core::SipCore::new(transport, accounts, media);
+    let core = core::SipCore::new(
+        transport,
+        core::CoreConfig {
+            accounts,
+            media,
+            digest: cfg.sip_digest.clone(),
+        },
+    );
     let stop = shutdown_signal();
     tokio::select! {
         r = core.run(inbound) => {

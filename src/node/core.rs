@@ -1,32 +1,41 @@
-//! The node's SIP core: the user-agent server behind the transport.
+//! The node's SIP core: the transaction user behind the transport.
 //!
-//! It answers OPTIONS, runs the registrar (digest auth, bindings), and
-//! serves the diagnostic numbers `*43` (echo) and `*44` (prompt, then
-//! hang-up) as dialogs with RTP media. Everything else gets the answer RFC
-//! 3261 prescribes (404, 405, 416, 420, 481, 501). One task owns all SIP
-//! state; each call's media runs in a task of its own.
+//! Every message from the transport goes through media's
+//! [`TransactionLayer`] (RFC 3261 §17), which absorbs retransmissions,
+//! answers CANCEL and merged requests, and retransmits what the core
+//! sends. The core answers OPTIONS, runs media's [`Registrar`] (digest
+//! auth, bindings), and serves the diagnostic numbers `*43` (echo) and
+//! `*44` (prompt, then hang-up) as dialogs with RTP media; everything else
+//! gets the answer RFC 3261 prescribes (404, 405, 416, 420, 480, 481, 501).
+//! One task owns all SIP state; each call's media runs in a task of its own.
 
-use super::media::{self, CallMedia, MediaPorts};
+use super::media::{self, CallMedia, MediaError, MediaPorts};
 use crate::config::NodeConfig;
 use crate::demo::DemoAccount;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_media::sip::dialog::{
     make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction,
 };
-use switchboard_media::sip::header;
-use switchboard_media::sip::message::{Message, Method, Request, Response};
+use switchboard_media::sip::digest::{Algorithm, StoredCredential};
+use switchboard_media::sip::header::{self, CSeq, NameAddr};
+use switchboard_media::sip::message::{reason_phrase, Method, Request, Response};
+use switchboard_media::sip::registrar::{
+    Account, AccountMap, AccountStore, ContactEntry, RegisterOutcome, RegisterRequest, Registrar,
+    RegistrarConfig, TenantResolver,
+};
+use switchboard_media::sip::sdp::{parse_offer, SdpError, SdpErrorKind};
+use switchboard_media::sip::transaction::{
+    new_branch, Incoming, TimerConfig, TransactionEvent, TransactionId, TransactionLayer,
+};
 use switchboard_media::sip::transport::{Inbound, SipTransport, Transport};
 use tokio::sync::mpsc;
 
-mod auth;
-pub mod sdp;
-
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
+/// The tenant `--demo` seeds; a node with one tenant serves every domain.
+const DEMO_TENANT: &str = "demo";
 
 /// Media settings derived from the node config.
 #[derive(Debug, Clone)]
@@ -42,6 +51,15 @@ impl MediaConfig {
     }
 }
 
+/// What the core is started with.
+#[derive(Debug)]
+pub struct CoreConfig {
+    pub accounts: Vec<DemoAccount>,
+    pub media: MediaConfig,
+    /// Digest algorithms challenged with, in order (RFC 8760).
+    pub digest: Vec<Algorithm>,
+}
+
 /// What a call's media task tells the core.
 #[derive(Debug)]
 pub enum CallNotice {
@@ -51,42 +69,79 @@ pub enum CallNotice {
 
 struct Call {
     dialog: Dialog,
-    invite: Request,
+    /// The INVITE's server transaction, until it has its final response.
+    invite: Option<(TransactionId, Request)>,
     source: SocketAddr,
     transport: Transport,
-    /// The last response to the INVITE, resent on INVITE retransmission.
-    last_response: Vec<u8>,
+    /// The 2xx to the (re-)INVITE, resent until the ACK (§13.3.1.4).
+    last_2xx: Vec<u8>,
     retransmit: Option<Retransmit2xx>,
     media: Option<CallMedia>,
-    answered: bool,
 }
 
 pub struct SipCore {
     transport: SipTransport,
-    auth: auth::Registrar,
+    layer: TransactionLayer,
+    timers: TimerConfig,
+    registrar: Registrar,
+    accounts: AccountMap,
+    tenants: TenantResolver,
+    /// The registrar counts whole seconds: Unix time at `epoch`.
+    epoch: Instant,
+    epoch_unix: u64,
     media: MediaConfig,
     calls: HashMap<DialogId, Call>,
-    /// INVITE server transactions by top-Via branch, to absorb
-    /// retransmissions and match CANCEL (RFC 3261 §17.2.3).
-    invites: HashMap<String, DialogId>,
+    /// INVITE server transactions and the call each created, for CANCEL.
+    invites: HashMap<TransactionId, DialogId>,
     notices_tx: mpsc::Sender<CallNotice>,
     notices_rx: Option<mpsc::Receiver<CallNotice>>,
     seq: u64,
 }
 
 impl SipCore {
-    pub fn new(transport: SipTransport, accounts: Vec<DemoAccount>, media: MediaConfig) -> Self {
+    pub fn new(transport: SipTransport, config: CoreConfig) -> Self {
         let (notices_tx, notices_rx) = mpsc::channel(256);
-        let secret: [u8; 16] = rand::random();
+        let registrar_config = RegistrarConfig {
+            challenge_algorithms: config.digest,
+            ..RegistrarConfig::default()
+        };
+        let mut accounts = AccountMap::new();
+        let mut tenants = TenantResolver::new();
+        if !config.accounts.is_empty() {
+            tenants.add_tenant(DEMO_TENANT);
+        }
+        for a in &config.accounts {
+            accounts.insert(Account {
+                tenant: DEMO_TENANT.into(),
+                username: a.username.clone(),
+                credential: StoredCredential::new(
+                    &a.username,
+                    &registrar_config.realm,
+                    &a.password,
+                ),
+            });
+        }
+        let secret: [u8; 32] = rand::random();
+        let registrar = Registrar::new(registrar_config, secret.to_vec(), rand::random());
+        let timers = TimerConfig::default();
         SipCore {
             transport,
-            auth: auth::Registrar::new(accounts, &secret),
-            media,
+            layer: TransactionLayer::new(timers),
+            timers,
+            registrar,
+            accounts,
+            tenants,
+            epoch: Instant::now(),
+            epoch_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            media: config.media,
             calls: HashMap::new(),
             invites: HashMap::new(),
             notices_tx,
             notices_rx: Some(notices_rx),
-            seq: rand::random::<u32>() as u64,
+            seq: u64::from(rand::random::<u32>()),
         }
     }
 
@@ -100,18 +155,31 @@ impl SipCore {
             tokio::select! {
                 msg = inbound.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
-                    self.handle_inbound(msg).await;
+                    self.handle_inbound(msg, Instant::now()).await;
                 }
-                Some(n) = notices.recv() => self.handle_notice(n).await,
-                _ = sleep_until(wake) => self.handle_timeout(Instant::now()).await,
+                Some(n) = notices.recv() => self.handle_notice(n, Instant::now()),
+                _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
+            self.flush().await;
         }
     }
 
-    fn next_timeout(&self) -> Option<Instant> {
-        self.calls
+    fn unix(&self, now: Instant) -> u64 {
+        self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    fn next_timeout(&mut self) -> Option<Instant> {
+        let calls = self
+            .calls
             .values()
             .filter_map(|c| c.retransmit.as_ref().and_then(|r| r.poll_timeout()))
+            .min();
+        let expiry = self.registrar.next_expiry().map(|t| {
+            self.epoch + Duration::from_secs(t.saturating_sub(self.epoch_unix).saturating_add(1))
+        });
+        [self.layer.poll_timeout(), calls, expiry]
+            .into_iter()
+            .flatten()
             .min()
     }
 
@@ -120,58 +188,108 @@ impl SipCore {
         format!("{prefix}{:x}{:08x}", self.seq, rand::random::<u32>())
     }
 
+    /// Sends what the transaction layer queued and hands its events on.
+    async fn flush(&mut self) {
+        while let Some(out) = self.layer.poll_transmit() {
+            self.send(out.dest, out.transport, out.bytes.to_vec()).await;
+        }
+        while let Some((id, event)) = self.layer.poll_event() {
+            match event {
+                TransactionEvent::Terminated => {
+                    self.invites.remove(&id);
+                }
+                TransactionEvent::Response(r) => {
+                    tracing::debug!(code = r.code, "response to our request");
+                }
+                TransactionEvent::Timeout(timer) => {
+                    tracing::debug!(?timer, "transaction timed out");
+                }
+                other => tracing::trace!(?other, "transaction event"),
+            }
+        }
+    }
+
     async fn send(&self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) {
         if let Err(e) = self.transport.send(dest, transport, bytes).await {
             tracing::debug!(error = %e, "sip send failed");
         }
     }
 
-    async fn reply(&self, msg: &Inbound, req: &Request, resp: Response) {
-        let _ = req;
-        self.send(msg.source, msg.transport, resp.to_bytes()).await;
+    /// Answers server transaction `id`. RFC 3261 §8.2.6.2: a final
+    /// response carries a To tag.
+    fn respond(&mut self, id: TransactionId, mut resp: Response, now: Instant) {
+        if resp.code > 100 {
+            let to = resp.headers.get("To").map(str::to_owned);
+            if let Some(to) = to {
+                if NameAddr::parse(&to)
+                    .ok()
+                    .and_then(|n| n.tag().map(str::to_owned))
+                    .is_none()
+                {
+                    let tag = self.fresh("sb");
+                    resp.headers.set("To", format!("{to};tag={tag}"));
+                }
+            }
+        }
+        if let Err(e) = self.layer.respond(id, &resp, now) {
+            tracing::debug!(error = %e, code = resp.code, "response not sent");
+        }
     }
 
-    async fn reply_code(&self, msg: &Inbound, req: &Request, code: u16) {
-        let mut resp = Response::to(
-            req,
-            code,
-            switchboard_media::sip::message::reason_phrase(code),
-        );
+    fn respond_code(&mut self, id: TransactionId, req: &Request, code: u16, now: Instant) {
+        let mut resp = Response::to(req, code, reason_phrase(code));
         if code == 405 || code == 501 {
             resp.headers.push("Allow", ALLOW);
         }
-        self.reply(msg, req, resp).await;
+        self.respond(id, resp, now);
     }
 
-    async fn handle_inbound(&mut self, msg: Inbound) {
-        let req = match &msg.message {
-            Message::Request(r) => r.clone(),
-            // No client transactions of ours wait for these: RFC 3261
-            // §18.1.2 drops a response that matches nothing.
-            Message::Response(r) => {
-                self.handle_response(r.clone()).await;
-                return;
+    async fn handle_inbound(&mut self, msg: Inbound, now: Instant) {
+        let (source, transport) = (msg.source, msg.transport);
+        match self
+            .layer
+            .handle_incoming(msg.message, source, transport, now)
+        {
+            Incoming::Request { id, request } => {
+                self.handle_request(id, request, source, transport, now)
+                    .await
             }
-        };
-        match &req.method {
-            Method::Extension(_) => return self.reply_code(&msg, &req, 501).await,
-            Method::Ack => return self.handle_ack(&req).await,
-            Method::Cancel => return self.handle_cancel(&msg, &req).await,
+            Incoming::Ack { request, .. } => self.handle_ack(&request),
+            Incoming::Cancel { invite, .. } => self.handle_cancel(invite, now),
+            Incoming::Malformed { reason } => {
+                tracing::debug!(%reason, "message without a transaction");
+            }
+            // Retransmissions, responses (their events come out of
+            // `flush`), stray ACKs and responses, and what the layer
+            // answered itself need nothing more.
             _ => {}
+        }
+    }
+
+    async fn handle_request(
+        &mut self,
+        id: TransactionId,
+        req: Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        if let Method::Extension(_) = req.method {
+            return self.respond_code(id, &req, 501, now);
         }
         // RFC 3261 §8.2.2.3: we support no extensions.
         let required: Vec<&str> = req.headers.values("Require").collect();
         if !required.is_empty() {
             let mut resp = Response::to(&req, 420, "Bad Extension");
             resp.headers.push("Unsupported", required.join(", "));
-            return self.reply(&msg, &req, resp).await;
+            return self.respond(id, resp, now);
         }
         // §8.2.2.1: only SIP, SIPS and tel URIs are served.
         if !matches!(
             header::uri_scheme(&req.uri).as_deref(),
             Some("sip" | "sips" | "tel")
         ) {
-            return self.reply_code(&msg, &req, 416).await;
+            return self.respond_code(id, &req, 416, now);
         }
         let in_dialog = DialogId::of_incoming(&req);
         match (&req.method, in_dialog) {
@@ -179,42 +297,82 @@ impl SipCore {
                 let mut resp = Response::to(&req, 200, "OK");
                 resp.headers.push("Allow", ALLOW);
                 resp.headers.push("Accept", "application/sdp");
-                self.reply(&msg, &req, resp).await;
+                self.respond(id, resp, now);
             }
             (Method::Register, _) => {
-                let resp = self
-                    .auth
-                    .register(&req, msg.source, msg.transport, Instant::now());
-                self.reply(&msg, &req, resp).await;
+                let resp = self.register(&req, source, transport, now);
+                self.respond(id, resp, now);
             }
-            (Method::Invite, None) => self.handle_invite(&msg, req).await,
-            (_, Some(id)) => self.handle_in_dialog(&msg, req, id).await,
-            (Method::Bye | Method::Info, None) => self.reply_code(&msg, &req, 481).await,
-            _ => self.reply_code(&msg, &req, 405).await,
+            (Method::Invite, None) => self.handle_invite(id, req, source, transport, now).await,
+            (_, Some(dialog)) => self.handle_in_dialog(id, req, dialog, transport, now),
+            (Method::Bye | Method::Info, None) => self.respond_code(id, &req, 481, now),
+            _ => self.respond_code(id, &req, 405, now),
         }
     }
 
-    async fn handle_response(&mut self, resp: Response) {
-        // Responses to our BYEs need no action; retransmissions of a 2xx to
-        // an INVITE of ours cannot happen (we send none yet).
-        tracing::debug!(code = resp.code, "response received");
+    /// RFC 3261 §10.3, by media's registrar.
+    fn register(
+        &mut self,
+        req: &Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Response {
+        let rr = match register_request(req, source, transport, self.unix(now)) {
+            Ok(rr) => rr,
+            Err((code, reason)) => return Response::to(req, code, reason),
+        };
+        let outcome = self
+            .registrar
+            .handle_register(&rr, &self.accounts, &self.tenants);
+        let (code, reason) = outcome.status();
+        let mut resp = Response::to(req, code, reason);
+        match outcome {
+            RegisterOutcome::Ok { bindings } => {
+                for b in &bindings {
+                    resp.headers.push("Contact", b.contact_header());
+                }
+                tracing::info!(user = %rr.to_user, bindings = bindings.len(), "registered");
+            }
+            RegisterOutcome::Challenge {
+                www_authenticate, ..
+            } => {
+                for v in www_authenticate {
+                    resp.headers.push("WWW-Authenticate", v);
+                }
+            }
+            RegisterOutcome::IntervalTooBrief { min_expires } => {
+                resp.headers.push("Min-Expires", min_expires.to_string());
+            }
+            RegisterOutcome::Forbidden { .. } => {
+                tracing::info!(user = %rr.to_user, source = %source, "registration refused");
+            }
+            _ => {}
+        }
+        resp
     }
 
-    async fn handle_invite(&mut self, msg: &Inbound, req: Request) {
-        let branch = super::branch_key(&req);
-        // A retransmitted INVITE: resend the last response (§17.2.1).
-        if let Some(id) = branch.as_ref().and_then(|b| self.invites.get(b)) {
-            if let Some(call) = self.calls.get(id) {
-                let bytes = call.last_response.clone();
-                self.send(msg.source, msg.transport, bytes).await;
-            }
-            return;
-        }
+    /// Whether `user` is an account of the tenant serving the Request-URI.
+    fn is_account(&self, req: &Request, user: &str) -> bool {
+        let host = header::uri_host(&req.uri).unwrap_or_default();
+        self.tenants
+            .resolve(&host)
+            .is_some_and(|t| self.accounts.account(t, user).is_some())
+    }
+
+    async fn handle_invite(
+        &mut self,
+        id: TransactionId,
+        req: Request,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
         if let Some(ct) = req.headers.get("Content-Type") {
             if !req.body.is_empty() && !ct.to_ascii_lowercase().starts_with("application/sdp") {
                 let mut resp = Response::to(&req, 415, "Unsupported Media Type");
                 resp.headers.push("Accept", "application/sdp");
-                return self.reply(msg, &req, resp).await;
+                return self.respond(id, resp, now);
             }
         }
         let user = header::uri_user(&req.uri).unwrap_or_default();
@@ -222,33 +380,38 @@ impl SipCore {
             "*43" => media::Service::Echo,
             "*44" => media::Service::Prompt,
             _ => {
-                let code = if self.auth.has_user(&user) { 480 } else { 404 };
-                return self.reply_code(msg, &req, code).await;
+                // A known user who cannot take calls yet, or nobody.
+                let code = if self.is_account(&req, &user) {
+                    480
+                } else {
+                    404
+                };
+                return self.respond_code(id, &req, code, now);
             }
         };
-        let offer = match std::str::from_utf8(&req.body).ok().map(sdp::Offer::parse) {
-            Some(Ok(o)) => o,
-            _ => {
-                // No offer or no usable audio: an offer in the ACK is not
-                // supported, so the call cannot proceed.
-                let mut resp = Response::to(&req, 488, "Not Acceptable Here");
-                resp.headers
-                    .push("Warning", "399 switchboard \"no usable audio offer\"");
-                return self.reply(msg, &req, resp).await;
-            }
+        let offer = match std::str::from_utf8(&req.body) {
+            Ok(body) if !req.body.is_empty() => parse_offer(body),
+            // An offer in the ACK (§13.2.1) is not supported.
+            _ => Err(SdpError::NoAudio),
+        };
+        let offer = match offer {
+            Ok(o) => o,
+            Err(e) => return self.refuse_offer(id, &req, &e, now),
         };
         let local_tag = self.fresh("sb");
-        let contact = format!("sip:{}@{}", user_for_contact(&user), self.contact_host(msg));
-        let contact = if msg.transport == Transport::Tcp {
-            format!("{contact};transport=tcp")
-        } else {
-            contact
-        };
+        let mut contact = format!(
+            "sip:{}@{}",
+            user_for_contact(&user),
+            self.contact_host_for(source)
+        );
+        if transport == Transport::Tcp {
+            contact.push_str(";transport=tcp");
+        }
         let dialog = match Dialog::uas(&req, &local_tag, &contact) {
             Ok(d) => d,
             Err(e) => {
                 let resp = Response::to(&req, e.status(), &e.to_string());
-                return self.reply(msg, &req, resp).await;
+                return self.respond(id, resp, now);
             }
         };
         let media = match CallMedia::start(
@@ -261,173 +424,194 @@ impl SipCore {
         .await
         {
             Ok(m) => m,
+            Err(MediaError::Sdp(e)) => return self.refuse_offer(id, &req, &e, now),
             Err(e) => {
                 tracing::warn!(error = %e, "no media for call");
-                return self.reply_code(msg, &req, 503).await;
+                return self.respond_code(id, &req, 503, now);
             }
         };
         let mut ok = dialog.response(&req, 200, "OK");
         ok.headers.push("Allow", ALLOW);
         ok.headers.push("Content-Type", "application/sdp");
-        ok.body = media.answer_sdp().into_bytes().into();
-        let bytes = ok.to_bytes();
-        let id = dialog.id.clone();
-        tracing::info!(call_id = %id.call_id, service = ?service, "call answered");
-        let retransmit =
-            (msg.transport == Transport::Udp).then(|| Retransmit2xx::new(Instant::now(), T1, T2));
-        self.send(msg.source, msg.transport, bytes.clone()).await;
-        if let Some(b) = branch {
-            self.invites.insert(b, id.clone());
-        }
+        ok.body = media.sdp().as_bytes().to_vec().into();
+        let dialog_id = dialog.id.clone();
+        tracing::info!(call_id = %dialog_id.call_id, ?service, "call answered");
+        let retransmit = (!transport.is_reliable())
+            .then(|| Retransmit2xx::new(now, self.timers.t1, self.timers.t2));
+        let last_2xx = ok.to_bytes();
+        self.respond(id, ok, now);
+        self.invites.insert(id, dialog_id.clone());
         self.calls.insert(
-            id,
+            dialog_id,
             Call {
                 dialog,
-                invite: req,
-                source: msg.source,
-                transport: msg.transport,
-                last_response: bytes,
+                invite: None,
+                source,
+                transport,
+                last_2xx,
                 retransmit,
                 media: Some(media),
-                answered: true,
             },
         );
     }
 
-    fn contact_host(&self, msg: &Inbound) -> String {
-        self.contact_host_for(msg.source)
+    /// 400 for SDP that cannot be read, 488 for an offer we cannot take.
+    fn refuse_offer(&mut self, id: TransactionId, req: &Request, e: &SdpError, now: Instant) {
+        let mut resp = match e.kind() {
+            SdpErrorKind::Malformed => Response::to(req, 400, "Malformed SDP"),
+            SdpErrorKind::NotAcceptable => Response::to(req, 488, "Not Acceptable Here"),
+        };
+        resp.headers
+            .push("Warning", format!("399 switchboard \"{e}\""));
+        self.respond(id, resp, now);
     }
 
-    async fn handle_ack(&mut self, req: &Request) {
+    fn handle_ack(&mut self, req: &Request) {
         let Some(id) = DialogId::of_incoming(req) else {
-            return; // ACK for a non-2xx is absorbed; stray ACKs are dropped.
+            return;
         };
-        if let Some(call) = self.calls.get_mut(&id) {
-            if let Some(r) = call.retransmit.as_mut() {
-                r.ack();
-            }
-            let _ = call.dialog.handle_request(req);
-        }
-    }
-
-    async fn handle_cancel(&mut self, msg: &Inbound, req: &Request) {
-        // §9.2: CANCEL matches the INVITE's server transaction by branch.
-        let found = super::branch_key(req).and_then(|b| self.invites.get(&b).cloned());
-        let Some(id) = found else {
-            return self.reply_code(msg, req, 481).await;
-        };
-        self.reply_code(msg, req, 200).await;
-        let answered = self.calls.get(&id).is_some_and(|c| c.answered);
-        if !answered {
-            if let Some(call) = self.calls.remove(&id) {
-                let resp = call
-                    .dialog
-                    .response(&call.invite, 487, "Request Terminated");
-                self.send(call.source, call.transport, resp.to_bytes())
-                    .await;
-            }
-        }
-    }
-
-    async fn handle_in_dialog(&mut self, msg: &Inbound, req: Request, id: DialogId) {
         let Some(call) = self.calls.get_mut(&id) else {
-            return self.reply_code(msg, &req, 481).await;
+            return;
+        };
+        if let Some(r) = call.retransmit.as_mut() {
+            r.ack();
+        }
+        let _ = call.dialog.handle_request(req);
+        // The answer to an offer we made in a 200 (§13.2.1).
+        if let (Some(m), Ok(sdp)) = (call.media.as_mut(), std::str::from_utf8(&req.body)) {
+            if !sdp.is_empty() {
+                if let Err(e) = m.handle_answer(sdp) {
+                    tracing::info!(error = %e, "unusable answer in ACK");
+                }
+            }
+        }
+    }
+
+    /// §9.2: the layer has answered the CANCEL; a pending INVITE gets 487.
+    fn handle_cancel(&mut self, invite: TransactionId, now: Instant) {
+        let Some(dialog_id) = self.invites.get(&invite).cloned() else {
+            return;
+        };
+        let pending = self
+            .calls
+            .get(&dialog_id)
+            .is_some_and(|c| c.invite.is_some());
+        if !pending {
+            return;
+        }
+        if let Some(mut call) = self.calls.remove(&dialog_id) {
+            if let Some((tx, req)) = call.invite.take() {
+                let resp = call.dialog.response(&req, 487, "Request Terminated");
+                self.respond(tx, resp, now);
+            }
+        }
+    }
+
+    fn handle_in_dialog(
+        &mut self,
+        id: TransactionId,
+        req: Request,
+        dialog_id: DialogId,
+        transport: Transport,
+        now: Instant,
+    ) {
+        let t1 = self.timers.t1;
+        let t2 = self.timers.t2;
+        let Some(call) = self.calls.get_mut(&dialog_id) else {
+            return self.respond_code(id, &req, 481, now);
         };
         if let Err(e) = call.dialog.handle_request(&req) {
             let resp = Response::to(&req, e.status(), &e.to_string());
-            return self.reply(msg, &req, resp).await;
+            return self.respond(id, resp, now);
         }
-        match req.method {
+        let resp = match req.method {
             Method::Bye => {
                 let resp = call.dialog.response(&req, 200, "OK");
-                let call = self.calls.remove(&id);
-                self.forget_invite(&id);
-                self.reply(msg, &req, resp).await;
-                tracing::info!(call_id = %id.call_id, "call ended by caller");
-                drop(call);
+                self.calls.remove(&dialog_id);
+                self.invites.retain(|_, d| *d != dialog_id);
+                tracing::info!(call_id = %dialog_id.call_id, "call ended by caller");
+                resp
             }
             Method::Invite => {
-                // Re-INVITE: hold/unhold or a new address (§14.2).
-                let offer = std::str::from_utf8(&req.body).ok().map(sdp::Offer::parse);
-                let resp = match (offer, call.media.as_mut()) {
-                    (Some(Ok(o)), Some(m)) => {
-                        m.update(&o);
-                        let mut ok = call.dialog.response(&req, 200, "OK");
-                        ok.headers.push("Content-Type", "application/sdp");
-                        ok.body = m.answer_sdp().into_bytes().into();
-                        ok
+                // Re-INVITE: hold/unhold, a new address or codec (§14.2).
+                let body = std::str::from_utf8(&req.body).unwrap_or("");
+                let sdp = match (call.media.as_mut(), body.is_empty()) {
+                    (Some(m), true) => Ok(m.reoffer().to_owned()),
+                    (Some(m), false) => {
+                        parse_offer(body).and_then(|o| m.update(&o).map(str::to_owned))
                     }
-                    (None, Some(m)) if req.body.is_empty() => {
-                        let mut ok = call.dialog.response(&req, 200, "OK");
-                        ok.headers.push("Content-Type", "application/sdp");
-                        ok.body = m.answer_sdp().into_bytes().into();
-                        ok
-                    }
-                    _ => call.dialog.response(&req, 488, "Not Acceptable Here"),
+                    (None, _) => Err(SdpError::NoAudio),
                 };
-                if resp.code == 200 && msg.transport == Transport::Udp {
-                    call.retransmit = Some(Retransmit2xx::new(Instant::now(), T1, T2));
-                    call.last_response = resp.to_bytes();
+                match sdp {
+                    Ok(sdp) => {
+                        let mut ok = call.dialog.response(&req, 200, "OK");
+                        ok.headers.push("Content-Type", "application/sdp");
+                        ok.body = sdp.into_bytes().into();
+                        if !transport.is_reliable() {
+                            call.retransmit = Some(Retransmit2xx::new(now, t1, t2));
+                            call.last_2xx = ok.to_bytes();
+                        }
+                        ok
+                    }
+                    Err(e) => {
+                        // §14.2: a refused re-INVITE leaves the session as it was.
+                        let code = match e.kind() {
+                            SdpErrorKind::Malformed => 400,
+                            SdpErrorKind::NotAcceptable => 488,
+                        };
+                        let mut resp = call.dialog.response(&req, code, reason_phrase(code));
+                        resp.headers
+                            .push("Warning", format!("399 switchboard \"{e}\""));
+                        resp
+                    }
                 }
-                self.reply(msg, &req, resp).await;
             }
             Method::Info => {
                 // RFC 2976 INFO, e.g. application/dtmf-relay: accepted.
-                if let Some(m) = call.media.as_ref() {
-                    if let Some(d) = dtmf_relay_digit(&req) {
-                        m.dtmf_info(d);
-                    }
+                if let (Some(m), Some(d)) = (call.media.as_ref(), dtmf_relay_digit(&req)) {
+                    m.dtmf_info(d);
                 }
-                let resp = call.dialog.response(&req, 200, "OK");
-                self.reply(msg, &req, resp).await;
+                call.dialog.response(&req, 200, "OK")
             }
             Method::Options => {
                 let mut resp = call.dialog.response(&req, 200, "OK");
                 resp.headers.push("Allow", ALLOW);
-                self.reply(msg, &req, resp).await;
+                resp
             }
-            _ => self.reply_code(msg, &req, 405).await,
-        }
+            _ => {
+                let mut resp = call.dialog.response(&req, 405, reason_phrase(405));
+                resp.headers.push("Allow", ALLOW);
+                resp
+            }
+        };
+        self.respond(id, resp, now);
     }
 
-    fn forget_invite(&mut self, id: &DialogId) {
-        self.invites.retain(|_, v| v != id);
-    }
-
-    async fn handle_notice(&mut self, notice: CallNotice) {
+    fn handle_notice(&mut self, notice: CallNotice, now: Instant) {
         match notice {
-            CallNotice::Hangup(id) => self.hang_up(&id).await,
+            CallNotice::Hangup(id) => self.hang_up(&id, now),
         }
     }
 
-    /// Ends a call from our side with a BYE (sent once per retransmission
-    /// schedule of a non-INVITE client transaction over UDP: E timers).
-    async fn hang_up(&mut self, id: &DialogId) {
+    /// Ends a call from our side with a BYE in a client transaction of
+    /// its own (Timer E retransmissions over UDP, F gives up).
+    fn hang_up(&mut self, id: &DialogId, now: Instant) {
         let Some(mut call) = self.calls.remove(id) else {
             return;
         };
-        self.forget_invite(id);
-        let branch = self.fresh("z9hG4bK");
+        self.invites.retain(|_, d| d != id);
+        let branch = new_branch(rand::random());
         let sent_by = self.contact_host_for(call.source);
         let via = make_via(call.transport.as_str(), &sent_by, &branch);
         let bye = call.dialog.request(Method::Bye, &via);
-        let bytes = bye.to_bytes();
-        let dest = call.source;
-        let transport = call.transport;
         tracing::info!(call_id = %id.call_id, "call ended by node");
-        self.send(dest, transport, bytes.clone()).await;
-        if transport == Transport::Udp {
-            // RFC 3261 §17.1.2.2 Timer E retransmissions, bounded by F; the
-            // response is not awaited: a lost BYE leaves nothing behind here.
-            let t = self.transport.clone();
-            tokio::spawn(async move {
-                let mut wait = T1;
-                for _ in 0..3 {
-                    tokio::time::sleep(wait).await;
-                    let _ = t.send(dest, transport, bytes.clone()).await;
-                    wait = (wait * 2).min(T2);
-                }
-            });
+        // Sent where the INVITE came from: symmetric signalling reaches
+        // a phone behind NAT (RFC 3581).
+        if let Err(e) = self
+            .layer
+            .send_request(&bye, call.source, call.transport, now)
+        {
+            tracing::warn!(error = %e, "BYE not sent");
         }
     }
 
@@ -445,28 +629,108 @@ impl SipCore {
         }
     }
 
-    async fn handle_timeout(&mut self, now: Instant) {
+    fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        self.registrar.expire(self.unix(now));
         let mut resend = Vec::new();
         let mut give_up = Vec::new();
         for (id, call) in &mut self.calls {
             if let Some(r) = call.retransmit.as_mut() {
                 match r.handle_timeout(now) {
                     Retransmit2xxAction::Resend => {
-                        resend.push((call.source, call.transport, call.last_response.clone()))
+                        resend.push((call.source, call.transport, call.last_2xx.clone()))
                     }
                     Retransmit2xxAction::GiveUp => give_up.push(id.clone()),
                     Retransmit2xxAction::Nothing => {}
                 }
             }
         }
-        for (dest, t, bytes) in resend {
-            self.send(dest, t, bytes).await;
+        // The 2xx is the TU's to resend (RFC 6026 §8.1): straight to the
+        // transport, not through the finished transaction.
+        for (dest, transport, bytes) in resend {
+            let t = self.transport.clone();
+            tokio::spawn(async move {
+                let _ = t.send(dest, transport, bytes).await;
+            });
         }
         // §13.3.1.4: no ACK within 64*T1 ends the dialog with a BYE.
         for id in give_up {
-            self.hang_up(&id).await;
+            self.hang_up(&id, now);
         }
     }
+}
+
+/// What the registrar needs from a REGISTER, or the status and reason for
+/// a request too broken to get that far.
+fn register_request(
+    req: &Request,
+    source: SocketAddr,
+    transport: Transport,
+    now: u64,
+) -> Result<RegisterRequest, (u16, &'static str)> {
+    let to = req
+        .headers
+        .get("To")
+        .and_then(|t| NameAddr::parse(t).ok())
+        .ok_or((400, "Bad To header"))?;
+    if !matches!(header::uri_scheme(&to.uri).as_deref(), Some("sip" | "sips")) {
+        return Err((416, "Unsupported URI Scheme"));
+    }
+    let cseq = CSeq::parse(req.headers.get("CSeq").unwrap_or("")).map_err(|_| (400, "Bad CSeq"))?;
+    let mut contacts = Vec::new();
+    let mut star = false;
+    for value in req.headers.values("Contact") {
+        if value.trim() == "*" {
+            star = true;
+            continue;
+        }
+        let c = NameAddr::parse(value).map_err(|_| (400, "Bad Contact header"))?;
+        let expires_param = match header::param(&c.params, "expires").flatten() {
+            Some(v) => Some(v.trim().parse().map_err(|_| (400, "Bad Contact expires"))?),
+            None => None,
+        };
+        let q = match header::param(&c.params, "q").flatten() {
+            Some(v) => Some(v.trim().parse().map_err(|_| (400, "Bad Contact q"))?),
+            None => None,
+        };
+        contacts.push(ContactEntry {
+            uri: c.uri,
+            expires_param,
+            q,
+            raw: value.to_owned(),
+        });
+    }
+    let expires_header = match req.headers.get("Expires") {
+        // RFC 3261 §20.19: a huge delta is taken as the largest value.
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .or_else(|e| {
+                    let all_digits =
+                        !v.trim().is_empty() && v.trim().bytes().all(|b| b.is_ascii_digit());
+                    if all_digits {
+                        Ok(u64::MAX)
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|_| (400, "Bad Expires header"))?,
+        ),
+        None => None,
+    };
+    Ok(RegisterRequest {
+        domain: header::uri_host(&to.uri).unwrap_or_default(),
+        to_user: header::uri_user(&to.uri).unwrap_or_default(),
+        call_id: req.headers.get("Call-ID").unwrap_or("").to_owned(),
+        cseq: cseq.seq,
+        contacts,
+        star,
+        expires_header,
+        authorization: req.headers.get("Authorization").map(str::to_owned),
+        source,
+        transport: transport.as_str().to_owned(),
+        now,
+    })
 }
 
 fn user_for_contact(user: &str) -> String {

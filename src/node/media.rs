@@ -2,14 +2,16 @@
 //! range, symmetric RTP (we send to where the caller's packets come from,
 //! which gets through NAT), the `*43` echo and the `*44` prompt.
 
-use super::core::sdp::{Direction, Law, Offer};
 use super::core::CallNotice;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_media::sip::dialog::DialogId;
+use switchboard_media::sip::sdp::{
+    parse_answer, Answer, Direction, LocalMedia, LocalSession, RemoteMedia, SdpError, G711,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -78,11 +80,15 @@ impl MediaPorts {
 /// The media of one call; dropping it stops the media task.
 #[derive(Debug)]
 pub struct CallMedia {
-    local: SocketAddr,
-    offer: Offer,
-    session: u64,
-    version: u64,
-    updates: watch::Sender<Offer>,
+    local: LocalMedia,
+    session: LocalSession,
+    answer: Answer,
+    /// The SDP we last sent: resent as is when nothing changed.
+    sdp: String,
+    /// Our offer in a 200 to a re-INVITE without SDP, awaiting the ACK's
+    /// answer (RFC 3261 §14.2, RFC 3264 §5).
+    pending_offer: Option<Direction>,
+    updates: watch::Sender<Answer>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -93,24 +99,31 @@ impl Drop for CallMedia {
 }
 
 impl CallMedia {
+    /// Binds a port pair, answers `offer` and starts the service. An offer
+    /// with nothing we can take is an `SdpError` (a 488 for the caller).
     pub async fn start(
         ports: &MediaPorts,
-        offer: &Offer,
+        offer: &RemoteMedia,
         service: Service,
         id: DialogId,
         notices: mpsc::Sender<CallNotice>,
-    ) -> io::Result<CallMedia> {
-        let (rtp, rtcp) = ports.bind_pair().await?;
-        let mut local = rtp.local_addr()?;
-        if local.ip().is_unspecified() {
-            let ip = if offer.remote.ip().is_loopback() {
-                offer.remote.ip()
+    ) -> Result<CallMedia, MediaError> {
+        let (rtp, rtcp) = ports.bind_pair().await.map_err(MediaError::Ports)?;
+        let mut addr = rtp.local_addr().map_err(MediaError::Ports)?;
+        if addr.ip().is_unspecified() {
+            let ip = if offer.addr.is_loopback() {
+                offer.addr
             } else {
-                super::outbound_ip(offer.remote).unwrap_or(local.ip())
+                super::outbound_ip(offer.remote()).unwrap_or(addr.ip())
             };
-            local.set_ip(ip);
+            addr.set_ip(ip);
         }
-        let (tx, rx) = watch::channel(offer.clone());
+        let local = LocalMedia::new(addr.ip(), addr.port());
+        let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
+        let (answer, sdp) = session
+            .answer(offer, &local, Direction::SendRecv)
+            .map_err(MediaError::Sdp)?;
+        let (tx, rx) = watch::channel(answer);
         let prompt = (service == Service::Prompt).then(|| ports.prompt());
         let task = tokio::spawn(async move {
             // RTCP from the peer is read and dropped so its socket never
@@ -130,29 +143,68 @@ impl CallMedia {
         });
         Ok(CallMedia {
             local,
-            offer: offer.clone(),
-            session: rand::random::<u32>() as u64,
-            version: 1,
+            session,
+            answer,
+            sdp,
+            pending_offer: None,
             updates: tx,
             task,
         })
     }
 
-    pub fn answer_sdp(&self) -> String {
-        self.offer.answer(self.local, self.session, self.version)
+    /// The SDP we last sent.
+    pub fn sdp(&self) -> &str {
+        &self.sdp
     }
 
-    /// A re-INVITE's offer: new address or direction (hold).
-    pub fn update(&mut self, offer: &Offer) {
-        self.offer = offer.clone();
-        self.version += 1;
-        let _ = self.updates.send(offer.clone());
+    /// A re-INVITE's offer: new address, codec or direction (hold).
+    /// Returns the answer to send; on error the call keeps its media.
+    pub fn update(&mut self, offer: &RemoteMedia) -> Result<&str, SdpError> {
+        let (answer, sdp) = self
+            .session
+            .answer(offer, &self.local, Direction::SendRecv)?;
+        self.apply(answer, sdp);
+        Ok(&self.sdp)
+    }
+
+    /// An offer for a 200 to a re-INVITE that came without SDP.
+    pub fn reoffer(&mut self) -> &str {
+        self.sdp = self.session.offer(&self.local, Direction::SendRecv);
+        self.pending_offer = Some(Direction::SendRecv);
+        &self.sdp
+    }
+
+    /// The answer to [`Self::reoffer`], from the ACK. An ACK without an
+    /// answer leaves the media as it was.
+    pub fn handle_answer(&mut self, sdp: &str) -> Result<(), SdpError> {
+        let Some(offered) = self.pending_offer.take() else {
+            return Ok(());
+        };
+        let answer = parse_answer(sdp, &self.local, offered)?;
+        self.answer = answer;
+        let _ = self.updates.send(answer);
+        Ok(())
+    }
+
+    fn apply(&mut self, answer: Answer, sdp: String) {
+        self.answer = answer;
+        self.sdp = sdp;
+        let _ = self.updates.send(answer);
     }
 
     /// A DTMF digit that came by SIP INFO.
     pub fn dtmf_info(&self, digit: char) {
         tracing::info!(digit = %digit, "dtmf by SIP INFO");
     }
+}
+
+/// Why a call got no media.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no RTP port: {0}")]
+    Ports(io::Error),
+    #[error(transparent)]
+    Sdp(SdpError),
 }
 
 /// Rewrites headers so the stream we send has our own SSRC, sequence and
@@ -188,20 +240,20 @@ impl Rewriter {
     }
 }
 
-fn may_send(d: Direction) -> bool {
-    // Our direction is the answer's: we send unless the caller holds.
-    matches!(d.answer(), Direction::SendRecv | Direction::SendOnly)
+fn may_send(a: &Answer) -> bool {
+    // The negotiated direction is ours: we send unless the caller holds.
+    a.direction.sends()
 }
 
-async fn echo(sock: UdpSocket, offer: watch::Receiver<Offer>) {
+async fn echo(sock: UdpSocket, answer: watch::Receiver<Answer>) {
     let mut buf = vec![0u8; 2048];
     let mut rw = Rewriter::new();
     loop {
         let Ok((n, src)) = sock.recv_from(&mut buf).await else {
             return;
         };
-        let o = offer.borrow().clone();
-        if !may_send(o.direction) || !rw.rewrite(&mut buf[..n]) {
+        let a = *answer.borrow();
+        if !may_send(&a) || !rw.rewrite(&mut buf[..n]) {
             continue;
         }
         // Symmetric RTP: back to where the packet came from.
@@ -209,10 +261,9 @@ async fn echo(sock: UdpSocket, offer: watch::Receiver<Offer>) {
     }
 }
 
-async fn play(sock: UdpSocket, offer: watch::Receiver<Offer>, samples: &[i16]) {
+async fn play(sock: UdpSocket, answer: watch::Receiver<Answer>, samples: &[i16]) {
     let mut rw = Rewriter::new();
-    let mut dest = offer.borrow().remote;
-    let law = offer.borrow().law;
+    let mut dest = answer.borrow().remote;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut ts: u32 = 0;
     let mut buf = [0u8; 2048];
@@ -222,13 +273,14 @@ async fn play(sock: UdpSocket, offer: watch::Receiver<Offer>, samples: &[i16]) {
         while let Ok((_, src)) = sock.try_recv_from(&mut buf) {
             dest = src;
         }
-        let o = offer.borrow().clone();
-        if !may_send(o.direction) {
+        let a = *answer.borrow();
+        if !may_send(&a) {
             ts = ts.wrapping_add(160);
             continue;
         }
+        let law = a.codec;
         let mut pkt = Vec::with_capacity(172);
-        pkt.extend_from_slice(&[0x80, law.payload_type() | if i == 0 { 0x80 } else { 0 }]);
+        pkt.extend_from_slice(&[0x80, a.pt | if i == 0 { 0x80 } else { 0 }]);
         pkt.extend_from_slice(&[0; 10]);
         pkt[4..8].copy_from_slice(&ts.to_be_bytes());
         pkt.extend(frame.iter().map(|&s| encode(law, s)));
@@ -239,10 +291,10 @@ async fn play(sock: UdpSocket, offer: watch::Receiver<Offer>, samples: &[i16]) {
     }
 }
 
-fn encode(law: Law, s: i16) -> u8 {
+fn encode(law: G711, s: i16) -> u8 {
     match law {
-        Law::Pcmu => super::g711::ulaw_encode(s),
-        Law::Pcma => super::g711::alaw_encode(s),
+        G711::Pcmu => super::g711::ulaw_encode(s),
+        G711::Pcma => super::g711::alaw_encode(s),
     }
 }
 

@@ -34,6 +34,11 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    /// A node with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Node {
         let port = free_port();
         let slot = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 50) as u16;
         let rtp_lo = 32000 + (slot % 60) * 500;
@@ -51,6 +56,7 @@ impl Node {
                 "--data-dir",
                 data.to_str().unwrap_or("/tmp/sb-test"),
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -123,6 +129,14 @@ impl Node {
         }
     }
 
+    /// The number of log lines seen so far (and now) that contain `needle`.
+    pub fn count_log(&mut self, needle: &str) -> usize {
+        while let Ok(l) = self.log.try_recv() {
+            self.lines.push(l);
+        }
+        self.lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
     pub fn options(&self) -> Option<u16> {
         let msg = format!(
             "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{1}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:{0}>\r\nCall-ID: probe-{1}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
@@ -138,6 +152,74 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A UDP peer that sends raw SIP and reads what comes back.
+pub struct Peer {
+    pub sock: UdpSocket,
+    pub node: SocketAddr,
+}
+
+impl Peer {
+    pub fn new(node: &Node) -> Peer {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Peer {
+            sock,
+            node: node.sip,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    pub fn send(&self, msg: &str) {
+        self.sock.send_to(msg.as_bytes(), self.node).unwrap();
+    }
+
+    /// Every message received within `within`.
+    pub fn recv_all(&self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if left.is_zero() {
+                break;
+            }
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => out.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// The first message starting with `prefix` within `within`.
+    pub fn recv_starting(&self, prefix: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 65536];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if left.is_zero() {
+                return None;
+            }
+            self.sock.set_read_timeout(Some(left)).ok()?;
+            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with(prefix) {
+                return Some(text);
+            }
+        }
+        None
+    }
+}
+
+/// The value of the first header `name` in a SIP message.
+pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 pub fn rand_u32() -> u32 {
