@@ -1,9 +1,12 @@
 //! SIP dialogs (RFC 3261 §12), sans-IO.
 //!
 //! A [`Dialog`] holds what both ends agreed on: Call-ID, the two tags, the
-//! remote target, the route set and the two CSeq spaces. It builds the
-//! responses that create it and the in-dialog requests the node sends (BYE,
-//! re-INVITE, INFO), and checks the in-dialog requests it receives.
+//! remote target, the route set and the two CSeq spaces. On the UAS side
+//! ([`Dialog::uas`]) it is made from the INVITE and builds the responses
+//! that create it; on the UAC side [`OutgoingInvite`] builds the INVITE and
+//! [`Dialog::uac`] makes the dialog from a response with a To tag. Either
+//! way it builds the in-dialog requests the node sends (ACK, BYE,
+//! re-INVITE, INFO) and checks the in-dialog requests it receives.
 //! [`Retransmit2xx`] is the UAS's duty of §13.3.1.4: the transaction layer
 //! hands a 2xx to the transport once, so the dialog layer resends it until
 //! the ACK arrives.
@@ -33,6 +36,59 @@ impl DialogId {
             local_tag: to.tag()?.to_owned(),
             remote_tag: from.tag().unwrap_or("").to_owned(),
         })
+    }
+}
+
+impl DialogId {
+    /// The dialog a response to one of our requests belongs to (the From
+    /// tag is ours, the To tag the peer's); None before the peer tagged it.
+    pub fn of_response(resp: &Response) -> Option<DialogId> {
+        let call_id = resp.headers.get("Call-ID")?.to_owned();
+        let to = NameAddr::parse(resp.headers.get("To")?).ok()?;
+        let from = NameAddr::parse(resp.headers.get("From")?).ok()?;
+        Some(DialogId {
+            call_id,
+            local_tag: from.tag()?.to_owned(),
+            remote_tag: to.tag()?.to_owned(),
+        })
+    }
+}
+
+/// An INVITE this node sends to start a call (RFC 3261 §8.1.1).
+#[derive(Debug, Clone)]
+pub struct OutgoingInvite {
+    /// Where the call goes: a registered contact or a trunk URI.
+    pub request_uri: String,
+    /// The From value without tag, e.g. `"Hotline" <sip:4001@demo>`.
+    pub from: String,
+    /// The To value, e.g. `<sip:1001@demo>`.
+    pub to: String,
+    pub call_id: String,
+    /// Our tag; it becomes the local tag of every dialog the INVITE makes.
+    pub local_tag: String,
+    pub cseq: u32,
+    /// Our Contact URI, without `<>`.
+    pub contact: String,
+}
+
+impl OutgoingInvite {
+    /// The INVITE with `via` (a fresh branch) as its only Via, `body` as
+    /// SDP when not empty.
+    pub fn request(&self, via: &str, sdp: &str) -> Request {
+        let mut req = Request::new(Method::Invite, self.request_uri.clone());
+        req.headers.push("Via", via);
+        req.headers.push("Max-Forwards", "70");
+        req.headers
+            .push("From", with_tag(&self.from, &self.local_tag));
+        req.headers.push("To", self.to.clone());
+        req.headers.push("Call-ID", self.call_id.clone());
+        req.headers.push("CSeq", format!("{} INVITE", self.cseq));
+        req.headers.push("Contact", format!("<{}>", self.contact));
+        if !sdp.is_empty() {
+            req.headers.push("Content-Type", "application/sdp");
+            req.body = sdp.as_bytes().to_vec().into();
+        }
+        req
     }
 }
 
@@ -140,6 +196,83 @@ impl Dialog {
             remote_seq: Some(cseq.seq),
             local_contact: local_contact.to_owned(),
         })
+    }
+
+    /// The UAC side of a dialog created by a response with a To tag to our
+    /// `invite` (§12.1.2): early for a 1xx, confirmed for a 2xx. The route
+    /// set is the response's Record-Route in reverse order.
+    pub fn uac(invite: &Request, response: &Response) -> Result<Dialog, DialogError> {
+        let malformed = |what: &str| DialogError::Malformed(what.to_owned());
+        let id = DialogId::of_response(response).ok_or_else(|| malformed("To tag"))?;
+        let from_raw = invite
+            .headers
+            .get("From")
+            .ok_or_else(|| malformed("From"))?;
+        let to_raw = response.headers.get("To").ok_or_else(|| malformed("To"))?;
+        let cseq = header::CSeq::parse(invite.headers.get("CSeq").unwrap_or(""))
+            .map_err(|e| malformed(&e.0))?;
+        // §12.1.2: a dialog without a Contact in the response has no
+        // target; the Request-URI is the best there is.
+        let remote_target = response
+            .headers
+            .values("Contact")
+            .next()
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map(|c| c.uri)
+            .unwrap_or_else(|| invite.uri.clone());
+        let mut route_set: Vec<String> = response
+            .headers
+            .values("Record-Route")
+            .map(str::to_owned)
+            .collect();
+        route_set.reverse();
+        let local_contact = invite
+            .headers
+            .values("Contact")
+            .next()
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map(|c| c.uri)
+            .unwrap_or_default();
+        Ok(Dialog {
+            id,
+            role: Role::Uac,
+            state: if response.code >= 200 {
+                DialogState::Confirmed
+            } else {
+                DialogState::Early
+            },
+            local: from_raw.to_owned(),
+            remote: to_raw.to_owned(),
+            remote_target,
+            route_set,
+            local_seq: cseq.seq,
+            remote_seq: None,
+            local_contact,
+        })
+    }
+
+    /// A 2xx to our (re-)INVITE in this dialog: confirms an early dialog
+    /// and refreshes the remote target (§12.2.1.2). For a 2xx that ends an
+    /// early dialog the route set is taken from it (§13.2.2.4).
+    pub fn handle_2xx(&mut self, response: &Response) {
+        if let Some(c) = response
+            .headers
+            .values("Contact")
+            .next()
+            .and_then(|c| NameAddr::parse(c).ok())
+        {
+            self.remote_target = c.uri;
+        }
+        if self.role == Role::Uac && self.state == DialogState::Early {
+            let mut routes: Vec<String> = response
+                .headers
+                .values("Record-Route")
+                .map(str::to_owned)
+                .collect();
+            routes.reverse();
+            self.route_set = routes;
+        }
+        self.confirm();
     }
 
     /// A response to a request of this dialog: the To gets our tag, and
@@ -389,6 +522,102 @@ Content-Length: 0\r\n\r\n";
             (id.local_tag.as_str(), id.remote_tag.as_str()),
             ("xyz", "abc")
         );
+    }
+
+    fn response_to(req: &Request, code: u16, extra: &[(&str, &str)]) -> Response {
+        let mut r = Response::to(req, code, "x");
+        for (n, v) in extra {
+            if n.eq_ignore_ascii_case("To") {
+                r.headers.set("To", *v);
+            } else {
+                r.headers.push(*n, *v);
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn uac_dialog_talks_to_a_uas_dialog() {
+        let out = OutgoingInvite {
+            request_uri: "sip:1002@127.0.0.1:5072".into(),
+            from: "\"Hotline\" <sip:4001@demo>".into(),
+            to: "<sip:1002@demo>".into(),
+            call_id: "out-1".into(),
+            local_tag: "ours".into(),
+            cseq: 10,
+            contact: "sip:4001@127.0.0.1:5060".into(),
+        };
+        let inv = out.request("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKo1", "v=0\r\n");
+        assert_eq!(
+            inv.headers.get("From"),
+            Some("\"Hotline\" <sip:4001@demo>;tag=ours")
+        );
+        assert_eq!(inv.headers.get("Content-Type"), Some("application/sdp"));
+        // The far end, as a proxy chain would deliver it.
+        let mut at_uas = inv.clone();
+        at_uas
+            .headers
+            .push("Record-Route", "<sip:p1.example;lr>, <sip:p2.example;lr>");
+        let mut uas = Dialog::uas(&at_uas, "theirs", "sip:1002@10.0.0.7:5072").unwrap();
+        let ringing = uas.response(&at_uas, 180, "Ringing");
+        let ok = uas.response(&at_uas, 200, "OK");
+
+        let mut uac = Dialog::uac(&inv, &ringing).unwrap();
+        assert_eq!(uac.state, DialogState::Early);
+        uac.handle_2xx(&ok);
+        assert_eq!(uac.state, DialogState::Confirmed);
+        assert_eq!(uac.role, Role::Uac);
+        assert_eq!(uac.remote_target, "sip:1002@10.0.0.7:5072");
+        // §12.1.2: the UAC's route set is the Record-Route reversed.
+        assert_eq!(
+            uac.route_set,
+            vec!["<sip:p2.example;lr>", "<sip:p1.example;lr>"]
+        );
+        assert_eq!(DialogId::of_response(&ok), Some(uac.id.clone()));
+
+        // §13.2.2.4: the ACK has the INVITE's CSeq number.
+        let ack = uac.request(Method::Ack, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKa");
+        assert_eq!(ack.headers.get("CSeq"), Some("10 ACK"));
+        assert_eq!(ack.headers.get("To"), Some("<sip:1002@demo>;tag=theirs"));
+        assert!(uas.handle_request(&ack).is_ok());
+        assert_eq!(uas.state, DialogState::Confirmed);
+        assert_eq!(DialogId::of_incoming(&ack), Some(uas.id.clone()));
+
+        // Either side may hang up; each finds the dialog from the request.
+        let bye = uac.request(Method::Bye, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb");
+        assert_eq!(bye.headers.get("CSeq"), Some("11 BYE"));
+        assert_eq!(bye.uri, "sip:1002@10.0.0.7:5072");
+        assert_eq!(bye.headers.get_all("Route").collect::<Vec<_>>().len(), 2);
+        assert!(uas.handle_request(&bye).is_ok());
+        let their_bye = uas.request(Method::Bye, "SIP/2.0/UDP 10.0.0.7;branch=z9hG4bKc");
+        assert_eq!(DialogId::of_incoming(&their_bye), Some(uac.id.clone()));
+        assert!(uac.handle_request(&their_bye).is_ok());
+        assert_eq!(uac.state, DialogState::Terminated);
+    }
+
+    #[test]
+    fn uac_dialog_needs_a_to_tag() {
+        let out = OutgoingInvite {
+            request_uri: "sip:1002@h".into(),
+            from: "<sip:a@d>".into(),
+            to: "<sip:1002@d>".into(),
+            call_id: "c".into(),
+            local_tag: "t".into(),
+            cseq: 1,
+            contact: "sip:a@h".into(),
+        };
+        let inv = out.request("SIP/2.0/UDP h;branch=z9hG4bKx", "");
+        assert!(inv.headers.get("Content-Type").is_none());
+        let trying = response_to(&inv, 100, &[]);
+        assert!(matches!(
+            Dialog::uac(&inv, &trying),
+            Err(DialogError::Malformed(_))
+        ));
+        let ok = response_to(&inv, 200, &[("To", "<sip:1002@d>;tag=z")]);
+        let d = Dialog::uac(&inv, &ok).unwrap();
+        assert_eq!(d.state, DialogState::Confirmed);
+        // No Contact: the Request-URI stands in.
+        assert_eq!(d.remote_target, "sip:1002@h");
     }
 
     #[test]
