@@ -12,9 +12,20 @@ const ACK: &str = "ACK sip:%2A43@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.
 const BYE: &str = "BYE sip:%2A43@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-3;rport\r\nFrom: <sip:1001@127.0.0.1:5070>;tag=abc\r\nTo: <sip:*43@127.0.0.1:5060>;tag=xyz\r\nCall-ID: 1-1@127.0.0.1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
 
 fn main() {
+    // The machine is shared: report the best and the median of five runs.
+    let mut rates: Vec<f64> = (0..5).map(|_| run()).collect();
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "parse+validate, one core: best {:.0} messages/s, median {:.0} messages/s over 5 runs",
+        rates[4], rates[2]
+    );
+}
+
+/// One run of 100,000 calls' messages; returns messages per second.
+fn run() -> f64 {
     let msgs = [INVITE, OK, ACK, BYE, OK];
     let limits = Limits::default();
-    let rounds = 200_000;
+    let rounds = 100_000;
     let start = Instant::now();
     let mut parsed = 0usize;
     for _ in 0..rounds {
@@ -28,7 +39,8 @@ fn main() {
     let n = rounds * msgs.len();
     assert_eq!(parsed, n, "every message must parse");
     println!(
-        "parse+validate: {n} messages in {secs:.2} s = {:.0} messages/s (one core)",
+        "run: {n} messages in {secs:.2} s = {:.0} messages/s",
         n as f64 / secs
     );
+    n as f64 / secs
 }
