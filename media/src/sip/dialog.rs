@@ -524,7 +524,7 @@ Content-Length: 0\r\n\r\n";
         );
     }
 
-    fn response_to(req: &Request, code: u16, extra: &[(&str, &str)]) -> Response {
+    fn response_to(req: &Request, code: u16, extra: &[(&'static str, &'static str)]) -> Response {
         let mut r = Response::to(req, code, "x");
         for (n, v) in extra {
             if n.eq_ignore_ascii_case("To") {

@@ -8,6 +8,7 @@
 //! header the node does not care about is odd.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 /// A SIP method (RFC 3261 §7.1). Methods are case-sensitive.
@@ -103,8 +104,20 @@ impl fmt::Display for Method {
 
 /// Headers in wire order. Names compare case-insensitively; compact forms
 /// were expanded by the parser, so `get("Call-ID")` also finds `i:`.
+///
+/// Names are `Cow<'static, str>`: the parser and most code use the
+/// canonical spelling of well-known headers, which needs no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Vec<(Cow<'static, str>, String)>);
+
+/// The canonical spelling of `name` when it is a well-known header (no
+/// allocation), else `name` as given.
+pub fn header_name(name: &str) -> Cow<'static, str> {
+    match crate::sip::parse::canonical_static(name) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
 
 impl Headers {
     pub fn new() -> Self {
@@ -144,12 +157,12 @@ impl Headers {
             .count()
     }
 
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         self.0.push((name.into(), value.into()));
     }
 
     /// Puts `value` first among the lines named `name` (a new top Via).
-    pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push_front(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         let name = name.into();
         let at = self
             .0
@@ -180,7 +193,7 @@ impl Headers {
                     }
                 });
             }
-            None => self.0.push((name.to_owned(), value)),
+            None => self.0.push((header_name(name), value)),
         }
     }
 
@@ -192,7 +205,7 @@ impl Headers {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             Some(slot) => slot.1 = value.into(),
-            None => self.0.push((name.to_owned(), value.into())),
+            None => self.0.push((header_name(name), value.into())),
         }
     }
 
@@ -201,7 +214,7 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -330,12 +343,12 @@ impl Response {
     /// CSeq copied; the caller adds a To tag where one is needed.
     pub fn to(req: &Request, code: u16, reason: &str) -> Self {
         let mut headers = Headers::with_capacity(8);
-        for (n, v) in req.headers.iter() {
+        for (n, v) in &req.headers.0 {
             if ["Via", "From", "To", "Call-ID", "CSeq"]
                 .iter()
                 .any(|h| n.eq_ignore_ascii_case(h))
             {
-                headers.push(n, v);
+                headers.0.push((n.clone(), v.clone()));
             }
         }
         Response {

@@ -13,6 +13,7 @@
 use super::header::{self, CSeq, NameAddr, Via};
 use super::message::{Headers, Message, Method, Request, Response};
 use bytes::Bytes;
+use std::borrow::Cow;
 use thiserror::Error;
 
 /// Bounds on what one message may hold.
@@ -103,16 +104,24 @@ const CANONICAL: &[&str] = &[
     "Min-Expires",
 ];
 
-fn canonical_name(name: &str) -> String {
+fn canonical_name(name: &str) -> Cow<'static, str> {
+    match canonical_static(name) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
+
+/// The canonical spelling of a well-known header name or compact form.
+pub(crate) fn canonical_static(name: &str) -> Option<&'static str> {
     if name.len() == 1 {
         if let Some((_, full)) = COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)) {
-            return (*full).to_owned();
+            return Some(full);
         }
     }
     CANONICAL
         .iter()
         .find(|c| c.eq_ignore_ascii_case(name))
-        .map_or_else(|| name.to_owned(), |c| (*c).to_owned())
+        .copied()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -324,7 +333,7 @@ fn parse_frame(
     let start = parse_start_line(lines.next().unwrap_or(""))?;
 
     let mut headers = Headers::with_capacity(16);
-    let mut pending: Option<(String, String)> = None;
+    let mut pending: Option<(Cow<'static, str>, String)> = None;
     let mut malformed: Option<String> = None;
     for line in lines {
         if line.starts_with([' ', '\t']) {
