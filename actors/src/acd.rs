@@ -1,0 +1,939 @@
+//! A skill group (技能组): the waiting queue and the distribution strategy
+//! (呼叫策略), sans-IO.
+//!
+//! Calls wait in order of priority (higher first), then enqueue time, then
+//! arrival. Whenever a call waits and a member agent is available, the
+//! group offers the first call to the agent(s) its [`Strategy`] picks and
+//! says so with [`AcdEvent::Offer`]; the Call actor rings them and reports
+//! back with [`SkillGroup::answered`] or [`SkillGroup::offer_failed`]. A
+//! call whose offer fails goes back to its place in the queue, and the
+//! agents who did not answer it are tried last.
+//!
+//! Agents' availability comes from the Agent actors
+//! ([`SkillGroup::update_agent`]): the group never changes an agent's status
+//! itself, it only offers to agents that said they are ready and reserves
+//! them until the offer ends, so no agent is offered two calls.
+//!
+//! A call that waits longer than the max queue time, or arrives when no
+//! member is signed in (with [`NoAgentRule::Overflow`]), leaves with
+//! [`AcdEvent::Overflow`] naming where it goes.
+
+use crate::{AgentId, CallId, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+use thiserror::Error;
+
+/// How the group picks the agent for the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Every available member rings at once; the first to answer gets it.
+    RingAll,
+    /// The member ready for the longest time.
+    LongestIdle,
+    /// Members in turn, continuing after the last one offered.
+    RoundRobin,
+    /// The member who answered the fewest calls today.
+    FewestCalls,
+    /// The member with the least talk time today.
+    LeastTalkTime,
+    /// Any available member, at random.
+    Random,
+    /// The highest skill level with an available member first; longest
+    /// idle within the level.
+    SkillTiers,
+}
+
+/// Where a call goes when it leaves the queue unanswered (溢出).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "to", content = "target", rename_all = "snake_case")]
+pub enum Overflow {
+    /// Another skill group, by id.
+    Group(String),
+    /// A node of the tenant's IVR flow, by id.
+    IvrNode(String),
+    /// An external number, through the trunk.
+    Number(String),
+    /// The caller may leave a message.
+    Voicemail,
+    /// A prompt, then the call ends.
+    HangUp,
+}
+
+/// What happens to a call when no member is signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoAgentRule {
+    /// Wait anyway, up to the max queue time.
+    Queue,
+    /// Overflow at once.
+    Overflow,
+}
+
+/// A skill group's distribution settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupConfig {
+    pub strategy: Strategy,
+    /// How long an offered agent's device rings before it counts as missed.
+    pub ring_timeout: Duration,
+    /// After-call work for calls answered in this group.
+    pub wrap_up: Duration,
+    /// Longest wait in the queue before overflow.
+    pub max_queue_time: Duration,
+    pub overflow: Overflow,
+    pub no_agent: NoAgentRule,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            strategy: Strategy::LongestIdle,
+            ring_timeout: Duration::from_secs(20),
+            wrap_up: Duration::from_secs(15),
+            max_queue_time: Duration::from_secs(60),
+            overflow: Overflow::Voicemail,
+            no_agent: NoAgentRule::Overflow,
+        }
+    }
+}
+
+/// A member agent and its skill level (higher is more skilled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub agent: AgentId,
+    pub level: u8,
+}
+
+/// What an Agent actor reports about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Availability {
+    pub signed_in: bool,
+    /// Ready for a call.
+    pub ready: bool,
+    /// Ready since (for longest idle).
+    pub idle_since: Timestamp,
+    pub calls_today: u32,
+    pub talk_time_today: Duration,
+}
+
+/// Why a call left the queue unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowReason {
+    MaxQueueTime,
+    NoAgent,
+}
+
+/// What the group tells its shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcdEvent {
+    /// Ring these agents for this call (one agent, or every available
+    /// member with ring-all).
+    Offer {
+        call: CallId,
+        agents: Vec<AgentId>,
+        ring_timeout: Duration,
+    },
+    /// Stop ringing these agents: someone else answered (ring-all), the
+    /// caller left, or the call overflowed.
+    CancelOffer { call: CallId, agents: Vec<AgentId> },
+    /// The call leaves the queue for `to`.
+    Overflow {
+        call: CallId,
+        to: Overflow,
+        reason: OverflowReason,
+        waited: Duration,
+    },
+}
+
+/// Why an input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AcdError {
+    #[error("call {0} is already in this queue")]
+    AlreadyQueued(CallId),
+    #[error("call {0} is not in this queue")]
+    NotQueued(CallId),
+    #[error("agent {agent} was not offered call {call}")]
+    NotOffered { call: CallId, agent: AgentId },
+}
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    key: QueueKey,
+    /// Agents ringing for it now; empty while it waits.
+    offered: Vec<AgentId>,
+    /// Agents it was offered to before, tried last.
+    tried: Vec<AgentId>,
+}
+
+/// Queue order: priority (higher first), enqueue time, arrival.
+type QueueKey = (Reverse<u8>, Timestamp, u64);
+
+#[derive(Debug, Clone)]
+struct AgentInfo {
+    level: u8,
+    availability: Option<Availability>,
+    /// The call this agent is ringing for.
+    offered: Option<CallId>,
+}
+
+impl AgentInfo {
+    fn can_take(&self) -> bool {
+        self.offered.is_none() && self.availability.is_some_and(|a| a.signed_in && a.ready)
+    }
+}
+
+/// One skill group's queue and distribution. See the module docs.
+#[derive(Debug)]
+pub struct SkillGroup {
+    id: String,
+    config: GroupConfig,
+    /// Members in configuration order (round-robin follows it).
+    order: Vec<AgentId>,
+    agents: HashMap<AgentId, AgentInfo>,
+    queue: BTreeMap<QueueKey, CallId>,
+    calls: HashMap<CallId, Waiting>,
+    arrivals: u64,
+    /// Round-robin memory: the member offered last.
+    last_offered: Option<AgentId>,
+    rng: StdRng,
+    events: VecDeque<AcdEvent>,
+}
+
+impl SkillGroup {
+    /// A group with no members; `seed` drives the random strategy.
+    pub fn new(id: impl Into<String>, config: GroupConfig, seed: u64) -> SkillGroup {
+        SkillGroup {
+            id: id.into(),
+            config,
+            order: Vec::new(),
+            agents: HashMap::new(),
+            queue: BTreeMap::new(),
+            calls: HashMap::new(),
+            arrivals: 0,
+            last_offered: None,
+            rng: StdRng::seed_from_u64(seed),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// New settings; they apply to the next decision.
+    pub fn set_config(&mut self, config: GroupConfig, now: Timestamp) {
+        self.config = config;
+        self.dispatch(now);
+    }
+
+    /// Replaces the members. A removed member's offer stays until it ends.
+    pub fn set_members(&mut self, members: Vec<Member>, now: Timestamp) {
+        self.order = members.iter().map(|m| m.agent.clone()).collect();
+        let mut agents = HashMap::new();
+        for m in members {
+            let old = self.agents.remove(&m.agent);
+            agents.insert(
+                m.agent,
+                AgentInfo {
+                    level: m.level,
+                    availability: old.as_ref().and_then(|o| o.availability),
+                    offered: old.and_then(|o| o.offered),
+                },
+            );
+        }
+        // Keep removed members only while they ring for a call.
+        for (id, info) in self.agents.drain() {
+            if info.offered.is_some() {
+                agents.insert(
+                    id,
+                    AgentInfo {
+                        availability: None,
+                        ..info
+                    },
+                );
+            }
+        }
+        self.agents = agents;
+        self.dispatch(now);
+    }
+
+    /// Calls waiting (offered ones included).
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// 1-based place of `call` in the queue, for announcements.
+    pub fn position(&self, call: CallId) -> Option<usize> {
+        let key = self.calls.get(&call)?.key;
+        Some(self.queue.range(..key).count() + 1)
+    }
+
+    /// Members signed in now.
+    pub fn signed_in(&self) -> usize {
+        self.agents
+            .values()
+            .filter(|a| a.availability.is_some_and(|v| v.signed_in))
+            .count()
+    }
+
+    /// A call enters the queue. `priority`: higher is served first.
+    pub fn enqueue(
+        &mut self,
+        call: CallId,
+        priority: u8,
+        enqueued: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), AcdError> {
+        if self.calls.contains_key(&call) {
+            return Err(AcdError::AlreadyQueued(call));
+        }
+        if self.config.no_agent == NoAgentRule::Overflow && self.signed_in() == 0 {
+            self.events.push_back(AcdEvent::Overflow {
+                call,
+                to: self.config.overflow.clone(),
+                reason: OverflowReason::NoAgent,
+                waited: now.since(enqueued),
+            });
+            return Ok(());
+        }
+        self.arrivals += 1;
+        let key = (Reverse(priority), enqueued, self.arrivals);
+        self.queue.insert(key, call);
+        self.calls.insert(
+            call,
+            Waiting {
+                key,
+                offered: Vec::new(),
+                tried: Vec::new(),
+            },
+        );
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The caller hung up while waiting or ringing (abandoned).
+    pub fn abandon(&mut self, call: CallId, now: Timestamp) -> Result<(), AcdError> {
+        let w = self.remove(call).ok_or(AcdError::NotQueued(call))?;
+        self.cancel_offers(call, w.offered);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// `agent` answered `call`: it leaves the queue; with ring-all, the
+    /// others stop ringing.
+    pub fn answered(
+        &mut self,
+        call: CallId,
+        agent: &AgentId,
+        now: Timestamp,
+    ) -> Result<(), AcdError> {
+        let offered = self
+            .calls
+            .get(&call)
+            .map(|w| w.offered.contains(agent))
+            .ok_or(AcdError::NotQueued(call))?;
+        if !offered {
+            return Err(AcdError::NotOffered {
+                call,
+                agent: agent.clone(),
+            });
+        }
+        let w = self.remove(call).ok_or(AcdError::NotQueued(call))?;
+        let others: Vec<AgentId> = w.offered.into_iter().filter(|a| a != agent).collect();
+        self.cancel_offers(call, others);
+        if let Some(info) = self.agents.get_mut(agent) {
+            info.offered = None;
+            // Busy until its Agent actor says otherwise.
+            if let Some(a) = info.availability.as_mut() {
+                a.ready = false;
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The offer to `agent` ended unanswered (ring timeout, rejected, the
+    /// device unreachable). When nobody rings for the call any more it
+    /// waits again in its old place.
+    pub fn offer_failed(
+        &mut self,
+        call: CallId,
+        agent: &AgentId,
+        now: Timestamp,
+    ) -> Result<(), AcdError> {
+        let w = self.calls.get_mut(&call).ok_or(AcdError::NotQueued(call))?;
+        let Some(i) = w.offered.iter().position(|a| a == agent) else {
+            return Err(AcdError::NotOffered {
+                call,
+                agent: agent.clone(),
+            });
+        };
+        w.offered.remove(i);
+        if !w.tried.contains(agent) {
+            w.tried.push(agent.clone());
+        }
+        if let Some(info) = self.agents.get_mut(agent) {
+            info.offered = None;
+            if let Some(a) = info.availability.as_mut() {
+                a.ready = false;
+            }
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// An Agent actor's news: signed in or out, ready or not, counters.
+    pub fn update_agent(&mut self, agent: &AgentId, availability: Availability, now: Timestamp) {
+        if let Some(info) = self.agents.get_mut(agent) {
+            info.availability = Some(availability);
+            self.dispatch(now);
+        }
+    }
+
+    /// The next deadline: the first call to reach the max queue time.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.queue
+            .keys()
+            .map(|(_, enqueued, _)| enqueued.after(self.config.max_queue_time))
+            .min()
+    }
+
+    /// Overflows the calls that waited too long.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let due: Vec<(CallId, Timestamp)> = self
+            .queue
+            .iter()
+            .filter(|((_, enqueued, _), _)| enqueued.after(self.config.max_queue_time) <= now)
+            .map(|((_, enqueued, _), call)| (*call, *enqueued))
+            .collect();
+        for (call, enqueued) in due {
+            if let Some(w) = self.remove(call) {
+                self.cancel_offers(call, w.offered);
+                self.events.push_back(AcdEvent::Overflow {
+                    call,
+                    to: self.config.overflow.clone(),
+                    reason: OverflowReason::MaxQueueTime,
+                    waited: now.since(enqueued),
+                });
+            }
+        }
+        self.dispatch(now);
+    }
+
+    pub fn poll_event(&mut self) -> Option<AcdEvent> {
+        self.events.pop_front()
+    }
+
+    fn remove(&mut self, call: CallId) -> Option<Waiting> {
+        let w = self.calls.remove(&call)?;
+        self.queue.remove(&w.key);
+        Some(w)
+    }
+
+    fn cancel_offers(&mut self, call: CallId, agents: Vec<AgentId>) {
+        for a in &agents {
+            if let Some(info) = self.agents.get_mut(a) {
+                info.offered = None;
+            }
+        }
+        if !agents.is_empty() {
+            self.events
+                .push_back(AcdEvent::CancelOffer { call, agents });
+        }
+    }
+
+    /// Offers waiting calls, in queue order, while agents can take them.
+    fn dispatch(&mut self, _now: Timestamp) {
+        loop {
+            let Some(call) = self
+                .queue
+                .values()
+                .copied()
+                .find(|c| self.calls.get(c).is_some_and(|w| w.offered.is_empty()))
+            else {
+                return;
+            };
+            let tried = self
+                .calls
+                .get(&call)
+                .map(|w| w.tried.clone())
+                .unwrap_or_default();
+            let picked = self.pick(&tried);
+            if picked.is_empty() {
+                return;
+            }
+            for a in &picked {
+                if let Some(info) = self.agents.get_mut(a) {
+                    info.offered = Some(call);
+                }
+            }
+            if let Some(last) = picked.last() {
+                self.last_offered = Some(last.clone());
+            }
+            if let Some(w) = self.calls.get_mut(&call) {
+                w.offered = picked.clone();
+            }
+            self.events.push_back(AcdEvent::Offer {
+                call,
+                agents: picked,
+                ring_timeout: self.config.ring_timeout,
+            });
+        }
+    }
+
+    /// The agents to offer the next call to, by the strategy. Agents who
+    /// already failed this call are used only when nobody else can take it.
+    fn pick(&mut self, tried: &[AgentId]) -> Vec<AgentId> {
+        let free: Vec<&AgentId> = self
+            .order
+            .iter()
+            .filter(|a| self.agents.get(*a).is_some_and(AgentInfo::can_take))
+            .collect();
+        let fresh: Vec<&AgentId> = free
+            .iter()
+            .copied()
+            .filter(|a| !tried.contains(a))
+            .collect();
+        let candidates = if fresh.is_empty() { free } else { fresh };
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        let info = |a: &AgentId| -> (u8, Availability) {
+            let i = &self.agents[a];
+            let v = i.availability.unwrap_or(Availability {
+                signed_in: false,
+                ready: false,
+                idle_since: Timestamp(0),
+                calls_today: 0,
+                talk_time_today: Duration::ZERO,
+            });
+            (i.level, v)
+        };
+        // Ties go to the member listed first.
+        let idle = |a: &&AgentId| info(a).1.idle_since;
+        let chosen: &AgentId = match self.config.strategy {
+            Strategy::RingAll => return candidates.into_iter().cloned().collect(),
+            Strategy::LongestIdle => candidates.iter().copied().min_by_key(idle),
+            Strategy::FewestCalls => candidates
+                .iter()
+                .copied()
+                .min_by_key(|a| (info(a).1.calls_today, info(a).1.idle_since)),
+            Strategy::LeastTalkTime => candidates
+                .iter()
+                .copied()
+                .min_by_key(|a| (info(a).1.talk_time_today, info(a).1.idle_since)),
+            Strategy::SkillTiers => candidates
+                .iter()
+                .copied()
+                .min_by_key(|a| (Reverse(info(a).0), info(a).1.idle_since)),
+            Strategy::Random => {
+                let i = self.rng.random_range(0..candidates.len());
+                candidates.get(i).copied()
+            }
+            Strategy::RoundRobin => {
+                let start = self
+                    .last_offered
+                    .as_ref()
+                    .and_then(|l| self.order.iter().position(|a| a == l))
+                    .map_or(0, |i| i + 1);
+                let n = self.order.len();
+                (0..n)
+                    .map(|k| &self.order[(start + k) % n])
+                    .find(|a| candidates.contains(a))
+            }
+        }
+        .unwrap_or(candidates[0]);
+        vec![chosen.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strategy;
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::Strategy as _;
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp(s * 1000)
+    }
+
+    fn ready(idle: u64, calls: u32, talk: u64) -> Availability {
+        Availability {
+            signed_in: true,
+            ready: true,
+            idle_since: t(idle),
+            calls_today: calls,
+            talk_time_today: Duration::from_secs(talk),
+        }
+    }
+
+    fn group(strategy: Strategy, members: &[(&str, u8)]) -> SkillGroup {
+        let mut g = SkillGroup::new(
+            "support",
+            GroupConfig {
+                strategy,
+                ..GroupConfig::default()
+            },
+            7,
+        );
+        g.set_members(
+            members
+                .iter()
+                .map(|(a, l)| Member {
+                    agent: (*a).into(),
+                    level: *l,
+                })
+                .collect(),
+            t(0),
+        );
+        g
+    }
+
+    fn events(g: &mut SkillGroup) -> Vec<AcdEvent> {
+        std::iter::from_fn(|| g.poll_event()).collect()
+    }
+
+    fn offered(ev: &[AcdEvent]) -> Vec<(u64, Vec<String>)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                AcdEvent::Offer { call, agents, .. } => {
+                    Some((call.0, agents.iter().map(|a| a.0.clone()).collect()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strategies_pick_the_right_agent() {
+        // (agent, level), availability (idle since, calls, talk seconds)
+        let setup = [
+            ("a", 1, ready(30, 5, 100)),
+            ("b", 3, ready(10, 7, 50)),
+            ("c", 3, ready(20, 2, 300)),
+        ];
+        let cases = [
+            (Strategy::LongestIdle, vec!["b"]),
+            (Strategy::FewestCalls, vec!["c"]),
+            (Strategy::LeastTalkTime, vec!["b"]),
+            (Strategy::SkillTiers, vec!["b"]),
+            (Strategy::RingAll, vec!["a", "b", "c"]),
+            (Strategy::RoundRobin, vec!["a"]),
+        ];
+        for (strategy, want) in cases {
+            let mut g = group(strategy, &[("a", 1), ("b", 3), ("c", 3)]);
+            for (a, _, v) in &setup {
+                g.update_agent(&(*a).into(), *v, t(40));
+            }
+            g.enqueue(CallId(1), 0, t(41), t(41)).unwrap();
+            let got = offered(&events(&mut g));
+            assert_eq!(
+                got,
+                vec![(1, want.iter().map(|s| s.to_string()).collect())],
+                "{strategy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn round_robin_remembers_where_it_stopped() {
+        let mut g = group(Strategy::RoundRobin, &[("a", 1), ("b", 1), ("c", 1)]);
+        let mut order = Vec::new();
+        for n in 0..5u64 {
+            for a in ["a", "b", "c"] {
+                g.update_agent(&a.into(), ready(0, 0, 0), t(n * 10));
+            }
+            g.enqueue(CallId(n), 0, t(n * 10), t(n * 10)).unwrap();
+            let o = offered(&events(&mut g));
+            let agent = o[0].1[0].clone();
+            g.answered(CallId(n), &AgentId(agent.clone()), t(n * 10 + 1))
+                .unwrap();
+            order.push(agent);
+        }
+        assert_eq!(order, vec!["a", "b", "c", "a", "b"]);
+    }
+
+    #[test]
+    fn random_is_reproducible_from_the_seed() {
+        let run = || {
+            let mut g = group(Strategy::Random, &[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
+            (0..8u64)
+                .map(|n| {
+                    for a in ["a", "b", "c", "d"] {
+                        g.update_agent(&a.into(), ready(0, 0, 0), t(n));
+                    }
+                    g.enqueue(CallId(n), 0, t(n), t(n)).unwrap();
+                    let agent = offered(&events(&mut g))[0].1[0].clone();
+                    g.answered(CallId(n), &AgentId(agent.clone()), t(n))
+                        .unwrap();
+                    agent
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        let distinct: std::collections::BTreeSet<_> = first.iter().collect();
+        assert!(distinct.len() > 1, "{first:?}");
+    }
+
+    #[test]
+    fn priority_then_enqueue_time() {
+        let mut g = group(Strategy::LongestIdle, &[("a", 1)]);
+        g.update_agent(&"a".into(), ready(0, 0, 0), t(0));
+        // a is offered call 1 at once; the rest wait.
+        g.enqueue(CallId(1), 0, t(1), t(1)).unwrap();
+        g.enqueue(CallId(2), 0, t(2), t(2)).unwrap();
+        g.enqueue(CallId(3), 5, t(3), t(3)).unwrap();
+        // Re-enqueued after a failover with its original time: ahead of 2.
+        g.enqueue(CallId(4), 0, t(0), t(4)).unwrap();
+        assert_eq!(g.position(CallId(3)), Some(1));
+        assert_eq!(g.position(CallId(1)), Some(3));
+        assert_eq!(g.position(CallId(4)), Some(2));
+        assert_eq!(g.position(CallId(2)), Some(4));
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            for e in events(&mut g) {
+                if let AcdEvent::Offer { call, .. } = e {
+                    served.push(call.0);
+                    g.answered(call, &"a".into(), t(10)).unwrap();
+                    g.update_agent(&"a".into(), ready(10, 1, 0), t(10));
+                }
+            }
+        }
+        assert_eq!(served, vec![1, 3, 4, 2]);
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn a_missed_offer_goes_to_the_next_agent_and_the_call_keeps_its_place() {
+        let mut g = group(Strategy::LongestIdle, &[("a", 1), ("b", 1)]);
+        g.update_agent(&"a".into(), ready(0, 0, 0), t(0));
+        g.enqueue(CallId(1), 0, t(1), t(1)).unwrap();
+        assert_eq!(offered(&events(&mut g)), vec![(1, vec!["a".into()])]);
+        g.enqueue(CallId(2), 0, t(2), t(2)).unwrap();
+        g.offer_failed(CallId(1), &"a".into(), t(21)).unwrap();
+        assert_eq!(g.position(CallId(1)), Some(1));
+        // a is ready again at once (one miss), b too: b gets call 1, since
+        // a already failed it; a gets call 2.
+        g.update_agent(&"b".into(), ready(5, 0, 0), t(22));
+        g.update_agent(&"a".into(), ready(21, 0, 0), t(22));
+        assert_eq!(
+            offered(&events(&mut g)),
+            vec![(1, vec!["b".into()]), (2, vec!["a".into()])]
+        );
+        assert_eq!(
+            g.offer_failed(CallId(2), &"b".into(), t(23)),
+            Err(AcdError::NotOffered {
+                call: CallId(2),
+                agent: "b".into()
+            })
+        );
+    }
+
+    #[test]
+    fn ring_all_cancels_the_others_on_answer() {
+        let mut g = group(Strategy::RingAll, &[("a", 1), ("b", 1), ("c", 1)]);
+        for a in ["a", "b", "c"] {
+            g.update_agent(&a.into(), ready(0, 0, 0), t(0));
+        }
+        g.enqueue(CallId(1), 0, t(1), t(1)).unwrap();
+        events(&mut g);
+        g.answered(CallId(1), &"b".into(), t(3)).unwrap();
+        assert_eq!(
+            events(&mut g),
+            vec![AcdEvent::CancelOffer {
+                call: CallId(1),
+                agents: vec!["a".into(), "c".into()]
+            }]
+        );
+        // a and c are still ready: the next call rings both.
+        g.enqueue(CallId(2), 0, t(4), t(4)).unwrap();
+        assert_eq!(
+            offered(&events(&mut g)),
+            vec![(2, vec!["a".into(), "c".into()])]
+        );
+    }
+
+    #[test]
+    fn max_queue_time_and_no_agent_overflow() {
+        let mut g = group(Strategy::LongestIdle, &[("a", 1)]);
+        // Nobody signed in: overflow at once.
+        g.enqueue(CallId(1), 0, t(0), t(0)).unwrap();
+        assert!(matches!(
+            events(&mut g)[..],
+            [AcdEvent::Overflow {
+                reason: OverflowReason::NoAgent,
+                to: Overflow::Voicemail,
+                ..
+            }]
+        ));
+        // Signed in but busy: the call waits 60 s, then overflows.
+        g.update_agent(
+            &"a".into(),
+            Availability {
+                ready: false,
+                ..ready(0, 0, 0)
+            },
+            t(1),
+        );
+        g.enqueue(CallId(2), 0, t(2), t(2)).unwrap();
+        assert_eq!(g.poll_timeout(), Some(t(62)));
+        g.handle_timeout(t(61));
+        assert!(events(&mut g).is_empty());
+        g.handle_timeout(t(62));
+        assert_eq!(
+            events(&mut g),
+            vec![AcdEvent::Overflow {
+                call: CallId(2),
+                to: Overflow::Voicemail,
+                reason: OverflowReason::MaxQueueTime,
+                waited: Duration::from_secs(60)
+            }]
+        );
+        assert!(g.is_empty());
+        // Abandon while ringing cancels the offer.
+        g.update_agent(&"a".into(), ready(70, 0, 0), t(70));
+        g.enqueue(CallId(3), 0, t(71), t(71)).unwrap();
+        events(&mut g);
+        g.abandon(CallId(3), t(72)).unwrap();
+        assert_eq!(
+            events(&mut g),
+            vec![AcdEvent::CancelOffer {
+                call: CallId(3),
+                agents: vec!["a".into()]
+            }]
+        );
+        assert_eq!(
+            g.abandon(CallId(3), t(73)),
+            Err(AcdError::NotQueued(CallId(3)))
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Enqueue(u8, u8),
+        Abandon(u8),
+        Ready(u8),
+        NotReady(u8),
+        Answer(u8),
+        Fail(u8),
+        Tick(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..12, 0u8..3).prop_map(|(c, p)| Op::Enqueue(c, p)),
+            (0u8..12).prop_map(Op::Abandon),
+            (0u8..4).prop_map(Op::Ready),
+            (0u8..4).prop_map(Op::NotReady),
+            (0u8..4).prop_map(Op::Answer),
+            (0u8..4).prop_map(Op::Fail),
+            (1u8..40).prop_map(Op::Tick),
+        ]
+    }
+
+    fn strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
+        prop_oneof![
+            Just(Strategy::RingAll),
+            Just(Strategy::LongestIdle),
+            Just(Strategy::RoundRobin),
+            Just(Strategy::FewestCalls),
+            Just(Strategy::LeastTalkTime),
+            Just(Strategy::Random),
+            Just(Strategy::SkillTiers),
+        ]
+    }
+
+    proptest! {
+        /// A call is in the queue at most once; an agent rings for at most
+        /// one call; only ready members are offered calls; the call offered
+        /// is the first waiting one in (priority, enqueue time) order.
+        #[test]
+        fn queue_invariants(strategy in strategy(), ops in proptest::collection::vec(op(), 1..120)) {
+            let names = ["a", "b", "c", "d"];
+            let mut g = group(strategy, &[("a", 1), ("b", 2), ("c", 2), ("d", 3)]);
+            let mut now = t(0);
+            // The model: which agents are ready, which call each rings for.
+            let mut ready_now = [false; 4];
+            let mut ringing: HashMap<String, CallId> = HashMap::new();
+            for o in ops {
+                now = now.after(Duration::from_millis(100));
+                match o {
+                    Op::Enqueue(c, p) => { let _ = g.enqueue(CallId(c.into()), p, now, now); }
+                    Op::Abandon(c) => { let _ = g.abandon(CallId(c.into()), now); }
+                    Op::Ready(a) => {
+                        ready_now[a as usize] = true;
+                        g.update_agent(&names[a as usize].into(), ready(now.0 / 1000, 0, 0), now);
+                    }
+                    Op::NotReady(a) => {
+                        ready_now[a as usize] = false;
+                        g.update_agent(&names[a as usize].into(), Availability { ready: false, ..ready(0, 0, 0) }, now);
+                    }
+                    Op::Answer(a) => {
+                        if let Some(call) = ringing.get(names[a as usize]).copied() {
+                            prop_assert!(g.answered(call, &names[a as usize].into(), now).is_ok());
+                            ready_now[a as usize] = false;
+                        }
+                    }
+                    Op::Fail(a) => {
+                        if let Some(call) = ringing.get(names[a as usize]).copied() {
+                            prop_assert!(g.offer_failed(call, &names[a as usize].into(), now).is_ok());
+                            ready_now[a as usize] = false;
+                        }
+                    }
+                    Op::Tick(s) => {
+                        now = now.after(Duration::from_secs(s.into()));
+                        g.handle_timeout(now);
+                    }
+                }
+                // Offers made by this step, checked against the queue order.
+                while let Some(e) = g.poll_event() {
+                    match e {
+                        AcdEvent::Offer { call, agents, .. } => {
+                            prop_assert!(!agents.is_empty());
+                            for a in &agents {
+                                let i = names.iter().position(|n| *n == a.0).unwrap();
+                                prop_assert!(ready_now[i], "offered to an agent not ready");
+                                prop_assert!(!ringing.contains_key(&a.0), "agent offered two calls");
+                                ringing.insert(a.0.clone(), call);
+                            }
+                            // No waiting, unoffered call is ahead of it.
+                            let key = g.calls[&call].key;
+                            for (k, c) in g.queue.range(..key) {
+                                prop_assert!(!g.calls[c].offered.is_empty(), "call {c} at {k:?} skipped");
+                            }
+                        }
+                        AcdEvent::CancelOffer { agents, .. } => {
+                            for a in agents { ringing.remove(&a.0); }
+                        }
+                        AcdEvent::Overflow { .. } => {}
+                    }
+                }
+                // Answer/fail end the offer on our side too.
+                ringing.retain(|a, c| g.calls.get(c).is_some_and(|w| w.offered.iter().any(|x| &x.0 == a)));
+                prop_assert_eq!(g.queue.len(), g.calls.len());
+                let mut seen = std::collections::HashSet::new();
+                for c in g.queue.values() { prop_assert!(seen.insert(*c), "call queued twice"); }
+                let mut offered_agents = std::collections::HashSet::new();
+                for w in g.calls.values() {
+                    for a in &w.offered { prop_assert!(offered_agents.insert(a.clone()), "agent on two offers"); }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Switchboard's call center: the decisions, as sans-IO state machines.
+//!
+//! - [`agent::Agent`]: an agent's status (坐席状态): offline, ready, busy,
+//!   break with a reason, tenant-defined custom statuses, ringing, talking,
+//!   after-call work; missed-call handling; time in each status.
+//! - [`acd::SkillGroup`]: a skill group's waiting queue (priority, then
+//!   enqueue time) and the distribution strategy that picks agents; max
+//!   queue time and overflow; the no-agent rule.
+//!
+//! Every machine here follows one contract, the one the actor shells rely
+//! on: inputs are method calls that take `now` (a [`Timestamp`]) and never
+//! read a clock; outputs are drained with `poll_event()`; the next deadline
+//! is `poll_timeout()`, and `handle_timeout(now)` runs what is due. Random
+//! choices take a seeded generator given at construction. An actor owns
+//! one machine, feeds it each message, drains every output, and re-arms a
+//! single timer.
+//!
+//! ```
+//! use switchboard_actors::agent::{Agent, AgentPolicy, Device, Status};
+//! use switchboard_actors::{AgentId, CallId, Timestamp};
+//!
+//! let mut a = Agent::new(AgentId::from("1001"), AgentPolicy::default(), Timestamp(0));
+//! a.sign_in(Device::Sip { account: "1001".into() }, Status::Ready, Timestamp(1_000)).unwrap();
+//! a.offer(CallId(7), Timestamp(2_000)).unwrap();
+//! a.answered(CallId(7), Timestamp(5_000)).unwrap();
+//! a.hung_up(CallId(7), std::time::Duration::from_secs(10), Timestamp(65_000)).unwrap();
+//! assert!(matches!(a.status(), Status::AfterCallWork { .. }));
+//! // Wrap-up ends by itself: the machine asks to be woken at its end.
+//! let at = a.poll_timeout().unwrap();
+//! a.handle_timeout(at);
+//! assert_eq!(a.status(), &Status::Ready);
+//! ```
+
+pub mod acd;
+pub mod agent;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Wall-clock time in milliseconds since the Unix epoch, given as an input
+/// (records and reports need wall time; the machines never read it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// `self + d`, saturating.
+    pub fn after(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(u128::from(u64::MAX)) as u64),
+        )
+    }
+
+    /// Time from `earlier` to `self`; zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// An agent (坐席), unique within its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AgentId(pub String);
+
+impl From<&str> for AgentId {
+    fn from(s: &str) -> Self {
+        AgentId(s.to_owned())
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A call, unique within the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
