@@ -3,6 +3,9 @@
 //! - [`agent::Agent`]: an agent's status (坐席状态): offline, ready, busy,
 //!   break with a reason, tenant-defined custom statuses, ringing, talking,
 //!   after-call work; missed-call handling; time in each status.
+//! - [`ivr`]: which flow runs today (regular, special dates, closed hours)
+//!   and the session that walks a flow: prompts, menus, digits, survey,
+//!   transfers, voicemail.
 //! - [`acd::SkillGroup`]: a skill group's waiting queue (priority, then
 //!   enqueue time) and the distribution strategy that picks agents; max
 //!   queue time and overflow; the no-agent rule.
@@ -33,6 +36,7 @@
 
 pub mod acd;
 pub mod agent;
+pub mod ivr;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

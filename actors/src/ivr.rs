@@ -1,0 +1,1023 @@
+//! The IVR (IVR语音导航), sans-IO: which flow runs today, and a session
+//! that walks one flow for one call.
+//!
+//! [`Schedule::flow_at`] picks the flow for a moment in the tenant's local
+//! time: a special date or date range (特殊时间, holidays such as 五一 or
+//! 十一) overrides the regular flow (日常IVR); outside the working hours of
+//! the day the closed flow runs. [`IvrSession`] then interprets the flow's
+//! nodes (节点): it asks its shell to play prompts, listens to DTMF digits
+//! and timeouts, and ends with a transfer, a voicemail or a hang-up. What
+//! the caller did (nodes visited, keys pressed, digits collected, survey
+//! score) is kept for the call record.
+//!
+//! Prompts are named by id; the shell resolves an id to audio (TTS or an
+//! approved WAV) and says when playback ended with
+//! [`IvrSession::prompt_done`].
+
+use crate::{AgentId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+use thiserror::Error;
+
+/// A calendar date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Date {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// A moment in the tenant's local time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalTime {
+    pub date: Date,
+    /// 0 = Monday … 6 = Sunday.
+    pub weekday: u8,
+    /// Minutes since local midnight.
+    pub minute: u16,
+}
+
+impl LocalTime {
+    /// `at` in a zone `offset_minutes` east of UTC (China: +480; no DST).
+    pub fn at(at: Timestamp, offset_minutes: i32) -> LocalTime {
+        let secs = (at.0 / 1000) as i64 + i64::from(offset_minutes) * 60;
+        let days = secs.div_euclid(86_400);
+        let minute = (secs.rem_euclid(86_400) / 60) as u16;
+        // 1970-01-01 was a Thursday (weekday 3).
+        let weekday = (days + 3).rem_euclid(7) as u8;
+        LocalTime {
+            date: civil_from_days(days),
+            weekday,
+            minute,
+        }
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> Date {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    Date { year, month, day }
+}
+
+/// Opening hours of one day, `[start, end)` in minutes since midnight
+/// (`0..1440` is all day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hours {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Hours {
+    pub const ALL_DAY: Hours = Hours {
+        start: 0,
+        end: 1440,
+    };
+
+    fn contains(&self, minute: u16) -> bool {
+        self.start <= minute && minute < self.end
+    }
+}
+
+/// A special date or range with a flow of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecialDates {
+    pub name: String,
+    /// First and last day, both included.
+    pub from: Date,
+    pub to: Date,
+    pub flow: String,
+    /// Opening hours on these days; `None`: the flow runs all day.
+    pub hours: Option<Vec<Hours>>,
+}
+
+/// Which flow runs when (日常/特殊时间IVR配置 and working hours).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The regular flow.
+    pub regular: String,
+    /// Working hours per weekday, Monday first; a day with no hours is
+    /// closed all day.
+    pub week: [Vec<Hours>; 7],
+    /// Overrides, the first match wins.
+    pub special: Vec<SpecialDates>,
+    /// What runs outside working hours.
+    pub closed: String,
+}
+
+/// The flow chosen and whether it is the closed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowChoice<'a> {
+    pub flow: &'a str,
+    pub open: bool,
+    /// The special-date entry that applied, by name.
+    pub special: Option<&'a str>,
+}
+
+impl Schedule {
+    /// Open every day, all day, with `flow`.
+    pub fn always(flow: &str) -> Schedule {
+        Schedule {
+            regular: flow.into(),
+            week: std::array::from_fn(|_| vec![Hours::ALL_DAY]),
+            special: Vec::new(),
+            closed: flow.into(),
+        }
+    }
+
+    /// The flow for local time `t`.
+    pub fn flow_at(&self, t: LocalTime) -> FlowChoice<'_> {
+        if let Some(s) = self
+            .special
+            .iter()
+            .find(|s| s.from <= t.date && t.date <= s.to)
+        {
+            let open = s
+                .hours
+                .as_ref()
+                .is_none_or(|h| h.iter().any(|h| h.contains(t.minute)));
+            return FlowChoice {
+                flow: if open { &s.flow } else { &self.closed },
+                open,
+                special: Some(&s.name),
+            };
+        }
+        let open = self.is_open(t);
+        FlowChoice {
+            flow: if open { &self.regular } else { &self.closed },
+            open,
+            special: None,
+        }
+    }
+
+    /// Whether `t` is within the regular working hours.
+    pub fn is_open(&self, t: LocalTime) -> bool {
+        self.week
+            .get(usize::from(t.weekday))
+            .is_some_and(|day| day.iter().any(|h| h.contains(t.minute)))
+    }
+}
+
+/// One step of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Node {
+    /// Play a prompt, then go on.
+    Play { prompt: String, next: String },
+    /// A menu: a prompt, then one key picks the branch.
+    Menu {
+        prompt: String,
+        /// Key → next node.
+        options: BTreeMap<char, String>,
+        /// Wait for a key after the prompt.
+        timeout: Duration,
+        /// Played after a wrong key or no key.
+        invalid_prompt: Option<String>,
+        /// Tries after the first.
+        retries: u8,
+        /// A key that plays the menu again without using a try.
+        repeat_key: Option<char>,
+        /// Where to go when every try failed.
+        on_fail: String,
+    },
+    /// Collect digits (an order number, an ID) into `var`.
+    Collect {
+        prompt: String,
+        min: u8,
+        max: u8,
+        /// Ends the input early (usually `#`), not stored.
+        terminator: Option<char>,
+        /// Wait for each digit.
+        timeout: Duration,
+        var: String,
+        next: String,
+        on_fail: String,
+    },
+    /// Working hours: `open` during the regular hours, else `closed`.
+    TimeBranch { open: String, closed: String },
+    /// Queue in a skill group.
+    TransferGroup { group: String },
+    /// Ring one agent.
+    TransferAgent { agent: AgentId },
+    /// Out through the trunk; only if the tenant allows it.
+    TransferNumber { number: String },
+    /// Satisfaction survey (满意度): a key 1..=max is the score.
+    Survey {
+        prompt: String,
+        max: u8,
+        timeout: Duration,
+        thanks: Option<String>,
+    },
+    /// Leave a message after the prompt.
+    Voicemail { prompt: String, max_len: Duration },
+    /// End the call, after an optional prompt.
+    HangUp { prompt: Option<String> },
+}
+
+/// A flow: its nodes and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: String,
+    pub start: String,
+    pub nodes: BTreeMap<String, Node>,
+}
+
+/// A flow that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    #[error("flow {flow}: start node {node:?} does not exist")]
+    NoStart { flow: String, node: String },
+    #[error("flow {flow}: node {from:?} leads to {to:?}, which does not exist")]
+    Dangling {
+        flow: String,
+        from: String,
+        to: String,
+    },
+    #[error("flow {flow}: node {node:?}: {reason}")]
+    Invalid {
+        flow: String,
+        node: String,
+        reason: String,
+    },
+}
+
+impl Flow {
+    /// Checks that every branch leads somewhere and the settings make sense;
+    /// a flow is validated before it is published.
+    pub fn validate(&self) -> Result<(), FlowError> {
+        if !self.nodes.contains_key(&self.start) {
+            return Err(FlowError::NoStart {
+                flow: self.id.clone(),
+                node: self.start.clone(),
+            });
+        }
+        for (id, node) in &self.nodes {
+            let invalid = |reason: &str| FlowError::Invalid {
+                flow: self.id.clone(),
+                node: id.clone(),
+                reason: reason.into(),
+            };
+            let targets: Vec<&String> = match node {
+                Node::Play { next, .. } => vec![next],
+                Node::Menu {
+                    options,
+                    on_fail,
+                    repeat_key,
+                    ..
+                } => {
+                    if options.is_empty() {
+                        return Err(invalid("a menu needs at least one key"));
+                    }
+                    if let Some(k) = repeat_key {
+                        if options.contains_key(k) {
+                            return Err(invalid("the repeat key is also an option"));
+                        }
+                    }
+                    if let Some(k) = options.keys().find(|k| !is_dtmf(**k)) {
+                        return Err(invalid(&format!("{k:?} is not a phone key")));
+                    }
+                    options.values().chain(std::iter::once(on_fail)).collect()
+                }
+                Node::Collect {
+                    min,
+                    max,
+                    next,
+                    on_fail,
+                    ..
+                } => {
+                    if *max == 0 || min > max {
+                        return Err(invalid("digits: need 0 < max and min <= max"));
+                    }
+                    vec![next, on_fail]
+                }
+                Node::TimeBranch { open, closed } => vec![open, closed],
+                Node::Survey { max, .. } if !(1..=9).contains(max) => {
+                    return Err(invalid("a survey scores 1 to at most 9"));
+                }
+                _ => Vec::new(),
+            };
+            if let Some(to) = targets.into_iter().find(|t| !self.nodes.contains_key(*t)) {
+                return Err(FlowError::Dangling {
+                    flow: self.id.clone(),
+                    from: id.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_dtmf(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+/// What the session asks its shell to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IvrAction {
+    /// Play a prompt; keys pressed during it interrupt it (barge-in).
+    Play { prompt: String },
+    /// Stop the prompt playing (a key was pressed).
+    StopPrompt,
+    /// The IVR is over: what happens to the call now.
+    Done(IvrOutcome),
+}
+
+/// How the IVR ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IvrOutcome {
+    TransferGroup {
+        group: String,
+    },
+    TransferAgent {
+        agent: AgentId,
+    },
+    TransferNumber {
+        number: String,
+    },
+    /// Record a message of at most `max_len` (the prompt was played).
+    Voicemail {
+        max_len: Duration,
+    },
+    HangUp,
+}
+
+/// What the caller did, for the call record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IvrTrace {
+    /// Node ids in the order visited.
+    pub path: Vec<String>,
+    /// Every key pressed, in order.
+    pub keys: String,
+    /// Collected digits by variable.
+    pub vars: BTreeMap<String, String>,
+    /// The survey score, if one was given.
+    pub satisfaction: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wait {
+    /// A prompt plays; `then` says what follows it.
+    Prompt {
+        then: AfterPrompt,
+    },
+    /// Waiting for a key until the deadline.
+    Keys {
+        deadline: Timestamp,
+    },
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterPrompt {
+    Goto(String),
+    /// Listen for keys (menu, collect, survey).
+    Listen,
+    /// A menu's invalid-key prompt ended: play the menu again.
+    Replay,
+    Finish(IvrOutcome),
+}
+
+/// Hops through nodes without waiting (a loop of time branches) are cut
+/// off here, so a bad flow cannot spin.
+const MAX_HOPS: usize = 64;
+
+/// One call's walk through a flow. See the module docs.
+#[derive(Debug)]
+pub struct IvrSession {
+    flow: Flow,
+    /// Whether the tenant lets calls out through the trunk.
+    allow_external: bool,
+    /// Working hours, for time branches.
+    schedule_open: bool,
+    node: String,
+    wait: Wait,
+    tries: u8,
+    digits: String,
+    trace: IvrTrace,
+    actions: VecDeque<IvrAction>,
+}
+
+impl IvrSession {
+    /// Starts `flow` (validated) at its start node. `open` says whether it
+    /// is working hours now (for time branches); `allow_external` whether
+    /// transfers to outside numbers are allowed.
+    pub fn start(flow: Flow, open: bool, allow_external: bool, now: Timestamp) -> IvrSession {
+        let start = flow.start.clone();
+        let mut s = IvrSession {
+            flow,
+            allow_external,
+            schedule_open: open,
+            node: start.clone(),
+            wait: Wait::Finished,
+            tries: 0,
+            digits: String::new(),
+            trace: IvrTrace::default(),
+            actions: VecDeque::new(),
+        };
+        s.enter(start, now);
+        s
+    }
+
+    pub fn trace(&self) -> &IvrTrace {
+        &self.trace
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.wait == Wait::Finished
+    }
+
+    pub fn poll_action(&mut self) -> Option<IvrAction> {
+        self.actions.pop_front()
+    }
+
+    /// When the session wants [`Self::handle_timeout`]: a key deadline.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match self.wait {
+            Wait::Keys { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// The prompt the shell was asked to play has ended.
+    pub fn prompt_done(&mut self, now: Timestamp) {
+        let Wait::Prompt { then } = std::mem::replace(&mut self.wait, Wait::Finished) else {
+            return;
+        };
+        match then {
+            AfterPrompt::Goto(next) => self.enter(next, now),
+            AfterPrompt::Listen => self.listen(now),
+            AfterPrompt::Replay => {
+                let node = self.node.clone();
+                self.present(&node, now);
+            }
+            AfterPrompt::Finish(outcome) => self.finish(outcome),
+        }
+    }
+
+    /// A DTMF digit (RFC 4733 or SIP INFO).
+    pub fn digit(&mut self, key: char, now: Timestamp) {
+        if self.wait == Wait::Finished {
+            return;
+        }
+        self.trace.keys.push(key);
+        let Some(node) = self.flow.nodes.get(&self.node).cloned() else {
+            return;
+        };
+        // Barge-in: a key during the node's prompt stops it.
+        let in_prompt = matches!(
+            self.wait,
+            Wait::Prompt {
+                then: AfterPrompt::Listen | AfterPrompt::Replay
+            }
+        );
+        if !in_prompt && !matches!(self.wait, Wait::Keys { .. }) {
+            return;
+        }
+        if in_prompt {
+            self.actions.push_back(IvrAction::StopPrompt);
+        }
+        match node {
+            Node::Menu {
+                options,
+                repeat_key,
+                ..
+            } => {
+                if Some(key) == repeat_key {
+                    let id = self.node.clone();
+                    self.present(&id, now);
+                } else if let Some(next) = options.get(&key) {
+                    self.enter(next.clone(), now);
+                } else {
+                    self.menu_failed(now);
+                }
+            }
+            Node::Collect {
+                max,
+                terminator,
+                timeout,
+                ..
+            } => {
+                if Some(key) == terminator {
+                    self.collect_done(now);
+                } else {
+                    self.digits.push(key);
+                    if self.digits.len() >= usize::from(max) {
+                        self.collect_done(now);
+                    } else {
+                        self.wait = Wait::Keys {
+                            deadline: now.after(timeout),
+                        };
+                    }
+                }
+            }
+            Node::Survey { max, thanks, .. } => {
+                let score = key
+                    .to_digit(10)
+                    .filter(|d| (1..=u32::from(max)).contains(d));
+                self.trace.satisfaction = score.map(|d| d as u8);
+                match thanks {
+                    Some(p) if score.is_some() => {
+                        self.play(p, AfterPrompt::Finish(IvrOutcome::HangUp))
+                    }
+                    _ => self.finish(IvrOutcome::HangUp),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs an expired key deadline.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let Wait::Keys { deadline } = self.wait else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        match self.flow.nodes.get(&self.node) {
+            Some(Node::Menu { .. }) => self.menu_failed(now),
+            Some(Node::Collect { .. }) => self.collect_done(now),
+            Some(Node::Survey { .. }) => self.finish(IvrOutcome::HangUp),
+            _ => {}
+        }
+    }
+
+    fn enter(&mut self, id: String, now: Timestamp) {
+        self.tries = 0;
+        self.digits.clear();
+        let mut id = id;
+        for _ in 0..MAX_HOPS {
+            self.trace.path.push(id.clone());
+            self.node = id.clone();
+            // Time branches are decided without waiting.
+            if let Some(Node::TimeBranch { open, closed }) = self.flow.nodes.get(&id) {
+                id = if self.schedule_open {
+                    open.clone()
+                } else {
+                    closed.clone()
+                };
+                continue;
+            }
+            self.present(&id, now);
+            return;
+        }
+        self.finish(IvrOutcome::HangUp);
+    }
+
+    /// Runs node `id` from its beginning (prompt first).
+    fn present(&mut self, id: &str, now: Timestamp) {
+        let Some(node) = self.flow.nodes.get(id).cloned() else {
+            return self.finish(IvrOutcome::HangUp);
+        };
+        match node {
+            Node::Play { prompt, next } => self.play(prompt, AfterPrompt::Goto(next)),
+            Node::Menu { prompt, .. }
+            | Node::Collect { prompt, .. }
+            | Node::Survey { prompt, .. } => self.play(prompt, AfterPrompt::Listen),
+            Node::TimeBranch { .. } => self.enter(id.to_owned(), now),
+            Node::TransferGroup { group } => self.finish(IvrOutcome::TransferGroup { group }),
+            Node::TransferAgent { agent } => self.finish(IvrOutcome::TransferAgent { agent }),
+            Node::TransferNumber { number } => {
+                // Toll fraud protection: no way out unless allowed.
+                let outcome = if self.allow_external {
+                    IvrOutcome::TransferNumber { number }
+                } else {
+                    IvrOutcome::HangUp
+                };
+                self.finish(outcome)
+            }
+            Node::Voicemail { prompt, max_len } => self.play(
+                prompt,
+                AfterPrompt::Finish(IvrOutcome::Voicemail { max_len }),
+            ),
+            Node::HangUp { prompt: Some(p) } => {
+                self.play(p, AfterPrompt::Finish(IvrOutcome::HangUp))
+            }
+            Node::HangUp { prompt: None } => self.finish(IvrOutcome::HangUp),
+        }
+    }
+
+    fn play(&mut self, prompt: String, then: AfterPrompt) {
+        self.actions.push_back(IvrAction::Play { prompt });
+        self.wait = Wait::Prompt { then };
+    }
+
+    fn listen(&mut self, now: Timestamp) {
+        let timeout = match self.flow.nodes.get(&self.node) {
+            Some(Node::Menu { timeout, .. })
+            | Some(Node::Collect { timeout, .. })
+            | Some(Node::Survey { timeout, .. }) => *timeout,
+            _ => Duration::from_secs(5),
+        };
+        self.wait = Wait::Keys {
+            deadline: now.after(timeout),
+        };
+    }
+
+    fn menu_failed(&mut self, now: Timestamp) {
+        let Some(Node::Menu {
+            retries,
+            invalid_prompt,
+            on_fail,
+            ..
+        }) = self.flow.nodes.get(&self.node).cloned()
+        else {
+            return;
+        };
+        if self.tries >= retries {
+            return self.enter(on_fail, now);
+        }
+        self.tries += 1;
+        match invalid_prompt {
+            Some(p) => self.play(p, AfterPrompt::Replay),
+            None => {
+                let id = self.node.clone();
+                self.present(&id, now);
+            }
+        }
+    }
+
+    fn collect_done(&mut self, now: Timestamp) {
+        let Some(Node::Collect {
+            min,
+            var,
+            next,
+            on_fail,
+            ..
+        }) = self.flow.nodes.get(&self.node).cloned()
+        else {
+            return;
+        };
+        let digits = std::mem::take(&mut self.digits);
+        if digits.len() >= usize::from(min) && !digits.is_empty() {
+            self.trace.vars.insert(var, digits);
+            self.enter(next, now);
+        } else {
+            self.enter(on_fail, now);
+        }
+    }
+
+    fn finish(&mut self, outcome: IvrOutcome) {
+        self.wait = Wait::Finished;
+        self.actions.push_back(IvrAction::Done(outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp(ms)
+    }
+
+    fn d(year: i32, month: u8, day: u8) -> Date {
+        Date { year, month, day }
+    }
+
+    /// The demo hotline: welcome, "1 support, 2 sales", three tries.
+    fn demo_flow() -> Flow {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "hours".into(),
+            Node::TimeBranch {
+                open: "welcome".into(),
+                closed: "closed".into(),
+            },
+        );
+        nodes.insert(
+            "welcome".into(),
+            Node::Play {
+                prompt: "welcome".into(),
+                next: "menu".into(),
+            },
+        );
+        nodes.insert(
+            "menu".into(),
+            Node::Menu {
+                prompt: "menu".into(),
+                options: [
+                    ('1', "support".into()),
+                    ('2', "sales".into()),
+                    ('3', "order".into()),
+                ]
+                .into_iter()
+                .collect(),
+                timeout: Duration::from_secs(5),
+                invalid_prompt: Some("invalid".into()),
+                retries: 2,
+                repeat_key: Some('*'),
+                on_fail: "bye".into(),
+            },
+        );
+        nodes.insert(
+            "support".into(),
+            Node::TransferGroup {
+                group: "support".into(),
+            },
+        );
+        nodes.insert(
+            "sales".into(),
+            Node::TransferGroup {
+                group: "sales".into(),
+            },
+        );
+        nodes.insert(
+            "order".into(),
+            Node::Collect {
+                prompt: "enter-order".into(),
+                min: 4,
+                max: 8,
+                terminator: Some('#'),
+                timeout: Duration::from_secs(4),
+                var: "order".into(),
+                next: "support".into(),
+                on_fail: "menu".into(),
+            },
+        );
+        nodes.insert(
+            "closed".into(),
+            Node::Voicemail {
+                prompt: "closed".into(),
+                max_len: Duration::from_secs(60),
+            },
+        );
+        nodes.insert(
+            "bye".into(),
+            Node::HangUp {
+                prompt: Some("goodbye".into()),
+            },
+        );
+        Flow {
+            id: "demo".into(),
+            start: "hours".into(),
+            nodes,
+        }
+    }
+
+    fn actions(s: &mut IvrSession) -> Vec<IvrAction> {
+        std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    fn play(p: &str) -> IvrAction {
+        IvrAction::Play { prompt: p.into() }
+    }
+
+    #[test]
+    fn local_time_and_calendar() {
+        // 2026-05-01 10:30 in Beijing is 02:30 UTC; a Friday.
+        let at = Timestamp(1_777_602_600_000);
+        let lt = LocalTime::at(at, 480);
+        assert_eq!(lt.date, d(2026, 5, 1));
+        assert_eq!(lt.weekday, 4);
+        assert_eq!(lt.minute, 10 * 60 + 30);
+        assert_eq!(LocalTime::at(Timestamp(0), 0).date, d(1970, 1, 1));
+        assert_eq!(
+            LocalTime::at(Timestamp(951_782_400_000), 0).date,
+            d(2000, 2, 29)
+        );
+    }
+
+    #[test]
+    fn special_dates_override_and_hours_close() {
+        let mut week: [Vec<Hours>; 7] = std::array::from_fn(|_| {
+            vec![Hours {
+                start: 9 * 60,
+                end: 18 * 60,
+            }]
+        });
+        week[6] = Vec::new(); // closed on Sundays
+        let sched = Schedule {
+            regular: "regular".into(),
+            week,
+            special: vec![SpecialDates {
+                name: "五一".into(),
+                from: d(2026, 5, 1),
+                to: d(2026, 5, 5),
+                flow: "holiday".into(),
+                hours: Some(vec![Hours {
+                    start: 10 * 60,
+                    end: 16 * 60,
+                }]),
+            }],
+            closed: "closed".into(),
+        };
+        let at = |date, weekday, h: u16| LocalTime {
+            date,
+            weekday,
+            minute: h * 60,
+        };
+        assert_eq!(sched.flow_at(at(d(2026, 4, 30), 3, 10)).flow, "regular");
+        assert_eq!(sched.flow_at(at(d(2026, 4, 30), 3, 20)).flow, "closed");
+        assert_eq!(sched.flow_at(at(d(2026, 5, 3), 6, 0)).flow, "closed");
+        let holiday = sched.flow_at(at(d(2026, 5, 3), 6, 11));
+        assert_eq!((holiday.flow, holiday.special), ("holiday", Some("五一")));
+        assert_eq!(sched.flow_at(at(d(2026, 5, 6), 2, 11)).flow, "regular");
+        assert_eq!(sched.flow_at(at(d(2026, 5, 10), 6, 11)).flow, "closed");
+        assert!(Schedule::always("x").flow_at(at(d(2026, 1, 1), 3, 3)).open);
+    }
+
+    #[test]
+    fn press_one_for_support() {
+        let flow = demo_flow();
+        flow.validate().unwrap();
+        let mut s = IvrSession::start(flow, true, false, t(0));
+        assert_eq!(actions(&mut s), vec![play("welcome")]);
+        s.prompt_done(t(3000));
+        assert_eq!(actions(&mut s), vec![play("menu")]);
+        // Barge-in during the menu prompt.
+        s.digit('1', t(4000));
+        assert_eq!(
+            actions(&mut s),
+            vec![
+                IvrAction::StopPrompt,
+                IvrAction::Done(IvrOutcome::TransferGroup {
+                    group: "support".into()
+                })
+            ]
+        );
+        assert!(s.is_finished());
+        assert_eq!(s.trace().path, vec!["hours", "welcome", "menu", "support"]);
+        assert_eq!(s.trace().keys, "1");
+    }
+
+    #[test]
+    fn wrong_keys_and_silence_use_up_the_tries() {
+        let mut s = IvrSession::start(demo_flow(), true, false, t(0));
+        s.prompt_done(t(1000));
+        s.prompt_done(t(2000)); // menu prompt over: listening
+        assert_eq!(s.poll_timeout(), Some(t(7000)));
+        s.digit('9', t(3000));
+        actions(&mut s);
+        s.prompt_done(t(4000)); // invalid prompt → menu again
+        assert_eq!(actions(&mut s), vec![play("menu")]);
+        s.digit('*', t(4500)); // repeat: no try used
+        assert_eq!(actions(&mut s), vec![IvrAction::StopPrompt, play("menu")]);
+        s.prompt_done(t(5000));
+        s.handle_timeout(t(9999));
+        assert!(actions(&mut s).is_empty());
+        s.handle_timeout(t(10_000)); // silence: second try
+        assert_eq!(actions(&mut s), vec![play("invalid")]);
+        s.prompt_done(t(11_000));
+        assert_eq!(actions(&mut s), vec![play("menu")]);
+        s.prompt_done(t(12_000));
+        s.digit('7', t(13_000)); // third failure: out
+        assert_eq!(actions(&mut s), vec![play("goodbye")]);
+        s.prompt_done(t(14_000));
+        assert_eq!(actions(&mut s), vec![IvrAction::Done(IvrOutcome::HangUp)]);
+        assert_eq!(s.trace().keys, "9*7");
+    }
+
+    #[test]
+    fn collect_digits_with_terminator_and_minimum() {
+        let mut s = IvrSession::start(demo_flow(), true, false, t(0));
+        s.prompt_done(t(1));
+        s.prompt_done(t(2));
+        s.digit('3', t(3));
+        assert_eq!(actions(&mut s).last(), Some(&play("enter-order")));
+        s.prompt_done(t(4));
+        for (i, k) in "12#".chars().enumerate() {
+            s.digit(k, t(10 + i as u64));
+        }
+        // Too short: back to the menu.
+        assert_eq!(actions(&mut s), vec![play("menu")]);
+        s.digit('3', t(20));
+        actions(&mut s);
+        s.prompt_done(t(21));
+        for (i, k) in "123456".chars().enumerate() {
+            s.digit(k, t(30 + i as u64));
+        }
+        // No terminator: the digit timeout ends the input.
+        s.handle_timeout(t(35 + 4000));
+        assert_eq!(
+            actions(&mut s),
+            vec![IvrAction::Done(IvrOutcome::TransferGroup {
+                group: "support".into()
+            })]
+        );
+        assert_eq!(
+            s.trace().vars.get("order").map(String::as_str),
+            Some("123456")
+        );
+    }
+
+    #[test]
+    fn closed_hours_lead_to_voicemail_and_external_transfer_needs_permission() {
+        let mut s = IvrSession::start(demo_flow(), false, false, t(0));
+        assert_eq!(actions(&mut s), vec![play("closed")]);
+        s.prompt_done(t(1));
+        assert_eq!(
+            actions(&mut s),
+            vec![IvrAction::Done(IvrOutcome::Voicemail {
+                max_len: Duration::from_secs(60)
+            })]
+        );
+        let mut flow = demo_flow();
+        flow.nodes.insert(
+            "support".into(),
+            Node::TransferNumber {
+                number: "0085212345678".into(),
+            },
+        );
+        for (allowed, want) in [
+            (
+                true,
+                IvrOutcome::TransferNumber {
+                    number: "0085212345678".into(),
+                },
+            ),
+            (false, IvrOutcome::HangUp),
+        ] {
+            let mut s = IvrSession::start(flow.clone(), true, allowed, t(0));
+            s.prompt_done(t(1));
+            s.prompt_done(t(2));
+            s.digit('1', t(3));
+            assert_eq!(actions(&mut s).last(), Some(&IvrAction::Done(want)));
+        }
+    }
+
+    #[test]
+    fn survey_records_the_score() {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "s".into(),
+            Node::Survey {
+                prompt: "rate".into(),
+                max: 5,
+                timeout: Duration::from_secs(5),
+                thanks: Some("thanks".into()),
+            },
+        );
+        let flow = Flow {
+            id: "survey".into(),
+            start: "s".into(),
+            nodes,
+        };
+        flow.validate().unwrap();
+        let mut s = IvrSession::start(flow.clone(), true, false, t(0));
+        s.prompt_done(t(1));
+        s.digit('4', t(2));
+        assert_eq!(s.trace().satisfaction, Some(4));
+        assert_eq!(actions(&mut s).last(), Some(&play("thanks")));
+        let mut s = IvrSession::start(flow, true, false, t(0));
+        s.prompt_done(t(1));
+        s.digit('8', t(2));
+        assert_eq!(s.trace().satisfaction, None);
+        assert_eq!(
+            actions(&mut s).last(),
+            Some(&IvrAction::Done(IvrOutcome::HangUp))
+        );
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut flow = demo_flow();
+        flow.nodes.insert(
+            "welcome".into(),
+            Node::Play {
+                prompt: "w".into(),
+                next: "nowhere".into(),
+            },
+        );
+        assert_eq!(
+            flow.validate(),
+            Err(FlowError::Dangling {
+                flow: "demo".into(),
+                from: "welcome".into(),
+                to: "nowhere".into()
+            })
+        );
+        let mut flow = demo_flow();
+        flow.start = "x".into();
+        assert!(matches!(flow.validate(), Err(FlowError::NoStart { .. })));
+        // A loop of time branches ends the call instead of spinning.
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "a".into(),
+            Node::TimeBranch {
+                open: "a".into(),
+                closed: "a".into(),
+            },
+        );
+        let flow = Flow {
+            id: "loop".into(),
+            start: "a".into(),
+            nodes,
+        };
+        flow.validate().unwrap();
+        let mut s = IvrSession::start(flow, true, false, t(0));
+        assert_eq!(actions(&mut s), vec![IvrAction::Done(IvrOutcome::HangUp)]);
+    }
+}
