@@ -8,7 +8,6 @@ use switchboard_media::sip::parse::Limits;
 use switchboard_media::sip::transport::SipTransport;
 
 mod core;
-mod g711;
 mod media;
 
 /// The local address the kernel would use to reach `peer` (no packet is

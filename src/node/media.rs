@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_media::rtp::g711;
 use switchboard_media::sip::dialog::DialogId;
 use switchboard_media::sip::sdp::{
     parse_answer, Answer, Direction, LocalMedia, LocalSession, RemoteMedia, SdpError, G711,
@@ -293,8 +294,8 @@ async fn play(sock: UdpSocket, answer: watch::Receiver<Answer>, samples: &[i16])
 
 fn encode(law: G711, s: i16) -> u8 {
     match law {
-        G711::Pcmu => super::g711::ulaw_encode(s),
-        G711::Pcma => super::g711::alaw_encode(s),
+        G711::Pcmu => g711::ulaw_encode(s),
+        G711::Pcma => g711::alaw_encode(s),
     }
 }
 

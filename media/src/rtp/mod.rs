@@ -1,3 +1,4 @@
 //! RTP media: codecs, telephone-events, jitter buffering, RTCP statistics,
 //! prompts, recording and bridging. Every part is sans-IO except the socket
 //! shell, which owns the UDP pair of one leg.
+pub mod g711;
