@@ -1,4 +1,5 @@
 //! RTP media: codecs, telephone-events, jitter buffering, RTCP statistics,
 //! prompts, recording and bridging. Every part is sans-IO except the socket
 //! shell, which owns the UDP pair of one leg.
+pub mod dtmf;
 pub mod g711;
