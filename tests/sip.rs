@@ -145,6 +145,9 @@ fn sipp_calls_the_echo_test_over_udp_and_tcp() {
     let (ok, errors) = sipp(&node, "echo_call", &["-t", "t1", "-s", "*43"]);
     assert!(ok, "tcp: {errors}");
     assert!(node.wait_log("call ended by caller", std::time::Duration::from_secs(2)));
+    // dtmf_2833_1.pcap holds one press of `1` (payload type 101, end
+    // packet sent three times): reported once per call.
+    assert_eq!(node.count_log("dtmf received key=1"), 2, "{:?}", node.lines);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_media::rtp::dtmf::DtmfReceiver;
 use switchboard_media::rtp::g711;
 use switchboard_media::sip::dialog::DialogId;
 use switchboard_media::sip::sdp::{
@@ -249,16 +250,46 @@ fn may_send(a: &Answer) -> bool {
 async fn echo(sock: UdpSocket, answer: watch::Receiver<Answer>) {
     let mut buf = vec![0u8; 2048];
     let mut rw = Rewriter::new();
+    let mut dtmf = DtmfReceiver::new(8000);
     loop {
-        let Ok((n, src)) = sock.recv_from(&mut buf).await else {
+        let wake = dtmf.poll_timeout();
+        let got = tokio::select! {
+            r = sock.recv_from(&mut buf) => r,
+            _ = sleep_until(wake) => {
+                dtmf.handle_timeout(std::time::Instant::now());
+                log_dtmf(&mut dtmf);
+                continue;
+            }
+        };
+        let Ok((n, src)) = got else {
             return;
         };
         let a = *answer.borrow();
+        // Telephone-events (RFC 4733) with the negotiated payload type.
+        if let Ok(r) = rtp_rs::RtpReader::new(&buf[..n]) {
+            if Some(r.payload_type()) == a.dtmf_pt {
+                let _ = dtmf.handle_packet(r.timestamp(), r.payload(), std::time::Instant::now());
+                log_dtmf(&mut dtmf);
+            }
+        }
         if !may_send(&a) || !rw.rewrite(&mut buf[..n]) {
             continue;
         }
         // Symmetric RTP: back to where the packet came from.
         let _ = sock.send_to(&buf[..n], src).await;
+    }
+}
+
+fn log_dtmf(dtmf: &mut DtmfReceiver) {
+    while let Some(e) = dtmf.poll_event() {
+        tracing::info!(key = %e.key, duration_ms = e.duration.as_millis() as u64, "dtmf received");
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
