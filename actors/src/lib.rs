@@ -37,6 +37,7 @@
 pub mod acd;
 pub mod agent;
 pub mod ivr;
+pub mod shell;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,0 +1,659 @@
+//! The actor shells (`ractor`) around the machines: [`AgentActor`] owns an
+//! [`Agent`], [`SkillGroupActor`] a [`SkillGroup`].
+//!
+//! The contract every shell keeps: on each message it feeds its machine
+//! with the clock's `now`, drains every output (tell that actor, publish
+//! that event), and re-arms its one timer at the machine's
+//! `poll_timeout()`. The actor struct is configuration; the machine is
+//! built in `pre_start`. Messages between actors are casts, except the
+//! group asking an agent to take an offer, which is a call: the agent's
+//! answer is the truth about its status, the group's view may be stale.
+
+use crate::acd::{
+    AcdEvent, Availability, GroupConfig, Member, Overflow, OverflowReason, SkillGroup,
+};
+use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
+use crate::{AgentId, CallId, Timestamp};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Wall-clock time for the machines, read only by shells. It follows
+/// tokio's clock, so tests with paused time run the machines in simulated
+/// time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Timestamp,
+    started: tokio::time::Instant,
+}
+
+impl Clock {
+    /// Now, from the system clock.
+    pub fn system() -> Clock {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock::starting_at(Timestamp(ms))
+    }
+
+    /// A clock that reads `base` now and advances with tokio's time.
+    pub fn starting_at(base: Timestamp) -> Clock {
+        Clock {
+            base,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.base.after(self.started.elapsed())
+    }
+
+    /// How long from now until `at` (zero if past).
+    pub fn until(&self, at: Timestamp) -> Duration {
+        at.since(self.now())
+    }
+}
+
+/// Messages to an agent.
+#[derive(Debug)]
+pub enum AgentMsg {
+    SignIn {
+        device: Device,
+        initial: Status,
+        reply: RpcReplyPort<Result<(), AgentError>>,
+    },
+    SignOut {
+        by: By,
+        reply: RpcReplyPort<Result<(), AgentError>>,
+    },
+    Choose {
+        status: Status,
+        by: By,
+        reply: RpcReplyPort<Result<(), AgentError>>,
+    },
+    /// A group offers a call; `Ok` means the agent now rings for it.
+    Offer {
+        call: CallId,
+        reply: RpcReplyPort<Result<(), AgentError>>,
+    },
+    Answered(CallId),
+    /// Not answered within the ring timeout.
+    Missed(CallId),
+    /// The offer ended without the agent's fault.
+    Withdrawn(CallId),
+    HungUp {
+        call: CallId,
+        wrap_up: Duration,
+    },
+    /// This group wants to hear the agent's availability.
+    Watch(ActorRef<GroupMsg>),
+    /// The current status and since when.
+    Get(RpcReplyPort<(Status, Timestamp)>),
+    /// The wrap-up timer.
+    Tick,
+}
+
+/// An agent actor: configuration.
+#[derive(Debug)]
+pub struct AgentActor {
+    pub id: AgentId,
+    pub policy: AgentPolicy,
+    pub clock: Clock,
+    /// Where every status change goes (the status log, live monitors).
+    pub events: Option<mpsc::UnboundedSender<AgentEvent>>,
+}
+
+/// An agent actor's state.
+#[derive(Debug)]
+pub struct AgentState {
+    agent: Agent,
+    groups: Vec<ActorRef<GroupMsg>>,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<AgentMsg>>>>,
+}
+
+impl AgentActor {
+    fn availability(&self, agent: &Agent) -> Availability {
+        Availability {
+            signed_in: *agent.status() != Status::Offline,
+            ready: agent.is_available(),
+            idle_since: agent.ready_since().unwrap_or(agent.since()),
+            calls_today: agent.calls_answered(),
+            talk_time_today: agent.talk_time(),
+        }
+    }
+
+    /// Drains the machine's events and re-arms the timer.
+    fn settle(&self, myself: &ActorRef<AgentMsg>, state: &mut AgentState) {
+        let mut changed = false;
+        while let Some(e) = state.agent.poll_event() {
+            changed = true;
+            if let Some(tx) = &self.events {
+                let _ = tx.send(e);
+            }
+        }
+        if changed {
+            let availability = self.availability(&state.agent);
+            for g in &state.groups {
+                let _ = g.cast(GroupMsg::AgentUpdate {
+                    agent: self.id.clone(),
+                    availability,
+                });
+            }
+        }
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        if let Some(at) = state.agent.poll_timeout() {
+            state.timer = Some(myself.send_after(self.clock.until(at), || AgentMsg::Tick));
+        }
+    }
+}
+
+impl Actor for AgentActor {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        _args: (),
+    ) -> Result<AgentState, ActorProcessingErr> {
+        Ok(AgentState {
+            agent: Agent::new(self.id.clone(), self.policy.clone(), self.clock.now()),
+            groups: Vec::new(),
+            timer: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        let a = &mut state.agent;
+        // Replies to a caller that went away are of no interest.
+        match msg {
+            AgentMsg::SignIn {
+                device,
+                initial,
+                reply,
+            } => {
+                let _ = reply.send(a.sign_in(device, initial, now));
+            }
+            AgentMsg::SignOut { by, reply } => {
+                let _ = reply.send(a.sign_out(by, now));
+            }
+            AgentMsg::Choose { status, by, reply } => {
+                let _ = reply.send(a.choose(status, by, now));
+            }
+            AgentMsg::Offer { call, reply } => {
+                let _ = reply.send(a.offer(call, now));
+            }
+            AgentMsg::Answered(call) => log_refusal(&self.id, a.answered(call, now)),
+            AgentMsg::Missed(call) => log_refusal(&self.id, a.missed(call, now)),
+            AgentMsg::Withdrawn(call) => log_refusal(&self.id, a.offer_withdrawn(call, now)),
+            AgentMsg::HungUp { call, wrap_up } => {
+                log_refusal(&self.id, a.hung_up(call, wrap_up, now))
+            }
+            AgentMsg::Watch(group) => {
+                let _ = group.cast(GroupMsg::AgentUpdate {
+                    agent: self.id.clone(),
+                    availability: self.availability(a),
+                });
+                state.groups.push(group);
+            }
+            AgentMsg::Get(reply) => {
+                let _ = reply.send((a.status().clone(), a.since()));
+            }
+            AgentMsg::Tick => a.handle_timeout(now),
+        }
+        self.settle(&myself, state);
+        Ok(())
+    }
+}
+
+fn log_refusal(agent: &AgentId, r: Result<(), AgentError>) {
+    if let Err(e) = r {
+        tracing::debug!(%agent, error = %e, "agent input refused");
+    }
+}
+
+/// What a group tells the Call actor of a queued call.
+#[derive(Debug)]
+pub enum QueueNotice {
+    /// These agents ring for the call now (they accepted the offer).
+    Ring {
+        call: CallId,
+        agents: Vec<(AgentId, ActorRef<AgentMsg>)>,
+        ring_timeout: Duration,
+        wrap_up: Duration,
+    },
+    /// Stop ringing these agents.
+    StopRinging { call: CallId, agents: Vec<AgentId> },
+    /// The call leaves the queue unanswered, for `to`.
+    Overflow {
+        call: CallId,
+        to: Overflow,
+        reason: OverflowReason,
+    },
+}
+
+/// Messages to a skill group.
+#[derive(Debug)]
+pub enum GroupMsg {
+    Enqueue {
+        call: CallId,
+        priority: u8,
+        /// The original enqueue time (kept across a re-enqueue after a
+        /// failover, so nobody loses their place).
+        enqueued: Option<Timestamp>,
+        notify: mpsc::UnboundedSender<QueueNotice>,
+    },
+    Abandon(CallId),
+    Answered {
+        call: CallId,
+        agent: AgentId,
+    },
+    OfferFailed {
+        call: CallId,
+        agent: AgentId,
+    },
+    AgentUpdate {
+        agent: AgentId,
+        availability: Availability,
+    },
+    Members(Vec<(Member, ActorRef<AgentMsg>)>),
+    Position(CallId, RpcReplyPort<Option<usize>>),
+    Tick,
+}
+
+/// A skill-group actor: configuration.
+#[derive(Debug)]
+pub struct SkillGroupActor {
+    pub id: String,
+    pub config: GroupConfig,
+    pub clock: Clock,
+    pub seed: u64,
+}
+
+/// A skill-group actor's state.
+#[derive(Debug)]
+pub struct GroupState {
+    group: SkillGroup,
+    agents: HashMap<AgentId, ActorRef<AgentMsg>>,
+    callers: HashMap<CallId, mpsc::UnboundedSender<QueueNotice>>,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<GroupMsg>>>>,
+}
+
+impl SkillGroupActor {
+    /// Drains the group's events until none is left (an agent refusing an
+    /// offer makes new ones), then re-arms the timer.
+    async fn settle(&self, myself: &ActorRef<GroupMsg>, state: &mut GroupState) {
+        while let Some(e) = state.group.poll_event() {
+            let now = self.clock.now();
+            match e {
+                AcdEvent::Offer {
+                    call,
+                    agents,
+                    ring_timeout,
+                } => {
+                    let mut ringing = Vec::new();
+                    for agent in agents {
+                        let Some(r) = state.agents.get(&agent).cloned() else {
+                            let _ = state.group.offer_failed(call, &agent, now);
+                            continue;
+                        };
+                        match ractor::call!(r, |reply| AgentMsg::Offer { call, reply }) {
+                            Ok(Ok(())) => ringing.push((agent, r)),
+                            // Not ready after all (the update is on its way).
+                            _ => {
+                                let _ = state.group.offer_failed(call, &agent, now);
+                            }
+                        }
+                    }
+                    if !ringing.is_empty() {
+                        notify(
+                            state,
+                            call,
+                            QueueNotice::Ring {
+                                call,
+                                agents: ringing,
+                                ring_timeout,
+                                wrap_up: self.config.wrap_up,
+                            },
+                        );
+                    }
+                }
+                AcdEvent::CancelOffer { call, agents } => {
+                    for a in &agents {
+                        if let Some(r) = state.agents.get(a) {
+                            let _ = r.cast(AgentMsg::Withdrawn(call));
+                        }
+                    }
+                    notify(state, call, QueueNotice::StopRinging { call, agents });
+                }
+                AcdEvent::Overflow {
+                    call, to, reason, ..
+                } => {
+                    notify(state, call, QueueNotice::Overflow { call, to, reason });
+                    state.callers.remove(&call);
+                }
+            }
+        }
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        if let Some(at) = state.group.poll_timeout() {
+            state.timer = Some(myself.send_after(self.clock.until(at), || GroupMsg::Tick));
+        }
+    }
+}
+
+fn notify(state: &GroupState, call: CallId, notice: QueueNotice) {
+    if let Some(tx) = state.callers.get(&call) {
+        let _ = tx.send(notice);
+    }
+}
+
+impl Actor for SkillGroupActor {
+    type Msg = GroupMsg;
+    type State = GroupState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<GroupMsg>,
+        _args: (),
+    ) -> Result<GroupState, ActorProcessingErr> {
+        Ok(GroupState {
+            group: SkillGroup::new(self.id.clone(), self.config.clone(), self.seed),
+            agents: HashMap::new(),
+            callers: HashMap::new(),
+            timer: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<GroupMsg>,
+        msg: GroupMsg,
+        state: &mut GroupState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        match msg {
+            GroupMsg::Enqueue {
+                call,
+                priority,
+                enqueued,
+                notify,
+            } => {
+                state.callers.insert(call, notify);
+                if state
+                    .group
+                    .enqueue(call, priority, enqueued.unwrap_or(now), now)
+                    .is_err()
+                {
+                    tracing::debug!(%call, "already queued");
+                }
+            }
+            GroupMsg::Abandon(call) => {
+                let _ = state.group.abandon(call, now);
+                state.callers.remove(&call);
+            }
+            GroupMsg::Answered { call, agent } => {
+                if state.group.answered(call, &agent, now).is_ok() {
+                    // Cancellations of the other ringing agents go out
+                    // before the caller is forgotten.
+                    self.settle(&myself, state).await;
+                    state.callers.remove(&call);
+                }
+            }
+            GroupMsg::OfferFailed { call, agent } => {
+                let _ = state.group.offer_failed(call, &agent, now);
+            }
+            GroupMsg::AgentUpdate {
+                agent,
+                availability,
+            } => state.group.update_agent(&agent, availability, now),
+            GroupMsg::Members(members) => {
+                state.agents = members
+                    .iter()
+                    .map(|(m, r)| (m.agent.clone(), r.clone()))
+                    .collect();
+                state
+                    .group
+                    .set_members(members.iter().map(|(m, _)| m.clone()).collect(), now);
+                for r in state.agents.values() {
+                    let _ = r.cast(AgentMsg::Watch(myself.clone()));
+                }
+            }
+            GroupMsg::Position(call, reply) => {
+                let _ = reply.send(state.group.position(call));
+            }
+            GroupMsg::Tick => state.group.handle_timeout(now),
+        }
+        self.settle(&myself, state).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acd::Strategy;
+    use crate::agent::{ChangeReason, StatusKind};
+
+    async fn agent(
+        id: &str,
+        clock: Clock,
+    ) -> (ActorRef<AgentMsg>, mpsc::UnboundedReceiver<AgentEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (r, _) = Actor::spawn(
+            None,
+            AgentActor {
+                id: id.into(),
+                policy: AgentPolicy::default(),
+                clock,
+                events: Some(tx),
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        let ok = ractor::call!(r, |reply| AgentMsg::SignIn {
+            device: Device::Sip { account: id.into() },
+            initial: Status::Ready,
+            reply
+        })
+        .unwrap();
+        assert_eq!(ok, Ok(()));
+        (r, rx)
+    }
+
+    async fn status(r: &ActorRef<AgentMsg>) -> Status {
+        ractor::call!(r, AgentMsg::Get).unwrap().0
+    }
+
+    /// Lets every actor run until nothing is left to do (paused time only
+    /// moves when all tasks wait).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_rings_the_longest_idle_agent_then_the_next_after_a_miss() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        let (a, mut a_log) = agent("1001", clock).await;
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let (b, _) = agent("1002", clock).await;
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: "support".into(),
+                config: GroupConfig {
+                    strategy: Strategy::LongestIdle,
+                    wrap_up: Duration::from_secs(10),
+                    ..GroupConfig::default()
+                },
+                clock,
+                seed: 1,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        g.cast(GroupMsg::Members(vec![
+            (
+                Member {
+                    agent: "1001".into(),
+                    level: 1,
+                },
+                a.clone(),
+            ),
+            (
+                Member {
+                    agent: "1002".into(),
+                    level: 1,
+                },
+                b.clone(),
+            ),
+        ]))
+        .unwrap();
+        settle().await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        g.cast(GroupMsg::Enqueue {
+            call: CallId(1),
+            priority: 0,
+            enqueued: None,
+            notify: tx,
+        })
+        .unwrap();
+        let Some(QueueNotice::Ring {
+            agents,
+            ring_timeout,
+            ..
+        }) = rx.recv().await
+        else {
+            panic!("no ring");
+        };
+        assert_eq!(agents.len(), 1);
+        assert_eq!(
+            agents[0].0,
+            AgentId::from("1001"),
+            "1001 has been ready longest"
+        );
+        assert_eq!(status(&a).await, Status::Ringing { call: CallId(1) });
+        // 1001 does not answer: the Call reports the miss to both.
+        tokio::time::advance(ring_timeout).await;
+        a.cast(AgentMsg::Missed(CallId(1))).unwrap();
+        g.cast(GroupMsg::OfferFailed {
+            call: CallId(1),
+            agent: "1001".into(),
+        })
+        .unwrap();
+        let Some(QueueNotice::Ring { agents, .. }) = rx.recv().await else {
+            panic!("no second ring");
+        };
+        assert_eq!(agents[0].0, AgentId::from("1002"));
+        b.cast(AgentMsg::Answered(CallId(1))).unwrap();
+        g.cast(GroupMsg::Answered {
+            call: CallId(1),
+            agent: "1002".into(),
+        })
+        .unwrap();
+        settle().await;
+        assert_eq!(status(&b).await, Status::Talking { call: CallId(1) });
+        // Hang-up: wrap-up, then ready again by the actor's own timer.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        b.cast(AgentMsg::HungUp {
+            call: CallId(1),
+            wrap_up: Duration::from_secs(10),
+        })
+        .unwrap();
+        settle().await;
+        assert_eq!(status(&b).await, Status::AfterCallWork { call: CallId(1) });
+        tokio::time::advance(Duration::from_secs(10)).await;
+        settle().await;
+        assert_eq!(status(&b).await, Status::Ready);
+        // 1001's log: ready, ringing, then back to ready after one miss.
+        let mut reasons = Vec::new();
+        while let Ok(AgentEvent::Changed { period, reason, .. }) = a_log.try_recv() {
+            reasons.push((period.status.kind(), reason));
+        }
+        assert_eq!(
+            reasons,
+            vec![
+                (StatusKind::Offline, ChangeReason::SignIn),
+                (StatusKind::Ready, ChangeReason::Offered),
+                (StatusKind::Ringing, ChangeReason::Missed),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_queue_time_overflows_by_the_timer() {
+        let clock = Clock::starting_at(Timestamp(0));
+        let (a, _) = agent("1003", clock).await;
+        let _ = ractor::call!(a, |reply| AgentMsg::Choose {
+            status: Status::Busy,
+            by: By::Agent,
+            reply
+        })
+        .unwrap();
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: "sales".into(),
+                config: GroupConfig::default(),
+                clock,
+                seed: 1,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        g.cast(GroupMsg::Members(vec![(
+            Member {
+                agent: "1003".into(),
+                level: 1,
+            },
+            a.clone(),
+        )]))
+        .unwrap();
+        settle().await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        g.cast(GroupMsg::Enqueue {
+            call: CallId(9),
+            priority: 0,
+            enqueued: None,
+            notify: tx,
+        })
+        .unwrap();
+        settle().await;
+        assert_eq!(
+            ractor::call!(g, |r| GroupMsg::Position(CallId(9), r)).unwrap(),
+            Some(1)
+        );
+        tokio::time::advance(Duration::from_secs(59)).await;
+        settle().await;
+        assert!(rx.try_recv().is_err());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        match rx.recv().await {
+            Some(QueueNotice::Overflow { call, to, reason }) => {
+                assert_eq!(
+                    (call, to, reason),
+                    (CallId(9), Overflow::Voicemail, OverflowReason::MaxQueueTime)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
