@@ -6,6 +6,8 @@
 //! - [`ivr`]: which flow runs today (regular, special dates, closed hours)
 //!   and the session that walks a flow: prompts, menus, digits, survey,
 //!   transfers, voicemail.
+//! - [`location`]: number location (归属地) of Chinese numbers, from
+//!   libphonenumber's data shipped in `data/`.
 //! - [`acd::SkillGroup`]: a skill group's waiting queue (priority, then
 //!   enqueue time) and the distribution strategy that picks agents; max
 //!   queue time and overflow; the no-agent rule.
@@ -37,6 +39,7 @@
 pub mod acd;
 pub mod agent;
 pub mod ivr;
+pub mod location;
 pub mod shell;
 
 use serde::{Deserialize, Serialize};
