@@ -6,6 +6,8 @@
 //! - [`ivr`]: which flow runs today (regular, special dates, closed hours)
 //!   and the session that walks a flow: prompts, menus, digits, survey,
 //!   transfers, voicemail.
+//! - [`call::InboundCall`]: one inbound call through IVR, queue, ringing
+//!   agents, the conversation and the survey, ending in its call summary.
 //! - [`location`]: number location (归属地) of Chinese numbers, from
 //!   libphonenumber's data shipped in `data/`.
 //! - [`acd::SkillGroup`]: a skill group's waiting queue (priority, then
@@ -38,6 +40,7 @@
 
 pub mod acd;
 pub mod agent;
+pub mod call;
 pub mod ivr;
 pub mod location;
 pub mod shell;

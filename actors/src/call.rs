@@ -1,0 +1,920 @@
+//! One inbound call through the call center, sans-IO: IVR, queue, ringing
+//! agents, the bridged conversation, the survey and the call record.
+//!
+//! [`InboundCall`] is the decision half of the Call actor. It owns the
+//! call's [`IvrSession`] and tracks the agent legs; it never touches SIP
+//! or RTP. Its outputs ([`CallAction`]) tell the shell what to do with the
+//! customer's media (prompts, waiting audio, recording, bridge), which
+//! agents' devices to ring or stop ringing, what to tell the skill group
+//! and the agents, and finally the [`CallSummary`] that becomes the call
+//! record. The shell feeds back what happened: prompts ended, keys pressed,
+//! agents answered or not, either side hung up.
+//!
+//! Hang-up sides: the customer, the agent, or the system (IVR hang-up,
+//! overflow to hang-up, no route).
+
+use crate::acd::{Overflow, OverflowReason};
+use crate::ivr::{Flow, IvrAction, IvrOutcome, IvrSession, IvrTrace};
+use crate::{AgentId, CallId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Who ended the call (挂机方).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupSide {
+    Customer,
+    Agent,
+    System,
+}
+
+/// Why it ended (挂机原因).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupReason {
+    /// The conversation ended normally.
+    Normal,
+    /// The customer hung up in the IVR.
+    LeftInIvr,
+    /// The customer hung up while queued (呼损).
+    AbandonedInQueue,
+    /// The customer hung up while an agent's phone rang.
+    AbandonedRinging,
+    /// The IVR ended the call.
+    IvrHangUp,
+    /// Max queue time or no agent: overflowed to a hang-up.
+    Overflow,
+    /// A voicemail was left.
+    Voicemail,
+    /// Transferred outside the call center (group, number): this call
+    /// record ends here.
+    Transferred,
+}
+
+/// How one ring attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingOutcome {
+    Answered,
+    /// Not answered within the ring timeout.
+    NoAnswer,
+    /// The device refused or could not be reached (busy, offline).
+    Failed,
+    /// Stopped by us: another agent answered, the caller left, overflow.
+    Cancelled,
+}
+
+/// One agent's phone ringing for the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingAttempt {
+    pub agent: AgentId,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub outcome: RingOutcome,
+}
+
+/// The facts of the call for its record, complete at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSummary {
+    pub call: CallId,
+    pub caller: String,
+    pub dialed: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub ivr: IvrTrace,
+    pub group: Option<String>,
+    pub enqueued: Option<Timestamp>,
+    pub dequeued: Option<Timestamp>,
+    pub rings: Vec<RingAttempt>,
+    pub agent: Option<AgentId>,
+    pub answered: Option<Timestamp>,
+    pub talk_end: Option<Timestamp>,
+    pub overflow: Option<(Overflow, OverflowReason)>,
+    pub hangup_side: HangupSide,
+    pub hangup_reason: HangupReason,
+    pub voicemail: bool,
+    /// The survey score, if the customer gave one.
+    pub satisfaction: Option<u8>,
+}
+
+impl CallSummary {
+    /// Time waiting in the queue.
+    pub fn queue_time(&self) -> Duration {
+        match (self.enqueued, self.dequeued) {
+            (Some(a), Some(b)) => b.since(a),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Time from the first ring to the answer (or to the last ring's end).
+    pub fn ring_time(&self) -> Duration {
+        let Some(first) = self.rings.iter().map(|r| r.start).min() else {
+            return Duration::ZERO;
+        };
+        let last = self
+            .answered
+            .or_else(|| self.rings.iter().map(|r| r.end).max())
+            .unwrap_or(first);
+        last.since(first)
+    }
+
+    pub fn talk_time(&self) -> Duration {
+        match (self.answered, self.talk_end) {
+            (Some(a), Some(b)) => b.since(a),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// What the machine asks its shell to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallAction {
+    /// Play a prompt to the customer.
+    Play {
+        prompt: String,
+    },
+    StopPrompt,
+    /// Loop the waiting audio to the customer until `StopWaiting`.
+    PlayWaiting,
+    StopWaiting,
+    /// Record what the customer says, at most `max_len`.
+    RecordVoicemail {
+        max_len: Duration,
+    },
+    /// Queue in a skill group.
+    Enqueue {
+        group: String,
+        enqueued: Timestamp,
+    },
+    /// Leave the queue (the customer hung up).
+    Abandon {
+        group: String,
+    },
+    /// Ring this agent's device.
+    Ring {
+        agent: AgentId,
+    },
+    /// Stop ringing it (CANCEL).
+    StopRinging {
+        agent: AgentId,
+    },
+    /// Tell the group and the agent how the offer ended.
+    OfferAnswered {
+        group: String,
+        agent: AgentId,
+    },
+    OfferFailed {
+        group: String,
+        agent: AgentId,
+        missed: bool,
+    },
+    /// Connect the customer's and the agent's media and start recording.
+    Bridge {
+        agent: AgentId,
+    },
+    /// Tell the agent the call ended (wrap-up starts).
+    AgentHungUp {
+        agent: AgentId,
+        wrap_up: Duration,
+    },
+    /// End the agent's leg (BYE).
+    HangUpAgent {
+        agent: AgentId,
+    },
+    /// End the customer's leg (BYE).
+    HangUpCustomer,
+    /// Hand the customer to an outside number (the trunk), or to an agent
+    /// directly; the record of this call ends here.
+    TransferOut {
+        to: IvrOutcome,
+    },
+    /// The call is over.
+    Finished(Box<CallSummary>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Ivr,
+    Queued {
+        group: String,
+    },
+    Talking {
+        group: String,
+        agent: AgentId,
+    },
+    /// The agent hung up; the customer takes the survey.
+    Survey,
+    Voicemail {
+        until: Timestamp,
+    },
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Ringing {
+    agent: AgentId,
+    start: Timestamp,
+    deadline: Timestamp,
+}
+
+/// One inbound call. See the module docs.
+#[derive(Debug)]
+pub struct InboundCall {
+    phase: Phase,
+    ivr: IvrSession,
+    /// The flow to run after the agent hangs up, if the tenant surveys.
+    survey: Option<Flow>,
+    ringing: Vec<Ringing>,
+    wrap_up: Duration,
+    summary: CallSummary,
+    actions: VecDeque<CallAction>,
+}
+
+impl InboundCall {
+    /// A call from `caller` to hotline `dialed`, answered by the IVR with
+    /// `flow` (`open`: working hours). `survey`: the survey flow played
+    /// when the agent hangs up first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        call: CallId,
+        caller: &str,
+        dialed: &str,
+        flow: Flow,
+        open: bool,
+        allow_external: bool,
+        survey: Option<Flow>,
+        now: Timestamp,
+    ) -> InboundCall {
+        let mut c = InboundCall {
+            phase: Phase::Ivr,
+            ivr: IvrSession::start(flow, open, allow_external, now),
+            survey,
+            ringing: Vec::new(),
+            wrap_up: Duration::ZERO,
+            summary: CallSummary {
+                call,
+                caller: caller.into(),
+                dialed: dialed.into(),
+                start: now,
+                end: now,
+                ivr: IvrTrace::default(),
+                group: None,
+                enqueued: None,
+                dequeued: None,
+                rings: Vec::new(),
+                agent: None,
+                answered: None,
+                talk_end: None,
+                overflow: None,
+                hangup_side: HangupSide::System,
+                hangup_reason: HangupReason::IvrHangUp,
+                voicemail: false,
+                satisfaction: None,
+            },
+            actions: VecDeque::new(),
+        };
+        c.drain_ivr(now);
+        c
+    }
+
+    pub fn poll_action(&mut self) -> Option<CallAction> {
+        self.actions.pop_front()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The earliest deadline: an agent's ring timeout, the IVR's key wait,
+    /// the end of a voicemail.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let rings = self.ringing.iter().map(|r| r.deadline).min();
+        let phase = match &self.phase {
+            Phase::Ivr | Phase::Survey => self.ivr.poll_timeout(),
+            Phase::Voicemail { until } => Some(*until),
+            _ => None,
+        };
+        [rings, phase].into_iter().flatten().min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let (due, live): (Vec<Ringing>, Vec<Ringing>) =
+            self.ringing.drain(..).partition(|r| r.deadline <= now);
+        self.ringing = live;
+        for r in due {
+            self.actions.push_back(CallAction::StopRinging {
+                agent: r.agent.clone(),
+            });
+            self.ring_ended(r, RingOutcome::NoAnswer, now);
+        }
+        match self.phase {
+            Phase::Ivr | Phase::Survey => {
+                self.ivr.handle_timeout(now);
+                self.drain_ivr(now);
+            }
+            Phase::Voicemail { until } if now >= until => {
+                self.finish(HangupSide::System, HangupReason::Voicemail, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// A prompt to the customer ended.
+    pub fn prompt_done(&mut self, now: Timestamp) {
+        if matches!(self.phase, Phase::Ivr | Phase::Survey) {
+            self.ivr.prompt_done(now);
+            self.drain_ivr(now);
+        }
+    }
+
+    /// The customer pressed a key.
+    pub fn digit(&mut self, key: char, now: Timestamp) {
+        if matches!(self.phase, Phase::Ivr | Phase::Survey) {
+            self.ivr.digit(key, now);
+            self.drain_ivr(now);
+        }
+    }
+
+    /// The group chose these agents: ring them.
+    pub fn ring(
+        &mut self,
+        agents: &[AgentId],
+        ring_timeout: Duration,
+        wrap_up: Duration,
+        now: Timestamp,
+    ) {
+        if !matches!(self.phase, Phase::Queued { .. }) {
+            // Too late (the caller left): give the offers back.
+            for a in agents {
+                if let Some(group) = self.summary.group.clone() {
+                    self.actions.push_back(CallAction::OfferFailed {
+                        group,
+                        agent: a.clone(),
+                        missed: false,
+                    });
+                }
+            }
+            return;
+        }
+        self.wrap_up = wrap_up;
+        for a in agents {
+            self.ringing.push(Ringing {
+                agent: a.clone(),
+                start: now,
+                deadline: now.after(ring_timeout),
+            });
+            self.actions
+                .push_back(CallAction::Ring { agent: a.clone() });
+        }
+    }
+
+    /// The group withdrew these agents' offers (ring-all: another agent
+    /// answered; or the call overflowed).
+    pub fn stop_ringing(&mut self, agents: &[AgentId], now: Timestamp) {
+        for a in agents {
+            if let Some(i) = self.ringing.iter().position(|r| &r.agent == a) {
+                let r = self.ringing.remove(i);
+                self.actions
+                    .push_back(CallAction::StopRinging { agent: a.clone() });
+                self.summary.rings.push(RingAttempt {
+                    agent: r.agent,
+                    start: r.start,
+                    end: now,
+                    outcome: RingOutcome::Cancelled,
+                });
+            }
+        }
+    }
+
+    /// The call left the queue unanswered.
+    pub fn overflow(&mut self, to: Overflow, reason: OverflowReason, now: Timestamp) {
+        let Phase::Queued { .. } = self.phase else {
+            return;
+        };
+        let ringing: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
+        self.stop_ringing(&ringing, now);
+        self.actions.push_back(CallAction::StopWaiting);
+        self.summary.dequeued = Some(now);
+        self.summary.overflow = Some((to.clone(), reason));
+        match to {
+            Overflow::Voicemail => self.start_voicemail(Duration::from_secs(60), now),
+            Overflow::HangUp => {
+                self.actions.push_back(CallAction::HangUpCustomer);
+                self.finish(HangupSide::System, HangupReason::Overflow, now);
+            }
+            Overflow::Group(group) => self.enqueue(group, now),
+            Overflow::Number(number) => {
+                self.transfer_out(IvrOutcome::TransferNumber { number }, now)
+            }
+            Overflow::IvrNode(_) => {
+                // Re-entering a flow at a node needs the flow; the shell
+                // starts a new call leg for it. Here the call ends.
+                self.transfer_out(IvrOutcome::HangUp, now)
+            }
+        }
+    }
+
+    /// An agent's device answered.
+    pub fn agent_answered(&mut self, agent: &AgentId, now: Timestamp) {
+        let Some(i) = self.ringing.iter().position(|r| &r.agent == agent) else {
+            // Answered after we stopped ringing it: end that leg.
+            self.actions.push_back(CallAction::HangUpAgent {
+                agent: agent.clone(),
+            });
+            return;
+        };
+        let Phase::Queued { group } = self.phase.clone() else {
+            return;
+        };
+        let r = self.ringing.remove(i);
+        self.summary.rings.push(RingAttempt {
+            agent: r.agent,
+            start: r.start,
+            end: now,
+            outcome: RingOutcome::Answered,
+        });
+        let others: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
+        self.stop_ringing(&others, now);
+        self.actions.push_back(CallAction::StopWaiting);
+        self.actions.push_back(CallAction::OfferAnswered {
+            group: group.clone(),
+            agent: agent.clone(),
+        });
+        self.actions.push_back(CallAction::Bridge {
+            agent: agent.clone(),
+        });
+        self.summary.dequeued = Some(now);
+        self.summary.agent = Some(agent.clone());
+        self.summary.answered = Some(now);
+        self.phase = Phase::Talking {
+            group,
+            agent: agent.clone(),
+        };
+    }
+
+    /// An agent's device refused or could not be reached.
+    pub fn agent_failed(&mut self, agent: &AgentId, now: Timestamp) {
+        if let Some(i) = self.ringing.iter().position(|r| &r.agent == agent) {
+            let r = self.ringing.remove(i);
+            self.ring_ended(r, RingOutcome::Failed, now);
+        }
+    }
+
+    /// The agent hung up: the customer takes the survey if there is one.
+    pub fn agent_hung_up(&mut self, now: Timestamp) {
+        let Phase::Talking { agent, .. } = self.phase.clone() else {
+            return;
+        };
+        self.summary.talk_end = Some(now);
+        self.actions.push_back(CallAction::AgentHungUp {
+            agent,
+            wrap_up: self.wrap_up,
+        });
+        match self.survey.take() {
+            Some(flow) => {
+                self.phase = Phase::Survey;
+                self.ivr = IvrSession::start(flow, true, false, now);
+                self.summary.hangup_side = HangupSide::Agent;
+                self.summary.hangup_reason = HangupReason::Normal;
+                self.drain_ivr(now);
+            }
+            None => {
+                self.actions.push_back(CallAction::HangUpCustomer);
+                self.finish(HangupSide::Agent, HangupReason::Normal, now);
+            }
+        }
+    }
+
+    /// The customer hung up.
+    pub fn customer_hung_up(&mut self, now: Timestamp) {
+        match self.phase.clone() {
+            Phase::Ivr => self.finish(HangupSide::Customer, HangupReason::LeftInIvr, now),
+            Phase::Queued { group } => {
+                let ringing: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
+                let reason = if ringing.is_empty() {
+                    HangupReason::AbandonedInQueue
+                } else {
+                    HangupReason::AbandonedRinging
+                };
+                self.stop_ringing(&ringing, now);
+                // The group hears of it once: Abandon also ends its offers.
+                self.actions.push_back(CallAction::Abandon { group });
+                self.summary.dequeued = Some(now);
+                self.finish(HangupSide::Customer, reason, now);
+            }
+            Phase::Talking { agent, .. } => {
+                self.summary.talk_end = Some(now);
+                self.actions.push_back(CallAction::HangUpAgent {
+                    agent: agent.clone(),
+                });
+                self.actions.push_back(CallAction::AgentHungUp {
+                    agent,
+                    wrap_up: self.wrap_up,
+                });
+                self.finish(HangupSide::Customer, HangupReason::Normal, now);
+            }
+            Phase::Survey => {
+                // Hung up instead of scoring: the agent ended the talk.
+                let (side, reason) = (self.summary.hangup_side, self.summary.hangup_reason);
+                self.finish(side, reason, now);
+            }
+            Phase::Voicemail { .. } => {
+                self.finish(HangupSide::Customer, HangupReason::Voicemail, now)
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn ring_ended(&mut self, r: Ringing, outcome: RingOutcome, now: Timestamp) {
+        self.summary.rings.push(RingAttempt {
+            agent: r.agent.clone(),
+            start: r.start,
+            end: now,
+            outcome,
+        });
+        if let Phase::Queued { group } = &self.phase {
+            self.actions.push_back(CallAction::OfferFailed {
+                group: group.clone(),
+                agent: r.agent,
+                missed: outcome == RingOutcome::NoAnswer,
+            });
+        }
+    }
+
+    fn enqueue(&mut self, group: String, now: Timestamp) {
+        self.summary.group = Some(group.clone());
+        let enqueued = *self.summary.enqueued.get_or_insert(now);
+        self.summary.dequeued = None;
+        self.actions.push_back(CallAction::PlayWaiting);
+        self.actions.push_back(CallAction::Enqueue {
+            group: group.clone(),
+            enqueued,
+        });
+        self.phase = Phase::Queued { group };
+    }
+
+    fn start_voicemail(&mut self, max_len: Duration, now: Timestamp) {
+        self.summary.voicemail = true;
+        self.actions
+            .push_back(CallAction::RecordVoicemail { max_len });
+        self.phase = Phase::Voicemail {
+            until: now.after(max_len),
+        };
+    }
+
+    fn transfer_out(&mut self, to: IvrOutcome, now: Timestamp) {
+        self.actions.push_back(CallAction::TransferOut { to });
+        self.finish(HangupSide::System, HangupReason::Transferred, now);
+    }
+
+    fn drain_ivr(&mut self, now: Timestamp) {
+        while let Some(a) = self.ivr.poll_action() {
+            match a {
+                IvrAction::Play { prompt } => self.actions.push_back(CallAction::Play { prompt }),
+                IvrAction::StopPrompt => self.actions.push_back(CallAction::StopPrompt),
+                IvrAction::Done(outcome) => self.ivr_done(outcome, now),
+            }
+        }
+    }
+
+    fn ivr_done(&mut self, outcome: IvrOutcome, now: Timestamp) {
+        if self.phase == Phase::Survey {
+            self.summary.satisfaction = self.ivr.trace().satisfaction;
+            self.actions.push_back(CallAction::HangUpCustomer);
+            let (side, reason) = (self.summary.hangup_side, self.summary.hangup_reason);
+            return self.finish(side, reason, now);
+        }
+        self.summary.ivr = self.ivr.trace().clone();
+        match outcome {
+            IvrOutcome::TransferGroup { group } => self.enqueue(group, now),
+            IvrOutcome::Voicemail { max_len } => self.start_voicemail(max_len, now),
+            IvrOutcome::HangUp => {
+                self.actions.push_back(CallAction::HangUpCustomer);
+                self.finish(HangupSide::System, HangupReason::IvrHangUp, now);
+            }
+            other => self.transfer_out(other, now),
+        }
+    }
+
+    fn finish(&mut self, side: HangupSide, reason: HangupReason, now: Timestamp) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        if self.phase == Phase::Ivr {
+            self.summary.ivr = self.ivr.trace().clone();
+        }
+        self.phase = Phase::Done;
+        self.ringing.clear();
+        self.summary.end = now;
+        self.summary.hangup_side = side;
+        self.summary.hangup_reason = reason;
+        self.actions
+            .push_back(CallAction::Finished(Box::new(self.summary.clone())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivr::Node;
+    use std::collections::BTreeMap;
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp(s * 1000)
+    }
+
+    fn flow() -> Flow {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "menu".into(),
+            Node::Menu {
+                prompt: "menu".into(),
+                options: [('1', "support".into())].into_iter().collect(),
+                timeout: Duration::from_secs(5),
+                invalid_prompt: None,
+                retries: 1,
+                repeat_key: None,
+                on_fail: "bye".into(),
+            },
+        );
+        nodes.insert(
+            "support".into(),
+            Node::TransferGroup {
+                group: "support".into(),
+            },
+        );
+        nodes.insert("bye".into(), Node::HangUp { prompt: None });
+        Flow {
+            id: "f".into(),
+            start: "menu".into(),
+            nodes,
+        }
+    }
+
+    fn survey() -> Flow {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "s".into(),
+            Node::Survey {
+                prompt: "rate".into(),
+                max: 5,
+                timeout: Duration::from_secs(5),
+                thanks: None,
+            },
+        );
+        Flow {
+            id: "survey".into(),
+            start: "s".into(),
+            nodes,
+        }
+    }
+
+    fn actions(c: &mut InboundCall) -> Vec<CallAction> {
+        std::iter::from_fn(|| c.poll_action()).collect()
+    }
+
+    fn finished(a: &[CallAction]) -> Option<CallSummary> {
+        a.iter().find_map(|a| match a {
+            CallAction::Finished(s) => Some((**s).clone()),
+            _ => None,
+        })
+    }
+
+    /// IVR → queue, pressing 1.
+    fn queued(survey_flow: Option<Flow>) -> InboundCall {
+        let mut c = InboundCall::start(
+            CallId(1),
+            "13800138000",
+            "4000",
+            flow(),
+            true,
+            false,
+            survey_flow,
+            t(0),
+        );
+        assert_eq!(
+            actions(&mut c),
+            vec![CallAction::Play {
+                prompt: "menu".into()
+            }]
+        );
+        c.prompt_done(t(3));
+        c.digit('1', t(4));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::PlayWaiting,
+                CallAction::Enqueue {
+                    group: "support".into(),
+                    enqueued: t(4)
+                }
+            ]
+        );
+        c
+    }
+
+    #[test]
+    fn answered_after_a_miss_then_survey() {
+        let mut c = queued(Some(survey()));
+        let (a, b): (AgentId, AgentId) = ("1001".into(), "1002".into());
+        c.ring(
+            std::slice::from_ref(&a),
+            Duration::from_secs(15),
+            Duration::from_secs(30),
+            t(6),
+        );
+        assert_eq!(actions(&mut c), vec![CallAction::Ring { agent: a.clone() }]);
+        assert_eq!(c.poll_timeout(), Some(t(21)));
+        c.handle_timeout(t(21));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::StopRinging { agent: a.clone() },
+                CallAction::OfferFailed {
+                    group: "support".into(),
+                    agent: a.clone(),
+                    missed: true
+                }
+            ]
+        );
+        c.ring(
+            std::slice::from_ref(&b),
+            Duration::from_secs(15),
+            Duration::from_secs(30),
+            t(22),
+        );
+        c.agent_answered(&b, t(25));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::Ring { agent: b.clone() },
+                CallAction::StopWaiting,
+                CallAction::OfferAnswered {
+                    group: "support".into(),
+                    agent: b.clone()
+                },
+                CallAction::Bridge { agent: b.clone() }
+            ]
+        );
+        c.agent_hung_up(t(125));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::AgentHungUp {
+                    agent: b.clone(),
+                    wrap_up: Duration::from_secs(30)
+                },
+                CallAction::Play {
+                    prompt: "rate".into()
+                }
+            ]
+        );
+        c.prompt_done(t(127));
+        c.digit('5', t(128));
+        let a = actions(&mut c);
+        assert!(a.contains(&CallAction::HangUpCustomer));
+        let s = finished(&a).unwrap();
+        assert_eq!(s.satisfaction, Some(5));
+        assert_eq!(
+            (s.hangup_side, s.hangup_reason),
+            (HangupSide::Agent, HangupReason::Normal)
+        );
+        assert_eq!(s.agent, Some(b));
+        assert_eq!(s.queue_time(), Duration::from_secs(21));
+        assert_eq!(s.ring_time(), Duration::from_secs(19));
+        assert_eq!(s.talk_time(), Duration::from_secs(100));
+        assert_eq!(s.rings.len(), 2);
+        assert_eq!(s.rings[0].outcome, RingOutcome::NoAnswer);
+        assert_eq!(s.ivr.keys, "1");
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn customer_hangs_up_while_ringing_or_waiting() {
+        let mut c = queued(None);
+        c.ring(
+            &["1001".into(), "1002".into()],
+            Duration::from_secs(15),
+            Duration::ZERO,
+            t(5),
+        );
+        actions(&mut c);
+        c.customer_hung_up(t(8));
+        let a = actions(&mut c);
+        assert_eq!(
+            &a[..3],
+            &[
+                CallAction::StopRinging {
+                    agent: "1001".into()
+                },
+                CallAction::StopRinging {
+                    agent: "1002".into()
+                },
+                CallAction::Abandon {
+                    group: "support".into()
+                }
+            ]
+        );
+        let s = finished(&a).unwrap();
+        assert_eq!(s.hangup_reason, HangupReason::AbandonedRinging);
+        assert!(s.rings.iter().all(|r| r.outcome == RingOutcome::Cancelled));
+        // A late offer for a finished call is given back.
+        c.ring(
+            &["1003".into()],
+            Duration::from_secs(15),
+            Duration::ZERO,
+            t(9),
+        );
+        assert_eq!(
+            actions(&mut c),
+            vec![CallAction::OfferFailed {
+                group: "support".into(),
+                agent: "1003".into(),
+                missed: false
+            }]
+        );
+
+        let mut c = queued(None);
+        c.customer_hung_up(t(30));
+        let s = finished(&actions(&mut c)).unwrap();
+        assert_eq!(
+            (s.hangup_side, s.hangup_reason),
+            (HangupSide::Customer, HangupReason::AbandonedInQueue)
+        );
+        assert_eq!(s.queue_time(), Duration::from_secs(26));
+    }
+
+    #[test]
+    fn overflow_to_voicemail_and_customer_hangs_up_in_talk() {
+        let mut c = queued(None);
+        c.overflow(Overflow::Voicemail, OverflowReason::MaxQueueTime, t(64));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::StopWaiting,
+                CallAction::RecordVoicemail {
+                    max_len: Duration::from_secs(60)
+                }
+            ]
+        );
+        c.handle_timeout(t(124));
+        let s = finished(&actions(&mut c)).unwrap();
+        assert!(s.voicemail);
+        assert_eq!(s.hangup_reason, HangupReason::Voicemail);
+        assert_eq!(
+            s.overflow,
+            Some((Overflow::Voicemail, OverflowReason::MaxQueueTime))
+        );
+
+        let mut c = queued(None);
+        c.ring(
+            &["1001".into()],
+            Duration::from_secs(15),
+            Duration::from_secs(10),
+            t(5),
+        );
+        c.agent_answered(&"1001".into(), t(7));
+        actions(&mut c);
+        c.customer_hung_up(t(67));
+        let a = actions(&mut c);
+        assert_eq!(
+            &a[..2],
+            &[
+                CallAction::HangUpAgent {
+                    agent: "1001".into()
+                },
+                CallAction::AgentHungUp {
+                    agent: "1001".into(),
+                    wrap_up: Duration::from_secs(10)
+                }
+            ]
+        );
+        let s = finished(&a).unwrap();
+        assert_eq!(
+            (s.hangup_side, s.talk_time()),
+            (HangupSide::Customer, Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn ivr_hang_up_and_leaving_in_ivr() {
+        let mut c = InboundCall::start(CallId(2), "x", "4000", flow(), true, false, None, t(0));
+        c.prompt_done(t(1));
+        c.digit('9', t(2));
+        c.prompt_done(t(3));
+        c.digit('9', t(4));
+        let s = finished(&actions(&mut c)).unwrap();
+        assert_eq!(
+            (s.hangup_side, s.hangup_reason),
+            (HangupSide::System, HangupReason::IvrHangUp)
+        );
+        assert_eq!(s.ivr.keys, "99");
+
+        let mut c = InboundCall::start(CallId(3), "x", "4000", flow(), true, false, None, t(0));
+        c.customer_hung_up(t(2));
+        let s = finished(&actions(&mut c)).unwrap();
+        assert_eq!(s.hangup_reason, HangupReason::LeftInIvr);
+        assert_eq!(s.ivr.path, vec!["menu"]);
+    }
+}
