@@ -1,5 +1,7 @@
 //! The actor shells (`ractor`) around the machines: [`AgentActor`] owns an
-//! [`Agent`], [`SkillGroupActor`] a [`SkillGroup`].
+//! [`Agent`], [`SkillGroupActor`] a [`SkillGroup`], [`CallActor`] an
+//! [`InboundCall`] (its legs' SIP and media are driven through
+//! [`TelephonyCommand`]s by the node).
 //!
 //! The contract every shell keeps: on each message it feeds its machine
 //! with the clock's `now`, drains every output (tell that actor, publish
@@ -13,6 +15,8 @@ use crate::acd::{
     AcdEvent, Availability, GroupConfig, Member, Overflow, OverflowReason, SkillGroup,
 };
 use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
+use crate::call::{CallAction, CallSummary, InboundCall};
+use crate::ivr::IvrOutcome;
 use crate::{AgentId, CallId, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
@@ -443,6 +447,211 @@ impl Actor for SkillGroupActor {
     }
 }
 
+/// What a Call actor asks the telephony side (SIP legs and their media)
+/// to do: the machine's [`CallAction`]s that are not for other actors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TelephonyCommand {
+    Play { prompt: String },
+    StopPrompt,
+    PlayWaiting,
+    StopWaiting,
+    RecordVoicemail { max_len: Duration },
+    Ring { agent: AgentId },
+    StopRinging { agent: AgentId },
+    Bridge { agent: AgentId },
+    HangUpAgent { agent: AgentId },
+    HangUpCustomer,
+    TransferOut { to: IvrOutcome },
+}
+
+/// Messages to a Call actor: what happened on its legs, and the queue's
+/// news.
+#[derive(Debug)]
+pub enum CallMsg {
+    PromptDone,
+    Digit(char),
+    CustomerHungUp,
+    AgentAnswered(AgentId),
+    AgentFailed(AgentId),
+    AgentHungUp(AgentId),
+    Queue(QueueNotice),
+    Tick,
+}
+
+/// A Call actor: configuration. The machine itself is handed over as the
+/// spawn argument.
+#[derive(Debug)]
+pub struct CallActor {
+    pub call: CallId,
+    pub clock: Clock,
+    /// Commands for this call's legs, tagged with the call.
+    pub telephony: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
+    pub groups: HashMap<String, ActorRef<GroupMsg>>,
+    pub agents: HashMap<AgentId, ActorRef<AgentMsg>>,
+    /// Where the finished call's summary goes (the call record).
+    pub records: mpsc::UnboundedSender<CallSummary>,
+}
+
+/// A Call actor's state.
+#[derive(Debug)]
+pub struct CallState {
+    machine: InboundCall,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+}
+
+impl CallActor {
+    fn tell(&self, cmd: TelephonyCommand) {
+        let _ = self.telephony.send((self.call, cmd));
+    }
+
+    fn agent(&self, agent: &AgentId, msg: AgentMsg) {
+        if let Some(r) = self.agents.get(agent) {
+            let _ = r.cast(msg);
+        }
+    }
+
+    fn group(&self, group: &str, msg: GroupMsg) {
+        if let Some(r) = self.groups.get(group) {
+            let _ = r.cast(msg);
+        }
+    }
+
+    fn settle(&self, myself: &ActorRef<CallMsg>, state: &mut CallState) {
+        let call = self.call;
+        while let Some(a) = state.machine.poll_action() {
+            match a {
+                CallAction::Play { prompt } => self.tell(TelephonyCommand::Play { prompt }),
+                CallAction::StopPrompt => self.tell(TelephonyCommand::StopPrompt),
+                CallAction::PlayWaiting => self.tell(TelephonyCommand::PlayWaiting),
+                CallAction::StopWaiting => self.tell(TelephonyCommand::StopWaiting),
+                CallAction::RecordVoicemail { max_len } => {
+                    self.tell(TelephonyCommand::RecordVoicemail { max_len })
+                }
+                CallAction::Ring { agent } => self.tell(TelephonyCommand::Ring { agent }),
+                CallAction::StopRinging { agent } => {
+                    self.tell(TelephonyCommand::StopRinging { agent })
+                }
+                CallAction::Bridge { agent } => self.tell(TelephonyCommand::Bridge { agent }),
+                CallAction::HangUpAgent { agent } => {
+                    self.tell(TelephonyCommand::HangUpAgent { agent })
+                }
+                CallAction::HangUpCustomer => self.tell(TelephonyCommand::HangUpCustomer),
+                CallAction::TransferOut { to } => self.tell(TelephonyCommand::TransferOut { to }),
+                CallAction::Enqueue { group, enqueued } => {
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        while let Some(n) = rx.recv().await {
+                            if me.cast(CallMsg::Queue(n)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    self.group(
+                        &group,
+                        GroupMsg::Enqueue {
+                            call,
+                            priority: 0,
+                            enqueued: Some(enqueued),
+                            notify: tx,
+                        },
+                    );
+                }
+                CallAction::Abandon { group } => self.group(&group, GroupMsg::Abandon(call)),
+                CallAction::OfferAnswered { group, agent } => {
+                    self.agent(&agent, AgentMsg::Answered(call));
+                    self.group(&group, GroupMsg::Answered { call, agent });
+                }
+                CallAction::OfferFailed {
+                    group,
+                    agent,
+                    missed,
+                } => {
+                    let msg = if missed {
+                        AgentMsg::Missed(call)
+                    } else {
+                        AgentMsg::Withdrawn(call)
+                    };
+                    self.agent(&agent, msg);
+                    self.group(&group, GroupMsg::OfferFailed { call, agent });
+                }
+                CallAction::AgentHungUp { agent, wrap_up } => {
+                    self.agent(&agent, AgentMsg::HungUp { call, wrap_up })
+                }
+                CallAction::Finished(summary) => {
+                    let _ = self.records.send(*summary);
+                    myself.stop(None);
+                }
+            }
+        }
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        if let Some(at) = state.machine.poll_timeout() {
+            state.timer = Some(myself.send_after(self.clock.until(at), || CallMsg::Tick));
+        }
+    }
+}
+
+impl Actor for CallActor {
+    type Msg = CallMsg;
+    type State = CallState;
+    type Arguments = InboundCall;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<CallMsg>,
+        machine: InboundCall,
+    ) -> Result<CallState, ActorProcessingErr> {
+        Ok(CallState {
+            machine,
+            timer: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<CallMsg>,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The machine's first actions (the IVR's first prompt).
+        self.settle(&myself, state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<CallMsg>,
+        msg: CallMsg,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        let m = &mut state.machine;
+        match msg {
+            CallMsg::PromptDone => m.prompt_done(now),
+            CallMsg::Digit(k) => m.digit(k, now),
+            CallMsg::CustomerHungUp => m.customer_hung_up(now),
+            CallMsg::AgentAnswered(a) => m.agent_answered(&a, now),
+            CallMsg::AgentFailed(a) => m.agent_failed(&a, now),
+            CallMsg::AgentHungUp(_) => m.agent_hung_up(now),
+            CallMsg::Queue(QueueNotice::Ring {
+                agents,
+                ring_timeout,
+                wrap_up,
+                ..
+            }) => {
+                let ids: Vec<AgentId> = agents.into_iter().map(|(a, _)| a).collect();
+                m.ring(&ids, ring_timeout, wrap_up, now);
+            }
+            CallMsg::Queue(QueueNotice::StopRinging { agents, .. }) => m.stop_ringing(&agents, now),
+            CallMsg::Queue(QueueNotice::Overflow { to, reason, .. }) => m.overflow(to, reason, now),
+            CallMsg::Tick => m.handle_timeout(now),
+        }
+        self.settle(&myself, state);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,5 +864,142 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_through_ivr_queue_and_agent_writes_its_record() {
+        use crate::ivr::{Flow, Node};
+        use std::collections::BTreeMap;
+        let clock = Clock::starting_at(Timestamp(0));
+        let (a, _) = agent("1001", clock).await;
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: "support".into(),
+                config: GroupConfig {
+                    wrap_up: Duration::from_secs(5),
+                    ..GroupConfig::default()
+                },
+                clock,
+                seed: 1,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        g.cast(GroupMsg::Members(vec![(
+            Member {
+                agent: "1001".into(),
+                level: 1,
+            },
+            a.clone(),
+        )]))
+        .unwrap();
+        settle().await;
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            "menu".to_string(),
+            Node::Menu {
+                prompt: "menu".into(),
+                options: [('1', "q".to_string())].into_iter().collect(),
+                timeout: Duration::from_secs(5),
+                invalid_prompt: None,
+                retries: 0,
+                repeat_key: None,
+                on_fail: "q".into(),
+            },
+        );
+        nodes.insert(
+            "q".to_string(),
+            Node::TransferGroup {
+                group: "support".into(),
+            },
+        );
+        let flow = Flow {
+            id: "f".into(),
+            start: "menu".into(),
+            nodes,
+        };
+        let machine = InboundCall::start(
+            CallId(5),
+            "13800138000",
+            "4000",
+            flow,
+            true,
+            false,
+            None,
+            clock.now(),
+        );
+        let (tel_tx, mut tel) = mpsc::unbounded_channel();
+        let (rec_tx, mut records) = mpsc::unbounded_channel();
+        let (c, _) = Actor::spawn(
+            None,
+            CallActor {
+                call: CallId(5),
+                clock,
+                telephony: tel_tx,
+                groups: [("support".to_string(), g.clone())].into_iter().collect(),
+                agents: [(AgentId::from("1001"), a.clone())].into_iter().collect(),
+                records: rec_tx,
+            },
+            machine,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            tel.recv().await,
+            Some((
+                CallId(5),
+                TelephonyCommand::Play {
+                    prompt: "menu".into()
+                }
+            ))
+        );
+        c.cast(CallMsg::PromptDone).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        c.cast(CallMsg::Digit('1')).unwrap();
+        assert_eq!(
+            tel.recv().await.map(|x| x.1),
+            Some(TelephonyCommand::PlayWaiting)
+        );
+        assert_eq!(
+            tel.recv().await.map(|x| x.1),
+            Some(TelephonyCommand::Ring {
+                agent: "1001".into()
+            })
+        );
+        assert_eq!(status(&a).await, Status::Ringing { call: CallId(5) });
+        tokio::time::advance(Duration::from_secs(3)).await;
+        c.cast(CallMsg::AgentAnswered("1001".into())).unwrap();
+        assert_eq!(
+            tel.recv().await.map(|x| x.1),
+            Some(TelephonyCommand::StopWaiting)
+        );
+        assert_eq!(
+            tel.recv().await.map(|x| x.1),
+            Some(TelephonyCommand::Bridge {
+                agent: "1001".into()
+            })
+        );
+        settle().await;
+        assert_eq!(status(&a).await, Status::Talking { call: CallId(5) });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        c.cast(CallMsg::CustomerHungUp).unwrap();
+        assert_eq!(
+            tel.recv().await.map(|x| x.1),
+            Some(TelephonyCommand::HangUpAgent {
+                agent: "1001".into()
+            })
+        );
+        let record = records.recv().await.unwrap();
+        assert_eq!(record.agent, Some("1001".into()));
+        assert_eq!(record.talk_time(), Duration::from_secs(30));
+        assert_eq!(record.ring_time(), Duration::from_secs(3));
+        assert_eq!(record.ivr.keys, "1");
+        settle().await;
+        assert_eq!(status(&a).await, Status::AfterCallWork { call: CallId(5) });
+        tokio::time::advance(Duration::from_secs(5)).await;
+        settle().await;
+        assert_eq!(status(&a).await, Status::Ready);
     }
 }
