@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use switchboard_media::sip::parse::Limits;
 use switchboard_media::sip::transport::SipTransport;
 
+mod center;
 mod core;
+mod leg;
 mod media;
 
 /// The local address the kernel would use to reach `peer` (no packet is
@@ -59,12 +61,25 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
     if cfg.demo {
         tracing::info!("demo tenant: SIP accounts 1001, 1002, 1003 (passwords pass1001..pass1003); dial *43 for echo, *44 for a prompt");
     }
+    let center = if cfg.demo {
+        match start_demo_center().await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("switchboard: cannot start the demo call center: {e:#}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let core = core::SipCore::new(
         transport,
         core::CoreConfig {
             accounts,
             media,
             digest: cfg.sip_digest.clone(),
+            center,
+            data_dir: cfg.data_dir.clone(),
         },
     );
     let stop = shutdown_signal();
@@ -80,6 +95,39 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The demo call center, with its call records and agent status changes
+/// logged as JSON lines until storage keeps them.
+async fn start_demo_center() -> anyhow::Result<center::CallCenter> {
+    let (records_tx, mut records) = tokio::sync::mpsc::unbounded_channel();
+    let (status_tx, mut statuses) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(r) = records.recv().await {
+            let r: switchboard_actors::call::CallSummary = r;
+            let json = serde_json::to_string(&r).unwrap_or_default();
+            tracing::info!(
+                call = %r.call,
+                agent = r.agent.as_ref().map(|a| a.0.as_str()).unwrap_or("-"),
+                hangup = ?r.hangup_reason,
+                record = %json,
+                "call record"
+            );
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(e) = statuses.recv().await {
+            let switchboard_actors::agent::AgentEvent::Changed {
+                agent, to, reason, ..
+            } = e;
+            tracing::info!(%agent, status = ?to, ?reason, "agent status");
+        }
+    });
+    let center = center::CallCenter::demo(records_tx, status_tx).await?;
+    // Speak the prompts before the first call needs them.
+    let prompts = center.prompts.clone();
+    tokio::task::spawn_blocking(move || prompts.warm());
+    Ok(center)
 }
 
 async fn shutdown_signal() {

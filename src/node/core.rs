@@ -9,13 +9,21 @@
 //! gets the answer RFC 3261 prescribes (404, 405, 416, 420, 480, 481, 501).
 //! One task owns all SIP state; each call's media runs in a task of its own.
 
+use super::center::CallCenter;
+use super::leg::{Leg, LegCmd, LegEvent};
 use super::media::{self, CallMedia, MediaError, MediaPorts};
 use crate::config::NodeConfig;
 use crate::demo::DemoAccount;
 use anyhow::Result;
+use ractor::{Actor, ActorRef};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchboard_actors::call::InboundCall;
+use switchboard_actors::ivr::LocalTime;
+use switchboard_actors::shell::{CallActor, CallMsg, TelephonyCommand};
+use switchboard_actors::{AgentId, CallId};
+use switchboard_media::sip::dialog::OutgoingInvite;
 use switchboard_media::sip::dialog::{
     make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction,
 };
@@ -26,7 +34,9 @@ use switchboard_media::sip::registrar::{
     Account, AccountMap, AccountStore, ContactEntry, RegisterOutcome, RegisterRequest, Registrar,
     RegistrarConfig, TenantResolver,
 };
+use switchboard_media::sip::sdp::{parse_answer, Direction, LocalMedia, LocalSession};
 use switchboard_media::sip::sdp::{parse_offer, SdpError, SdpErrorKind};
+use switchboard_media::sip::transaction::cancel_for;
 use switchboard_media::sip::transaction::{
     new_branch, Incoming, TimerConfig, TransactionEvent, TransactionId, TransactionLayer,
 };
@@ -58,6 +68,10 @@ pub struct CoreConfig {
     pub media: MediaConfig,
     /// Digest algorithms challenged with, in order (RFC 8760).
     pub digest: Vec<Algorithm>,
+    /// The call center behind the hotlines, if this node runs one.
+    pub center: Option<CallCenter>,
+    /// Where voicemails are written.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// What a call's media task tells the core.
@@ -77,6 +91,38 @@ struct Call {
     last_2xx: Vec<u8>,
     retransmit: Option<Retransmit2xx>,
     media: Option<CallMedia>,
+    /// The call-center call this dialog is a leg of.
+    cc: Option<(CallId, Party)>,
+}
+
+/// Which side of a call-center call a leg is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Party {
+    Customer,
+    Agent(AgentId),
+}
+
+/// A call-center call: the customer's leg, the agents' legs, the actor.
+struct CcCall {
+    actor: ActorRef<CallMsg>,
+    /// The customer's number, shown on the agent's phone.
+    caller: String,
+    customer: Option<DialogId>,
+    customer_leg: Leg,
+    agents: HashMap<AgentId, AgentLeg>,
+}
+
+/// An INVITE of ours to an agent's phone, and the dialog it made.
+struct AgentLeg {
+    leg: Leg,
+    local: LocalMedia,
+    invite: Request,
+    dest: SocketAddr,
+    transport: Transport,
+    dialog: Option<DialogId>,
+    ack: Option<Request>,
+    /// We stopped wanting it (CANCEL sent, or the call moved on).
+    cancelled: bool,
 }
 
 pub struct SipCore {
@@ -96,6 +142,15 @@ pub struct SipCore {
     notices_tx: mpsc::Sender<CallNotice>,
     notices_rx: Option<mpsc::Receiver<CallNotice>>,
     seq: u64,
+    center: Option<CallCenter>,
+    data_dir: std::path::PathBuf,
+    cc: HashMap<CallId, CcCall>,
+    /// Our INVITEs to agents, by client transaction.
+    outgoing: HashMap<TransactionId, (CallId, AgentId)>,
+    telephony_tx: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
+    telephony_rx: Option<mpsc::UnboundedReceiver<(CallId, TelephonyCommand)>>,
+    leg_tx: mpsc::UnboundedSender<(u64, LegEvent)>,
+    leg_rx: Option<mpsc::UnboundedReceiver<(u64, LegEvent)>>,
 }
 
 impl SipCore {
@@ -124,6 +179,8 @@ impl SipCore {
         let secret: [u8; 32] = rand::random();
         let registrar = Registrar::new(registrar_config, secret.to_vec(), rand::random());
         let timers = TimerConfig::default();
+        let (telephony_tx, telephony_rx) = mpsc::unbounded_channel();
+        let (leg_tx, leg_rx) = mpsc::unbounded_channel();
         SipCore {
             transport,
             layer: TransactionLayer::new(timers),
@@ -142,14 +199,26 @@ impl SipCore {
             notices_tx,
             notices_rx: Some(notices_rx),
             seq: u64::from(rand::random::<u32>()),
+            center: config.center,
+            data_dir: config.data_dir,
+            cc: HashMap::new(),
+            outgoing: HashMap::new(),
+            telephony_tx,
+            telephony_rx: Some(telephony_rx),
+            leg_tx,
+            leg_rx: Some(leg_rx),
         }
     }
 
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) -> Result<()> {
-        let mut notices = self
-            .notices_rx
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("core started twice"))?;
+        let started = (
+            self.notices_rx.take(),
+            self.telephony_rx.take(),
+            self.leg_rx.take(),
+        );
+        let (Some(mut notices), Some(mut telephony), Some(mut legs)) = started else {
+            anyhow::bail!("core started twice");
+        };
         loop {
             let wake = self.next_timeout();
             tokio::select! {
@@ -158,6 +227,10 @@ impl SipCore {
                     self.handle_inbound(msg, Instant::now()).await;
                 }
                 Some(n) = notices.recv() => self.handle_notice(n, Instant::now()),
+                Some((call, cmd)) = telephony.recv() => {
+                    self.handle_telephony(call, cmd, Instant::now()).await;
+                }
+                Some((tag, event)) = legs.recv() => self.handle_leg_event(CallId(tag), event),
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
             self.flush().await;
@@ -193,19 +266,41 @@ impl SipCore {
         while let Some(out) = self.layer.poll_transmit() {
             self.send(out.dest, out.transport, out.bytes.to_vec()).await;
         }
+        let mut agent_responses = Vec::new();
         while let Some((id, event)) = self.layer.poll_event() {
             match event {
                 TransactionEvent::Terminated => {
                     self.invites.remove(&id);
+                    self.outgoing.remove(&id);
+                }
+                TransactionEvent::Response(r) if self.outgoing.contains_key(&id) => {
+                    agent_responses.push((id, Some(r)));
                 }
                 TransactionEvent::Response(r) => {
                     tracing::debug!(code = r.code, "response to our request");
+                }
+                TransactionEvent::Timeout(_) | TransactionEvent::TransportError
+                    if self.outgoing.contains_key(&id) =>
+                {
+                    tracing::debug!("agent phone did not answer the INVITE");
+                    agent_responses.push((id, None));
                 }
                 TransactionEvent::Timeout(timer) => {
                     tracing::debug!(?timer, "transaction timed out");
                 }
                 other => tracing::trace!(?other, "transaction event"),
             }
+        }
+        if agent_responses.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for (id, resp) in agent_responses {
+            self.handle_agent_response(id, resp, now);
+        }
+        // ACKs and BYEs those caused.
+        while let Some(out) = self.layer.poll_transmit() {
+            self.send(out.dest, out.transport, out.bytes.to_vec()).await;
         }
     }
 
@@ -376,6 +471,15 @@ impl SipCore {
             }
         }
         let user = header::uri_user(&req.uri).unwrap_or_default();
+        if self
+            .center
+            .as_ref()
+            .is_some_and(|c| c.hotlines.contains_key(&user))
+        {
+            return self
+                .handle_hotline(id, req, user, source, transport, now)
+                .await;
+        }
         let service = match user.as_str() {
             "*43" => media::Service::Echo,
             "*44" => media::Service::Prompt,
@@ -451,6 +555,7 @@ impl SipCore {
                 last_2xx,
                 retransmit,
                 media: Some(media),
+                cc: None,
             },
         );
     }
@@ -527,9 +632,13 @@ impl SipCore {
         let resp = match req.method {
             Method::Bye => {
                 let resp = call.dialog.response(&req, 200, "OK");
+                let cc = call.cc.clone();
                 self.calls.remove(&dialog_id);
                 self.invites.retain(|_, d| *d != dialog_id);
                 tracing::info!(call_id = %dialog_id.call_id, "call ended by caller");
+                if let Some((call, party)) = cc {
+                    self.leg_hung_up(call, party);
+                }
                 resp
             }
             Method::Invite => {
@@ -585,6 +694,465 @@ impl SipCore {
             }
         };
         self.respond(id, resp, now);
+    }
+
+    /// An INVITE to a hotline: the IVR answers, a Call actor takes over.
+    async fn handle_hotline(
+        &mut self,
+        id: TransactionId,
+        req: Request,
+        dialed: String,
+        source: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) {
+        let Some(center) = self.center.as_ref() else {
+            return self.respond_code(id, &req, 404, now);
+        };
+        let Some(hotline) = center.hotlines.get(&dialed).cloned() else {
+            return self.respond_code(id, &req, 404, now);
+        };
+        let offer = match std::str::from_utf8(&req.body) {
+            Ok(body) if !req.body.is_empty() => parse_offer(body),
+            _ => Err(SdpError::NoAudio),
+        };
+        let offer = match offer {
+            Ok(o) => o,
+            Err(e) => return self.refuse_offer(id, &req, &e, now),
+        };
+        let call = CallId(rand::random());
+        let advertise = self.media_ip_for(source);
+        let leg = match Leg::start(&self.media.ports, advertise, call.0, self.leg_tx.clone()).await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "no media for call");
+                return self.respond_code(id, &req, 503, now);
+            }
+        };
+        let local = LocalMedia::new(leg.local.ip(), leg.local.port());
+        let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
+        let (answer, sdp) = match session.answer(&offer, &local, Direction::SendRecv) {
+            Ok(x) => x,
+            Err(e) => return self.refuse_offer(id, &req, &e, now),
+        };
+        leg.send(LegCmd::Remote(answer));
+        let local_tag = self.fresh("sb");
+        let mut contact = format!("sip:{dialed}@{}", self.contact_host_for(source));
+        if transport == Transport::Tcp {
+            contact.push_str(";transport=tcp");
+        }
+        let dialog = match Dialog::uas(&req, &local_tag, &contact) {
+            Ok(d) => d,
+            Err(e) => {
+                let resp = Response::to(&req, e.status(), &e.to_string());
+                return self.respond(id, resp, now);
+            }
+        };
+        let caller = req
+            .headers
+            .get("From")
+            .and_then(|f| NameAddr::parse(f).ok())
+            .and_then(|f| header::uri_user(&f.uri))
+            .unwrap_or_default();
+        let Some(center) = self.center.as_ref() else {
+            return;
+        };
+        let local_time = LocalTime::at(center.clock.now(), hotline.utc_offset);
+        let choice = hotline.schedule.flow_at(local_time);
+        let (flow_id, open) = (choice.flow.to_owned(), choice.open);
+        let Some(flow) = hotline.flows.get(&flow_id).cloned() else {
+            tracing::warn!(flow = %flow_id, "hotline flow missing");
+            return self.respond_code(id, &req, 500, now);
+        };
+        let machine = InboundCall::start(
+            call,
+            &caller,
+            &dialed,
+            flow,
+            open,
+            false,
+            hotline.survey.clone(),
+            center.clock.now(),
+        );
+        let actor = CallActor {
+            call,
+            clock: center.clock,
+            telephony: self.telephony_tx.clone(),
+            groups: center.groups.clone(),
+            agents: center
+                .agents
+                .iter()
+                .map(|(k, (r, _))| (k.clone(), r.clone()))
+                .collect(),
+            records: center.records.clone(),
+        };
+        let location = switchboard_actors::location::lookup(&caller);
+        let actor = match Actor::spawn(None, actor, machine).await {
+            Ok((a, _)) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "call actor did not start");
+                return self.respond_code(id, &req, 500, now);
+            }
+        };
+        let mut ok = dialog.response(&req, 200, "OK");
+        ok.headers.push("Allow", ALLOW);
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = sdp.into_bytes().into();
+        let dialog_id = dialog.id.clone();
+        tracing::info!(
+            %call,
+            hotline = %dialed,
+            location = location.map(|l| l.place).unwrap_or("-"),
+            "hotline call answered"
+        );
+        let retransmit = (!transport.is_reliable())
+            .then(|| Retransmit2xx::new(now, self.timers.t1, self.timers.t2));
+        let last_2xx = ok.to_bytes();
+        self.respond(id, ok, now);
+        self.invites.insert(id, dialog_id.clone());
+        self.calls.insert(
+            dialog_id.clone(),
+            Call {
+                dialog,
+                invite: None,
+                source,
+                transport,
+                last_2xx,
+                retransmit,
+                media: None,
+                cc: Some((call, Party::Customer)),
+            },
+        );
+        self.cc.insert(
+            call,
+            CcCall {
+                actor,
+                caller,
+                customer: Some(dialog_id),
+                customer_leg: leg,
+                agents: HashMap::new(),
+            },
+        );
+    }
+
+    /// The address our RTP is announced on, toward `peer`.
+    fn media_ip_for(&self, peer: SocketAddr) -> std::net::IpAddr {
+        let local = self.transport.local_addr().ip();
+        if !local.is_unspecified() {
+            return local;
+        }
+        if peer.ip().is_loopback() {
+            peer.ip()
+        } else {
+            super::outbound_ip(peer).unwrap_or(local)
+        }
+    }
+
+    /// What a Call actor asks of its legs.
+    async fn handle_telephony(&mut self, call: CallId, cmd: TelephonyCommand, now: Instant) {
+        let Some(prompts) = self.center.as_ref().map(|c| c.prompts.clone()) else {
+            return;
+        };
+        match cmd {
+            TelephonyCommand::Play { prompt } => {
+                if let Some(c) = self.cc.get(&call) {
+                    c.customer_leg.send(LegCmd::Play {
+                        samples: prompts.get(&prompt),
+                        looped: false,
+                    });
+                }
+            }
+            TelephonyCommand::PlayWaiting => {
+                if let Some(c) = self.cc.get(&call) {
+                    c.customer_leg.send(LegCmd::Play {
+                        samples: prompts.get("waiting"),
+                        looped: true,
+                    });
+                }
+            }
+            TelephonyCommand::StopPrompt | TelephonyCommand::StopWaiting => {
+                if let Some(c) = self.cc.get(&call) {
+                    c.customer_leg.send(LegCmd::Stop);
+                }
+            }
+            TelephonyCommand::RecordVoicemail { max_len } => {
+                if let Some(c) = self.cc.get(&call) {
+                    c.customer_leg.send(LegCmd::Play {
+                        samples: prompts.get("voicemail"),
+                        looped: false,
+                    });
+                    let path = self.data_dir.join("voicemail").join(format!("{call}.wav"));
+                    tracing::info!(%call, path = %path.display(), "recording voicemail");
+                    c.customer_leg.send(LegCmd::Record { path, max_len });
+                }
+            }
+            TelephonyCommand::Ring { agent } => self.ring_agent(call, agent, now).await,
+            TelephonyCommand::StopRinging { agent } | TelephonyCommand::HangUpAgent { agent } => {
+                self.end_agent_leg(call, &agent, now)
+            }
+            TelephonyCommand::Bridge { agent } => {
+                if let Some(c) = self.cc.get(&call) {
+                    if let Some(a) = c.agents.get(&agent) {
+                        c.customer_leg.send(LegCmd::Connect(a.leg.inbox()));
+                        a.leg.send(LegCmd::Connect(c.customer_leg.inbox()));
+                        tracing::info!(%call, %agent, "customer and agent bridged");
+                    }
+                }
+            }
+            TelephonyCommand::HangUpCustomer => {
+                let customer = self.cc.get_mut(&call).and_then(|c| c.customer.take());
+                if let Some(d) = customer {
+                    self.hang_up(&d, now);
+                }
+                self.forget_if_done(call);
+            }
+            TelephonyCommand::TransferOut { to } => {
+                // No trunk yet: the call ends here.
+                tracing::warn!(%call, ?to, "transfer out of the call center is not available");
+                let customer = self.cc.get_mut(&call).and_then(|c| c.customer.take());
+                if let Some(d) = customer {
+                    self.hang_up(&d, now);
+                }
+                self.forget_if_done(call);
+            }
+        }
+    }
+
+    fn handle_leg_event(&mut self, call: CallId, event: LegEvent) {
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        let msg = match event {
+            LegEvent::PromptDone => CallMsg::PromptDone,
+            LegEvent::Digit(k) => CallMsg::Digit(k),
+        };
+        let _ = c.actor.cast(msg);
+    }
+
+    /// Rings `agent`'s registered phone: an INVITE of ours with an offer.
+    async fn ring_agent(&mut self, call: CallId, agent: AgentId, now: Instant) {
+        let unix = self.unix(now);
+        let target = self.center.as_ref().and_then(|center| {
+            let account = center.agent_account(&agent)?;
+            let binding = self
+                .registrar
+                .lookup(&center.tenant, account, unix)
+                .into_iter()
+                .next()?;
+            Some((account.to_owned(), binding))
+        });
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        let actor = c.actor.clone();
+        let Some((account, binding)) = target else {
+            tracing::info!(%call, %agent, "agent phone not registered");
+            let _ = actor.cast(CallMsg::AgentFailed(agent));
+            return;
+        };
+        let transport = if binding.transport.eq_ignore_ascii_case("TCP") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let dest = binding.source;
+        let advertise = self.media_ip_for(dest);
+        // Agent legs report nothing the call needs: keys come from the
+        // customer.
+        let (quiet, _) = mpsc::unbounded_channel();
+        let leg = match Leg::start(&self.media.ports, advertise, call.0, quiet).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "no media for agent leg");
+                let _ = actor.cast(CallMsg::AgentFailed(agent));
+                return;
+            }
+        };
+        let local = LocalMedia::new(leg.local.ip(), leg.local.port());
+        let sdp = LocalSession::new(u64::from(rand::random::<u32>()), 1)
+            .offer(&local, Direction::SendRecv);
+        let host = self.contact_host_for(dest);
+        let caller = self
+            .cc
+            .get(&call)
+            .map(|c| c.caller.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "switchboard".into());
+        let out = OutgoingInvite {
+            request_uri: binding.contact.clone(),
+            from: format!("\"{caller}\" <sip:{caller}@{host}>"),
+            to: format!("<sip:{account}@{host}>"),
+            call_id: format!("{}@switchboard", self.fresh("cc")),
+            local_tag: self.fresh("sb"),
+            cseq: 1,
+            contact: format!("sip:switchboard@{host}"),
+        };
+        let via = make_via(transport.as_str(), &host, &new_branch(rand::random()));
+        let invite = out.request(&via, &sdp);
+        let tx = match self.layer.send_request(&invite, dest, transport, now) {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::warn!(error = %e, "INVITE to agent not sent");
+                let _ = actor.cast(CallMsg::AgentFailed(agent));
+                return;
+            }
+        };
+        tracing::info!(%call, %agent, contact = %binding.contact, "ringing agent");
+        self.outgoing.insert(tx, (call, agent.clone()));
+        if let Some(c) = self.cc.get_mut(&call) {
+            c.agents.insert(
+                agent,
+                AgentLeg {
+                    leg,
+                    local,
+                    invite,
+                    dest,
+                    transport,
+                    dialog: None,
+                    ack: None,
+                    cancelled: false,
+                },
+            );
+        }
+    }
+
+    /// A response to our INVITE to an agent (`None`: no answer at all).
+    fn handle_agent_response(&mut self, tx: TransactionId, resp: Option<Response>, now: Instant) {
+        let Some((call, agent)) = self.outgoing.get(&tx).cloned() else {
+            return;
+        };
+        let code = resp.as_ref().map_or(408, |r| r.code);
+        if code < 200 {
+            if code == 180 || code == 183 {
+                tracing::info!(%call, %agent, "agent phone ringing");
+            }
+            return;
+        }
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        let actor = c.actor.clone();
+        let Some(a) = c.agents.get_mut(&agent) else {
+            return;
+        };
+        if code >= 300 {
+            tracing::info!(%call, %agent, code, "agent phone did not take the call");
+            let cancelled = a.cancelled;
+            c.agents.remove(&agent);
+            self.outgoing.remove(&tx);
+            // A leg we cancelled ends with 487: the call knows already.
+            if !cancelled {
+                let _ = actor.cast(CallMsg::AgentFailed(agent));
+            }
+            self.forget_if_done(call);
+            return;
+        }
+        let Some(resp) = resp else {
+            return;
+        };
+        // A 2xx: the ACK goes out for every copy (§13.2.2.4).
+        if let Some(ack) = &a.ack {
+            let _ = self.layer.send_ack(ack, a.dest, a.transport);
+            return;
+        }
+        let mut dialog = match Dialog::uac(&a.invite, &resp) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "unusable 2xx from agent phone");
+                return;
+            }
+        };
+        let host = self.transport.local_addr().to_string();
+        let via = make_via(a.transport.as_str(), &host, &new_branch(rand::random()));
+        let ack = dialog.request(Method::Ack, &via);
+        let _ = self.layer.send_ack(&ack, a.dest, a.transport);
+        a.ack = Some(ack);
+        let answer = std::str::from_utf8(&resp.body)
+            .map_err(|_| SdpError::NoAudio)
+            .and_then(|sdp| parse_answer(sdp, &a.local, Direction::SendRecv));
+        let dialog_id = dialog.id.clone();
+        a.dialog = Some(dialog_id.clone());
+        let (dest, transport, cancelled) = (a.dest, a.transport, a.cancelled);
+        match answer {
+            Ok(answer) => a.leg.send(LegCmd::Remote(answer)),
+            Err(e) => tracing::warn!(error = %e, "agent phone's SDP answer is unusable"),
+        }
+        self.calls.insert(
+            dialog_id.clone(),
+            Call {
+                dialog,
+                invite: None,
+                source: dest,
+                transport,
+                last_2xx: Vec::new(),
+                retransmit: None,
+                media: None,
+                cc: Some((call, Party::Agent(agent.clone()))),
+            },
+        );
+        if cancelled {
+            // Answered as we gave up on it: end it at once.
+            self.end_agent_leg(call, &agent, now);
+        } else {
+            tracing::info!(%call, %agent, "agent answered");
+            let _ = actor.cast(CallMsg::AgentAnswered(agent));
+        }
+    }
+
+    /// Stops ringing an agent (CANCEL) or ends its answered leg (BYE).
+    fn end_agent_leg(&mut self, call: CallId, agent: &AgentId, now: Instant) {
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        let Some(a) = c.agents.get_mut(agent) else {
+            return;
+        };
+        a.cancelled = true;
+        if let Some(d) = a.dialog.clone() {
+            c.agents.remove(agent);
+            self.hang_up(&d, now);
+        } else {
+            // §9.1: CANCEL only for an INVITE that has no final response;
+            // a 2xx crossing it is answered with ACK and BYE above.
+            let cancel = cancel_for(&a.invite);
+            let (dest, transport) = (a.dest, a.transport);
+            if let Err(e) = self.layer.send_request(&cancel, dest, transport, now) {
+                tracing::debug!(error = %e, "CANCEL not sent");
+            }
+        }
+        self.forget_if_done(call);
+    }
+
+    /// A leg's peer sent BYE.
+    fn leg_hung_up(&mut self, call: CallId, party: Party) {
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        let msg = match party {
+            Party::Customer => {
+                c.customer = None;
+                c.customer_leg.send(LegCmd::Stop);
+                CallMsg::CustomerHungUp
+            }
+            Party::Agent(a) => {
+                c.agents.remove(&a);
+                CallMsg::AgentHungUp(a)
+            }
+        };
+        let _ = c.actor.cast(msg);
+        self.forget_if_done(call);
+    }
+
+    /// Drops a call-center call once no leg is left.
+    fn forget_if_done(&mut self, call: CallId) {
+        if self
+            .cc
+            .get(&call)
+            .is_some_and(|c| c.customer.is_none() && c.agents.is_empty())
+        {
+            self.cc.remove(&call);
+        }
     }
 
     fn handle_notice(&mut self, notice: CallNotice, now: Instant) {

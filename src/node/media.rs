@@ -49,7 +49,7 @@ impl MediaPorts {
     }
 
     /// Binds the next free pair; ports in use by anyone are skipped.
-    async fn bind_pair(&self) -> io::Result<(UdpSocket, UdpSocket)> {
+    pub(super) async fn bind_pair(&self) -> io::Result<(UdpSocket, UdpSocket)> {
         let span = u32::from(self.hi - self.lo) + 1;
         let pairs = span / 2;
         for _ in 0..pairs {

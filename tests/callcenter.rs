@@ -1,0 +1,78 @@
+//! The demo call center end to end: a customer (SIPp) calls hotline 4000,
+//! presses 1 in the IVR menu, and an agent's real soft phone (baresip,
+//! auto-answer) rings, answers and talks through the bridge.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::phone::{loud_windows, Phone};
+use common::{sipp, Node};
+use std::time::Duration;
+
+/// The JSON of the first call record the node logged.
+fn call_record(node: &mut Node) -> serde_json::Value {
+    assert!(
+        node.wait_log("call record", Duration::from_secs(20)),
+        "no call record: {:#?}",
+        node.lines
+    );
+    let line = node
+        .lines
+        .iter()
+        .find(|l| l.contains("call record"))
+        .cloned()
+        .unwrap_or_default();
+    let json = line.split("record=").nth(1).unwrap_or("{}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
+    let mut node = Node::start();
+    // 1001 is in `support`; baresip hangs up when its speech file ends
+    // (about 4 s into the conversation).
+    let agent = Phone::auto_answer(&node, "1001", "pass1001");
+    let running = agent.spawn(16);
+    assert!(
+        node.wait_log("registered user=1001", Duration::from_secs(5)),
+        "agent phone did not register"
+    );
+    // The customer echoes every RTP packet back (-rtp_echo): what the
+    // agent hears of its own speech went through the bridge both ways.
+    let (ok, errors) = sipp(
+        &node,
+        "hotline_call",
+        &["-s", "4000", "-rtp_echo", "-d", "10000"],
+    );
+    assert!(ok, "customer's call failed: {errors}");
+    let out = Phone::output(running);
+    assert!(
+        out.contains("Call established"),
+        "agent never answered: {out}"
+    );
+    assert!(
+        out.contains("from sip:13800138000@"),
+        "the agent's phone did not show the caller: {out}"
+    );
+    let (said, heard) = (loud_windows(&agent.said()), loud_windows(&agent.heard()));
+    assert!(said > 50, "agent speech too quiet: {said}");
+    assert!(
+        heard * 10 >= said * 6,
+        "agent heard {heard} loud windows of the {said} it said"
+    );
+    let r = call_record(&mut node);
+    assert_eq!(r["caller"], "13800138000");
+    assert_eq!(r["dialed"], "4000");
+    assert_eq!(r["group"], "support");
+    assert_eq!(r["agent"], "1001");
+    assert_eq!(r["ivr"]["keys"], "1");
+    assert_eq!(r["hangup_side"], "agent", "{r}");
+    assert_eq!(r["hangup_reason"], "normal", "{r}");
+    let rings = r["rings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        rings.last().map(|x| x["outcome"].clone()),
+        Some("answered".into()),
+        "{r}"
+    );
+}
