@@ -3,3 +3,5 @@
 //! shell, which owns the UDP pair of one leg.
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
+pub mod stats;
