@@ -7,3 +7,5 @@ pub mod jitter;
 pub mod stats;
 pub mod rtcp;
 pub mod prompt;
+pub mod bridge;
+pub mod stream;
