@@ -218,7 +218,12 @@ mod tests {
     fn same_law_is_copied_with_the_receiving_legs_numbers() {
         let a = LegFormat::new(G711::Pcma, 8, Some(101));
         let b = LegFormat::new(G711::Pcma, 8, Some(96));
-        let mut br = Bridge::new(a, b, RtpSender::new(0xA, 0, 0), RtpSender::new(0xB, 500, 9000));
+        let mut br = Bridge::new(
+            a,
+            b,
+            RtpSender::new(0xA, 0, 0),
+            RtpSender::new(0xB, 500, 9000),
+        );
         let payload: Vec<u8> = (0..160).map(|i| i as u8).collect();
         let mut out = Vec::new();
         let r = br.relay(Side::A, &packet(8, 7, 1234, 0x77, &payload), &mut out);
@@ -228,7 +233,10 @@ mod tests {
         assert_eq!(&out[h.payload_at..], &payload[..]);
         // DTMF takes leg B's event type.
         let ev = [1u8, 0x0A, 0, 160];
-        assert_eq!(br.relay(Side::A, &packet(101, 8, 1394, 0x77, &ev), &mut out), Ok(Relayed::Dtmf));
+        assert_eq!(
+            br.relay(Side::A, &packet(101, 8, 1394, 0x77, &ev), &mut out),
+            Ok(Relayed::Dtmf)
+        );
         let h = parse(&out).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((h.pt, h.seq), (96, 501));
         assert_eq!(&out[h.payload_at..], &ev);
@@ -239,23 +247,33 @@ mod tests {
         let a = LegFormat::new(G711::Pcmu, 0, None);
         let b = LegFormat::new(G711::Pcma, 8, None);
         let mut br = Bridge::new(a, b, RtpSender::new(1, 0, 0), RtpSender::new(2, 0, 0));
-        let speech: Vec<i16> = (0..160).map(|i| ((i as f32 * 0.3).sin() * 9000.0) as i16).collect();
+        let speech: Vec<i16> = (0..160)
+            .map(|i| ((i as f32 * 0.3).sin() * 9000.0) as i16)
+            .collect();
         let mut mu = Vec::new();
         g711::encode(G711::Pcmu, &speech, &mut mu);
         let mut out = Vec::new();
-        br.relay(Side::A, &packet(0, 1, 0, 9, &mu), &mut out).unwrap_or_else(|e| panic!("{e}"));
+        br.relay(Side::A, &packet(0, 1, 0, 9, &mu), &mut out)
+            .unwrap_or_else(|e| panic!("{e}"));
         let h = parse(&out).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(h.pt, 8);
         let mut back = Vec::new();
         g711::decode(G711::Pcma, &out[h.payload_at..], &mut back);
         for (x, y) in speech.iter().zip(&back) {
             // Two companding steps: within a few percent of the level.
-            assert!((i32::from(*x) - i32::from(*y)).abs() <= i32::from(x.unsigned_abs() / 16) + 16, "{x} {y}");
+            assert!(
+                (i32::from(*x) - i32::from(*y)).abs() <= i32::from(x.unsigned_abs() / 16) + 16,
+                "{x} {y}"
+            );
         }
         // And back the other way, A to μ.
         let mut out2 = Vec::new();
-        br.relay(Side::B, &packet(8, 1, 0, 3, &out[h.payload_at..]), &mut out2)
-            .unwrap_or_else(|e| panic!("{e}"));
+        br.relay(
+            Side::B,
+            &packet(8, 1, 0, 3, &out[h.payload_at..]),
+            &mut out2,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parse(&out2).map(|h| h.pt), Ok(0));
     }
 
@@ -265,9 +283,18 @@ mod tests {
         let b = LegFormat::new(G711::Pcmu, 0, None);
         let mut br = Bridge::new(a, b, RtpSender::new(1, 0, 0), RtpSender::new(2, 0, 0));
         let mut out = Vec::new();
-        assert_eq!(br.relay(Side::A, &packet(13, 1, 0, 9, &[0]), &mut out), Err(Dropped::UnknownPayloadType(13)));
-        assert_eq!(br.relay(Side::A, &packet(101, 2, 0, 9, &[1, 0, 0, 0]), &mut out), Err(Dropped::NoDtmf));
-        assert_eq!(br.relay(Side::A, &[0x80, 0], &mut out), Err(Dropped::NotRtp));
+        assert_eq!(
+            br.relay(Side::A, &packet(13, 1, 0, 9, &[0]), &mut out),
+            Err(Dropped::UnknownPayloadType(13))
+        );
+        assert_eq!(
+            br.relay(Side::A, &packet(101, 2, 0, 9, &[1, 0, 0, 0]), &mut out),
+            Err(Dropped::NoDtmf)
+        );
+        assert_eq!(
+            br.relay(Side::A, &[0x80, 0], &mut out),
+            Err(Dropped::NotRtp)
+        );
         assert_eq!(br.dropped(), 3);
         assert_eq!(br.relayed(), 0);
     }

@@ -152,8 +152,7 @@ impl<T> JitterBuffer<T> {
             if let Some(due) = self.due(ts) {
                 let early = due.saturating_duration_since(now);
                 let behind = now.saturating_duration_since(due);
-                if early > self.delay + Duration::from_secs(1) || behind > Duration::from_secs(1)
-                {
+                if early > self.delay + Duration::from_secs(1) || behind > Duration::from_secs(1) {
                     // What is queued plays at once; this one after it.
                     self.anchor = Some((ts, now));
                     outcome = Inserted::Reset;

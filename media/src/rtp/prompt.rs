@@ -240,7 +240,10 @@ impl Player {
 mod tests {
     use super::*;
 
-    fn wav(spec: hound::WavSpec, write: impl Fn(&mut hound::WavWriter<&mut std::io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+    fn wav(
+        spec: hound::WavSpec,
+        write: impl Fn(&mut hound::WavWriter<&mut std::io::Cursor<Vec<u8>>>),
+    ) -> Vec<u8> {
         let mut c = std::io::Cursor::new(Vec::new());
         {
             let mut w = hound::WavWriter::new(&mut c, spec).unwrap_or_else(|e| panic!("{e}"));
@@ -288,11 +291,20 @@ mod tests {
             }
         });
         let p = decode_wav(&bytes[..]).unwrap_or_else(|e| panic!("{e}"));
-        assert!((p.samples().len() as i64 - 8000).abs() <= 2, "{}", p.samples().len());
+        assert!(
+            (p.samples().len() as i64 - 8000).abs() <= 2,
+            "{}",
+            p.samples().len()
+        );
         let c = crossings(&p.samples()[400..7600]);
         // 440 Hz over 0.9 s: 792 crossings.
         assert!((788..=796).contains(&c), "{c}");
-        let peak = p.samples().iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let peak = p
+            .samples()
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap_or(0);
         assert!((7500..=8500).contains(&peak), "{peak}");
     }
 
@@ -300,7 +312,9 @@ mod tests {
     fn float_and_24_bit_files_are_read() {
         let f = wav(spec(1, 16_000, 32, hound::SampleFormat::Float), |w| {
             for i in 0..16_000 {
-                let _ = w.write_sample(((i as f32 / 16_000.0) * 1000.0 * std::f32::consts::TAU).sin() * 0.5);
+                let _ = w.write_sample(
+                    ((i as f32 / 16_000.0) * 1000.0 * std::f32::consts::TAU).sin() * 0.5,
+                );
             }
         });
         let p = decode_wav(&f[..]).unwrap_or_else(|e| panic!("{e}"));
@@ -318,14 +332,23 @@ mod tests {
 
     #[test]
     fn bad_files_are_clear_errors() {
-        assert!(matches!(decode_wav(&b"RIFF1234WAVEjunk"[..]), Err(WavError::NotWav(_))));
-        assert!(matches!(decode_wav(&b"hello"[..]), Err(WavError::NotWav(_))));
+        assert!(matches!(
+            decode_wav(&b"RIFF1234WAVEjunk"[..]),
+            Err(WavError::NotWav(_))
+        ));
+        assert!(matches!(
+            decode_wav(&b"hello"[..]),
+            Err(WavError::NotWav(_))
+        ));
         let empty = wav(spec(1, 8000, 16, hound::SampleFormat::Int), |_| {});
         assert!(matches!(decode_wav(&empty[..]), Err(WavError::Empty)));
         let low = wav(spec(1, 2000, 16, hound::SampleFormat::Int), |w| {
             let _ = w.write_sample(1i16);
         });
-        let e = decode_wav(&low[..]).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = decode_wav(&low[..])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("2000 Hz"), "{e}");
     }
 
@@ -345,7 +368,9 @@ mod tests {
 
     #[test]
     fn encode_then_decode_is_lossless() {
-        let s: Vec<i16> = (0..500).map(|i| (i * 131 % 65_536 - 32_768) as i16).collect();
+        let s: Vec<i16> = (0..500)
+            .map(|i| (i * 131 % 65_536 - 32_768) as i16)
+            .collect();
         let bytes = encode_wav(&s).unwrap_or_else(|e| panic!("{e}"));
         let p = decode_wav(&bytes[..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.samples(), &s[..]);

@@ -154,8 +154,8 @@ impl Rtcp {
     pub fn on_received(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) -> SeqUpdate {
         self.schedule(now);
         let origin = *self.origin.get_or_insert(now);
-        let arrival = now.duration_since(origin).as_micros() as u64 * u64::from(self.clock_rate)
-            / 1_000_000;
+        let arrival =
+            now.duration_since(origin).as_micros() as u64 * u64::from(self.clock_rate) / 1_000_000;
         match &mut self.remote {
             Some(r) if r.ssrc() == ssrc => r.packet(seq, ts, arrival),
             _ => {
@@ -346,7 +346,10 @@ mod tests {
         r.on_sent(0, 160, t0);
         let first = r.poll_timeout().unwrap_or(t0);
         let d = first - t0;
-        assert!(d >= Duration::from_millis(1250) && d < Duration::from_millis(3750), "{d:?}");
+        assert!(
+            d >= Duration::from_millis(1250) && d < Duration::from_millis(3750),
+            "{d:?}"
+        );
         let mut now = first;
         for _ in 0..20 {
             r.handle_timeout(now, ntp_at(t0, now));

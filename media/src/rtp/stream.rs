@@ -207,19 +207,28 @@ mod tests {
         let mut s = RtpSender::new(1, 100, 1000);
         let mut b = Vec::new();
         s.own(&mut b, 8, 160); // seq 100, ts 1000
-        // A source starting at seq 5000, ts 777.
+                               // A source starting at seq 5000, ts 777.
         assert_eq!(s.relay(&mut b, 8, (9, 5000, 777), false, 160), (101, 1160));
         assert!(header(&b).0, "a new source starts with the marker");
         // 5001 lost, 5003 before 5002.
-        assert_eq!(s.relay(&mut b, 8, (9, 5003, 777 + 480), false, 160), (104, 1640));
+        assert_eq!(
+            s.relay(&mut b, 8, (9, 5003, 777 + 480), false, 160),
+            (104, 1640)
+        );
         assert!(!header(&b).0);
-        assert_eq!(s.relay(&mut b, 8, (9, 5002, 777 + 320), false, 160), (103, 1480));
+        assert_eq!(
+            s.relay(&mut b, 8, (9, 5002, 777 + 320), false, 160),
+            (103, 1480)
+        );
         // Our own prompt after it continues past the highest.
         s.own(&mut b, 8, 160);
         assert_eq!(header(&b).2, 105);
         assert_eq!(header(&b).3, 1800);
         // Back to relaying: a fresh mapping, marker again.
-        assert_eq!(s.relay(&mut b, 8, (9, 5004, 777 + 640), false, 160), (106, 1960));
+        assert_eq!(
+            s.relay(&mut b, 8, (9, 5004, 777 + 640), false, 160),
+            (106, 1960)
+        );
         assert!(header(&b).0);
     }
 
@@ -239,7 +248,9 @@ mod tests {
     fn the_latch_follows_the_first_source_and_refuses_others_while_it_talks() {
         let t0 = Instant::now();
         let sdp: SocketAddr = "192.0.2.1:4000".parse().unwrap_or_else(|e| panic!("{e}"));
-        let nat: SocketAddr = "198.51.100.7:61000".parse().unwrap_or_else(|e| panic!("{e}"));
+        let nat: SocketAddr = "198.51.100.7:61000"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
         let rogue: SocketAddr = "203.0.113.9:5000".parse().unwrap_or_else(|e| panic!("{e}"));
         let mut l = Latch::new();
         assert_eq!(l.dest(), None);
