@@ -1,0 +1,143 @@
+//! The embedded store's schema, as versioned migrations. The database's
+//! `user_version` is the number of migrations applied; each runs once, in
+//! the same transaction that bumps the version, so processes opening one
+//! data directory at the same time apply each exactly once.
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Append only.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE TABLE config (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, kind, id)
+) WITHOUT ROWID;
+
+CREATE TABLE global_ids (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+
+CREATE TABLE flow_versions (
+    tenant TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, flow, version)
+) WITHOUT ROWID;
+
+CREATE TABLE calls (
+    tenant TEXT NOT NULL,
+    call INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    agent TEXT,
+    grp TEXT,
+    number TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    answered INTEGER NOT NULL,
+    hangup_side TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, call)
+);
+CREATE INDEX calls_by_day ON calls (tenant, day, start, call);
+CREATE INDEX calls_by_agent ON calls (tenant, agent, start, call) WHERE agent IS NOT NULL;
+CREATE INDEX calls_by_number ON calls (tenant, number, start, call);
+
+CREATE TABLE status_log (
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, agent, day, start)
+) WITHOUT ROWID;
+
+CREATE TABLE stats (
+    tenant TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    scope_kind TEXT NOT NULL,
+    scope_id TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    offered INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    abandoned_in_queue INTEGER NOT NULL,
+    abandoned_ringing INTEGER NOT NULL,
+    overflowed INTEGER NOT NULL,
+    answered_in_service_level INTEGER NOT NULL,
+    outbound INTEGER NOT NULL,
+    outbound_answered INTEGER NOT NULL,
+    talk_ms INTEGER NOT NULL,
+    ring_ms INTEGER NOT NULL,
+    queue_ms INTEGER NOT NULL,
+    wrap_up_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day, scope_kind, scope_id, hour, node)
+) WITHOUT ROWID;
+
+CREATE TABLE customers (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE customer_numbers (
+    tenant TEXT NOT NULL,
+    number TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    PRIMARY KEY (tenant, number)
+) WITHOUT ROWID;
+CREATE INDEX customer_numbers_by_customer ON customer_numbers (tenant, customer);
+
+CREATE TABLE tickets (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE summaries (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE contact_plans (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    due INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX contact_plans_by_agent ON contact_plans (tenant, agent, due);
+
+CREATE TABLE timeline (
+    tenant TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    PRIMARY KEY (tenant, customer, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX timeline_by_time ON timeline (tenant, customer, at);
+
+CREATE TABLE leases (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+"#,
+];

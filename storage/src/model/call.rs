@@ -1,0 +1,202 @@
+//! Call records (通话记录): one per call, written once at hang-up.
+
+use super::{AgentId, CallId, Day, NodeId, Overflow, OverflowReason, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Who ended the call (挂机方).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupSide {
+    Customer,
+    Agent,
+    System,
+}
+
+impl HangupSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupSide::Customer => "customer",
+            HangupSide::Agent => "agent",
+            HangupSide::System => "system",
+        }
+    }
+}
+
+/// Why it ended (挂机原因).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupReason {
+    Normal,
+    LeftInIvr,
+    /// 呼损 in the queue.
+    AbandonedInQueue,
+    AbandonedRinging,
+    IvrHangUp,
+    Overflow,
+    Voicemail,
+    Transferred,
+}
+
+/// How one ring attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingOutcome {
+    Answered,
+    NoAnswer,
+    Failed,
+    Cancelled,
+}
+
+/// One agent's phone ringing for the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingAttempt {
+    pub agent: AgentId,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub outcome: RingOutcome,
+}
+
+/// What the caller did in the IVR.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IvrTrace {
+    /// Node ids in the order visited.
+    pub path: Vec<String>,
+    /// Every key pressed, in order.
+    pub keys: String,
+    /// Collected digits by variable.
+    pub vars: BTreeMap<String, String>,
+    pub satisfaction: Option<u8>,
+}
+
+/// Which way the call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// 呼入: the customer called.
+    Inbound,
+    /// 外呼: an agent (phone bar, contact plan) called out.
+    Outbound,
+    /// 内部: agent to agent.
+    Internal,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+        }
+    }
+}
+
+/// Whose leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegKind {
+    Customer,
+    Agent,
+    /// A consulted or conferenced party, or a transfer target.
+    ThirdParty,
+}
+
+/// One leg of the call: a SIP dialog with one party.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    pub kind: LegKind,
+    /// The party's number, SIP account or agent id.
+    pub party: String,
+    pub start: Timestamp,
+    pub answered: Option<Timestamp>,
+    pub end: Timestamp,
+    /// The dialog's Call-ID, to find it in SIP traces.
+    pub sip_call_id: Option<String>,
+}
+
+/// Where a number is from (归属地).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberLocation {
+    /// Province and city, e.g. `广东省深圳市`.
+    pub place: String,
+    /// The mobile carrier; `None` for landlines.
+    pub carrier: Option<String>,
+}
+
+/// One call, complete: the facts of `CallSummary` plus what the record
+/// needs around them. Written once, at hang-up; writing the same call
+/// again replaces it (retries are safe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub tenant: TenantId,
+    pub call: CallId,
+    /// The tenant-local day of `start`: the partition of the day's list.
+    pub day: Day,
+    pub direction: Direction,
+    pub caller: String,
+    pub dialed: String,
+    /// The customer's number (the caller inbound, the dialed number
+    /// outbound): the key of the by-number list.
+    pub customer_number: String,
+    /// The customer profile matched to the number, if any: the call then
+    /// shows in that customer's timeline.
+    pub customer: Option<String>,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub ivr: IvrTrace,
+    pub group: Option<String>,
+    pub enqueued: Option<Timestamp>,
+    pub dequeued: Option<Timestamp>,
+    pub rings: Vec<RingAttempt>,
+    /// The agent who talked to the customer (or placed the outbound call).
+    pub agent: Option<AgentId>,
+    pub answered: Option<Timestamp>,
+    pub talk_end: Option<Timestamp>,
+    pub overflow: Option<(Overflow, OverflowReason)>,
+    pub hangup_side: HangupSide,
+    pub hangup_reason: HangupReason,
+    pub voicemail: bool,
+    /// The survey score, if the customer gave one.
+    pub satisfaction: Option<u8>,
+    pub legs: Vec<Leg>,
+    pub location: Option<NumberLocation>,
+    /// The recording's file or object key.
+    pub recording: Option<String>,
+    /// The node that handled the call.
+    pub node: NodeId,
+}
+
+impl CallRecord {
+    /// Time waiting in the queue.
+    pub fn queue_time(&self) -> Duration {
+        match (self.enqueued, self.dequeued) {
+            (Some(a), Some(b)) => b.since(a),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Time from the first ring to the answer (or to the last ring's end).
+    pub fn ring_time(&self) -> Duration {
+        let Some(first) = self.rings.iter().map(|r| r.start).min() else {
+            return Duration::ZERO;
+        };
+        let last = self
+            .answered
+            .or_else(|| self.rings.iter().map(|r| r.end).max())
+            .unwrap_or(first);
+        last.since(first)
+    }
+
+    pub fn talk_time(&self) -> Duration {
+        match (self.answered, self.talk_end) {
+            (Some(a), Some(b)) => b.since(a),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Time from entering the queue to the answer: the service-level wait.
+    pub fn wait_to_answer(&self) -> Option<Duration> {
+        Some(self.answered?.since(self.enqueued?))
+    }
+}

@@ -1,0 +1,140 @@
+//! Tenants, their users and roles, SIP accounts and form schemas.
+
+use super::{config_record, AgentId, TenantId};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A tenant (租户) and its call-center-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// The tenant's own id (a tenant record's tenant is itself).
+    pub tenant: TenantId,
+    pub name: String,
+    /// Minutes east of UTC of the tenant's local time (China: 480); days
+    /// and hours of records and reports are local.
+    pub utc_offset_minutes: i32,
+    /// Answered within this wait counts toward the service level (服务水平).
+    pub service_level: Duration,
+    /// Whether IVR and overflow may transfer to outside numbers.
+    pub allow_external_transfer: bool,
+    /// The survey flow played after the agent hangs up, if the tenant
+    /// surveys (满意度).
+    pub survey_flow: Option<String>,
+    pub retention: Retention,
+    /// A disabled tenant's calls are refused.
+    pub enabled: bool,
+}
+
+impl Tenant {
+    /// The record id of a tenant record.
+    pub const ID: &'static str = "tenant";
+}
+
+impl super::ConfigRecord for Tenant {
+    const KIND: super::ConfigKind = super::ConfigKind::Tenant;
+    fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+    fn id(&self) -> &str {
+        Tenant::ID
+    }
+}
+
+/// How long operational records are kept, in days. On ScyllaDB these are
+/// the writes' TTLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub call_records_days: u32,
+    pub status_log_days: u32,
+    pub stats_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            call_records_days: 730,
+            status_log_days: 400,
+            stats_days: 1100,
+        }
+    }
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Role {
+    TenantAdmin,
+    Supervisor,
+    /// 质检员.
+    QaInspector,
+    Agent,
+    /// Telesales (电销) roles.
+    TelesalesSuperAdmin,
+    TelesalesAdmin,
+    TelesalesMember,
+}
+
+/// A person who signs in to the web UI or the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub tenant: TenantId,
+    /// The login name, unique within the tenant.
+    pub id: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    /// A password hash in PHC string form; never the password.
+    pub password_hash: Option<String>,
+    /// The agent this user works as, if any (坐席绑定).
+    pub agent: Option<AgentId>,
+    pub enabled: bool,
+}
+config_record!(User, User, id);
+
+/// A SIP account a phone registers with (SIP话机).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipAccount {
+    pub tenant: TenantId,
+    /// The SIP user name.
+    pub id: String,
+    /// The digest HA1 (MD5 of `user:realm:password`), never the password.
+    pub ha1: String,
+    /// The digest realm the HA1 was made for.
+    pub realm: String,
+    /// SHA-256 HA1 for RFC 8760 digest, when set.
+    pub ha1_sha256: Option<String>,
+    pub enabled: bool,
+}
+config_record!(SipAccount, SipAccount, id);
+
+/// The kind of a tenant-defined field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FieldType {
+    Text { max_len: u32 },
+    Number,
+    Bool,
+    Date,
+    Choice { options: Vec<String> },
+    Choices { options: Vec<String> },
+}
+
+/// One field of a form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDef {
+    pub key: String,
+    /// The label shown to users (e.g. 客户等级).
+    pub label: String,
+    pub field_type: FieldType,
+    pub required: bool,
+}
+
+/// The fields a tenant defined for one form: `customer`, `ticket` or
+/// `service_summary` (the record's id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormSchema {
+    pub tenant: TenantId,
+    pub id: String,
+    pub fields: Vec<FieldDef>,
+}
+config_record!(FormSchema, FormSchema, id);
