@@ -13,14 +13,14 @@ use std::time::Duration;
 /// The JSON of the first call record the node logged.
 fn call_record(node: &mut Node) -> serde_json::Value {
     assert!(
-        node.wait_log("call record", Duration::from_secs(20)),
+        node.wait_log(" record={", Duration::from_secs(20)),
         "no call record: {:#?}",
         node.lines
     );
     let line = node
         .lines
         .iter()
-        .find(|l| l.contains("call record"))
+        .find(|l| l.contains(" record={"))
         .cloned()
         .unwrap_or_default();
     let json = line.split("record=").nth(1).unwrap_or("{}");
@@ -69,6 +69,29 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
     assert_eq!(r["ivr"]["keys"], "1");
     assert_eq!(r["hangup_side"], "agent", "{r}");
     assert_eq!(r["hangup_reason"], "normal", "{r}");
+    // The recording: one stereo file, customer left, agent right, both
+    // with speech (the customer's side is the agent's speech echoed back).
+    let file = r["recording"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no recording: {r}"));
+    assert!(node.wait_log("call recording written", Duration::from_secs(5)));
+    let wav = node.data_dir.join(file);
+    let mut reader =
+        hound::WavReader::open(&wav).unwrap_or_else(|e| panic!("{e}: {}", wav.display()));
+    assert_eq!(reader.spec().channels, 2);
+    assert_eq!(reader.spec().sample_rate, 8000);
+    let samples: Vec<i16> = reader.samples::<i16>().map_while(Result::ok).collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let (l, rr) = (loud_windows(&left), loud_windows(&right));
+    assert!(
+        rr * 10 >= said * 6,
+        "agent channel has {rr} loud windows of {said} said"
+    );
+    assert!(
+        l * 10 >= said * 5,
+        "customer channel has {l} loud windows of {said}"
+    );
     let rings = r["rings"].as_array().cloned().unwrap_or_default();
     assert_eq!(
         rings.last().map(|x| x["outcome"].clone()),

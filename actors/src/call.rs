@@ -94,6 +94,8 @@ pub struct CallSummary {
     pub hangup_side: HangupSide,
     pub hangup_reason: HangupReason,
     pub voicemail: bool,
+    /// The conversation's recording (a file the media side wrote).
+    pub recording: Option<String>,
     /// The survey score, if the customer gave one.
     pub satisfaction: Option<u8>,
 }
@@ -270,12 +272,18 @@ impl InboundCall {
                 hangup_side: HangupSide::System,
                 hangup_reason: HangupReason::IvrHangUp,
                 voicemail: false,
+                recording: None,
                 satisfaction: None,
             },
             actions: VecDeque::new(),
         };
         c.drain_ivr(now);
         c
+    }
+
+    /// The media side is recording the conversation into `file`.
+    pub fn recording(&mut self, file: String) {
+        self.summary.recording = Some(file);
     }
 
     pub fn poll_action(&mut self) -> Option<CallAction> {

@@ -474,6 +474,8 @@ pub enum CallMsg {
     AgentAnswered(AgentId),
     AgentFailed(AgentId),
     AgentHungUp(AgentId),
+    /// The conversation is being recorded into this file.
+    Recording(String),
     Queue(QueueNotice),
     Tick,
 }
@@ -634,6 +636,7 @@ impl Actor for CallActor {
             CallMsg::AgentAnswered(a) => m.agent_answered(&a, now),
             CallMsg::AgentFailed(a) => m.agent_failed(&a, now),
             CallMsg::AgentHungUp(_) => m.agent_hung_up(now),
+            CallMsg::Recording(file) => m.recording(file),
             CallMsg::Queue(QueueNotice::Ring {
                 agents,
                 ring_timeout,

@@ -15,6 +15,7 @@ use switchboard_actors::call::CallSummary;
 use switchboard_actors::ivr::{Flow, Node, Schedule};
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
 use switchboard_actors::AgentId;
+use switchboard_media::rtp::prompt::Prompt;
 use tokio::sync::mpsc;
 
 /// A dialled number that reaches the IVR.
@@ -33,25 +34,25 @@ pub struct Hotline {
 pub struct Prompts {
     texts: Arc<HashMap<String, String>>,
     voice: String,
-    cache: Arc<Mutex<HashMap<String, Arc<Vec<i16>>>>>,
+    cache: Arc<Mutex<HashMap<String, Prompt>>>,
 }
 
 impl Prompts {
     /// The audio of prompt `id` (speech, or a short tone when espeak-ng
     /// is missing). Unknown ids are silence.
-    pub fn get(&self, id: &str) -> Arc<Vec<i16>> {
+    pub fn get(&self, id: &str) -> Prompt {
         if let Ok(c) = self.cache.lock() {
             if let Some(s) = c.get(id) {
                 return s.clone();
             }
         }
-        let samples = Arc::new(match self.texts.get(id) {
+        let samples = match self.texts.get(id) {
             Some(text) => crate::tts::speak(text, &self.voice).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, prompt = id, "no speech for prompt, playing a tone");
-                tone(400, 1.0)
+                Prompt::tone(400.0, 6000, Duration::from_secs(1))
             }),
-            None => vec![0; 8000],
-        });
+            None => Prompt::silence(Duration::from_secs(1)),
+        };
         if let Ok(mut c) = self.cache.lock() {
             c.insert(id.to_owned(), samples.clone());
         }
@@ -64,13 +65,6 @@ impl Prompts {
             self.get(id);
         }
     }
-}
-
-/// A sine tone at `hz` for `secs`, 8 kHz.
-fn tone(hz: u32, secs: f32) -> Vec<i16> {
-    (0..(8000.0 * secs) as usize)
-        .map(|i| ((i as f32 / 8000.0 * hz as f32 * std::f32::consts::TAU).sin() * 6000.0) as i16)
-        .collect()
 }
 
 /// The running call center of a node.

@@ -722,7 +722,14 @@ impl SipCore {
         };
         let call = CallId(rand::random());
         let advertise = self.media_ip_for(source);
-        let leg = match Leg::start(&self.media.ports, advertise, call.0, self.leg_tx.clone()).await
+        let leg = match Leg::start(
+            &self.media.ports,
+            advertise,
+            call.0,
+            format!("customer-{call}@switchboard"),
+            self.leg_tx.clone(),
+        )
+        .await
         {
             Ok(l) => l,
             Err(e) => {
@@ -858,7 +865,7 @@ impl SipCore {
             TelephonyCommand::Play { prompt } => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Play {
-                        samples: prompts.get(&prompt),
+                        prompt: prompts.get(&prompt),
                         looped: false,
                     });
                 }
@@ -866,7 +873,7 @@ impl SipCore {
             TelephonyCommand::PlayWaiting => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Play {
-                        samples: prompts.get("waiting"),
+                        prompt: prompts.get("waiting"),
                         looped: true,
                     });
                 }
@@ -879,7 +886,7 @@ impl SipCore {
             TelephonyCommand::RecordVoicemail { max_len } => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Play {
-                        samples: prompts.get("voicemail"),
+                        prompt: prompts.get("voicemail"),
                         looped: false,
                     });
                     let path = self.data_dir.join("voicemail").join(format!("{call}.wav"));
@@ -896,6 +903,13 @@ impl SipCore {
                     if let Some(a) = c.agents.get(&agent) {
                         c.customer_leg.send(LegCmd::Connect(a.leg.inbox()));
                         a.leg.send(LegCmd::Connect(c.customer_leg.inbox()));
+                        // One stereo file per call: the customer's leg
+                        // hears both sides.
+                        let file = format!("recordings/{call}.wav");
+                        c.customer_leg.send(LegCmd::RecordCall {
+                            path: self.data_dir.join(&file),
+                        });
+                        let _ = c.actor.cast(CallMsg::Recording(file));
                         tracing::info!(%call, %agent, "customer and agent bridged");
                     }
                 }
@@ -961,7 +975,8 @@ impl SipCore {
         // Agent legs report nothing the call needs: keys come from the
         // customer.
         let (quiet, _) = mpsc::unbounded_channel();
-        let leg = match Leg::start(&self.media.ports, advertise, call.0, quiet).await {
+        let name = format!("agent-{agent}-{call}@switchboard");
+        let leg = match Leg::start(&self.media.ports, advertise, call.0, name, quiet).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "no media for agent leg");

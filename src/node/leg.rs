@@ -1,19 +1,27 @@
 //! The media of one call-center leg (the customer's or an agent's): an RTP
-//! socket pair from the port range, symmetric RTP, prompts and waiting
-//! audio played to the phone, RFC 4733 keys from it, a bridge to another
-//! leg (payload types mapped, G.711 laws transcoded when the legs differ),
-//! and a voicemail recording. One task per leg; the SIP core drives it with
-//! [`LegCmd`]s and hears [`LegEvent`]s.
+//! socket pair from the port range, and a task that drives media's sans-IO
+//! parts for it: symmetric RTP ([`Latch`]), our stream ([`RtpSender`]),
+//! prompts and waiting audio ([`Player`]), RFC 4733 keys
+//! ([`DtmfReceiver`]), the relay to a bridged leg ([`bridge::relay`]:
+//! payload types mapped, laws transcoded, DTMF passed), RTCP reports
+//! ([`Rtcp`]), a voicemail (mono WAV) and the call's stereo recording
+//! (customer left, agent right, on the customer's leg). The SIP core
+//! drives it with [`LegCmd`]s and hears [`LegEvent`]s. Dropping the [`Leg`]
+//! ends the task gracefully: recordings are closed and an RTCP BYE sent.
 
 use super::media::MediaPorts;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use switchboard_media::rtp::bridge::{self, LegFormat};
 use switchboard_media::rtp::dtmf::DtmfReceiver;
 use switchboard_media::rtp::g711;
-use switchboard_media::sip::sdp::{Answer, G711};
+use switchboard_media::rtp::prompt::{Player, Prompt, FRAME};
+use switchboard_media::rtp::recorder::{Channel, StereoRecorder};
+use switchboard_media::rtp::rtcp::{Ntp, Rtcp};
+use switchboard_media::rtp::stream::{Latch, RtpSender};
+use switchboard_media::sip::sdp::Answer;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -22,17 +30,17 @@ use tokio::sync::mpsc;
 pub enum LegCmd {
     /// Where to send and in which format (from the SDP negotiation).
     Remote(Answer),
-    /// Play these 8 kHz samples, once or looped; replaces what plays.
-    Play {
-        samples: Arc<Vec<i16>>,
-        looped: bool,
-    },
+    /// Play a prompt, once or looped; replaces what plays.
+    Play { prompt: Prompt, looped: bool },
     /// Stop playing.
     Stop,
     /// Relay what this leg receives to `peer`, and play what `peer` sends.
     Connect(mpsc::Sender<PeerPacket>),
-    /// Record what the phone says into a WAV file, at most `max_len`.
+    /// Record what the phone says into a mono WAV file, at most `max_len`.
     Record { path: PathBuf, max_len: Duration },
+    /// Record the conversation: this leg's phone on the left, the bridged
+    /// peer on the right, into a stereo WAV file.
+    RecordCall { path: PathBuf },
 }
 
 /// What a leg reports.
@@ -49,33 +57,27 @@ pub enum LegEvent {
 #[derive(Debug, Clone)]
 pub struct PeerPacket {
     pub bytes: Bytes,
-    pub codec: G711,
-    pub dtmf_pt: Option<u8>,
+    pub format: LegFormat,
 }
 
-/// One leg's media; dropping it stops the task and frees the ports.
+/// One leg's media; dropping it ends the task and frees the ports.
 #[derive(Debug)]
 pub struct Leg {
     /// The address to put in SDP.
     pub local: SocketAddr,
     cmds: mpsc::UnboundedSender<LegCmd>,
     inbox: mpsc::Sender<PeerPacket>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Leg {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Leg {
     /// Binds a port pair and starts the leg's task. `advertise` is the
-    /// address to announce when the socket is bound to a wildcard.
+    /// address to announce when the socket is bound to a wildcard; `name`
+    /// becomes the RTCP CNAME.
     pub async fn start(
         ports: &MediaPorts,
         advertise: std::net::IpAddr,
         tag: u64,
+        name: String,
         events: mpsc::UnboundedSender<(u64, LegEvent)>,
     ) -> std::io::Result<Leg> {
         let (rtp, rtcp) = ports.bind_pair().await?;
@@ -85,13 +87,9 @@ impl Leg {
         }
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (inbox, inbox_rx) = mpsc::channel(64);
-        let task = tokio::spawn(run(rtp, rtcp, cmd_rx, inbox_rx, tag, events));
-        Ok(Leg {
-            local,
-            cmds,
-            inbox,
-            task,
-        })
+        let state = State::new(tag, &name, events);
+        tokio::spawn(run(rtp, rtcp, cmd_rx, inbox_rx, state));
+        Ok(Leg { local, cmds, inbox })
     }
 
     pub fn send(&self, cmd: LegCmd) {
@@ -104,78 +102,273 @@ impl Leg {
     }
 }
 
-/// Our own RTP stream: SSRC, sequence numbers and timestamps of ours,
-/// whatever the source (RFC 3550 §8: we are a new source).
-struct Out {
-    ssrc: u32,
-    seq: u16,
-    /// Timestamp of the next packet if it follows on.
-    next_ts: u32,
-    /// Offset from the relayed stream's timestamps to ours.
-    offset: Option<(u32, u32)>,
-    marker: bool,
+fn ntp_now() -> Ntp {
+    Ntp::from_unix(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
 }
 
-impl Out {
-    fn new() -> Out {
-        Out {
-            ssrc: rand::random(),
-            seq: rand::random(),
-            next_ts: rand::random(),
-            offset: None,
-            marker: true,
+struct Voicemail {
+    writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
+    until: Instant,
+}
+
+type CallRecording = StereoRecorder<std::io::BufWriter<std::fs::File>>;
+
+/// Everything a leg's task knows.
+struct State {
+    tag: u64,
+    events: mpsc::UnboundedSender<(u64, LegEvent)>,
+    answer: Option<Answer>,
+    rtp_to: Latch,
+    rtcp_to: Latch,
+    out: RtpSender,
+    rtcp: Rtcp,
+    player: Option<Player>,
+    peer: Option<mpsc::Sender<PeerPacket>>,
+    voicemail: Option<Voicemail>,
+    recording: Option<(CallRecording, PathBuf)>,
+    dtmf: DtmfReceiver,
+    pkt: Vec<u8>,
+    pcm: Vec<i16>,
+}
+
+impl State {
+    fn new(tag: u64, name: &str, events: mpsc::UnboundedSender<(u64, LegEvent)>) -> State {
+        let ssrc = rand::random();
+        State {
+            tag,
+            events,
+            answer: None,
+            rtp_to: Latch::new(),
+            rtcp_to: Latch::new(),
+            out: RtpSender::new(ssrc, rand::random(), rand::random()),
+            rtcp: Rtcp::new(ssrc, name, 8000, rand::random()),
+            player: None,
+            peer: None,
+            voicemail: None,
+            recording: None,
+            dtmf: DtmfReceiver::new(8000),
+            pkt: Vec::with_capacity(256),
+            pcm: Vec::with_capacity(FRAME * 2),
         }
     }
 
-    fn header(&mut self, buf: &mut Vec<u8>, pt: u8, ts: u32, marker: bool) {
-        self.seq = self.seq.wrapping_add(1);
-        buf.clear();
-        buf.push(0x80);
-        buf.push(pt | if marker || self.marker { 0x80 } else { 0 });
-        buf.extend_from_slice(&self.seq.to_be_bytes());
-        buf.extend_from_slice(&ts.to_be_bytes());
-        buf.extend_from_slice(&self.ssrc.to_be_bytes());
-        self.marker = false;
+    fn format(&self) -> Option<LegFormat> {
+        self.answer
+            .map(|a| LegFormat::new(a.codec, a.pt, a.dtmf_pt))
     }
 
-    /// A frame we generate: 160 samples.
-    fn own(&mut self, buf: &mut Vec<u8>, pt: u8) -> u32 {
-        let ts = self.next_ts;
-        self.offset = None;
-        self.header(buf, pt, ts, false);
-        self.next_ts = ts.wrapping_add(160);
-        ts
-    }
-
-    /// A relayed packet with the source's timestamp and SSRC.
-    fn relayed(
-        &mut self,
-        buf: &mut Vec<u8>,
-        pt: u8,
-        ssrc: u32,
-        ts: u32,
-        marker: bool,
-        samples: u32,
-    ) {
-        let offset = match self.offset {
-            Some((s, o)) if s == ssrc => o,
-            _ => {
-                // A new source: continue our timeline from where it was.
-                let o = self.next_ts.wrapping_sub(ts);
-                self.offset = Some((ssrc, o));
-                self.marker = true;
-                o
+    fn command(&mut self, cmd: LegCmd) {
+        match cmd {
+            LegCmd::Remote(a) => {
+                self.rtp_to.signalled(a.remote);
+                let mut rtcp = a.remote;
+                rtcp.set_port(a.remote.port().saturating_add(1));
+                self.rtcp_to.signalled(rtcp);
+                self.answer = Some(a);
             }
+            LegCmd::Play { prompt, looped } => {
+                self.player = Some(Player::new(prompt, looped));
+                self.out.mark();
+            }
+            LegCmd::Stop => self.player = None,
+            LegCmd::Connect(p) => {
+                self.player = None;
+                self.peer = Some(p);
+            }
+            LegCmd::Record { path, max_len } => {
+                let spec = hound::WavSpec {
+                    channels: 1,
+                    sample_rate: 8000,
+                    bits_per_sample: 16,
+                    sample_format: hound::SampleFormat::Int,
+                };
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match hound::WavWriter::create(&path, spec) {
+                    Ok(writer) => {
+                        self.voicemail = Some(Voicemail {
+                            writer,
+                            until: Instant::now() + max_len,
+                        })
+                    }
+                    Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot record"),
+                }
+            }
+            LegCmd::RecordCall { path } => {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let file = std::fs::File::create(&path)
+                    .map_err(hound::Error::IoError)
+                    .and_then(|f| StereoRecorder::new(std::io::BufWriter::new(f), Instant::now()));
+                match file {
+                    Ok(r) => self.recording = Some((r, path)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "cannot record the call")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A packet on the RTP socket.
+    fn rtp_in(&mut self, data: &[u8], src: SocketAddr, now: Instant) {
+        // Symmetric RTP: answer to where the phone's packets come from;
+        // packets from elsewhere while it talks are not the phone's.
+        if !self.rtp_to.accept(src, now) {
+            return;
+        }
+        let (Some(a), Ok(h)) = (self.answer, bridge::parse(data)) else {
+            return;
         };
-        let out_ts = ts.wrapping_add(offset);
-        self.header(buf, pt, out_ts, marker);
-        self.next_ts = out_ts.wrapping_add(samples);
+        self.rtcp.on_received(h.ssrc, h.seq, h.ts, now);
+        let payload = &data[h.payload_at..h.payload_end];
+        if Some(h.pt) == a.dtmf_pt {
+            let _ = self.dtmf.handle_packet(h.ts, payload, now);
+            self.keys();
+        } else if h.pt == a.pt && (self.voicemail.is_some() || self.recording.is_some()) {
+            self.pcm.clear();
+            g711::decode(a.codec, payload, &mut self.pcm);
+            if let Some(vm) = self.voicemail.as_mut() {
+                for s in &self.pcm {
+                    let _ = vm.writer.write_sample(*s);
+                }
+                if now >= vm.until {
+                    finish_voicemail(self.voicemail.take());
+                }
+            }
+            if let Some((rec, _)) = self.recording.as_mut() {
+                rec.push(Channel::Left, (h.ssrc, h.seq, h.ts), self.pcm.clone(), now);
+            }
+        }
+        if let (Some(p), Some(format)) = (&self.peer, self.format()) {
+            let _ = p.try_send(PeerPacket {
+                bytes: Bytes::copy_from_slice(data),
+                format,
+            });
+        }
+    }
+
+    fn keys(&mut self) {
+        while let Some(e) = self.dtmf.poll_event() {
+            tracing::info!(key = %e.key, "dtmf received");
+            let _ = self.events.send((self.tag, LegEvent::Digit(e.key)));
+        }
+    }
+
+    /// A packet from the bridged leg: relayed to our phone.
+    fn peer_in(&mut self, p: PeerPacket, now: Instant) -> Option<SocketAddr> {
+        let a = self.answer?;
+        let to = self.format()?;
+        if let Some((rec, _)) = self.recording.as_mut() {
+            if let Ok(h) = bridge::parse(&p.bytes) {
+                if h.pt == p.format.pt {
+                    let mut pcm = Vec::with_capacity(h.payload_end - h.payload_at);
+                    g711::decode(
+                        p.format.codec,
+                        &p.bytes[h.payload_at..h.payload_end],
+                        &mut pcm,
+                    );
+                    rec.push(Channel::Right, (h.ssrc, h.seq, h.ts), pcm, now);
+                }
+            }
+        }
+        if !a.direction.sends() {
+            return None;
+        }
+        match bridge::relay(&p.bytes, &p.format, &to, &mut self.out, &mut self.pkt) {
+            Ok(bridge::Relayed::Audio { samples }) => {
+                if let Ok(h) = bridge::parse(&self.pkt) {
+                    self.rtcp.on_sent(h.ts, samples, now);
+                }
+                self.rtp_to.dest()
+            }
+            Ok(bridge::Relayed::Dtmf) => self.rtp_to.dest(),
+            Err(e) => {
+                tracing::trace!(error = %e, "not relayed");
+                None
+            }
+        }
+    }
+
+    /// The 20 ms tick: the next prompt frame (if any) into `pkt`.
+    fn tick(&mut self, now: Instant) -> Option<SocketAddr> {
+        if let Some((rec, path)) = self.recording.as_mut() {
+            if let Err(e) = rec.advance(now) {
+                tracing::warn!(error = %e, path = %path.display(), "call recording stopped");
+                self.recording = None;
+            }
+        }
+        let a = self.answer?;
+        let player = self.player.as_mut()?;
+        let mut frame = [0i16; FRAME];
+        if !player.next_frame(&mut frame) {
+            self.player = None;
+            let _ = self.events.send((self.tag, LegEvent::PromptDone));
+            return None;
+        }
+        let ts = self.out.own(&mut self.pkt, a.pt, FRAME as u32);
+        g711::encode(a.codec, &frame, &mut self.pkt);
+        self.rtcp.on_sent(ts, FRAME, now);
+        if player.finished() {
+            self.player = None;
+            let _ = self.events.send((self.tag, LegEvent::PromptDone));
+        }
+        if a.direction.sends() {
+            self.rtp_to.dest()
+        } else {
+            None
+        }
+    }
+
+    fn ticking(&self) -> bool {
+        self.player.is_some() || self.recording.is_some()
+    }
+
+    /// The leg ends: recordings closed, what RTCP learned logged.
+    fn finish(&mut self, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
+        finish_voicemail(self.voicemail.take());
+        if let Some((rec, path)) = self.recording.take() {
+            match rec.finish(now) {
+                Ok(r) => tracing::info!(
+                    path = %path.display(),
+                    secs = r.duration.as_secs(),
+                    customer_heard = r.heard.0,
+                    agent_heard = r.heard.1,
+                    "call recording written"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "call recording not finished")
+                }
+            }
+        }
+        if let Some(r) = self.rtcp.remote() {
+            tracing::info!(
+                tag = %format!("{:016x}", self.tag),
+                received = r.received(),
+                lost = r.lost(),
+                jitter_ms = r.jitter() / 8,
+                rtt_ms = self.rtcp.peer_view().and_then(|v| v.rtt).map(|d| d.as_millis()),
+                "leg media"
+            );
+        }
+        let dest = self.rtcp_to.dest()?;
+        self.rtcp.remote()?;
+        Some((self.rtcp.bye(now, ntp_now(), "call ended"), dest))
     }
 }
 
-struct Recording {
-    writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
-    until: Instant,
+fn finish_voicemail(vm: Option<Voicemail>) {
+    if let Some(v) = vm {
+        if let Err(e) = v.writer.finalize() {
+            tracing::warn!(error = %e, "voicemail not finalised");
+        }
+    }
 }
 
 async fn run(
@@ -183,162 +376,61 @@ async fn run(
     rtcp: UdpSocket,
     mut cmds: mpsc::UnboundedReceiver<LegCmd>,
     mut inbox: mpsc::Receiver<PeerPacket>,
-    tag: u64,
-    events: mpsc::UnboundedSender<(u64, LegEvent)>,
+    mut st: State,
 ) {
-    // RTCP from the phone is read and dropped so its socket never fills.
-    let drain = tokio::spawn(async move {
-        let mut b = [0u8; 1500];
-        while rtcp.recv_from(&mut b).await.is_ok() {}
-    });
-    let mut answer: Option<Answer> = None;
-    let mut dest: Option<SocketAddr> = None;
-    let mut latched = false;
-    let mut playing: Option<(Arc<Vec<i16>>, usize, bool)> = None;
-    let mut peer: Option<mpsc::Sender<PeerPacket>> = None;
-    let mut recording: Option<Recording> = None;
-    let mut dtmf = DtmfReceiver::new(8000);
-    let mut out = Out::new();
     let mut buf = vec![0u8; 2048];
-    let mut pkt = Vec::with_capacity(256);
-    let mut pcm = Vec::with_capacity(320);
+    let mut rtcp_buf = vec![0u8; 1500];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let dtmf_wake = dtmf.poll_timeout();
+        let dtmf_wake = st.dtmf.poll_timeout();
+        let rtcp_wake = st.rtcp.poll_timeout();
+        let ticking = st.ticking();
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => break,
-                Some(LegCmd::Remote(a)) => {
-                    if !latched {
-                        dest = Some(a.remote);
-                    }
-                    answer = Some(a);
-                }
-                Some(LegCmd::Play { samples, looped }) => {
-                    playing = Some((samples, 0, looped));
-                    out.marker = true;
-                }
-                Some(LegCmd::Stop) => playing = None,
-                Some(LegCmd::Connect(p)) => {
-                    playing = None;
-                    peer = Some(p);
-                }
-                Some(LegCmd::Record { path, max_len }) => {
-                    let spec = hound::WavSpec {
-                        channels: 1,
-                        sample_rate: 8000,
-                        bits_per_sample: 16,
-                        sample_format: hound::SampleFormat::Int,
-                    };
-                    if let Some(dir) = path.parent() {
-                        let _ = std::fs::create_dir_all(dir);
-                    }
-                    match hound::WavWriter::create(&path, spec) {
-                        Ok(writer) => recording = Some(Recording { writer, until: Instant::now() + max_len }),
-                        Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot record"),
-                    }
-                }
+                Some(c) => st.command(c),
             },
             r = rtp.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { break };
-                // Symmetric RTP: answer to where the phone's packets come
-                // from, which is how a phone behind NAT is reached.
-                if dest != Some(src) {
-                    dest = Some(src);
-                }
-                latched = true;
-                let Some(a) = answer else { continue };
-                let Ok(r) = rtp_rs::RtpReader::new(&buf[..n]) else { continue };
-                let is_dtmf = Some(r.payload_type()) == a.dtmf_pt;
-                if is_dtmf {
-                    let _ = dtmf.handle_packet(r.timestamp(), r.payload(), Instant::now());
-                    while let Some(e) = dtmf.poll_event() {
-                        tracing::info!(key = %e.key, "dtmf received");
-                        let _ = events.send((tag, LegEvent::Digit(e.key)));
+                st.rtp_in(&buf[..n], src, Instant::now());
+            }
+            r = rtcp.recv_from(&mut rtcp_buf) => {
+                let Ok((n, src)) = r else { break };
+                let now = Instant::now();
+                if st.rtcp_to.accept(src, now) {
+                    if let Err(e) = st.rtcp.handle_rtcp(&rtcp_buf[..n], now, ntp_now()) {
+                        tracing::debug!(error = %e, "rtcp dropped");
                     }
-                } else if r.payload_type() == a.pt {
-                    if let Some(rec) = recording.as_mut() {
-                        pcm.clear();
-                        g711::decode(a.codec, r.payload(), &mut pcm);
-                        for s in &pcm {
-                            let _ = rec.writer.write_sample(*s);
-                        }
-                        if Instant::now() >= rec.until {
-                            finish(recording.take());
-                        }
-                    }
-                }
-                if let Some(p) = &peer {
-                    let _ = p.try_send(PeerPacket {
-                        bytes: Bytes::copy_from_slice(&buf[..n]),
-                        codec: a.codec,
-                        dtmf_pt: a.dtmf_pt,
-                    });
                 }
             }
             Some(p) = inbox.recv() => {
-                let (Some(a), Some(to)) = (answer, dest) else { continue };
-                if !a.direction.sends() {
-                    continue;
+                if let Some(to) = st.peer_in(p, Instant::now()) {
+                    let _ = rtp.send_to(&st.pkt, to).await;
                 }
-                let Ok(r) = rtp_rs::RtpReader::new(&p.bytes) else { continue };
-                let payload = r.payload();
-                if Some(r.payload_type()) == p.dtmf_pt {
-                    // Keys pass through with our negotiated type.
-                    let Some(pt) = a.dtmf_pt else { continue };
-                    out.relayed(&mut pkt, pt, r.ssrc(), r.timestamp(), r.mark(), 0);
-                    pkt.extend_from_slice(payload);
-                } else {
-                    out.relayed(&mut pkt, a.pt, r.ssrc(), r.timestamp(), r.mark(), payload.len() as u32);
-                    if p.codec == a.codec {
-                        pkt.extend_from_slice(payload);
-                    } else {
-                        pcm.clear();
-                        g711::decode(p.codec, payload, &mut pcm);
-                        g711::encode(a.codec, &pcm, &mut pkt);
-                    }
-                }
-                let _ = rtp.send_to(&pkt, to).await;
             }
-            _ = tick.tick(), if playing.is_some() => {
-                let (Some(a), Some(to)) = (answer, dest) else { continue };
-                let Some((samples, pos, looped)) = playing.as_mut() else { continue };
-                let end = (*pos + 160).min(samples.len());
-                let frame = &samples[*pos..end];
-                out.own(&mut pkt, a.pt);
-                g711::encode(a.codec, frame, &mut pkt);
-                pkt.resize(12 + 160, g711::silence(a.codec));
-                if a.direction.sends() {
-                    let _ = rtp.send_to(&pkt, to).await;
-                }
-                *pos = end;
-                if *pos >= samples.len() {
-                    if *looped {
-                        *pos = 0;
-                    } else {
-                        playing = None;
-                        let _ = events.send((tag, LegEvent::PromptDone));
-                    }
+            _ = tick.tick(), if ticking => {
+                if let Some(to) = st.tick(Instant::now()) {
+                    let _ = rtp.send_to(&st.pkt, to).await;
                 }
             }
             _ = sleep_until(dtmf_wake) => {
-                dtmf.handle_timeout(Instant::now());
-                while let Some(e) = dtmf.poll_event() {
-                    let _ = events.send((tag, LegEvent::Digit(e.key)));
+                st.dtmf.handle_timeout(Instant::now());
+                st.keys();
+            }
+            _ = sleep_until(rtcp_wake) => {
+                let now = Instant::now();
+                st.rtcp.handle_timeout(now, ntp_now());
+                while let Some(report) = st.rtcp.poll_transmit() {
+                    if let Some(to) = st.rtcp_to.dest() {
+                        let _ = rtcp.send_to(&report, to).await;
+                    }
                 }
             }
         }
     }
-    finish(recording.take());
-    drain.abort();
-}
-
-fn finish(rec: Option<Recording>) {
-    if let Some(r) = rec {
-        if let Err(e) = r.writer.finalize() {
-            tracing::warn!(error = %e, "recording not finalised");
-        }
+    if let Some((bye, to)) = st.finish(Instant::now()) {
+        let _ = rtcp.send_to(&bye, to).await;
     }
 }
 

@@ -8,11 +8,14 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_media::rtp::bridge;
 use switchboard_media::rtp::dtmf::DtmfReceiver;
 use switchboard_media::rtp::g711;
+use switchboard_media::rtp::prompt::{Player, Prompt, FRAME};
+use switchboard_media::rtp::stream::{Latch, RtpSender};
 use switchboard_media::sip::dialog::DialogId;
 use switchboard_media::sip::sdp::{
-    parse_answer, Answer, Direction, LocalMedia, LocalSession, RemoteMedia, SdpError, G711,
+    parse_answer, Answer, Direction, LocalMedia, LocalSession, RemoteMedia, SdpError,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -33,7 +36,7 @@ pub struct MediaPorts {
     lo: u16,
     hi: u16,
     cursor: Arc<AtomicU32>,
-    prompt: Arc<Mutex<Option<Arc<Vec<i16>>>>>,
+    prompt: Arc<Mutex<Option<Prompt>>>,
 }
 
 impl MediaPorts {
@@ -70,12 +73,12 @@ impl MediaPorts {
     }
 
     /// The `*44` prompt, 8 kHz 16-bit mono, made once.
-    fn prompt(&self) -> Arc<Vec<i16>> {
+    fn prompt(&self) -> Prompt {
         let mut slot = match self.prompt.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
-        slot.get_or_insert_with(|| Arc::new(make_prompt())).clone()
+        slot.get_or_insert_with(make_prompt).clone()
     }
 }
 
@@ -137,7 +140,7 @@ impl CallMedia {
             match prompt {
                 None => echo(rtp, rx).await,
                 Some(p) => {
-                    play(rtp, rx, &p).await;
+                    play(rtp, rx, p).await;
                     let _ = notices.send(CallNotice::Hangup(id)).await;
                 }
             }
@@ -209,39 +212,6 @@ pub enum MediaError {
     Sdp(SdpError),
 }
 
-/// Rewrites headers so the stream we send has our own SSRC, sequence and
-/// timestamp space (RFC 3550 §8: an echo is a new source).
-struct Rewriter {
-    ssrc: u32,
-    seq: u16,
-    ts_offset: Option<u32>,
-    ts_base: u32,
-}
-
-impl Rewriter {
-    fn new() -> Self {
-        Rewriter {
-            ssrc: rand::random(),
-            seq: rand::random(),
-            ts_offset: None,
-            ts_base: rand::random(),
-        }
-    }
-
-    fn rewrite(&mut self, pkt: &mut [u8]) -> bool {
-        let Ok(r) = rtp_rs::RtpReader::new(pkt) else {
-            return false;
-        };
-        let ts = r.timestamp();
-        let offset = *self.ts_offset.get_or_insert(self.ts_base.wrapping_sub(ts));
-        self.seq = self.seq.wrapping_add(1);
-        pkt[2..4].copy_from_slice(&self.seq.to_be_bytes());
-        pkt[4..8].copy_from_slice(&ts.wrapping_add(offset).to_be_bytes());
-        pkt[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        true
-    }
-}
-
 fn may_send(a: &Answer) -> bool {
     // The negotiated direction is ours: we send unless the caller holds.
     a.direction.sends()
@@ -249,7 +219,10 @@ fn may_send(a: &Answer) -> bool {
 
 async fn echo(sock: UdpSocket, answer: watch::Receiver<Answer>) {
     let mut buf = vec![0u8; 2048];
-    let mut rw = Rewriter::new();
+    let mut pkt = Vec::with_capacity(256);
+    // RFC 3550 §8: the echo is a new source, with numbers of its own.
+    let mut out = RtpSender::new(rand::random(), rand::random(), rand::random());
+    let mut latch = Latch::new();
     let mut dtmf = DtmfReceiver::new(8000);
     loop {
         let wake = dtmf.poll_timeout();
@@ -264,19 +237,30 @@ async fn echo(sock: UdpSocket, answer: watch::Receiver<Answer>) {
         let Ok((n, src)) = got else {
             return;
         };
-        let a = *answer.borrow();
-        // Telephone-events (RFC 4733) with the negotiated payload type.
-        if let Ok(r) = rtp_rs::RtpReader::new(&buf[..n]) {
-            if Some(r.payload_type()) == a.dtmf_pt {
-                let _ = dtmf.handle_packet(r.timestamp(), r.payload(), std::time::Instant::now());
-                log_dtmf(&mut dtmf);
-            }
-        }
-        if !may_send(&a) || !rw.rewrite(&mut buf[..n]) {
+        let now = std::time::Instant::now();
+        // Symmetric RTP: back to where the caller's packets come from.
+        if !latch.accept(src, now) {
             continue;
         }
-        // Symmetric RTP: back to where the packet came from.
-        let _ = sock.send_to(&buf[..n], src).await;
+        let a = *answer.borrow();
+        let Ok(h) = bridge::parse(&buf[..n]) else {
+            continue;
+        };
+        let payload = &buf[h.payload_at..h.payload_end];
+        // Telephone-events (RFC 4733) with the negotiated payload type.
+        let samples = if Some(h.pt) == a.dtmf_pt {
+            let _ = dtmf.handle_packet(h.ts, payload, now);
+            log_dtmf(&mut dtmf);
+            0
+        } else {
+            payload.len() as u32
+        };
+        if !may_send(&a) {
+            continue;
+        }
+        out.relay(&mut pkt, h.pt, (h.ssrc, h.seq, h.ts), h.marker, samples);
+        pkt.extend_from_slice(payload);
+        let _ = sock.send_to(&pkt, src).await;
     }
 }
 
@@ -293,62 +277,47 @@ async fn sleep_until(at: Option<std::time::Instant>) {
     }
 }
 
-async fn play(sock: UdpSocket, answer: watch::Receiver<Answer>, samples: &[i16]) {
-    let mut rw = Rewriter::new();
-    let mut dest = answer.borrow().remote;
+async fn play(sock: UdpSocket, answer: watch::Receiver<Answer>, prompt: Prompt) {
+    let mut out = RtpSender::new(rand::random(), rand::random(), rand::random());
+    let mut latch = Latch::new();
+    latch.signalled(answer.borrow().remote);
+    let mut player = Player::new(prompt, false);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut ts: u32 = 0;
     let mut buf = [0u8; 2048];
-    for (i, frame) in samples.chunks(160).enumerate() {
+    let mut pkt = Vec::with_capacity(256);
+    let mut frame = [0i16; FRAME];
+    while player.next_frame(&mut frame) {
         tick.tick().await;
+        let now = std::time::Instant::now();
         // Latch to the caller's real source once its RTP arrives.
         while let Ok((_, src)) = sock.try_recv_from(&mut buf) {
-            dest = src;
+            latch.accept(src, now);
         }
         let a = *answer.borrow();
+        out.own(&mut pkt, a.pt, FRAME as u32);
         if !may_send(&a) {
-            ts = ts.wrapping_add(160);
             continue;
         }
-        let law = a.codec;
-        let mut pkt = Vec::with_capacity(172);
-        pkt.extend_from_slice(&[0x80, a.pt | if i == 0 { 0x80 } else { 0 }]);
-        pkt.extend_from_slice(&[0; 10]);
-        pkt[4..8].copy_from_slice(&ts.to_be_bytes());
-        pkt.extend(frame.iter().map(|&s| encode(law, s)));
-        pkt.resize(172, encode(law, 0));
-        rw.rewrite(&mut pkt);
-        let _ = sock.send_to(&pkt, dest).await;
-        ts = ts.wrapping_add(160);
-    }
-}
-
-fn encode(law: G711, s: i16) -> u8 {
-    match law {
-        G711::Pcmu => g711::ulaw_encode(s),
-        G711::Pcma => g711::alaw_encode(s),
+        g711::encode(a.codec, &frame, &mut pkt);
+        if let Some(dest) = latch.dest() {
+            let _ = sock.send_to(&pkt, dest).await;
+        }
     }
 }
 
 /// The `*44` prompt: espeak-ng's voice when it is installed, else three
-/// 1 kHz beeps; either way 8 kHz 16-bit mono.
-fn make_prompt() -> Vec<i16> {
+/// 1 kHz beeps.
+fn make_prompt() -> Prompt {
     match crate::tts::speak(
         "Welcome to Switchboard. This is the test prompt. Goodbye.",
         "en-us",
     ) {
-        Ok(s) => s,
+        Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "espeak-ng unavailable, the *44 prompt is a tone");
-            let mut out = Vec::new();
-            for _ in 0..3 {
-                out.extend((0..2400).map(|i| {
-                    let t = i as f32 / 8000.0;
-                    ((t * 1000.0 * std::f32::consts::TAU).sin() * 8000.0) as i16
-                }));
-                out.extend(std::iter::repeat_n(0, 1600));
-            }
-            out
+            let beep = Prompt::tone(1000.0, 8000, Duration::from_millis(300))
+                .then(&Prompt::silence(Duration::from_millis(200)));
+            beep.then(&beep).then(&beep)
         }
     }
 }

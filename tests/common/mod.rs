@@ -30,6 +30,7 @@ pub fn free_port() -> u16 {
 pub struct Node {
     pub child: Child,
     pub sip: SocketAddr,
+    pub data_dir: std::path::PathBuf,
     pub log: mpsc::Receiver<String>,
     pub lines: Vec<String>,
 }
@@ -82,6 +83,7 @@ impl Node {
         let mut node = Node {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: data.clone(),
             log: rx,
             lines: Vec::new(),
         };
