@@ -117,8 +117,7 @@ fn sockets(count: u64) -> (f64, f64) {
         let mut start = None;
         let cpu0 = thread_cpu();
         while relayed < count {
-            let got =
-                tokio::time::timeout(Duration::from_secs(2), leg_a.recv_from(&mut buf)).await;
+            let got = tokio::time::timeout(Duration::from_secs(2), leg_a.recv_from(&mut buf)).await;
             let Ok(Ok((n, _))) = got else { break };
             start.get_or_insert_with(Instant::now);
             if bridge.relay(Side::A, &buf[..n], &mut out).is_ok() {
@@ -132,7 +131,10 @@ fn sockets(count: u64) -> (f64, f64) {
     sender.join().unwrap();
     receiver.join().unwrap();
     let got = received.load(Ordering::Relaxed);
-    assert!(got >= count * 99 / 100, "only {got} of {count} packets arrived");
+    assert!(
+        got >= count * 99 / 100,
+        "only {got} of {count} packets arrived"
+    );
     (
         got as f64 / elapsed.as_secs_f64(),
         got as f64 / cpu.as_secs_f64().max(1e-3),
