@@ -193,6 +193,54 @@ pub struct Credentials {
 /// quoted or bare whatever the grammar prefers (clients differ). Unknown
 /// parameters are ignored (RFC 2617 §3.2.2 `auth-param`).
 pub fn parse_credentials(value: &str) -> Result<Credentials, DigestError> {
+    let (scheme, mut params) = parse_digest_params(value)?;
+    let mut take = |name: &'static str| params.remove(name);
+    let required =
+        |v: Option<String>, name: &'static str| v.ok_or(DigestError::MissingParameter(name));
+    let username = required(take("username"), "username")?;
+    let realm = required(take("realm"), "realm")?;
+    let nonce = required(take("nonce"), "nonce")?;
+    let uri = required(take("uri"), "uri")?;
+    let response = required(take("response"), "response")?;
+    let algorithm = match take("algorithm") {
+        None => Algorithm::Md5,
+        Some(a) => Algorithm::from_name(&a)?,
+    };
+    let qop = match take("qop") {
+        None => None,
+        Some(q) if q.eq_ignore_ascii_case("auth") => Some(Qop::Auth),
+        Some(q) => return Err(DigestError::UnsupportedQop(q)),
+    };
+    let nc_text = take("nc");
+    let cnonce = take("cnonce");
+    let opaque = take("opaque");
+    // RFC 2617 §3.2.2: cnonce and nc MUST be sent with a qop, and MUST
+    // NOT be sent without one.
+    let (nc, cnonce) = match qop {
+        Some(Qop::Auth) => {
+            let text = required(nc_text, "nc")?;
+            (Some(parse_nc(&text)?), Some(required(cnonce, "cnonce")?))
+        }
+        None => (None, None),
+    };
+    Ok(Credentials {
+        scheme: scheme.to_owned(),
+        username,
+        realm,
+        nonce,
+        uri,
+        response,
+        algorithm,
+        qop,
+        nc,
+        cnonce,
+        opaque,
+    })
+}
+
+/// The scheme and the `auth-param` list of a Digest header value, names
+/// lowered; shared by credentials and challenges.
+fn parse_digest_params(value: &str) -> Result<(&str, HashMap<String, String>), DigestError> {
     let mut cur = Cursor::new(value);
     cur.skip_lws();
     let scheme = cur.token();
@@ -246,48 +294,93 @@ pub fn parse_credentials(value: &str) -> Result<Credentials, DigestError> {
             return Err(DigestError::Malformed("expected ',' between parameters"));
         }
     }
-    let mut take = |name: &'static str| params.remove(name);
-    let required =
-        |v: Option<String>, name: &'static str| v.ok_or(DigestError::MissingParameter(name));
-    let username = required(take("username"), "username")?;
-    let realm = required(take("realm"), "realm")?;
-    let nonce = required(take("nonce"), "nonce")?;
-    let uri = required(take("uri"), "uri")?;
-    let response = required(take("response"), "response")?;
-    let algorithm = match take("algorithm") {
+    Ok((scheme, params))
+}
+
+/// A `WWW-Authenticate` or `Proxy-Authenticate` challenge, as a client
+/// (our trunk side) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    pub algorithm: Algorithm,
+    /// Whether `qop` lists `auth`; without it the RFC 2069 form is used.
+    pub qop_auth: bool,
+    pub opaque: Option<String>,
+    /// The previous credentials were right, only the nonce was old.
+    pub stale: bool,
+}
+
+/// Parses a challenge. An algorithm we cannot compute is
+/// [`DigestError::UnknownAlgorithm`]: a server listing several challenges
+/// is asked with the next one (RFC 8760 §2.4).
+pub fn parse_challenge(value: &str) -> Result<Challenge, DigestError> {
+    let (_, mut params) = parse_digest_params(value)?;
+    let realm = params
+        .remove("realm")
+        .ok_or(DigestError::MissingParameter("realm"))?;
+    let nonce = params
+        .remove("nonce")
+        .ok_or(DigestError::MissingParameter("nonce"))?;
+    let algorithm = match params.remove("algorithm") {
         None => Algorithm::Md5,
         Some(a) => Algorithm::from_name(&a)?,
     };
-    let qop = match take("qop") {
-        None => None,
-        Some(q) if q.eq_ignore_ascii_case("auth") => Some(Qop::Auth),
-        Some(q) => return Err(DigestError::UnsupportedQop(q)),
-    };
-    let nc_text = take("nc");
-    let cnonce = take("cnonce");
-    let opaque = take("opaque");
-    // RFC 2617 §3.2.2: cnonce and nc MUST be sent with a qop, and MUST
-    // NOT be sent without one.
-    let (nc, cnonce) = match qop {
-        Some(Qop::Auth) => {
-            let text = required(nc_text, "nc")?;
-            (Some(parse_nc(&text)?), Some(required(cnonce, "cnonce")?))
-        }
-        None => (None, None),
-    };
-    Ok(Credentials {
-        scheme: scheme.to_owned(),
-        username,
+    let qop_auth = params
+        .remove("qop")
+        .is_some_and(|q| q.split(',').any(|x| x.trim().eq_ignore_ascii_case("auth")));
+    Ok(Challenge {
         realm,
         nonce,
-        uri,
-        response,
         algorithm,
-        qop,
-        nc,
-        cnonce,
-        opaque,
+        qop_auth,
+        opaque: params.remove("opaque"),
+        stale: params
+            .remove("stale")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
     })
+}
+
+/// The credentials header value a client sends in answer to `challenge`
+/// (RFC 2617 §3.2.2) for a request `method` to `uri`. `cnonce` is the
+/// client's nonce and `nc` its count of uses of this server nonce; both are
+/// inputs.
+pub fn authorization(
+    challenge: &Challenge,
+    method: &str,
+    uri: &str,
+    username: &str,
+    password: &str,
+    cnonce: &str,
+    nc: u32,
+) -> String {
+    let alg = challenge.algorithm;
+    let ha1 = ha1(alg, username, &challenge.realm, password);
+    let ha2 = alg.hash(format!("{method}:{uri}").as_bytes());
+    let mut v = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", algorithm={}",
+        escape_quoted(username),
+        escape_quoted(&challenge.realm),
+        escape_quoted(&challenge.nonce),
+        escape_quoted(uri),
+        alg.name()
+    );
+    let response = if challenge.qop_auth {
+        let r =
+            alg.hash(format!("{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}", challenge.nonce).as_bytes());
+        v.push_str(&format!(
+            ", qop=auth, nc={nc:08x}, cnonce=\"{}\"",
+            escape_quoted(cnonce)
+        ));
+        r
+    } else {
+        alg.hash(format!("{ha1}:{}:{ha2}", challenge.nonce).as_bytes())
+    };
+    v.push_str(&format!(", response=\"{response}\""));
+    if let Some(o) = &challenge.opaque {
+        v.push_str(&format!(", opaque=\"{}\"", escape_quoted(o)));
+    }
+    v
 }
 
 /// `nc-value = 8LHEX`. Upper-case digits are refused rather than accepted:
@@ -1050,5 +1143,97 @@ mod tests {
         assert_eq!(m.register_use(&b, Some(2), 102), Ok(()));
         let fresh = m.issue("r", 103);
         assert_eq!(m.check(&fresh, "r", 103), NonceCheck::Fresh);
+    }
+
+    #[test]
+    fn carrier_challenges_are_read() {
+        let asterisk =
+            parse_challenge(r#"Digest algorithm=MD5, realm="asterisk", nonce="1a2b3c4d""#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(asterisk.realm, "asterisk");
+        assert_eq!(asterisk.algorithm, Algorithm::Md5);
+        assert!(!asterisk.qop_auth);
+        let kamailio = parse_challenge(
+            r#"Digest realm="sip.example.com", nonce="ZXhhbXBsZQ", qop="auth,auth-int", opaque="xyz", stale=TRUE"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(kamailio.qop_auth);
+        assert!(kamailio.stale);
+        assert_eq!(kamailio.opaque.as_deref(), Some("xyz"));
+        assert!(matches!(
+            parse_challenge(r#"Digest realm="r", nonce="n", algorithm=SHA-512-256"#),
+            Err(DigestError::UnknownAlgorithm(_))
+        ));
+        assert!(matches!(
+            parse_challenge(r#"Digest nonce="n""#),
+            Err(DigestError::MissingParameter("realm"))
+        ));
+        assert!(matches!(
+            parse_challenge("Basic realm=\"x\""),
+            Err(DigestError::UnknownScheme(_))
+        ));
+    }
+
+    #[test]
+    fn our_authorization_verifies_at_a_server_with_and_without_qop() {
+        for (qop, alg) in [
+            (true, Algorithm::Md5),
+            (false, Algorithm::Md5),
+            (true, Algorithm::Sha256),
+        ] {
+            let ch = Challenge {
+                realm: "carrier".into(),
+                nonce: "abc\"def".into(),
+                algorithm: alg,
+                qop_auth: qop,
+                opaque: Some("op".into()),
+                stale: false,
+            };
+            let v = authorization(
+                &ch,
+                "INVITE",
+                "sip:13800138000@gw.example",
+                "trunk1",
+                "s3cret",
+                "c0ffee",
+                1,
+            );
+            let creds = parse_credentials(&v).unwrap_or_else(|e| panic!("{e}: {v}"));
+            assert_eq!(creds.nonce, "abc\"def");
+            assert_eq!(creds.uri, "sip:13800138000@gw.example");
+            assert_eq!(creds.opaque.as_deref(), Some("op"));
+            assert_eq!(creds.qop.is_some(), qop);
+            let stored = StoredCredential::new("trunk1", "carrier", "s3cret");
+            assert!(verify(stored.ha1(alg), "INVITE", &creds), "{v}");
+            let wrong = StoredCredential::new("trunk1", "carrier", "other");
+            assert!(!verify(wrong.ha1(alg), "INVITE", &creds));
+        }
+    }
+
+    #[test]
+    fn rfc2617_client_response() {
+        // RFC 2617 §3.5 (the request there is GET; the computation is the
+        // same for any method).
+        let ch = Challenge {
+            realm: "testrealm@host.com".into(),
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093".into(),
+            algorithm: Algorithm::Md5,
+            qop_auth: true,
+            opaque: Some("5ccc069c403ebaf9f0171e9517f40e41".into()),
+            stale: false,
+        };
+        let v = authorization(
+            &ch,
+            "GET",
+            "/dir/index.html",
+            "Mufasa",
+            "Circle Of Life",
+            "0a4f113b",
+            1,
+        );
+        assert!(
+            v.contains(r#"response="6629fae49393a05397450978507c4ef1""#),
+            "{v}"
+        );
     }
 }
