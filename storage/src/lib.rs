@@ -74,11 +74,15 @@ pub mod embedded;
 mod error;
 mod ext;
 pub mod model;
+#[cfg(feature = "scylla")]
+pub mod scylla;
 pub mod seed;
 mod store;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use error::{ErrorKind, Result, StoreError};
+#[cfg(feature = "scylla")]
+pub use scylla::{ScyllaOptions, ScyllaStore};
 pub use store::{
     CallFilter, Cursor, Expect, Page, PageRequest, StatsFilter, Store, StoreFuture, TimeRange,
 };
