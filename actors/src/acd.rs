@@ -86,6 +86,10 @@ pub struct GroupConfig {
     pub max_queue_time: Duration,
     pub overflow: Overflow,
     pub no_agent: NoAgentRule,
+    /// Tell waiting callers their place in the queue and the expected
+    /// wait on entering it and then this often; `None`: never.
+    #[serde(default)]
+    pub announce_every: Option<Duration>,
 }
 
 impl Default for GroupConfig {
@@ -97,6 +101,7 @@ impl Default for GroupConfig {
             max_queue_time: Duration::from_secs(60),
             overflow: Overflow::Voicemail,
             no_agent: NoAgentRule::Overflow,
+            announce_every: None,
         }
     }
 }
@@ -148,6 +153,13 @@ pub enum AcdEvent {
         reason: OverflowReason,
         waited: Duration,
     },
+    /// Tell the caller its place (1 is next) and, once the group has
+    /// answered enough calls to know its pace, the expected wait.
+    Position {
+        call: CallId,
+        position: usize,
+        expected_wait: Option<Duration>,
+    },
 }
 
 /// Why an input was refused.
@@ -169,10 +181,17 @@ struct Waiting {
     offered: Vec<AgentId>,
     /// Agents it was offered to before, tried last.
     tried: Vec<AgentId>,
+    /// When its next position announcement is due.
+    announce_at: Option<Timestamp>,
 }
 
 /// Queue order: priority (higher first), enqueue time, arrival.
 type QueueKey = (Reverse<u8>, Timestamp, u64);
+
+/// After an offer fails (the phone refused, was busy or unreachable) the
+/// agent is left alone this long, so a phone that refuses at once is not
+/// offered calls in a tight loop.
+pub const OFFER_HOLD: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 struct AgentInfo {
@@ -180,11 +199,15 @@ struct AgentInfo {
     availability: Option<Availability>,
     /// The call this agent is ringing for.
     offered: Option<CallId>,
+    /// No offers before this (after a failed one).
+    hold_until: Option<Timestamp>,
 }
 
 impl AgentInfo {
-    fn can_take(&self) -> bool {
-        self.offered.is_none() && self.availability.is_some_and(|a| a.signed_in && a.ready)
+    fn can_take(&self, now: Timestamp) -> bool {
+        self.offered.is_none()
+            && self.hold_until.is_none_or(|h| h <= now)
+            && self.availability.is_some_and(|a| a.signed_in && a.ready)
     }
 }
 
@@ -203,7 +226,13 @@ pub struct SkillGroup {
     last_offered: Option<AgentId>,
     rng: StdRng,
     events: VecDeque<AcdEvent>,
+    /// When the last calls were answered: the group's pace, for the
+    /// expected wait.
+    answers: VecDeque<Timestamp>,
 }
+
+/// Answers remembered for the pace.
+const PACE_WINDOW: usize = 20;
 
 impl SkillGroup {
     /// A group with no members; `seed` drives the random strategy.
@@ -219,7 +248,21 @@ impl SkillGroup {
             last_offered: None,
             rng: StdRng::seed_from_u64(seed),
             events: VecDeque::new(),
+            answers: VecDeque::new(),
         }
+    }
+
+    /// The expected wait of the caller at `position`: the time the group
+    /// took to answer that many calls lately. `None` until three calls
+    /// were answered.
+    pub fn expected_wait(&self, position: usize) -> Option<Duration> {
+        let (first, last) = (self.answers.front()?, self.answers.back()?);
+        let n = self.answers.len();
+        if n < 3 {
+            return None;
+        }
+        let per_call = last.since(*first) / (n as u32 - 1);
+        Some(per_call * position as u32)
     }
 
     pub fn id(&self) -> &str {
@@ -247,6 +290,7 @@ impl SkillGroup {
                 AgentInfo {
                     level: m.level,
                     availability: old.as_ref().and_then(|o| o.availability),
+                    hold_until: old.as_ref().and_then(|o| o.hold_until),
                     offered: old.and_then(|o| o.offered),
                 },
             );
@@ -319,9 +363,12 @@ impl SkillGroup {
                 key,
                 offered: Vec::new(),
                 tried: Vec::new(),
+                // The first announcement as the caller enters the queue.
+                announce_at: self.config.announce_every.map(|_| now),
             },
         );
         self.dispatch(now);
+        self.announce(now);
         Ok(())
     }
 
@@ -353,6 +400,10 @@ impl SkillGroup {
             });
         }
         let w = self.remove(call).ok_or(AcdError::NotQueued(call))?;
+        if self.answers.len() == PACE_WINDOW {
+            self.answers.pop_front();
+        }
+        self.answers.push_back(now);
         let others: Vec<AgentId> = w.offered.into_iter().filter(|a| a != agent).collect();
         self.cancel_offers(call, others);
         if let Some(info) = self.agents.get_mut(agent) {
@@ -388,6 +439,7 @@ impl SkillGroup {
         }
         if let Some(info) = self.agents.get_mut(agent) {
             info.offered = None;
+            info.hold_until = Some(now.after(OFFER_HOLD));
             if let Some(a) = info.availability.as_mut() {
                 a.ready = false;
             }
@@ -404,12 +456,20 @@ impl SkillGroup {
         }
     }
 
-    /// The next deadline: the first call to reach the max queue time.
+    /// The next deadline: the first call to reach the max queue time, or
+    /// the next position announcement.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.queue
+        let overflow = self
+            .queue
             .keys()
             .map(|(_, enqueued, _)| enqueued.after(self.config.max_queue_time))
-            .min()
+            .min();
+        let announce = self.calls.values().filter_map(|w| w.announce_at).min();
+        // A held agent becomes available again while calls wait.
+        let hold = (!self.queue.is_empty())
+            .then(|| self.agents.values().filter_map(|a| a.hold_until).min())
+            .flatten();
+        [overflow, announce, hold].into_iter().flatten().min()
     }
 
     /// Overflows the calls that waited too long.
@@ -431,7 +491,38 @@ impl SkillGroup {
                 });
             }
         }
+        self.announce(now);
         self.dispatch(now);
+    }
+
+    /// Position announcements that are due, in queue order. A call whose
+    /// agent's phone is ringing is not interrupted; it is told later.
+    fn announce(&mut self, now: Timestamp) {
+        let Some(every) = self.config.announce_every else {
+            for w in self.calls.values_mut() {
+                w.announce_at = None;
+            }
+            return;
+        };
+        let order: Vec<CallId> = self.queue.values().copied().collect();
+        for (i, call) in order.into_iter().enumerate() {
+            let position = i + 1;
+            let expected_wait = self.expected_wait(position);
+            let Some(w) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            if w.announce_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            w.announce_at = Some(now.after(every));
+            if w.offered.is_empty() {
+                self.events.push_back(AcdEvent::Position {
+                    call,
+                    position,
+                    expected_wait,
+                });
+            }
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<AcdEvent> {
@@ -457,7 +548,12 @@ impl SkillGroup {
     }
 
     /// Offers waiting calls, in queue order, while agents can take them.
-    fn dispatch(&mut self, _now: Timestamp) {
+    fn dispatch(&mut self, now: Timestamp) {
+        for info in self.agents.values_mut() {
+            if info.hold_until.is_some_and(|h| h <= now) {
+                info.hold_until = None;
+            }
+        }
         loop {
             let Some(call) = self
                 .queue
@@ -472,7 +568,7 @@ impl SkillGroup {
                 .get(&call)
                 .map(|w| w.tried.clone())
                 .unwrap_or_default();
-            let picked = self.pick(&tried);
+            let picked = self.pick(&tried, now);
             if picked.is_empty() {
                 return;
             }
@@ -497,11 +593,11 @@ impl SkillGroup {
 
     /// The agents to offer the next call to, by the strategy. Agents who
     /// already failed this call are used only when nobody else can take it.
-    fn pick(&mut self, tried: &[AgentId]) -> Vec<AgentId> {
+    fn pick(&mut self, tried: &[AgentId], now: Timestamp) -> Vec<AgentId> {
         let free: Vec<&AgentId> = self
             .order
             .iter()
-            .filter(|a| self.agents.get(*a).is_some_and(AgentInfo::can_take))
+            .filter(|a| self.agents.get(*a).is_some_and(|i| i.can_take(now)))
             .collect();
         let fresh: Vec<&AgentId> = free
             .iter()
@@ -650,6 +746,91 @@ mod tests {
         }
     }
 
+    fn positions(ev: &[AcdEvent]) -> Vec<(u64, usize, Option<u64>)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                AcdEvent::Position {
+                    call,
+                    position,
+                    expected_wait,
+                } => Some((call.0, *position, expected_wait.map(|d| d.as_secs()))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn waiting_callers_hear_their_place_and_the_expected_wait() {
+        let mut g = SkillGroup::new(
+            "support",
+            GroupConfig {
+                announce_every: Some(Duration::from_secs(30)),
+                max_queue_time: Duration::from_secs(600),
+                ..GroupConfig::default()
+            },
+            7,
+        );
+        g.set_members(
+            vec![Member {
+                agent: "a".into(),
+                level: 1,
+            }],
+            t(0),
+        );
+        g.update_agent(&"a".into(), ready(0, 0, 0), t(0));
+        // The group answers a call every 40 s for a while: its pace.
+        for n in 0..4u64 {
+            g.enqueue(CallId(100 + n), 0, t(n * 40), t(n * 40)).unwrap();
+            assert!(
+                positions(&events(&mut g)).is_empty(),
+                "a free agent: nothing to announce"
+            );
+            g.answered(CallId(100 + n), &"a".into(), t(n * 40)).unwrap();
+            g.update_agent(&"a".into(), ready(n * 40 + 1, 0, 0), t(n * 40 + 1));
+        }
+        // Now the agent is busy and three callers queue.
+        let mut busy = ready(0, 0, 0);
+        busy.ready = false;
+        g.update_agent(&"a".into(), busy, t(130));
+        let mut told = Vec::new();
+        for n in 0..3u64 {
+            g.enqueue(CallId(n), 0, t(130 + n), t(130 + n)).unwrap();
+            told.extend(positions(&events(&mut g)));
+        }
+        // Each on entering: its place, and 40 s per call ahead of it.
+        assert_eq!(
+            told,
+            vec![(0, 1, Some(40)), (1, 2, Some(80)), (2, 3, Some(120))]
+        );
+        // 30 s later, again.
+        assert_eq!(g.poll_timeout(), Some(t(160)));
+        g.handle_timeout(t(160));
+        assert_eq!(positions(&events(&mut g)), vec![(0, 1, Some(40))]);
+        g.handle_timeout(t(162));
+        assert_eq!(
+            positions(&events(&mut g)),
+            vec![(1, 2, Some(80)), (2, 3, Some(120))]
+        );
+        // The first caller leaves: the others move up.
+        g.abandon(CallId(0), t(170)).unwrap();
+        g.handle_timeout(t(192));
+        assert_eq!(
+            positions(&events(&mut g)),
+            vec![(1, 1, Some(40)), (2, 2, Some(80))]
+        );
+    }
+
+    #[test]
+    fn no_announcements_unless_configured() {
+        let mut g = group(Strategy::LongestIdle, &[("a", 1)]);
+        let mut busy = ready(0, 0, 0);
+        busy.ready = false;
+        g.update_agent(&"a".into(), busy, t(0));
+        g.enqueue(CallId(1), 0, t(0), t(0)).unwrap();
+        assert!(positions(&events(&mut g)).is_empty());
+        assert_eq!(g.poll_timeout(), Some(t(60)), "only the max queue time");
+    }
+
     #[test]
     fn round_robin_remembers_where_it_stopped() {
         let mut g = group(Strategy::RoundRobin, &[("a", 1), ("b", 1), ("c", 1)]);
@@ -720,6 +901,28 @@ mod tests {
     }
 
     #[test]
+    fn a_phone_that_refuses_at_once_is_not_offered_in_a_tight_loop() {
+        let mut g = group(Strategy::LongestIdle, &[("a", 1)]);
+        g.update_agent(&"a".into(), ready(0, 0, 0), t(0));
+        g.enqueue(CallId(1), 0, t(1), t(1)).unwrap();
+        let mut offers = 0;
+        let mut now = t(1);
+        // The phone answers 486 Busy to every INVITE, 10 ms later.
+        for _ in 0..1000 {
+            offers += offered(&events(&mut g)).len();
+            now = now.after(Duration::from_millis(10));
+            if g.offer_failed(CallId(1), &"a".into(), now).is_ok() {
+                g.update_agent(&"a".into(), ready(0, 0, 0), now);
+            }
+            if let Some(at) = g.poll_timeout().filter(|at| *at <= now) {
+                g.handle_timeout(at);
+            }
+        }
+        // Ten seconds of refusals: one offer per hold, not a thousand.
+        assert!(offers <= 5, "{offers} offers in 10 s");
+    }
+
+    #[test]
     fn a_missed_offer_goes_to_the_next_agent_and_the_call_keeps_its_place() {
         let mut g = group(Strategy::LongestIdle, &[("a", 1), ("b", 1)]);
         g.update_agent(&"a".into(), ready(0, 0, 0), t(0));
@@ -729,13 +932,14 @@ mod tests {
         g.offer_failed(CallId(1), &"a".into(), t(21)).unwrap();
         assert_eq!(g.position(CallId(1)), Some(1));
         // a is ready again at once (one miss), b too: b gets call 1, since
-        // a already failed it; a gets call 2.
+        // a already failed it; a gets call 2 once its hold after the
+        // failed offer has passed.
         g.update_agent(&"b".into(), ready(5, 0, 0), t(22));
         g.update_agent(&"a".into(), ready(21, 0, 0), t(22));
-        assert_eq!(
-            offered(&events(&mut g)),
-            vec![(1, vec!["b".into()]), (2, vec!["a".into()])]
-        );
+        assert_eq!(offered(&events(&mut g)), vec![(1, vec!["b".into()])]);
+        assert_eq!(g.poll_timeout(), Some(t(21).after(OFFER_HOLD)));
+        g.handle_timeout(t(24));
+        assert_eq!(offered(&events(&mut g)), vec![(2, vec!["a".into()])]);
         assert_eq!(
             g.offer_failed(CallId(2), &"b".into(), t(23)),
             Err(AcdError::NotOffered {
@@ -867,6 +1071,8 @@ mod tests {
         fn queue_invariants(strategy in strategy(), ops in proptest::collection::vec(op(), 1..120)) {
             let names = ["a", "b", "c", "d"];
             let mut g = group(strategy, &[("a", 1), ("b", 2), ("c", 2), ("d", 3)]);
+            let config = GroupConfig { announce_every: Some(Duration::from_secs(15)), ..g.config().clone() };
+            g.set_config(config, t(0));
             let mut now = t(0);
             // The model: which agents are ready, which call each rings for.
             let mut ready_now = [false; 4];
@@ -922,6 +1128,9 @@ mod tests {
                             for a in agents { ringing.remove(&a.0); }
                         }
                         AcdEvent::Overflow { .. } => {}
+                        AcdEvent::Position { call, position, .. } => {
+                            prop_assert_eq!(g.position(call), Some(position));
+                        }
                     }
                 }
                 // Answer/fail end the offer on our side too.

@@ -237,6 +237,8 @@ pub enum AgentError {
     SupervisorOnly(String),
     #[error("call {0} is not this agent's current call")]
     WrongCall(CallId),
+    #[error("the agent's phone is not reachable")]
+    DeviceOffline,
 }
 
 /// One agent's status machine. See the module documentation.
@@ -248,6 +250,9 @@ pub struct Agent {
     since: Timestamp,
     reason: ChangeReason,
     device: Option<Device>,
+    /// Whether the device can ring now: a SIP phone while it is registered;
+    /// a mobile number always. Calls are offered only to a reachable device.
+    device_online: bool,
     /// Misses in a row since the last answered call.
     missed: u32,
     /// End of after-call work.
@@ -274,6 +279,7 @@ impl Agent {
             since: now,
             reason: ChangeReason::Created,
             device: None,
+            device_online: false,
             missed: 0,
             acw_until: None,
             after_call: None,
@@ -314,6 +320,25 @@ impl Agent {
     /// Whether a call may be offered now.
     pub fn is_available(&self) -> bool {
         self.status == Status::Ready
+    }
+
+    /// Ready, and the device can ring: the ACD may offer a call.
+    pub fn can_be_offered(&self) -> bool {
+        self.is_available() && self.device_online
+    }
+
+    pub fn device_online(&self) -> bool {
+        self.device_online
+    }
+
+    /// The SIP phone registered (true) or its registration ended or it
+    /// could not be reached (false). Mobile devices are always reachable.
+    /// Returns whether anything changed.
+    pub fn set_device_online(&mut self, online: bool) -> bool {
+        let online = online || matches!(self.device, Some(Device::Mobile { .. }));
+        let changed = online != self.device_online;
+        self.device_online = online;
+        changed
     }
 
     /// Since when the agent has been ready, if it is.
@@ -359,6 +384,9 @@ impl Agent {
             return Err(AgentError::AlreadySignedIn);
         }
         self.check_choosable(&initial, Actor::Agent)?;
+        if matches!(device, Device::Mobile { .. }) {
+            self.device_online = true;
+        }
         self.device = Some(device);
         self.missed = 0;
         self.change(initial, ChangeReason::SignIn, now);
@@ -372,6 +400,7 @@ impl Agent {
             Status::Ringing { .. } | Status::Talking { .. } => Err(AgentError::OnCall),
             _ => {
                 self.device = None;
+                self.device_online = false;
                 self.acw_until = None;
                 self.after_call = None;
                 self.change(Status::Offline, ChangeReason::SignOut { by }, now);
@@ -412,6 +441,7 @@ impl Agent {
     /// A call is offered: ready → ringing.
     pub fn offer(&mut self, call: CallId, now: Timestamp) -> Result<(), AgentError> {
         match &self.status {
+            Status::Ready if !self.device_online => Err(AgentError::DeviceOffline),
             Status::Ready => {
                 self.after_call = None;
                 self.change(Status::Ringing { call }, ChangeReason::Offered, now);
@@ -585,11 +615,43 @@ mod tests {
             t(10),
         )
         .unwrap();
+        a.set_device_online(true);
         a
     }
 
     fn drain(a: &mut Agent) -> Vec<AgentEvent> {
         std::iter::from_fn(|| a.poll_event()).collect()
+    }
+
+    #[test]
+    fn calls_are_offered_only_to_a_reachable_device() {
+        let mut a = Agent::new("1001".into(), AgentPolicy::default(), t(0));
+        a.sign_in(
+            Device::Sip {
+                account: "1001".into(),
+            },
+            Status::Ready,
+            t(1),
+        )
+        .unwrap();
+        assert!(a.is_available());
+        assert!(!a.can_be_offered(), "the phone has not registered");
+        assert_eq!(a.offer(CallId(1), t(2)), Err(AgentError::DeviceOffline));
+        assert!(a.set_device_online(true));
+        assert!(!a.set_device_online(true), "no change");
+        assert!(a.offer(CallId(1), t(3)).is_ok());
+        // A mobile number needs no registration.
+        let mut m = Agent::new("2001".into(), AgentPolicy::default(), t(0));
+        m.sign_in(
+            Device::Mobile {
+                number: "13800138000".into(),
+            },
+            Status::Ready,
+            t(1),
+        )
+        .unwrap();
+        assert!(m.can_be_offered());
+        assert!(!m.set_device_online(false), "a mobile stays reachable");
     }
 
     #[test]
@@ -807,7 +869,9 @@ mod tests {
                 now = now.after(Duration::from_millis(500));
                 let before = a.status().clone();
                 let r = match i {
-                    Input::SignIn => a.sign_in(Device::Sip { account: "p".into() }, Status::Ready, now),
+                    Input::SignIn => a.sign_in(Device::Sip { account: "p".into() }, Status::Ready, now).inspect(|_| {
+                        a.set_device_online(true);
+                    }),
                     Input::SignOut => a.sign_out(Actor::Agent, now),
                     Input::Choose(k) => a.choose(
                         [Status::Ready, Status::Busy, Status::Break { reason: "x".into() }, Status::Offline][k as usize].clone(),

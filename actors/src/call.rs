@@ -140,6 +140,12 @@ pub enum CallAction {
     /// Loop the waiting audio to the customer until `StopWaiting`.
     PlayWaiting,
     StopWaiting,
+    /// Tell the waiting customer its place in the queue (1 is next) and
+    /// the expected wait; the waiting audio goes on after it.
+    Announce {
+        position: usize,
+        expected_wait: Option<Duration>,
+    },
     /// Record what the customer says, at most `max_len`.
     RecordVoicemail {
         max_len: Duration,
@@ -392,6 +398,17 @@ impl InboundCall {
                     outcome: RingOutcome::Cancelled,
                 });
             }
+        }
+    }
+
+    /// The group's news of the customer's place in the queue; told only
+    /// while it waits with no agent ringing.
+    pub fn queue_position(&mut self, position: usize, expected_wait: Option<Duration>) {
+        if matches!(self.phase, Phase::Queued { .. }) && self.ringing.is_empty() {
+            self.actions.push_back(CallAction::Announce {
+                position,
+                expected_wait,
+            });
         }
     }
 
@@ -924,5 +941,28 @@ mod tests {
         let s = finished(&actions(&mut c)).unwrap();
         assert_eq!(s.hangup_reason, HangupReason::LeftInIvr);
         assert_eq!(s.ivr.path, vec!["menu"]);
+    }
+
+    #[test]
+    fn position_is_announced_while_waiting_but_not_while_an_agent_rings() {
+        let mut c = queued(None);
+        actions(&mut c);
+        c.queue_position(2, Some(Duration::from_secs(80)));
+        assert_eq!(
+            actions(&mut c),
+            vec![CallAction::Announce {
+                position: 2,
+                expected_wait: Some(Duration::from_secs(80))
+            }]
+        );
+        c.ring(
+            &["1001".into()],
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+            t(10),
+        );
+        actions(&mut c);
+        c.queue_position(1, None);
+        assert!(actions(&mut c).is_empty());
     }
 }

@@ -28,6 +28,8 @@
 //!
 //! let mut a = Agent::new(AgentId::from("1001"), AgentPolicy::default(), Timestamp(0));
 //! a.sign_in(Device::Sip { account: "1001".into() }, Status::Ready, Timestamp(1_000)).unwrap();
+//! // Offered calls only while the phone is registered.
+//! a.set_device_online(true);
 //! a.offer(CallId(7), Timestamp(2_000)).unwrap();
 //! a.answered(CallId(7), Timestamp(5_000)).unwrap();
 //! a.hung_up(CallId(7), std::time::Duration::from_secs(10), Timestamp(65_000)).unwrap();

@@ -92,6 +92,9 @@ pub enum AgentMsg {
         call: CallId,
         wrap_up: Duration,
     },
+    /// The agent's SIP phone registered (true), or its registration ended
+    /// or it could not be reached (false).
+    DeviceOnline(bool),
     /// This group wants to hear the agent's availability.
     Watch(ActorRef<GroupMsg>),
     /// The current status and since when.
@@ -122,7 +125,7 @@ impl AgentActor {
     fn availability(&self, agent: &Agent) -> Availability {
         Availability {
             signed_in: *agent.status() != Status::Offline,
-            ready: agent.is_available(),
+            ready: agent.can_be_offered(),
             idle_since: agent.ready_since().unwrap_or(agent.since()),
             calls_today: agent.calls_answered(),
             talk_time_today: agent.talk_time(),
@@ -205,6 +208,18 @@ impl Actor for AgentActor {
             AgentMsg::HungUp { call, wrap_up } => {
                 log_refusal(&self.id, a.hung_up(call, wrap_up, now))
             }
+            AgentMsg::DeviceOnline(online) => {
+                if a.set_device_online(online) {
+                    tracing::info!(agent = %self.id, online, "agent device");
+                    let availability = self.availability(a);
+                    for g in &state.groups {
+                        let _ = g.cast(GroupMsg::AgentUpdate {
+                            agent: self.id.clone(),
+                            availability,
+                        });
+                    }
+                }
+            }
             AgentMsg::Watch(group) => {
                 let _ = group.cast(GroupMsg::AgentUpdate {
                     agent: self.id.clone(),
@@ -245,6 +260,12 @@ pub enum QueueNotice {
         call: CallId,
         to: Overflow,
         reason: OverflowReason,
+    },
+    /// The caller's place in the queue (1 is next) and the expected wait.
+    Position {
+        call: CallId,
+        position: usize,
+        expected_wait: Option<Duration>,
     },
 }
 
@@ -348,6 +369,19 @@ impl SkillGroupActor {
                     notify(state, call, QueueNotice::Overflow { call, to, reason });
                     state.callers.remove(&call);
                 }
+                AcdEvent::Position {
+                    call,
+                    position,
+                    expected_wait,
+                } => notify(
+                    state,
+                    call,
+                    QueueNotice::Position {
+                        call,
+                        position,
+                        expected_wait,
+                    },
+                ),
             }
         }
         if let Some(t) = state.timer.take() {
@@ -451,17 +485,37 @@ impl Actor for SkillGroupActor {
 /// to do: the machine's [`CallAction`]s that are not for other actors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TelephonyCommand {
-    Play { prompt: String },
+    Play {
+        prompt: String,
+    },
     StopPrompt,
     PlayWaiting,
     StopWaiting,
-    RecordVoicemail { max_len: Duration },
-    Ring { agent: AgentId },
-    StopRinging { agent: AgentId },
-    Bridge { agent: AgentId },
-    HangUpAgent { agent: AgentId },
+    /// Tell the waiting caller its place and the expected wait, then go on
+    /// with the waiting audio.
+    Announce {
+        position: usize,
+        expected_wait: Option<Duration>,
+    },
+    RecordVoicemail {
+        max_len: Duration,
+    },
+    Ring {
+        agent: AgentId,
+    },
+    StopRinging {
+        agent: AgentId,
+    },
+    Bridge {
+        agent: AgentId,
+    },
+    HangUpAgent {
+        agent: AgentId,
+    },
     HangUpCustomer,
-    TransferOut { to: IvrOutcome },
+    TransferOut {
+        to: IvrOutcome,
+    },
 }
 
 /// Messages to a Call actor: what happened on its legs, and the queue's
@@ -525,6 +579,13 @@ impl CallActor {
                 CallAction::Play { prompt } => self.tell(TelephonyCommand::Play { prompt }),
                 CallAction::StopPrompt => self.tell(TelephonyCommand::StopPrompt),
                 CallAction::PlayWaiting => self.tell(TelephonyCommand::PlayWaiting),
+                CallAction::Announce {
+                    position,
+                    expected_wait,
+                } => self.tell(TelephonyCommand::Announce {
+                    position,
+                    expected_wait,
+                }),
                 CallAction::StopWaiting => self.tell(TelephonyCommand::StopWaiting),
                 CallAction::RecordVoicemail { max_len } => {
                     self.tell(TelephonyCommand::RecordVoicemail { max_len })
@@ -648,6 +709,11 @@ impl Actor for CallActor {
             }
             CallMsg::Queue(QueueNotice::StopRinging { agents, .. }) => m.stop_ringing(&agents, now),
             CallMsg::Queue(QueueNotice::Overflow { to, reason, .. }) => m.overflow(to, reason, now),
+            CallMsg::Queue(QueueNotice::Position {
+                position,
+                expected_wait,
+                ..
+            }) => m.queue_position(position, expected_wait),
             CallMsg::Tick => m.handle_timeout(now),
         }
         self.settle(&myself, state);
@@ -685,6 +751,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ok, Ok(()));
+        r.cast(AgentMsg::DeviceOnline(true)).unwrap();
         (r, rx)
     }
 

@@ -59,6 +59,53 @@ impl Prompts {
         samples
     }
 
+    /// "You are number 2 in the queue…", in the prompts' language; spoken
+    /// once per text and kept.
+    pub fn announcement(&self, position: usize, expected_wait: Option<Duration>) -> Prompt {
+        let chinese = self.voice.starts_with("cmn") || self.voice.starts_with("yue");
+        let minutes = expected_wait.map(|w| w.as_secs().div_ceil(60).max(1));
+        let text = match (chinese, minutes) {
+            (false, m) => {
+                let mut t = if position <= 1 {
+                    "You are next in the queue.".to_owned()
+                } else {
+                    format!("You are number {position} in the queue.")
+                };
+                match m {
+                    Some(1) => t.push_str(" Your expected wait is about one minute."),
+                    Some(m) => t.push_str(&format!(" Your expected wait is about {m} minutes.")),
+                    None => {}
+                }
+                t
+            }
+            (true, m) => {
+                let mut t = if position <= 1 {
+                    "您是下一位。".to_owned()
+                } else {
+                    format!("您前面还有{}位客户。", position - 1)
+                };
+                if let Some(m) = m {
+                    t.push_str(&format!("预计等待{m}分钟。"));
+                }
+                t
+            }
+        };
+        let key = format!("announce:{text}");
+        if let Ok(c) = self.cache.lock() {
+            if let Some(p) = c.get(&key) {
+                return p.clone();
+            }
+        }
+        let prompt = crate::tts::speak(&text, &self.voice).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no speech for the queue announcement");
+            Prompt::silence(Duration::from_millis(20))
+        });
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, prompt.clone());
+        }
+        prompt
+    }
+
     /// Speaks every prompt now, so calls never wait for espeak-ng.
     pub fn warm(&self) {
         for id in self.texts.keys() {
@@ -153,6 +200,7 @@ impl CallCenter {
                         max_queue_time: Duration::from_secs(60),
                         overflow: Overflow::Voicemail,
                         no_agent: NoAgentRule::Queue,
+                        announce_every: Some(Duration::from_secs(30)),
                     },
                     clock,
                     seed: rand::random(),

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_actors::call::InboundCall;
 use switchboard_actors::ivr::LocalTime;
-use switchboard_actors::shell::{CallActor, CallMsg, TelephonyCommand};
+use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, TelephonyCommand};
 use switchboard_actors::{AgentId, CallId};
 use switchboard_media::sip::dialog::OutgoingInvite;
 use switchboard_media::sip::dialog::{
@@ -427,6 +427,7 @@ impl SipCore {
                 for b in &bindings {
                     resp.headers.push("Contact", b.contact_header());
                 }
+                self.device_online(&rr.to_user, !bindings.is_empty());
                 tracing::info!(user = %rr.to_user, bindings = bindings.len(), "registered");
             }
             RegisterOutcome::Challenge {
@@ -445,6 +446,19 @@ impl SipCore {
             _ => {}
         }
         resp
+    }
+
+    /// Tells the agents signed in with SIP account `account` whether their
+    /// phone can ring now.
+    fn device_online(&self, account: &str, online: bool) {
+        let Some(center) = self.center.as_ref() else {
+            return;
+        };
+        for (r, a) in center.agents.values() {
+            if a == account {
+                let _ = r.cast(AgentMsg::DeviceOnline(online));
+            }
+        }
     }
 
     /// Whether `user` is an account of the tenant serving the Request-URI.
@@ -878,6 +892,20 @@ impl SipCore {
                     });
                 }
             }
+            TelephonyCommand::Announce {
+                position,
+                expected_wait,
+            } => {
+                if let Some(c) = self.cc.get(&call) {
+                    // Speech takes a few tens of milliseconds: not on the
+                    // SIP core's task.
+                    let leg = c.customer_leg.commands();
+                    tokio::task::spawn_blocking(move || {
+                        let prompt = prompts.announcement(position, expected_wait);
+                        let _ = leg.send(LegCmd::Announce(prompt));
+                    });
+                }
+            }
             TelephonyCommand::StopPrompt | TelephonyCommand::StopWaiting => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Stop);
@@ -962,6 +990,9 @@ impl SipCore {
         let actor = c.actor.clone();
         let Some((account, binding)) = target else {
             tracing::info!(%call, %agent, "agent phone not registered");
+            if let Some(r) = self.center.as_ref().and_then(|c| c.agents.get(&agent)) {
+                let _ = r.0.cast(AgentMsg::DeviceOnline(false));
+            }
             let _ = actor.cast(CallMsg::AgentFailed(agent));
             return;
         };

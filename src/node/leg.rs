@@ -32,6 +32,9 @@ pub enum LegCmd {
     Remote(Answer),
     /// Play a prompt, once or looped; replaces what plays.
     Play { prompt: Prompt, looped: bool },
+    /// Play a prompt once over what plays (the waiting audio), which
+    /// goes on after it; no [`LegEvent::PromptDone`] for it.
+    Announce(Prompt),
     /// Stop playing.
     Stop,
     /// Relay what this leg receives to `peer`, and play what `peer` sends.
@@ -96,6 +99,12 @@ impl Leg {
         let _ = self.cmds.send(cmd);
     }
 
+    /// A handle to command the leg from elsewhere (a blocking task making
+    /// a prompt).
+    pub fn commands(&self) -> mpsc::UnboundedSender<LegCmd> {
+        self.cmds.clone()
+    }
+
     /// Where a bridged peer sends this leg's audio.
     pub fn inbox(&self) -> mpsc::Sender<PeerPacket> {
         self.inbox.clone()
@@ -127,6 +136,8 @@ struct State {
     out: RtpSender,
     rtcp: Rtcp,
     player: Option<Player>,
+    /// What an announcement interrupted, resumed after it.
+    paused: Option<Player>,
     peer: Option<mpsc::Sender<PeerPacket>>,
     voicemail: Option<Voicemail>,
     recording: Option<(CallRecording, PathBuf)>,
@@ -147,6 +158,7 @@ impl State {
             out: RtpSender::new(ssrc, rand::random(), rand::random()),
             rtcp: Rtcp::new(ssrc, name, 8000, rand::random()),
             player: None,
+            paused: None,
             peer: None,
             voicemail: None,
             recording: None,
@@ -172,11 +184,23 @@ impl State {
             }
             LegCmd::Play { prompt, looped } => {
                 self.player = Some(Player::new(prompt, looped));
+                self.paused = None;
                 self.out.mark();
             }
-            LegCmd::Stop => self.player = None,
+            LegCmd::Announce(prompt) => {
+                if self.paused.is_none() {
+                    self.paused = self.player.take();
+                }
+                self.player = Some(Player::new(prompt, false));
+                self.out.mark();
+            }
+            LegCmd::Stop => {
+                self.player = None;
+                self.paused = None;
+            }
             LegCmd::Connect(p) => {
                 self.player = None;
+                self.paused = None;
                 self.peer = Some(p);
             }
             LegCmd::Record { path, max_len } => {
@@ -308,21 +332,31 @@ impl State {
         let player = self.player.as_mut()?;
         let mut frame = [0i16; FRAME];
         if !player.next_frame(&mut frame) {
-            self.player = None;
-            let _ = self.events.send((self.tag, LegEvent::PromptDone));
+            self.prompt_ended();
             return None;
         }
         let ts = self.out.own(&mut self.pkt, a.pt, FRAME as u32);
         g711::encode(a.codec, &frame, &mut self.pkt);
         self.rtcp.on_sent(ts, FRAME, now);
         if player.finished() {
-            self.player = None;
-            let _ = self.events.send((self.tag, LegEvent::PromptDone));
+            self.prompt_ended();
         }
         if a.direction.sends() {
             self.rtp_to.dest()
         } else {
             None
+        }
+    }
+
+    /// A prompt played to its end: an announcement gives way to what it
+    /// interrupted; anything else is reported.
+    fn prompt_ended(&mut self) {
+        self.player = None;
+        if let Some(p) = self.paused.take() {
+            self.player = Some(p);
+            self.out.mark();
+        } else {
+            let _ = self.events.send((self.tag, LegEvent::PromptDone));
         }
     }
 

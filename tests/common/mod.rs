@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
+pub mod customer;
 pub mod phone;
 
 use std::io::{BufRead, BufReader};
