@@ -432,10 +432,12 @@ impl InboundCall {
             Overflow::Number(number) => {
                 self.transfer_out(IvrOutcome::TransferNumber { number }, now)
             }
-            Overflow::IvrNode(_) => {
-                // Re-entering a flow at a node needs the flow; the shell
-                // starts a new call leg for it. Here the call ends.
-                self.transfer_out(IvrOutcome::HangUp, now)
+            Overflow::IvrNode(node) => {
+                // Back into the flow: a menu offering voicemail or a
+                // callback, a goodbye prompt…
+                self.phase = Phase::Ivr;
+                self.ivr.resume_at(&node, now);
+                self.drain_ivr(now);
             }
         }
     }
@@ -964,5 +966,50 @@ mod tests {
         actions(&mut c);
         c.queue_position(1, None);
         assert!(actions(&mut c).is_empty());
+    }
+
+    #[test]
+    fn overflow_to_an_ivr_node_goes_back_into_the_flow() {
+        let mut c = queued(None);
+        actions(&mut c);
+        c.overflow(
+            Overflow::IvrNode("menu".into()),
+            OverflowReason::MaxQueueTime,
+            t(70),
+        );
+        let a = actions(&mut c);
+        assert!(a.contains(&CallAction::StopWaiting), "{a:?}");
+        assert!(
+            a.contains(&CallAction::Play {
+                prompt: "menu".into()
+            }),
+            "{a:?}"
+        );
+        // The menu works again: 1 queues the caller once more.
+        c.prompt_done(t(72));
+        c.digit('1', t(73));
+        let a = actions(&mut c);
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, CallAction::Enqueue { group, .. } if group == "support")),
+            "{a:?}"
+        );
+        // An overflow to a node the flow lacks hangs up.
+        let mut d = queued(None);
+        actions(&mut d);
+        d.overflow(
+            Overflow::IvrNode("nowhere".into()),
+            OverflowReason::MaxQueueTime,
+            t(70),
+        );
+        let s = finished(&actions(&mut d)).expect("finished");
+        assert_eq!(s.hangup_reason, HangupReason::IvrHangUp);
+        assert_eq!(
+            s.overflow,
+            Some((
+                Overflow::IvrNode("nowhere".into()),
+                OverflowReason::MaxQueueTime
+            ))
+        );
     }
 }

@@ -434,6 +434,16 @@ impl IvrSession {
         &self.trace
     }
 
+    /// Goes back into the flow at `node` (a queue overflowing to an IVR
+    /// node); the trace goes on. A node the flow lacks ends the session
+    /// with a hang-up.
+    pub fn resume_at(&mut self, node: &str, now: Timestamp) {
+        if !self.flow.nodes.contains_key(node) {
+            return self.finish(IvrOutcome::HangUp);
+        }
+        self.enter(node.to_owned(), now);
+    }
+
     pub fn is_finished(&self) -> bool {
         self.wait == Wait::Finished
     }
