@@ -284,11 +284,11 @@ pub(super) struct CallRow {
     agent: Option<String>,
     group: Option<String>,
     number: String,
+    customer: Option<String>,
     direction: &'static str,
     answered: bool,
     hangup_side: &'static str,
     body: String,
-    timeline: Option<TimelineEvent>,
 }
 
 /// The column form of a call id: the u64's bits as SQLite's i64.
@@ -308,11 +308,11 @@ pub(super) fn encode_calls(records: &[CallRecord]) -> Result<Vec<CallRow>> {
                 agent: r.agent.as_ref().map(|a| a.0.clone()),
                 group: r.group.clone(),
                 number: r.customer_number.clone(),
+                customer: r.customer.clone(),
                 direction: r.direction.as_str(),
                 answered: r.answered.is_some(),
                 hangup_side: r.hangup_side.as_str(),
                 body: encode("call record", r)?,
-                timeline: TimelineEvent::of_call(r),
             })
         })
         .collect()
@@ -322,8 +322,8 @@ pub(super) fn put_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
     let mut s = c
         .prepare_cached(
             "INSERT OR REPLACE INTO calls \
-             (tenant, call, day, start, agent, grp, number, direction, answered, hangup_side, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             (tenant, call, day, start, agent, grp, number, customer, direction, answered, hangup_side, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(sql_error)?;
     for r in rows {
@@ -335,15 +335,13 @@ pub(super) fn put_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
             r.agent,
             r.group,
             r.number,
+            r.customer,
             r.direction,
             r.answered,
             r.hangup_side,
             r.body
         ])
         .map_err(sql_error)?;
-        if let Some(e) = &r.timeline {
-            put_timeline(c, e)?;
-        }
     }
     Ok(())
 }
@@ -839,6 +837,37 @@ pub(super) fn timeline(
     limit: u32,
 ) -> Result<Vec<TimelineEvent>> {
     let before = before.map_or(i64::MAX, Timestamp::as_i64);
+    let mut events = Vec::new();
+    // The customer's calls, newest first.
+    let mut s = c
+        .prepare_cached(
+            "SELECT call, start, direction, answered FROM calls \
+             WHERE tenant = ?1 AND customer = ?2 AND start < ?3 \
+             ORDER BY start DESC, call ASC LIMIT ?4",
+        )
+        .map_err(sql_error)?;
+    let rows = s
+        .query_map(params![tenant.0, customer, before, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })
+        .map_err(sql_error)?;
+    for row in rows {
+        let (call, start, direction, answered) = row.map_err(sql_error)?;
+        events.push(TimelineEvent {
+            tenant: tenant.clone(),
+            customer: customer.to_owned(),
+            at: Timestamp::from_i64(start),
+            kind: TimelineKind::Call,
+            id: CallId(u64::from_ne_bytes(call.to_ne_bytes())).to_string(),
+            title: crate::model::customer::call_title(&direction, answered),
+        });
+    }
+    // Tickets, summaries and contact plans.
     let mut s = c
         .prepare_cached(
             "SELECT kind, id, at, title FROM timeline WHERE tenant = ?1 AND customer = ?2 AND at < ?3 \
@@ -855,9 +884,9 @@ pub(super) fn timeline(
             ))
         })
         .map_err(sql_error)?;
-    rows.map(|row| {
+    for row in rows {
         let (kind, id, at, title) = row.map_err(sql_error)?;
-        Ok(TimelineEvent {
+        events.push(TimelineEvent {
             tenant: tenant.clone(),
             customer: customer.to_owned(),
             at: Timestamp::from_i64(at),
@@ -865,9 +894,11 @@ pub(super) fn timeline(
                 .ok_or_else(|| StoreError::invalid(format!("stored timeline kind {kind:?}")))?,
             id,
             title,
-        })
-    })
-    .collect()
+        });
+    }
+    crate::model::customer::sort_timeline(&mut events);
+    events.truncate(limit as usize);
+    Ok(events)
 }
 
 // --- leases ----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ CREATE TABLE calls (
     agent TEXT,
     grp TEXT,
     number TEXT NOT NULL,
+    customer TEXT,
     direction TEXT NOT NULL,
     answered INTEGER NOT NULL,
     hangup_side TEXT NOT NULL,
@@ -48,6 +49,9 @@ CREATE TABLE calls (
 CREATE INDEX calls_by_day ON calls (tenant, day, start, call);
 CREATE INDEX calls_by_agent ON calls (tenant, agent, start, call) WHERE agent IS NOT NULL;
 CREATE INDEX calls_by_number ON calls (tenant, number, start, call);
+-- A customer's calls in the timeline come from here, not from timeline
+-- rows: one index instead of two per call.
+CREATE INDEX calls_by_customer ON calls (tenant, customer, start, call) WHERE customer IS NOT NULL;
 
 CREATE TABLE status_log (
     tenant TEXT NOT NULL,
@@ -120,6 +124,7 @@ CREATE TABLE contact_plans (
 ) WITHOUT ROWID;
 CREATE INDEX contact_plans_by_agent ON contact_plans (tenant, agent, due);
 
+-- Timeline entries of tickets, summaries and contact plans.
 CREATE TABLE timeline (
     tenant TEXT NOT NULL,
     customer TEXT NOT NULL,

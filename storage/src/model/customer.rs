@@ -137,18 +137,13 @@ impl TimelineEvent {
     /// The entry of a call, if the call is linked to a customer.
     pub fn of_call(r: &super::CallRecord) -> Option<TimelineEvent> {
         let customer = r.customer.clone()?;
-        let outcome = if r.answered.is_some() {
-            "answered"
-        } else {
-            "unanswered"
-        };
         Some(TimelineEvent {
             tenant: r.tenant.clone(),
             customer,
             at: r.start,
             kind: TimelineKind::Call,
             id: r.call.to_string(),
-            title: format!("{} call, {outcome}", r.direction.as_str()),
+            title: call_title(r.direction.as_str(), r.answered.is_some()),
         })
     }
 
@@ -188,4 +183,22 @@ impl TimelineEvent {
             title: p.note.chars().take(60).collect(),
         }
     }
+}
+
+/// A call's line in the timeline.
+pub(crate) fn call_title(direction: &str, answered: bool) -> String {
+    let outcome = if answered { "answered" } else { "unanswered" };
+    format!("{direction} call, {outcome}")
+}
+
+/// Timeline order, the same on every backend: newest first, then by kind
+/// and id.
+pub(crate) fn sort_timeline(events: &mut [TimelineEvent]) {
+    events.sort_by(|a, b| {
+        (std::cmp::Reverse(a.at), a.kind.as_str(), &a.id).cmp(&(
+            std::cmp::Reverse(b.at),
+            b.kind.as_str(),
+            &b.id,
+        ))
+    });
 }
