@@ -12,10 +12,10 @@
 //!
 //! Configuration is stored as JSON documents per `(tenant, kind, id)` with
 //! a revision: [`Expect`] makes writes create-only or compare-and-set, and
-//! the typed helpers on `dyn Store` ([`get`](Store#method.get),
-//! [`put`](Store#method.put), [`update`](Store#method.update),
-//! [`save_flow`](Store#method.save_flow), [`publish_flow`](Store#method.publish_flow),
-//! [`review_prompt`](Store#method.review_prompt), …) work on the record types.
+//! the typed helpers on `dyn Store` (`get`, `list`, `put`, `update`,
+//! `create_if_absent`, `hotline`, `save_flow`, `publish_flow`,
+//! `published_flow`, `review_prompt`, `hourly_stats`) work on the record
+//! types and are written once for every backend.
 //!
 //! Operational data follows ScyllaDB's data model on both backends: call
 //! records listed by (tenant, day), by agent and by customer number, newest
