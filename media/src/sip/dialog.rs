@@ -92,6 +92,69 @@ impl OutgoingInvite {
     }
 }
 
+/// Why a challenged request cannot be sent again with credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AuthRetryError {
+    #[error("the {0} response carries no challenge we can answer")]
+    NoChallenge(u16),
+    #[error("the request to retry has no usable CSeq")]
+    BadCSeq,
+}
+
+/// RFC 3261 §22.2: the request sent again after a 401 or 407 with the
+/// credentials its challenge asks for. Same Call-ID, From tag, To and
+/// body; CSeq one higher; `via` (a new branch) as the only Via; the
+/// answer in `Authorization` (401) or `Proxy-Authorization` (407). Of
+/// several challenges the first whose algorithm we compute is answered
+/// (servers list their preference first, RFC 8760 §2.4). `cnonce` is an
+/// input.
+pub fn authenticated_retry(
+    request: &Request,
+    challenged: &Response,
+    username: &str,
+    password: &str,
+    via: &str,
+    cnonce: &str,
+) -> Result<Request, AuthRetryError> {
+    use super::digest::{authorization, parse_challenge};
+    let (ask, answer) = match challenged.code {
+        401 => ("WWW-Authenticate", "Authorization"),
+        407 => ("Proxy-Authenticate", "Proxy-Authorization"),
+        code => return Err(AuthRetryError::NoChallenge(code)),
+    };
+    let challenge = challenged
+        .headers
+        .get_all(ask)
+        .find_map(|v| parse_challenge(v).ok())
+        .ok_or(AuthRetryError::NoChallenge(challenged.code))?;
+    let cseq = request
+        .headers
+        .get("CSeq")
+        .and_then(|v| header::CSeq::parse(v).ok())
+        .ok_or(AuthRetryError::BadCSeq)?;
+    let mut retry = request.clone();
+    retry.headers.remove("Via");
+    retry.headers.push_front("Via", via);
+    retry.headers.set(
+        "CSeq",
+        format!("{} {}", cseq.seq.wrapping_add(1), request.method.as_str()),
+    );
+    retry.headers.remove("Authorization");
+    retry.headers.remove("Proxy-Authorization");
+    let value = authorization(
+        &challenge,
+        request.method.as_str(),
+        &request.uri,
+        username,
+        password,
+        cnonce,
+        1,
+    );
+    retry.headers.push(answer, value);
+    Ok(retry)
+}
+
 /// Which side created the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -642,5 +705,61 @@ Content-Length: 0\r\n\r\n";
         r.ack();
         assert!(r.poll_timeout().is_none());
         assert!(r.is_acked());
+    }
+
+    #[test]
+    fn a_407_is_answered_with_proxy_authorization_on_the_next_cseq() {
+        use crate::sip::digest::{parse_credentials, verify, StoredCredential};
+        let inv = invite();
+        let mut challenge = Response::to(&inv, 407, "Proxy Authentication Required");
+        challenge.headers.push(
+            "Proxy-Authenticate",
+            r#"Digest realm="carrier", nonce="n0nce", algorithm=SHA-512-256, qop="auth""#,
+        );
+        challenge.headers.push(
+            "Proxy-Authenticate",
+            r#"Digest realm="carrier", nonce="n0nce", algorithm=MD5, qop="auth""#,
+        );
+        let retry = authenticated_retry(
+            &inv,
+            &challenge,
+            "trunk1",
+            "secret",
+            "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-2",
+            "cn",
+        )
+        .unwrap();
+        assert_eq!(retry.headers.get("CSeq"), Some("8 INVITE"));
+        assert_eq!(retry.headers.count("Via"), 1);
+        assert!(retry
+            .headers
+            .get("Via")
+            .is_some_and(|v| v.contains("z9hG4bK-2")));
+        assert_eq!(retry.headers.get("Call-ID"), Some("call-1"));
+        assert_eq!(retry.headers.get("From"), inv.headers.get("From"));
+        assert!(retry.headers.get("Authorization").is_none());
+        // The carrier's side: the SHA-512-256 challenge was skipped, MD5
+        // answered, and it verifies.
+        let creds = parse_credentials(retry.headers.get("Proxy-Authorization").unwrap()).unwrap();
+        assert_eq!(creds.uri, inv.uri);
+        let stored = StoredCredential::new("trunk1", "carrier", "secret");
+        assert!(verify(stored.ha1(creds.algorithm), "INVITE", &creds));
+        // A 401 gets Authorization; anything else is not a challenge.
+        let mut www = Response::to(&inv, 401, "Unauthorized");
+        www.headers
+            .push("WWW-Authenticate", r#"Digest realm="r", nonce="x""#);
+        let r = authenticated_retry(&inv, &www, "u", "p", "SIP/2.0/UDP h;branch=z9hG4bK3", "c")
+            .unwrap();
+        assert!(r.headers.get("Authorization").is_some());
+        let busy = Response::to(&inv, 486, "Busy Here");
+        assert_eq!(
+            authenticated_retry(&inv, &busy, "u", "p", "v", "c").err(),
+            Some(AuthRetryError::NoChallenge(486))
+        );
+        let bare = Response::to(&inv, 407, "Proxy Authentication Required");
+        assert_eq!(
+            authenticated_retry(&inv, &bare, "u", "p", "v", "c").err(),
+            Some(AuthRetryError::NoChallenge(407))
+        );
     }
 }
