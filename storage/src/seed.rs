@@ -44,6 +44,14 @@ pub fn ha1(user: &str, realm: &str, password: &str) -> String {
     hex::encode(Md5::digest(format!("{user}:{realm}:{password}").as_bytes()))
 }
 
+/// The SHA-256 HA1 of a SIP account (RFC 8760).
+pub fn ha1_sha256(user: &str, realm: &str, password: &str) -> String {
+    use sha2::Sha256;
+    hex::encode(Sha256::digest(
+        format!("{user}:{realm}:{password}").as_bytes(),
+    ))
+}
+
 fn demo_flow() -> Flow {
     let n = |s: &str| s.to_owned();
     let mut nodes = BTreeMap::new();
@@ -172,7 +180,7 @@ pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result
                 id: user.clone(),
                 ha1: ha1(&user, realm, &format!("pass{n}")),
                 realm: realm.to_owned(),
-                ha1_sha256: None,
+                ha1_sha256: Some(ha1_sha256(&user, realm, &format!("pass{n}"))),
                 enabled: true,
             })
             .await?;
@@ -211,6 +219,7 @@ pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result
                     max_queue_time: Duration::from_secs(60),
                     overflow: Overflow::Voicemail,
                     no_agent: NoAgentRule::Queue,
+                    announce_every: Some(Duration::from_secs(30)),
                 },
                 members: members
                     .iter()

@@ -8,12 +8,20 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    /// Every available member rings at once; the first to answer gets it.
     RingAll,
+    /// The member ready for the longest time.
     LongestIdle,
+    /// Members in turn, continuing after the last one offered.
     RoundRobin,
+    /// The member who answered the fewest calls today.
     FewestCalls,
+    /// The member with the least talk time today.
     LeastTalkTime,
+    /// Any available member, at random.
     Random,
+    /// The highest skill level with an available member first; longest
+    /// idle within the level.
     SkillTiers,
 }
 
@@ -44,7 +52,9 @@ pub enum OverflowReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoAgentRule {
+    /// Wait anyway, up to the max queue time.
     Queue,
+    /// Overflow at once.
     Overflow,
 }
 
@@ -60,6 +70,10 @@ pub struct GroupConfig {
     pub max_queue_time: Duration,
     pub overflow: Overflow,
     pub no_agent: NoAgentRule,
+    /// Tell waiting callers their place in the queue and the expected
+    /// wait on entering it and then this often; `None`: never.
+    #[serde(default)]
+    pub announce_every: Option<Duration>,
 }
 
 impl Default for GroupConfig {
@@ -71,6 +85,7 @@ impl Default for GroupConfig {
             max_queue_time: Duration::from_secs(60),
             overflow: Overflow::Voicemail,
             no_agent: NoAgentRule::Overflow,
+            announce_every: None,
         }
     }
 }

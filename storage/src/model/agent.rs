@@ -27,6 +27,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// The call this status is about, if any.
+    pub fn call(&self) -> Option<CallId> {
+        match self {
+            Status::Ringing { call }
+            | Status::Talking { call }
+            | Status::AfterCallWork { call } => Some(*call),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> StatusKind {
         match self {
             Status::Offline => StatusKind::Offline,
@@ -53,6 +63,20 @@ pub enum StatusKind {
     Ringing,
     Talking,
     AfterCallWork,
+}
+
+impl StatusKind {
+    /// Every kind, in a fixed order: `kind as usize` indexes it.
+    pub const ALL: [StatusKind; 8] = [
+        StatusKind::Offline,
+        StatusKind::Ready,
+        StatusKind::Busy,
+        StatusKind::Break,
+        StatusKind::Custom,
+        StatusKind::Ringing,
+        StatusKind::Talking,
+        StatusKind::AfterCallWork,
+    ];
 }
 
 /// The device an agent takes calls on.

@@ -78,56 +78,56 @@ config_record!(IvrSchedule, Schedule, id);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Node {
-    Play {
-        prompt: String,
-        next: String,
-    },
+    /// Play a prompt, then go on.
+    Play { prompt: String, next: String },
+    /// A menu: a prompt, then one key picks the branch.
     Menu {
         prompt: String,
         /// Key → next node.
         options: BTreeMap<char, String>,
+        /// Wait for a key after the prompt.
         timeout: Duration,
+        /// Played after a wrong key or no key.
         invalid_prompt: Option<String>,
+        /// Tries after the first.
         retries: u8,
+        /// A key that plays the menu again without using a try.
         repeat_key: Option<char>,
+        /// Where to go when every try failed.
         on_fail: String,
     },
+    /// Collect digits (an order number, an ID) into `var`.
     Collect {
         prompt: String,
         min: u8,
         max: u8,
+        /// Ends the input early (usually `#`), not stored.
         terminator: Option<char>,
+        /// Wait for each digit.
         timeout: Duration,
         var: String,
         next: String,
         on_fail: String,
     },
-    TimeBranch {
-        open: String,
-        closed: String,
-    },
-    TransferGroup {
-        group: String,
-    },
-    TransferAgent {
-        agent: AgentId,
-    },
-    TransferNumber {
-        number: String,
-    },
+    /// Working hours: `open` during the regular hours, else `closed`.
+    TimeBranch { open: String, closed: String },
+    /// Queue in a skill group.
+    TransferGroup { group: String },
+    /// Ring one agent.
+    TransferAgent { agent: AgentId },
+    /// Out through the trunk; only if the tenant allows it.
+    TransferNumber { number: String },
+    /// Satisfaction survey (满意度): a key 1..=max is the score.
     Survey {
         prompt: String,
         max: u8,
         timeout: Duration,
         thanks: Option<String>,
     },
-    Voicemail {
-        prompt: String,
-        max_len: Duration,
-    },
-    HangUp {
-        prompt: Option<String>,
-    },
+    /// Leave a message after the prompt.
+    Voicemail { prompt: String, max_len: Duration },
+    /// End the call, after an optional prompt.
+    HangUp { prompt: Option<String> },
 }
 
 /// A flow definition: its nodes and where it starts.

@@ -3,7 +3,7 @@
 //!
 //! Records are plain serde structs. Configuration (tenants, users, SIP
 //! accounts, agents, custom statuses, skill groups, hotlines, IVR flows,
-//! schedules, prompts, form schemas) implements [`ConfigRecord`] and is kept
+//! schedules, prompts, form schemas, the trunk) implements [`ConfigRecord`] and is kept
 //! as a versioned JSON document per `(tenant, kind, id)`; the operational
 //! records (call records, the agent status log, hourly statistics,
 //! customers, tickets, service summaries, contact plans, leases) have
@@ -54,7 +54,10 @@ pub use ivr::{
 pub use lease::Lease;
 pub use prompt::{Prompt, PromptSource, Review, ReviewStatus};
 pub use stats::{Counters, HourlyStats, ScopeKind, StatsAggregator, StatsPartial, StatsScope};
-pub use tenant::{FieldDef, FieldType, FormSchema, Retention, Role, SipAccount, Tenant, User};
+pub use tenant::{
+    FieldDef, FieldType, FormSchema, Retention, Role, SipAccount, Tenant, Trunk, TrunkTransport,
+    User,
+};
 
 /// A tenant (租户): one customer company. Every record carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -262,10 +265,11 @@ pub enum ConfigKind {
     Schedule,
     Prompt,
     FormSchema,
+    Trunk,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 11] = [
+    pub const ALL: [ConfigKind; 12] = [
         ConfigKind::Tenant,
         ConfigKind::User,
         ConfigKind::SipAccount,
@@ -277,6 +281,7 @@ impl ConfigKind {
         ConfigKind::Schedule,
         ConfigKind::Prompt,
         ConfigKind::FormSchema,
+        ConfigKind::Trunk,
     ];
 
     /// The name stored in the database.
@@ -293,6 +298,7 @@ impl ConfigKind {
             ConfigKind::Schedule => "schedule",
             ConfigKind::Prompt => "prompt",
             ConfigKind::FormSchema => "form_schema",
+            ConfigKind::Trunk => "trunk",
         }
     }
 

@@ -360,6 +360,18 @@ impl StatsAggregator {
             .collect()
     }
 
+    /// A partial from [`Self::take_dirty`] whose write failed: it is
+    /// taken again by the next call.
+    pub fn mark_dirty(&mut self, p: &StatsPartial) {
+        self.dirty.insert((
+            LocalHour {
+                day: p.day,
+                hour: p.hour,
+            },
+            p.scope.clone(),
+        ));
+    }
+
     /// Every partial this aggregator holds.
     pub fn partials(&self) -> Vec<StatsPartial> {
         self.totals

@@ -138,3 +138,53 @@ pub struct FormSchema {
     pub fields: Vec<FieldDef>,
 }
 config_record!(FormSchema, FormSchema, id);
+
+/// How the node reaches the trunk's gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrunkTransport {
+    Udp,
+    Tcp,
+}
+
+/// The tenant's way out to the telephone network (中继): a SIP gateway or
+/// carrier. Calls to outside numbers (IVR transfers, overflow to a number,
+/// agents on their mobiles, outbound calls) go through it; calls from
+/// unauthenticated sources never do (toll fraud). One per tenant, id
+/// [`Trunk::ID`]. `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trunk {
+    pub tenant: TenantId,
+    pub id: String,
+    /// The gateway, `host:port` (port 5060 when left out).
+    pub gateway: String,
+    pub transport: TrunkTransport,
+    /// Digest credentials for the gateway's 401/407 challenges. A client
+    /// must compute the response, so the password is kept as given: the
+    /// store's access control protects it.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The number presented to the called party (主叫号码).
+    pub caller_id: String,
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for Trunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trunk")
+            .field("tenant", &self.tenant)
+            .field("gateway", &self.gateway)
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("caller_id", &self.caller_id)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl Trunk {
+    /// The id of a tenant's trunk record.
+    pub const ID: &'static str = "trunk";
+}
+config_record!(Trunk, Trunk, id);
