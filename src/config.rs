@@ -19,6 +19,10 @@ pub struct FileConfig {
     /// Digest algorithms challenged with, e.g. `["SHA-256", "MD5"]`.
     pub sip_digest: Option<Vec<String>>,
     pub demo: Option<bool>,
+    pub node_name: Option<String>,
+    /// ScyllaDB contact points, e.g. `["10.0.0.1:9042", "10.0.0.2:9042"]`.
+    pub scylla: Option<Vec<String>>,
+    pub scylla_keyspace: Option<String>,
 }
 
 /// The settings a node runs with.
@@ -36,6 +40,12 @@ pub struct NodeConfig {
     pub sip_digest: Vec<Algorithm>,
     /// Seed the demo tenant.
     pub demo: bool,
+    /// How this node names itself in records, statistics partials and
+    /// (later) the cluster; unique among the nodes sharing a store.
+    pub node_name: String,
+    /// ScyllaDB contact points; empty: the embedded store in `data_dir`.
+    pub scylla: Vec<String>,
+    pub scylla_keyspace: String,
 }
 
 /// Flags as given on the command line (all optional).
@@ -49,6 +59,19 @@ pub struct Flags {
     /// Comma-separated, e.g. `SHA-256,MD5`.
     pub sip_digest: Option<String>,
     pub demo: bool,
+    pub node_name: Option<String>,
+    /// Comma-separated `host:port` list.
+    pub scylla: Option<String>,
+    pub scylla_keyspace: Option<String>,
+}
+
+/// The machine's host name, the default node name.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 pub fn load(flags: &Flags) -> Result<NodeConfig> {
@@ -86,6 +109,26 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
             (None, None) => vec![Algorithm::Md5],
         },
         demo: flags.demo || file.demo.unwrap_or(false),
+        node_name: flags
+            .node_name
+            .clone()
+            .or(file.node_name)
+            .unwrap_or_else(hostname),
+        scylla: match (&flags.scylla, file.scylla) {
+            (Some(list), _) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        },
+        scylla_keyspace: flags
+            .scylla_keyspace
+            .clone()
+            .or(file.scylla_keyspace)
+            .unwrap_or_else(|| "switchboard".into()),
     };
     config.validate()?;
     Ok(config)
@@ -146,6 +189,35 @@ impl NodeConfig {
         }
         if self.sip.port() == 0 {
             bail!("--sip: a fixed port is needed so phones can reach the node");
+        }
+        let name_ok = !self.node_name.is_empty()
+            && self.node_name.len() <= 64
+            && self
+                .node_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            bail!(
+                "--node-name: {:?} must be 1 to 64 letters, digits, '-', '_' or '.'",
+                self.node_name
+            );
+        }
+        for n in &self.scylla {
+            if !n.contains(':') {
+                bail!("--scylla: {n:?} is not host:port (e.g. 10.0.0.1:9042)");
+            }
+        }
+        let ks_ok = !self.scylla_keyspace.is_empty()
+            && self.scylla_keyspace.len() <= 48
+            && self
+                .scylla_keyspace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ks_ok {
+            bail!(
+                "--scylla-keyspace: {:?} must be 1 to 48 letters, digits or '_'",
+                self.scylla_keyspace
+            );
         }
         Ok(())
     }
@@ -220,5 +292,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.sip_digest, vec![Algorithm::Sha256, Algorithm::Md5]);
+        let e = load(&Flags {
+            node_name: Some("node one".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("--node-name"), "{e}");
+        let e = load(&Flags {
+            scylla: Some("10.0.0.1".into()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("host:port"), "{e}");
+        let c = load(&Flags {
+            scylla: Some("10.0.0.1:9042, 10.0.0.2:9042".into()),
+            node_name: Some("sb-1".into()),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.scylla.len(), 2);
+        assert_eq!(c.node_name, "sb-1");
     }
 }

@@ -1,7 +1,6 @@
 //! `switchboard`: one node of the Switchboard call center.
 
 mod config;
-mod demo;
 mod node;
 mod tts;
 
@@ -47,6 +46,15 @@ enum Command {
         /// Create the demo tenant (SIP accounts 1001-1003, passwords pass1001-pass1003).
         #[arg(long)]
         demo: bool,
+        /// This node's name in records and statistics [default: the host name]
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
+        /// ScyllaDB contact points host:port,... [default: the embedded store in the data directory]
+        #[arg(long, value_name = "HOSTS")]
+        scylla: Option<String>,
+        /// ScyllaDB keyspace [default: switchboard]
+        #[arg(long, value_name = "NAME")]
+        scylla_keyspace: Option<String>,
     },
 }
 
@@ -69,6 +77,9 @@ fn main() -> ExitCode {
             rtp_ports,
             sip_digest,
             demo,
+            node_name,
+            scylla,
+            scylla_keyspace,
         } => {
             let flags = config::Flags {
                 config,
@@ -78,6 +89,9 @@ fn main() -> ExitCode {
                 rtp_ports,
                 sip_digest,
                 demo,
+                node_name,
+                scylla,
+                scylla_keyspace,
             };
             let cfg = match config::load(&flags) {
                 Ok(c) => c,

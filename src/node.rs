@@ -2,15 +2,21 @@
 //! SIGTERM or Ctrl-C.
 
 use crate::config::NodeConfig;
-use crate::demo;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::shell::Clock;
 use switchboard_media::sip::parse::Limits;
+use switchboard_media::sip::registrar::RegistrarConfig;
 use switchboard_media::sip::transport::SipTransport;
+use switchboard_storage::model::NodeId;
+use switchboard_storage::{seed, EmbeddedStore, ScyllaOptions, ScyllaStore, Store};
 
 mod center;
 mod core;
 mod leg;
 mod media;
+mod records;
 
 /// The local address the kernel would use to reach `peer` (no packet is
 /// sent: connecting a UDP socket only picks the route).
@@ -40,11 +46,6 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let accounts = if cfg.demo {
-        demo::accounts()
-    } else {
-        Vec::new()
-    };
     let media = match core::MediaConfig::new(&cfg) {
         Ok(m) => m,
         Err(e) => {
@@ -52,82 +53,111 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(
-        sip = %transport.local_addr(),
-        rtp = %format!("{}-{}", cfg.rtp_ports.0, cfg.rtp_ports.1),
-        demo = cfg.demo,
-        "switchboard node listening (SIP on UDP and TCP)"
-    );
+    let store = match open_store(&cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let realm = RegistrarConfig::default().realm;
+    let node = NodeId(cfg.node_name.clone());
+    let now = Clock::system().now();
     if cfg.demo {
-        tracing::info!("demo tenant: SIP accounts 1001, 1002, 1003 (passwords pass1001..pass1003); dial *43 for echo, *44 for a prompt");
-    }
-    let center = if cfg.demo {
-        match start_demo_center().await {
-            Ok(c) => Some(c),
+        match seed::seed_demo(&*store, &realm, now).await {
+            Ok(r) => tracing::info!(
+                created = r.created,
+                existing = r.existing,
+                "demo tenant seeded"
+            ),
             Err(e) => {
-                eprintln!("switchboard: cannot start the demo call center: {e:#}");
+                eprintln!("switchboard: cannot seed the demo tenant: {e}");
                 return ExitCode::from(1);
             }
         }
-    } else {
-        None
+    }
+    let clocks = match center::tenant_clocks(&*store).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: cannot read the tenants: {e:#}");
+            return ExitCode::from(1);
+        }
     };
+    let recorder = records::spawn(store.clone(), node.clone(), clocks, now).await;
+    let load = center::Load {
+        realm,
+        data_dir: cfg.data_dir.clone(),
+        clock: Clock::system(),
+    };
+    let centers = match center::load(&*store, &load, &recorder).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the call centers: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    // Speak the prompts before the first call needs them.
+    let prompts = centers.prompts();
+    tokio::task::spawn_blocking(move || prompts.iter().for_each(|p| p.warm()));
+    tracing::info!(
+        sip = %transport.local_addr(),
+        rtp = %format!("{}-{}", cfg.rtp_ports.0, cfg.rtp_ports.1),
+        store = store.backend(),
+        node = %node,
+        tenants = centers.tenants.len(),
+        "switchboard node listening (SIP on UDP and TCP)"
+    );
+    if cfg.demo {
+        tracing::info!("demo tenant: SIP accounts 1001, 1002, 1003 (passwords pass1001..pass1003); dial 4000 for the hotline, *43 for echo, *44 for a prompt");
+    }
     let core = core::SipCore::new(
         transport,
         core::CoreConfig {
-            accounts,
             media,
             digest: cfg.sip_digest.clone(),
-            center,
+            centers,
+            node,
             data_dir: cfg.data_dir.clone(),
         },
     );
     let stop = shutdown_signal();
-    tokio::select! {
-        r = core.run(inbound) => {
-            if let Err(e) = r {
+    let code = tokio::select! {
+        r = core.run(inbound) => match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
                 eprintln!("switchboard: {e:#}");
-                return ExitCode::from(1);
+                ExitCode::from(1)
             }
-        }
+        },
         _ = stop => {
             tracing::info!("stopping: signal received");
+            ExitCode::SUCCESS
         }
-    }
-    ExitCode::SUCCESS
+    };
+    // What finished calls left is written before the process ends.
+    recorder.flush(Duration::from_secs(5)).await;
+    code
 }
 
-/// The demo call center, with its call records and agent status changes
-/// logged as JSON lines until storage keeps them.
-async fn start_demo_center() -> anyhow::Result<center::CallCenter> {
-    let (records_tx, mut records) = tokio::sync::mpsc::unbounded_channel();
-    let (status_tx, mut statuses) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(r) = records.recv().await {
-            let r: switchboard_actors::call::CallSummary = r;
-            let json = serde_json::to_string(&r).unwrap_or_default();
-            tracing::info!(
-                call = %r.call,
-                agent = r.agent.as_ref().map(|a| a.0.as_str()).unwrap_or("-"),
-                hangup = ?r.hangup_reason,
-                record = %json,
-                "call record"
-            );
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(e) = statuses.recv().await {
-            let switchboard_actors::agent::AgentEvent::Changed {
-                agent, to, reason, ..
-            } = e;
-            tracing::info!(%agent, status = ?to, ?reason, "agent status");
-        }
-    });
-    let center = center::CallCenter::demo(records_tx, status_tx).await?;
-    // Speak the prompts before the first call needs them.
-    let prompts = center.prompts.clone();
-    tokio::task::spawn_blocking(move || prompts.warm());
-    Ok(center)
+/// The embedded store in the data directory, or ScyllaDB when contact
+/// points are given.
+async fn open_store(cfg: &NodeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    if cfg.scylla.is_empty() {
+        let dir = cfg.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+            .await
+            .map_err(|e| anyhow::anyhow!("store task failed: {e}"))?
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open the store in {}: {e}", cfg.data_dir.display())
+            })?;
+        return Ok(Arc::new(store));
+    }
+    let mut opts = ScyllaOptions::new(&cfg.scylla.join(","));
+    opts.keyspace = cfg.scylla_keyspace.clone();
+    let store = ScyllaStore::connect(opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot use ScyllaDB at {}: {e}", cfg.scylla.join(",")))?;
+    Ok(Arc::new(store))
 }
 
 async fn shutdown_signal() {

@@ -7,25 +7,10 @@
 mod common;
 
 use common::phone::{loud_windows, Phone};
+use common::records::{status_log, wait_demo_calls};
 use common::{sipp, Node};
 use std::time::Duration;
-
-/// The JSON of the first call record the node logged.
-fn call_record(node: &mut Node) -> serde_json::Value {
-    assert!(
-        node.wait_log(" record={", Duration::from_secs(20)),
-        "no call record: {:#?}",
-        node.lines
-    );
-    let line = node
-        .lines
-        .iter()
-        .find(|l| l.contains(" record={"))
-        .cloned()
-        .unwrap_or_default();
-    let json = line.split("record=").nth(1).unwrap_or("{}");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {line}"))
-}
+use switchboard_storage::model::{HangupReason, HangupSide, LegKind, RingOutcome, Status};
 
 #[test]
 fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
@@ -61,21 +46,32 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
         heard * 10 >= said * 6,
         "agent heard {heard} loud windows of the {said} it said"
     );
-    let r = call_record(&mut node);
-    assert_eq!(r["caller"], "13800138000");
-    assert_eq!(r["dialed"], "4000");
-    assert_eq!(r["group"], "support");
-    assert_eq!(r["agent"], "1001");
-    assert_eq!(r["ivr"]["keys"], "1");
-    assert_eq!(r["hangup_side"], "agent", "{r}");
-    assert_eq!(r["hangup_reason"], "normal", "{r}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.caller, "13800138000");
+    assert_eq!(r.dialed, "4000");
+    assert_eq!(r.group.as_deref(), Some("support"));
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(r.ivr.keys, "1");
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    assert_eq!(r.hangup_reason, HangupReason::Normal, "{r:?}");
+    assert_eq!(
+        r.location.as_ref().map(|l| l.place.as_str()),
+        Some("北京市")
+    );
+    assert!(r.talk_time() >= Duration::from_secs(3), "{r:?}");
+    let legs: Vec<LegKind> = r.legs.iter().map(|l| l.kind).collect();
+    assert_eq!(legs, vec![LegKind::Customer, LegKind::Agent]);
     // The recording: one stereo file, customer left, agent right, both
     // with speech (the customer's side is the agent's speech echoed back).
-    let file = r["recording"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no recording: {r}"));
+    let file = r
+        .recording
+        .clone()
+        .unwrap_or_else(|| panic!("no recording: {r:?}"));
     assert!(node.wait_log("call recording written", Duration::from_secs(5)));
-    let wav = node.data_dir.join(file);
+    let wav = node.data_dir.join(&file);
     let mut reader =
         hound::WavReader::open(&wav).unwrap_or_else(|e| panic!("{e}: {}", wav.display()));
     assert_eq!(reader.spec().channels, 2);
@@ -92,10 +88,22 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
         l * 10 >= said * 5,
         "customer channel has {l} loud windows of {said}"
     );
-    let rings = r["rings"].as_array().cloned().unwrap_or_default();
     assert_eq!(
-        rings.last().map(|x| x["outcome"].clone()),
-        Some("answered".into()),
-        "{r}"
+        r.rings.last().map(|x| x.outcome),
+        Some(RingOutcome::Answered),
+        "{r:?}"
+    );
+    // The agent's status log: ringing, talking, then wrap-up, in order.
+    let log = status_log(&node.data_dir, "1001");
+    let kinds: Vec<&Status> = log.iter().map(|c| &c.period.status).collect();
+    let ringing = kinds
+        .iter()
+        .position(|s| matches!(s, Status::Ringing { .. }));
+    let talking = kinds
+        .iter()
+        .position(|s| matches!(s, Status::Talking { .. }));
+    assert!(
+        ringing.is_some() && talking > ringing,
+        "status log of 1001: {kinds:?}"
     );
 }

@@ -7,8 +7,10 @@
 mod common;
 
 use common::customer::{match_score, spoken, Customer};
+use common::records::wait_demo_calls;
 use common::Node;
 use std::time::Duration;
+use switchboard_storage::model::{HangupReason, HangupSide};
 
 /// Presses 2 (sales, agent 1003 only) once the menu plays.
 fn call_sales(node: &Node) -> Customer {
@@ -52,24 +54,16 @@ fn with_no_phone_registered_the_caller_hears_its_place_and_the_waiting_audio() {
 
 #[test]
 fn a_caller_who_hangs_up_in_the_queue_is_abandoned_in_queue() {
-    let mut node = Node::start();
+    let node = Node::start();
     let mut c = call_sales(&node);
     std::thread::sleep(Duration::from_secs(2));
     assert!(c.hang_up());
-    assert!(node.wait_log(" record={", Duration::from_secs(5)));
-    let line = node
-        .lines
-        .iter()
-        .find(|l| l.contains(" record={"))
-        .cloned()
-        .unwrap_or_default();
-    let r: serde_json::Value =
-        serde_json::from_str(line.split("record=").nth(1).unwrap_or("{}")).unwrap();
-    assert_eq!(r["group"], "sales", "{r}");
-    assert_eq!(r["hangup_side"], "customer", "{r}");
-    assert_eq!(r["hangup_reason"], "abandoned_in_queue", "{r}");
-    assert!(
-        r["enqueued"].as_u64().is_some() && r["agent"].is_null(),
-        "{r}"
-    );
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.group.as_deref(), Some("sales"), "{r:?}");
+    assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    assert_eq!(r.hangup_reason, HangupReason::AbandonedInQueue, "{r:?}");
+    assert!(r.enqueued.is_some() && r.agent.is_none(), "{r:?}");
 }

@@ -22,186 +22,20 @@
 //! Time spent in each kind of status is summed for statistics.
 
 use crate::{AgentId, CallId, Timestamp};
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
+pub use switchboard_storage::model::{
+    Actor, AgentPolicy, ChangeReason, Device, Status, StatusKind, StatusPeriod,
+};
 use thiserror::Error;
 
-/// An agent's status.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Status {
-    /// Signed out (离线).
-    Offline,
-    /// May be offered calls (空闲).
-    Ready,
-    /// Not offered calls; may still dial out (忙碌).
-    Busy,
-    /// Not ready, with a reason (小休: lunch, training…).
-    Break { reason: String },
-    /// A not-ready status the tenant defined (自定义状态), by its id.
-    Custom { id: String },
-    /// A call is offered and the device rings (振铃).
-    Ringing { call: CallId },
-    /// On a call (通话中).
-    Talking { call: CallId },
-    /// Wrap-up after a call (话后处理), until it times out or the agent is
-    /// ready early.
-    AfterCallWork { call: CallId },
-}
-
-/// The kinds of status, for counters and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusKind {
-    Offline,
-    Ready,
-    Busy,
-    Break,
-    Custom,
-    Ringing,
-    Talking,
-    AfterCallWork,
-}
-
-impl StatusKind {
-    /// Every kind, in a fixed order (the index of [`Agent::time_in`]).
-    pub const ALL: [StatusKind; 8] = [
-        StatusKind::Offline,
-        StatusKind::Ready,
-        StatusKind::Busy,
-        StatusKind::Break,
-        StatusKind::Custom,
-        StatusKind::Ringing,
-        StatusKind::Talking,
-        StatusKind::AfterCallWork,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl Status {
-    /// The kind of this status.
-    pub fn kind(&self) -> StatusKind {
-        match self {
-            Status::Offline => StatusKind::Offline,
-            Status::Ready => StatusKind::Ready,
-            Status::Busy => StatusKind::Busy,
-            Status::Break { .. } => StatusKind::Break,
-            Status::Custom { .. } => StatusKind::Custom,
-            Status::Ringing { .. } => StatusKind::Ringing,
-            Status::Talking { .. } => StatusKind::Talking,
-            Status::AfterCallWork { .. } => StatusKind::AfterCallWork,
-        }
-    }
-
-    /// The call this status is about, if any.
-    pub fn call(&self) -> Option<CallId> {
-        match self {
-            Status::Ringing { call }
-            | Status::Talking { call }
-            | Status::AfterCallWork { call } => Some(*call),
-            _ => None,
-        }
-    }
-
-    /// A status an agent (or a supervisor) may pick: not one that calls
-    /// drive, and not offline (that is signing out).
-    fn is_choosable(&self) -> bool {
-        matches!(
-            self,
-            Status::Ready | Status::Busy | Status::Break { .. } | Status::Custom { .. }
-        )
-    }
-}
-
-/// Where the agent takes calls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Device {
-    /// A SIP phone registered with this account (SIP话机).
-    Sip { account: String },
-    /// The agent's own phone, reached through the trunk (手机).
-    Mobile { number: String },
-}
-
-/// The tenant's rules for agents' statuses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentPolicy {
-    /// Custom statuses agents may choose themselves; supervisors may set
-    /// any custom status.
-    pub selectable_custom: Vec<String>,
-    /// Every custom status the tenant defined.
-    pub custom: Vec<String>,
-    /// Misses in a row after which the agent is made not ready.
-    pub max_missed: u32,
-    /// Where an agent goes after `max_missed` misses.
-    pub missed_status: Status,
-}
-
-impl Default for AgentPolicy {
-    fn default() -> Self {
-        AgentPolicy {
-            selectable_custom: Vec::new(),
-            custom: Vec::new(),
-            max_missed: 2,
-            missed_status: Status::Busy,
-        }
-    }
-}
-
-/// Who asked for a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Actor {
-    /// The agent, from the phone bar.
-    Agent,
-    /// A supervisor, from the monitor.
-    Supervisor,
-}
-
-/// Why a status began: the reason column of the status log.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeReason {
-    /// The machine was created (the agent's first period).
-    Created,
-    SignIn,
-    SignOut {
-        by: Actor,
-    },
-    Chosen {
-        by: Actor,
-    },
-    /// A call was offered.
-    Offered,
-    /// The offer ended without an answer: the caller left, another agent
-    /// answered (ring-all), or the queue took the call elsewhere.
-    OfferWithdrawn,
-    /// Not answered within the ring timeout.
-    Missed,
-    /// `max_missed` misses in a row.
-    MissedTooOften {
-        misses: u32,
-    },
-    Answered,
-    /// An outbound call from the phone bar.
-    Dialed,
-    HungUp,
-    /// Wrap-up time ran out.
-    WrapUpDone,
-}
-
-/// A finished period in one status: a row of the agent status log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusPeriod {
-    pub status: Status,
-    pub start: Timestamp,
-    pub end: Timestamp,
-    /// Why this status began.
-    pub reason: ChangeReason,
+/// A status an agent (or a supervisor) may pick: not one that calls
+/// drive, and not offline (that is signing out).
+fn is_choosable(s: &Status) -> bool {
+    matches!(
+        s,
+        Status::Ready | Status::Busy | Status::Break { .. } | Status::Custom { .. }
+    )
 }
 
 /// What the machine tells its shell.
@@ -358,7 +192,7 @@ impl Agent {
 
     /// Time in `kind`, the current period included up to `now`.
     pub fn time_in(&self, kind: StatusKind, now: Timestamp) -> Duration {
-        let mut t = self.totals[kind.index()];
+        let mut t = self.totals[kind as usize];
         if self.status.kind() == kind {
             t += now.since(self.since);
         }
@@ -560,7 +394,7 @@ impl Agent {
     }
 
     fn check_choosable(&self, status: &Status, by: Actor) -> Result<(), AgentError> {
-        if !status.is_choosable() {
+        if !is_choosable(status) {
             return Err(AgentError::NotChoosable(status.kind()));
         }
         if let Status::Custom { id } = status {
@@ -578,7 +412,7 @@ impl Agent {
         let from = std::mem::replace(&mut self.status, to.clone());
         let start = std::mem::replace(&mut self.since, now);
         let began = std::mem::replace(&mut self.reason, reason.clone());
-        self.totals[from.kind().index()] += now.since(start);
+        self.totals[from.kind() as usize] += now.since(start);
         if to == Status::Ready {
             self.ready_since = Some(now);
         }

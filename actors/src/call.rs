@@ -6,8 +6,7 @@
 //! or RTP. Its outputs ([`CallAction`]) tell the shell what to do with the
 //! customer's media (prompts, waiting audio, recording, bridge), which
 //! agents' devices to ring or stop ringing, what to tell the skill group
-//! and the agents, and finally the [`CallSummary`] that becomes the call
-//! record. The shell feeds back what happened: prompts ended, keys pressed,
+//! and the agents, and finally the [`CallRecord`] of the call. The shell feeds back what happened: prompts ended, keys pressed,
 //! agents answered or not, either side hung up.
 //!
 //! Hang-up sides: the customer, the agent, or the system (IVR hang-up,
@@ -15,118 +14,25 @@
 
 use crate::acd::{Overflow, OverflowReason};
 use crate::ivr::{Flow, IvrAction, IvrOutcome, IvrSession, IvrTrace};
-use crate::{AgentId, CallId, Timestamp};
-use serde::{Deserialize, Serialize};
+use crate::{AgentId, CallId, TenantId, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
+pub use switchboard_storage::model::{
+    CallRecord, Day, Direction, HangupReason, HangupSide, Leg, LegKind, NodeId, NumberLocation,
+    RingAttempt, RingOutcome,
+};
 
-/// Who ended the call (挂机方).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HangupSide {
-    Customer,
-    Agent,
-    System,
-}
-
-/// Why it ended (挂机原因).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HangupReason {
-    /// The conversation ended normally.
-    Normal,
-    /// The customer hung up in the IVR.
-    LeftInIvr,
-    /// The customer hung up while queued (呼损).
-    AbandonedInQueue,
-    /// The customer hung up while an agent's phone rang.
-    AbandonedRinging,
-    /// The IVR ended the call.
-    IvrHangUp,
-    /// Max queue time or no agent: overflowed to a hang-up.
-    Overflow,
-    /// A voicemail was left.
-    Voicemail,
-    /// Transferred outside the call center (group, number): this call
-    /// record ends here.
-    Transferred,
-}
-
-/// How one ring attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RingOutcome {
-    Answered,
-    /// Not answered within the ring timeout.
-    NoAnswer,
-    /// The device refused or could not be reached (busy, offline).
-    Failed,
-    /// Stopped by us: another agent answered, the caller left, overflow.
-    Cancelled,
-}
-
-/// One agent's phone ringing for the call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RingAttempt {
-    pub agent: AgentId,
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub outcome: RingOutcome,
-}
-
-/// The facts of the call for its record, complete at the end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallSummary {
+/// Who and what a call is, given when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSetup {
+    pub tenant: TenantId,
+    /// The node whose media carries the call.
+    pub node: NodeId,
+    /// The tenant's local time zone, minutes east of UTC: the record's day.
+    pub utc_offset_minutes: i32,
     pub call: CallId,
     pub caller: String,
     pub dialed: String,
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub ivr: IvrTrace,
-    pub group: Option<String>,
-    pub enqueued: Option<Timestamp>,
-    pub dequeued: Option<Timestamp>,
-    pub rings: Vec<RingAttempt>,
-    pub agent: Option<AgentId>,
-    pub answered: Option<Timestamp>,
-    pub talk_end: Option<Timestamp>,
-    pub overflow: Option<(Overflow, OverflowReason)>,
-    pub hangup_side: HangupSide,
-    pub hangup_reason: HangupReason,
-    pub voicemail: bool,
-    /// The conversation's recording (a file the media side wrote).
-    pub recording: Option<String>,
-    /// The survey score, if the customer gave one.
-    pub satisfaction: Option<u8>,
-}
-
-impl CallSummary {
-    /// Time waiting in the queue.
-    pub fn queue_time(&self) -> Duration {
-        match (self.enqueued, self.dequeued) {
-            (Some(a), Some(b)) => b.since(a),
-            _ => Duration::ZERO,
-        }
-    }
-
-    /// Time from the first ring to the answer (or to the last ring's end).
-    pub fn ring_time(&self) -> Duration {
-        let Some(first) = self.rings.iter().map(|r| r.start).min() else {
-            return Duration::ZERO;
-        };
-        let last = self
-            .answered
-            .or_else(|| self.rings.iter().map(|r| r.end).max())
-            .unwrap_or(first);
-        last.since(first)
-    }
-
-    pub fn talk_time(&self) -> Duration {
-        match (self.answered, self.talk_end) {
-            (Some(a), Some(b)) => b.since(a),
-            _ => Duration::ZERO,
-        }
-    }
 }
 
 /// What the machine asks its shell to do.
@@ -198,7 +104,7 @@ pub enum CallAction {
         to: IvrOutcome,
     },
     /// The call is over.
-    Finished(Box<CallSummary>),
+    Finished(Box<CallRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,35 +141,41 @@ pub struct InboundCall {
     survey: Option<Flow>,
     ringing: Vec<Ringing>,
     wrap_up: Duration,
-    summary: CallSummary,
+    summary: CallRecord,
     actions: VecDeque<CallAction>,
 }
 
 impl InboundCall {
-    /// A call from `caller` to hotline `dialed`, answered by the IVR with
-    /// `flow` (`open`: working hours). `survey`: the survey flow played
-    /// when the agent hangs up first.
-    #[allow(clippy::too_many_arguments)]
+    /// A call from `setup.caller` to hotline `setup.dialed`, answered by
+    /// the IVR with `flow` (`open`: working hours). `survey`: the survey
+    /// flow played when the agent hangs up first.
     pub fn start(
-        call: CallId,
-        caller: &str,
-        dialed: &str,
+        setup: CallSetup,
         flow: Flow,
         open: bool,
         allow_external: bool,
         survey: Option<Flow>,
         now: Timestamp,
     ) -> InboundCall {
+        let location = crate::location::lookup(&setup.caller).map(|l| NumberLocation {
+            place: l.place.to_owned(),
+            carrier: l.carrier.map(str::to_owned),
+        });
         let mut c = InboundCall {
             phase: Phase::Ivr,
             ivr: IvrSession::start(flow, open, allow_external, now),
             survey,
             ringing: Vec::new(),
             wrap_up: Duration::ZERO,
-            summary: CallSummary {
-                call,
-                caller: caller.into(),
-                dialed: dialed.into(),
+            summary: CallRecord {
+                tenant: setup.tenant,
+                call: setup.call,
+                day: Day::of(now, setup.utc_offset_minutes),
+                direction: Direction::Inbound,
+                customer_number: setup.caller.clone(),
+                customer: None,
+                caller: setup.caller,
+                dialed: setup.dialed,
                 start: now,
                 end: now,
                 ivr: IvrTrace::default(),
@@ -278,8 +190,11 @@ impl InboundCall {
                 hangup_side: HangupSide::System,
                 hangup_reason: HangupReason::IvrHangUp,
                 voicemail: false,
-                recording: None,
                 satisfaction: None,
+                legs: Vec::new(),
+                location,
+                recording: None,
+                node: setup.node,
             },
             actions: VecDeque::new(),
         };
@@ -624,6 +539,34 @@ impl InboundCall {
         }
     }
 
+    /// The customer's leg (answered by the IVR at once) and the leg of
+    /// each agent who answered.
+    fn legs(&self, now: Timestamp) -> Vec<Leg> {
+        let s = &self.summary;
+        let mut legs = vec![Leg {
+            kind: LegKind::Customer,
+            party: s.caller.clone(),
+            start: s.start,
+            answered: Some(s.start),
+            end: now,
+            sip_call_id: None,
+        }];
+        legs.extend(
+            s.rings
+                .iter()
+                .filter(|r| r.outcome == RingOutcome::Answered)
+                .map(|r| Leg {
+                    kind: LegKind::Agent,
+                    party: r.agent.0.clone(),
+                    start: r.start,
+                    answered: Some(r.end),
+                    end: s.talk_end.unwrap_or(now),
+                    sip_call_id: None,
+                }),
+        );
+        legs
+    }
+
     fn finish(&mut self, side: HangupSide, reason: HangupReason, now: Timestamp) {
         if self.phase == Phase::Done {
             return;
@@ -636,6 +579,7 @@ impl InboundCall {
         self.summary.end = now;
         self.summary.hangup_side = side;
         self.summary.hangup_reason = reason;
+        self.summary.legs = self.legs(now);
         self.actions
             .push_back(CallAction::Finished(Box::new(self.summary.clone())));
     }
@@ -649,6 +593,17 @@ mod tests {
 
     fn t(s: u64) -> Timestamp {
         Timestamp(s * 1000)
+    }
+
+    fn setup(call: u64, caller: &str) -> CallSetup {
+        CallSetup {
+            tenant: "demo".into(),
+            node: "n1".into(),
+            utc_offset_minutes: 480,
+            call: CallId(call),
+            caller: caller.into(),
+            dialed: "4000".into(),
+        }
     }
 
     fn flow() -> Flow {
@@ -701,7 +656,7 @@ mod tests {
         std::iter::from_fn(|| c.poll_action()).collect()
     }
 
-    fn finished(a: &[CallAction]) -> Option<CallSummary> {
+    fn finished(a: &[CallAction]) -> Option<CallRecord> {
         a.iter().find_map(|a| match a {
             CallAction::Finished(s) => Some((**s).clone()),
             _ => None,
@@ -711,9 +666,7 @@ mod tests {
     /// IVR → queue, pressing 1.
     fn queued(survey_flow: Option<Flow>) -> InboundCall {
         let mut c = InboundCall::start(
-            CallId(1),
-            "13800138000",
-            "4000",
+            setup(1, "13800138000"),
             flow(),
             true,
             false,
@@ -814,6 +767,25 @@ mod tests {
         assert_eq!(s.rings.len(), 2);
         assert_eq!(s.rings[0].outcome, RingOutcome::NoAnswer);
         assert_eq!(s.ivr.keys, "1");
+        // The record around the facts: tenant, local day, number
+        // location, the customer's leg and the answering agent's.
+        assert_eq!(s.tenant, "demo".into());
+        assert_eq!(s.direction, Direction::Inbound);
+        assert_eq!(s.day, Day::of(t(0), 480));
+        assert_eq!(
+            s.location.as_ref().map(|l| l.place.as_str()),
+            Some("北京市")
+        );
+        assert_eq!(s.customer_number, "13800138000");
+        let legs: Vec<(LegKind, &str)> =
+            s.legs.iter().map(|l| (l.kind, l.party.as_str())).collect();
+        assert_eq!(
+            legs,
+            vec![(LegKind::Customer, "13800138000"), (LegKind::Agent, "1002")]
+        );
+        assert_eq!(s.legs[1].answered, Some(t(25)));
+        assert_eq!(s.legs[1].end, t(125));
+        assert_eq!(s.legs[0].end, t(128));
         assert!(c.is_finished());
     }
 
@@ -926,7 +898,7 @@ mod tests {
 
     #[test]
     fn ivr_hang_up_and_leaving_in_ivr() {
-        let mut c = InboundCall::start(CallId(2), "x", "4000", flow(), true, false, None, t(0));
+        let mut c = InboundCall::start(setup(2, "x"), flow(), true, false, None, t(0));
         c.prompt_done(t(1));
         c.digit('9', t(2));
         c.prompt_done(t(3));
@@ -938,7 +910,7 @@ mod tests {
         );
         assert_eq!(s.ivr.keys, "99");
 
-        let mut c = InboundCall::start(CallId(3), "x", "4000", flow(), true, false, None, t(0));
+        let mut c = InboundCall::start(setup(3, "x"), flow(), true, false, None, t(0));
         c.customer_hung_up(t(2));
         let s = finished(&actions(&mut c)).unwrap();
         assert_eq!(s.hangup_reason, HangupReason::LeftInIvr);

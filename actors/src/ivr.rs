@@ -16,17 +16,12 @@
 
 use crate::{AgentId, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
+pub use switchboard_storage::model::{
+    Date, Day, Flow, Hours, IvrTrace, Node, Schedule, SpecialDates,
+};
 use thiserror::Error;
-
-/// A calendar date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Date {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
-}
 
 /// A moment in the tenant's local time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,71 +42,16 @@ impl LocalTime {
         // 1970-01-01 was a Thursday (weekday 3).
         let weekday = (days + 3).rem_euclid(7) as u8;
         LocalTime {
-            date: civil_from_days(days),
+            date: Day(i32::try_from(days).unwrap_or(i32::MAX)).date(),
             weekday,
             minute,
         }
     }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> Date {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-    Date { year, month, day }
-}
-
-/// Opening hours of one day, `[start, end)` in minutes since midnight
-/// (`0..1440` is all day).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hours {
-    pub start: u16,
-    pub end: u16,
-}
-
-impl Hours {
-    pub const ALL_DAY: Hours = Hours {
-        start: 0,
-        end: 1440,
-    };
-
-    fn contains(&self, minute: u16) -> bool {
-        self.start <= minute && minute < self.end
-    }
-}
-
-/// A special date or range with a flow of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpecialDates {
-    pub name: String,
-    /// First and last day, both included.
-    pub from: Date,
-    pub to: Date,
-    pub flow: String,
-    /// Opening hours on these days; `None`: the flow runs all day.
-    pub hours: Option<Vec<Hours>>,
-}
-
-/// Which flow runs when (日常/特殊时间IVR配置 and working hours).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Schedule {
-    /// The regular flow.
-    pub regular: String,
-    /// Working hours per weekday, Monday first; a day with no hours is
-    /// closed all day.
-    pub week: [Vec<Hours>; 7],
-    /// Overrides, the first match wins.
-    pub special: Vec<SpecialDates>,
-    /// What runs outside working hours.
-    pub closed: String,
+/// Whether `minute` (since local midnight) falls in any of `hours`.
+fn open_at(hours: &[Hours], minute: u16) -> bool {
+    hours.iter().any(|h| h.start <= minute && minute < h.end)
 }
 
 /// The flow chosen and whether it is the closed one.
@@ -123,28 +63,22 @@ pub struct FlowChoice<'a> {
     pub special: Option<&'a str>,
 }
 
-impl Schedule {
-    /// Open every day, all day, with `flow`.
-    pub fn always(flow: &str) -> Schedule {
-        Schedule {
-            regular: flow.into(),
-            week: std::array::from_fn(|_| vec![Hours::ALL_DAY]),
-            special: Vec::new(),
-            closed: flow.into(),
-        }
-    }
-
+/// Which flow runs at a moment: the schedule half of the IVR.
+pub trait ScheduleExt {
     /// The flow for local time `t`.
-    pub fn flow_at(&self, t: LocalTime) -> FlowChoice<'_> {
+    fn flow_at(&self, t: LocalTime) -> FlowChoice<'_>;
+    /// Whether `t` is within the regular working hours.
+    fn is_open(&self, t: LocalTime) -> bool;
+}
+
+impl ScheduleExt for Schedule {
+    fn flow_at(&self, t: LocalTime) -> FlowChoice<'_> {
         if let Some(s) = self
             .special
             .iter()
             .find(|s| s.from <= t.date && t.date <= s.to)
         {
-            let open = s
-                .hours
-                .as_ref()
-                .is_none_or(|h| h.iter().any(|h| h.contains(t.minute)));
+            let open = s.hours.as_ref().is_none_or(|h| open_at(h, t.minute));
             return FlowChoice {
                 flow: if open { &s.flow } else { &self.closed },
                 open,
@@ -159,76 +93,11 @@ impl Schedule {
         }
     }
 
-    /// Whether `t` is within the regular working hours.
-    pub fn is_open(&self, t: LocalTime) -> bool {
+    fn is_open(&self, t: LocalTime) -> bool {
         self.week
             .get(usize::from(t.weekday))
-            .is_some_and(|day| day.iter().any(|h| h.contains(t.minute)))
+            .is_some_and(|day| open_at(day, t.minute))
     }
-}
-
-/// One step of a flow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Node {
-    /// Play a prompt, then go on.
-    Play { prompt: String, next: String },
-    /// A menu: a prompt, then one key picks the branch.
-    Menu {
-        prompt: String,
-        /// Key → next node.
-        options: BTreeMap<char, String>,
-        /// Wait for a key after the prompt.
-        timeout: Duration,
-        /// Played after a wrong key or no key.
-        invalid_prompt: Option<String>,
-        /// Tries after the first.
-        retries: u8,
-        /// A key that plays the menu again without using a try.
-        repeat_key: Option<char>,
-        /// Where to go when every try failed.
-        on_fail: String,
-    },
-    /// Collect digits (an order number, an ID) into `var`.
-    Collect {
-        prompt: String,
-        min: u8,
-        max: u8,
-        /// Ends the input early (usually `#`), not stored.
-        terminator: Option<char>,
-        /// Wait for each digit.
-        timeout: Duration,
-        var: String,
-        next: String,
-        on_fail: String,
-    },
-    /// Working hours: `open` during the regular hours, else `closed`.
-    TimeBranch { open: String, closed: String },
-    /// Queue in a skill group.
-    TransferGroup { group: String },
-    /// Ring one agent.
-    TransferAgent { agent: AgentId },
-    /// Out through the trunk; only if the tenant allows it.
-    TransferNumber { number: String },
-    /// Satisfaction survey (满意度): a key 1..=max is the score.
-    Survey {
-        prompt: String,
-        max: u8,
-        timeout: Duration,
-        thanks: Option<String>,
-    },
-    /// Leave a message after the prompt.
-    Voicemail { prompt: String, max_len: Duration },
-    /// End the call, after an optional prompt.
-    HangUp { prompt: Option<String> },
-}
-
-/// A flow: its nodes and where it starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Flow {
-    pub id: String,
-    pub start: String,
-    pub nodes: BTreeMap<String, Node>,
 }
 
 /// A flow that cannot run.
@@ -251,10 +120,15 @@ pub enum FlowError {
     },
 }
 
-impl Flow {
-    /// Checks that every branch leads somewhere and the settings make sense;
-    /// a flow is validated before it is published.
-    pub fn validate(&self) -> Result<(), FlowError> {
+/// Checking a flow before it is published.
+pub trait FlowExt {
+    /// Checks that every branch leads somewhere and the settings make
+    /// sense.
+    fn validate(&self) -> Result<(), FlowError>;
+}
+
+impl FlowExt for Flow {
+    fn validate(&self) -> Result<(), FlowError> {
         if !self.nodes.contains_key(&self.start) {
             return Err(FlowError::NoStart {
                 flow: self.id.clone(),
@@ -351,19 +225,6 @@ pub enum IvrOutcome {
         max_len: Duration,
     },
     HangUp,
-}
-
-/// What the caller did, for the call record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IvrTrace {
-    /// Node ids in the order visited.
-    pub path: Vec<String>,
-    /// Every key pressed, in order.
-    pub keys: String,
-    /// Collected digits by variable.
-    pub vars: BTreeMap<String, String>,
-    /// The survey score, if one was given.
-    pub satisfaction: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -688,6 +549,7 @@ impl IvrSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn t(ms: u64) -> Timestamp {
         Timestamp(ms)

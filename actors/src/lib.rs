@@ -47,54 +47,5 @@ pub mod ivr;
 pub mod location;
 pub mod shell;
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::time::Duration;
-
-/// Wall-clock time in milliseconds since the Unix epoch, given as an input
-/// (records and reports need wall time; the machines never read it).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-pub struct Timestamp(pub u64);
-
-impl Timestamp {
-    /// `self + d`, saturating.
-    pub fn after(self, d: Duration) -> Timestamp {
-        Timestamp(
-            self.0
-                .saturating_add(d.as_millis().min(u128::from(u64::MAX)) as u64),
-        )
-    }
-
-    /// Time from `earlier` to `self`; zero if `earlier` is later.
-    pub fn since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-/// An agent (坐席), unique within its tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct AgentId(pub String);
-
-impl From<&str> for AgentId {
-    fn from(s: &str) -> Self {
-        AgentId(s.to_owned())
-    }
-}
-
-impl fmt::Display for AgentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A call, unique within the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CallId(pub u64);
-
-impl fmt::Display for CallId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
+/// Identifiers and wall-clock time, shared with the store's records.
+pub use switchboard_storage::model::{AgentId, CallId, TenantId, Timestamp};

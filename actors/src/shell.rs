@@ -15,7 +15,7 @@ use crate::acd::{
     AcdEvent, Availability, GroupConfig, Member, Overflow, OverflowReason, SkillGroup,
 };
 use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
-use crate::call::{CallAction, CallSummary, InboundCall};
+use crate::call::{CallAction, CallRecord, InboundCall};
 use crate::ivr::IvrOutcome;
 use crate::{AgentId, CallId, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -545,7 +545,7 @@ pub struct CallActor {
     pub groups: HashMap<String, ActorRef<GroupMsg>>,
     pub agents: HashMap<AgentId, ActorRef<AgentMsg>>,
     /// Where the finished call's summary goes (the call record).
-    pub records: mpsc::UnboundedSender<CallSummary>,
+    pub records: mpsc::UnboundedSender<CallRecord>,
 }
 
 /// A Call actor's state.
@@ -991,9 +991,14 @@ mod tests {
             nodes,
         };
         let machine = InboundCall::start(
-            CallId(5),
-            "13800138000",
-            "4000",
+            crate::call::CallSetup {
+                tenant: "demo".into(),
+                node: "n1".into(),
+                utc_offset_minutes: 480,
+                call: CallId(5),
+                caller: "13800138000".into(),
+                dialed: "4000".into(),
+            },
             flow,
             true,
             false,

@@ -1,62 +1,86 @@
-//! The call center a node runs: hotlines, prompts, and the Agent and
-//! SkillGroup actors. `--demo` builds the demo tenant's: hotline `4000`
-//! (welcome, "press 1 for support, 2 for sales"), groups `support` (agents
-//! 1001 and 1002) and `sales` (1003), open all week, 60 s of queueing then
-//! voicemail, agents signed in with their SIP accounts and ready.
+//! The call centers a node runs, loaded from the store at start: for each
+//! tenant its hotlines (schedule and published flows), its prompts (TTS or
+//! approved WAV), its Agent and SkillGroup actors, its trunk and SIP
+//! accounts. `--demo` seeds the demo tenant into the store first (hotline
+//! `4000`, groups `support` and `sales`, agents 1001–1003).
+//!
+//! Until agents sign in from the workbench (the HTTP API), every enabled
+//! agent is signed in at start with its device and ready: a SIP agent is
+//! offered calls once its phone registers, a mobile agent once the tenant
+//! has a trunk.
 
-use anyhow::Result;
+use super::records::{Recorder, TenantClock};
+use anyhow::{Context, Result};
 use ractor::{Actor, ActorRef};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchboard_actors::acd::{GroupConfig, Member, NoAgentRule, Overflow, Strategy};
-use switchboard_actors::agent::{AgentEvent, AgentPolicy, Device, Status};
-use switchboard_actors::call::CallSummary;
-use switchboard_actors::ivr::{Flow, Node, Schedule};
+use switchboard_actors::agent::{Device, Status};
+use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
-use switchboard_actors::AgentId;
-use switchboard_media::rtp::prompt::Prompt;
+use switchboard_actors::{AgentId, TenantId};
+use switchboard_media::rtp::prompt::{decode_wav, Prompt};
+use switchboard_media::sip::digest::StoredCredential;
+use switchboard_media::sip::registrar::Account;
+use switchboard_storage::model::{
+    self as m, IvrSchedule, PromptSource, ReviewStatus, SipAccount, Tenant, Trunk,
+};
+use switchboard_storage::Store;
 use tokio::sync::mpsc;
 
-/// A dialled number that reaches the IVR.
+/// A dialed number that reaches the IVR.
 #[derive(Debug, Clone)]
 pub struct Hotline {
     pub schedule: Schedule,
-    pub flows: HashMap<String, Flow>,
-    /// UTC offset of the tenant, minutes east (China: +480).
-    pub utc_offset: i32,
-    /// The survey played when the agent hangs up first.
-    pub survey: Option<Flow>,
+    /// The published flows of the tenant, by id.
+    pub flows: Arc<HashMap<String, Flow>>,
+    /// Looped while the caller waits in a queue.
+    pub waiting_prompt: String,
+    /// Played before a voicemail recording.
+    pub voicemail_prompt: String,
 }
 
-/// Prompt texts by id, spoken with espeak-ng once and kept.
+/// Where a prompt's audio comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Tts { text: String, voice: String },
+    Wav(PathBuf),
+}
+
+/// A tenant's approved prompts by id, made into audio once and kept.
 #[derive(Debug, Clone)]
 pub struct Prompts {
-    texts: Arc<HashMap<String, String>>,
+    sources: Arc<HashMap<String, Source>>,
+    /// The voice of generated announcements (the queue position).
     voice: String,
     cache: Arc<Mutex<HashMap<String, Prompt>>>,
 }
 
 impl Prompts {
-    /// The audio of prompt `id` (speech, or a short tone when espeak-ng
-    /// is missing). Unknown ids are silence.
+    /// The audio of prompt `id`: speech, an approved WAV, or (when neither
+    /// can be had) a short tone, so the caller hears that something plays.
     pub fn get(&self, id: &str) -> Prompt {
         if let Ok(c) = self.cache.lock() {
             if let Some(s) = c.get(id) {
                 return s.clone();
             }
         }
-        let samples = match self.texts.get(id) {
-            Some(text) => crate::tts::speak(text, &self.voice).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, prompt = id, "no speech for prompt, playing a tone");
-                Prompt::tone(400.0, 6000, Duration::from_secs(1))
-            }),
-            None => Prompt::silence(Duration::from_secs(1)),
+        let made = match self.sources.get(id) {
+            Some(Source::Tts { text, voice }) => crate::tts::speak(text, voice),
+            Some(Source::Wav(path)) => std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))
+                .and_then(|f| decode_wav(std::io::BufReader::new(f)).map_err(Into::into)),
+            None => Err(anyhow::anyhow!("no approved prompt {id:?}")),
         };
+        let prompt = made.unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), prompt = id, "prompt unavailable, playing a tone");
+            Prompt::tone(400.0, 6000, Duration::from_secs(1))
+        });
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(id.to_owned(), samples.clone());
+            c.insert(id.to_owned(), prompt.clone());
         }
-        samples
+        prompt
     }
 
     /// "You are number 2 in the queue…", in the prompts' language; spoken
@@ -64,31 +88,28 @@ impl Prompts {
     pub fn announcement(&self, position: usize, expected_wait: Option<Duration>) -> Prompt {
         let chinese = self.voice.starts_with("cmn") || self.voice.starts_with("yue");
         let minutes = expected_wait.map(|w| w.as_secs().div_ceil(60).max(1));
-        let text = match (chinese, minutes) {
-            (false, m) => {
-                let mut t = if position <= 1 {
-                    "You are next in the queue.".to_owned()
-                } else {
-                    format!("You are number {position} in the queue.")
-                };
-                match m {
-                    Some(1) => t.push_str(" Your expected wait is about one minute."),
-                    Some(m) => t.push_str(&format!(" Your expected wait is about {m} minutes.")),
-                    None => {}
-                }
-                t
+        let text = if chinese {
+            let mut t = if position <= 1 {
+                "您是下一位。".to_owned()
+            } else {
+                format!("您前面还有{}位客户。", position - 1)
+            };
+            if let Some(m) = minutes {
+                t.push_str(&format!("预计等待{m}分钟。"));
             }
-            (true, m) => {
-                let mut t = if position <= 1 {
-                    "您是下一位。".to_owned()
-                } else {
-                    format!("您前面还有{}位客户。", position - 1)
-                };
-                if let Some(m) = m {
-                    t.push_str(&format!("预计等待{m}分钟。"));
-                }
-                t
+            t
+        } else {
+            let mut t = if position <= 1 {
+                "You are next in the queue.".to_owned()
+            } else {
+                format!("You are number {position} in the queue.")
+            };
+            match minutes {
+                Some(1) => t.push_str(" Your expected wait is about one minute."),
+                Some(m) => t.push_str(&format!(" Your expected wait is about {m} minutes.")),
+                None => {}
             }
+            t
         };
         let key = format!("announce:{text}");
         if let Ok(c) = self.cache.lock() {
@@ -106,203 +127,366 @@ impl Prompts {
         prompt
     }
 
-    /// Speaks every prompt now, so calls never wait for espeak-ng.
+    /// Makes every prompt now, so calls never wait for espeak-ng.
     pub fn warm(&self) {
-        for id in self.texts.keys() {
+        for id in self.sources.keys() {
             self.get(id);
         }
     }
 }
 
-/// The running call center of a node.
+/// An agent's actor and the device it takes calls on.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    pub actor: ActorRef<AgentMsg>,
+    pub device: Device,
+}
+
+/// One tenant's running call center.
 #[derive(Debug)]
 pub struct CallCenter {
-    pub tenant: String,
+    pub tenant: TenantId,
+    /// Minutes east of UTC (China: +480).
+    pub utc_offset: i32,
+    pub allow_external: bool,
     pub hotlines: HashMap<String, Hotline>,
-    /// Agent actors, and the SIP account each is signed in with.
-    pub agents: HashMap<AgentId, (ActorRef<AgentMsg>, String)>,
+    /// Played when the agent hangs up first, if the tenant surveys.
+    pub survey: Option<Flow>,
+    pub agents: HashMap<AgentId, AgentHandle>,
     pub groups: HashMap<String, ActorRef<GroupMsg>>,
     pub prompts: Prompts,
+    pub trunk: Option<Trunk>,
     pub clock: Clock,
-    pub records: mpsc::UnboundedSender<CallSummary>,
+    pub records: mpsc::UnboundedSender<m::CallRecord>,
 }
 
 impl CallCenter {
-    /// The demo tenant's call center.
-    pub async fn demo(
-        records: mpsc::UnboundedSender<CallSummary>,
-        status_log: mpsc::UnboundedSender<AgentEvent>,
-    ) -> Result<CallCenter> {
-        let clock = Clock::system();
-        let texts: HashMap<String, String> = [
-            ("welcome", "Welcome to the Switchboard demo hotline."),
-            ("menu", "For support, press 1. For sales, press 2."),
-            ("invalid", "Sorry, that is not a valid choice."),
-            (
-                "waiting",
-                "All our agents are busy. Please hold, your call is important to us.",
-            ),
-            (
-                "voicemail",
-                "Nobody can take your call right now. Please leave a message after the tone.",
-            ),
-            ("goodbye", "Thank you for calling. Goodbye."),
-            (
-                "survey",
-                "Please rate our service from 1 to 5, 5 being the best.",
-            ),
-            ("thanks", "Thank you for your feedback."),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let prompts = Prompts {
-            texts: Arc::new(texts),
-            voice: "en-us".into(),
-            cache: Arc::new(Mutex::new(HashMap::new())),
+    /// The agents whose device is SIP account `account`.
+    pub fn agents_on_account<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> impl Iterator<Item = &'a AgentHandle> + 'a {
+        self.agents
+            .values()
+            .filter(move |a| matches!(&a.device, Device::Sip { account: x } if x == account))
+    }
+}
+
+/// Every tenant the node serves.
+#[derive(Debug, Default)]
+pub struct Centers {
+    pub tenants: HashMap<TenantId, CallCenter>,
+    /// Dialed number → tenant.
+    pub hotlines: HashMap<String, TenantId>,
+    /// What phones register with.
+    pub accounts: Vec<Account>,
+}
+
+impl Centers {
+    /// The call center a dialed number belongs to.
+    pub fn for_hotline(&self, number: &str) -> Option<&CallCenter> {
+        self.tenants.get(self.hotlines.get(number)?)
+    }
+
+    pub fn tenant(&self, t: &TenantId) -> Option<&CallCenter> {
+        self.tenants.get(t)
+    }
+
+    /// Speaks every tenant's prompts (blocking: run it off the runtime).
+    pub fn prompts(&self) -> Vec<Prompts> {
+        self.tenants.values().map(|c| c.prompts.clone()).collect()
+    }
+}
+
+/// What loading needs besides the store.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// The registrar's digest realm; accounts hashed for another realm
+    /// cannot register and are skipped.
+    pub realm: String,
+    /// Relative WAV prompt paths are under it.
+    pub data_dir: PathBuf,
+    pub clock: Clock,
+}
+
+/// The tenants' settings the records writer needs, read before loading.
+pub async fn tenant_clocks(store: &dyn Store) -> Result<HashMap<TenantId, TenantClock>> {
+    let mut out = HashMap::new();
+    for t in store.list_tenants().await? {
+        if let Some(v) = store.get::<Tenant>(&t, Tenant::ID).await? {
+            out.insert(
+                t,
+                TenantClock {
+                    utc_offset_minutes: v.record.utc_offset_minutes,
+                    service_level: v.record.service_level,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Loads every enabled tenant and starts its actors.
+pub async fn load(store: &dyn Store, opts: &Load, recorder: &Recorder) -> Result<Centers> {
+    let mut centers = Centers::default();
+    for tenant in store.list_tenants().await.context("cannot list tenants")? {
+        let Some(t) = store.get::<Tenant>(&tenant, Tenant::ID).await? else {
+            continue;
         };
-        let mut agents = HashMap::new();
-        for n in 1001..=1003 {
-            let id = AgentId(n.to_string());
-            let (r, _) = Actor::spawn(
-                Some(format!("agent/demo/{n}")),
-                AgentActor {
-                    id: id.clone(),
-                    policy: AgentPolicy::default(),
-                    clock,
-                    events: Some(status_log.clone()),
-                },
-                (),
-            )
-            .await?;
-            let signed = ractor::call!(r, |reply| AgentMsg::SignIn {
-                device: Device::Sip {
-                    account: n.to_string()
-                },
+        if !t.record.enabled {
+            continue;
+        }
+        let center = load_tenant(store, &t.record, opts, recorder, &mut centers.accounts)
+            .await
+            .with_context(|| format!("tenant {tenant}"))?;
+        for number in center.hotlines.keys() {
+            centers.hotlines.insert(number.clone(), tenant.clone());
+        }
+        tracing::info!(
+            %tenant,
+            hotlines = center.hotlines.len(),
+            agents = center.agents.len(),
+            groups = center.groups.len(),
+            trunk = center.trunk.is_some(),
+            "tenant loaded"
+        );
+        centers.tenants.insert(tenant, center);
+    }
+    Ok(centers)
+}
+
+async fn load_tenant(
+    store: &dyn Store,
+    t: &Tenant,
+    opts: &Load,
+    recorder: &Recorder,
+    accounts: &mut Vec<Account>,
+) -> Result<CallCenter> {
+    let tenant = t.tenant.clone();
+    let clock = opts.clock;
+
+    for a in store.list::<SipAccount>(&tenant).await? {
+        let a = a.record;
+        if !a.enabled {
+            continue;
+        }
+        if a.realm != opts.realm {
+            tracing::warn!(%tenant, account = %a.id, realm = %a.realm, "SIP account hashed for another realm: it cannot register");
+            continue;
+        }
+        accounts.push(Account {
+            tenant: tenant.0.clone(),
+            username: a.id.clone(),
+            credential: StoredCredential {
+                ha1_md5: a.ha1.clone(),
+                ha1_sha256: a.ha1_sha256.clone().unwrap_or_default(),
+            },
+        });
+    }
+
+    let trunk = store
+        .get::<Trunk>(&tenant, Trunk::ID)
+        .await?
+        .map(|v| v.record)
+        .filter(|t| t.enabled);
+
+    // Prompts: approved only.
+    let mut sources = HashMap::new();
+    let mut voice = None;
+    for p in store.list::<m::Prompt>(&tenant).await? {
+        let p = p.record;
+        if p.review.status != ReviewStatus::Approved {
+            continue;
+        }
+        let source = match p.source {
+            PromptSource::Tts { text, voice: v } => {
+                voice.get_or_insert_with(|| v.clone());
+                Source::Tts { text, voice: v }
+            }
+            PromptSource::Wav { file, .. } => Source::Wav(resolve(&opts.data_dir, &file)),
+        };
+        sources.insert(p.id, source);
+    }
+    let prompts = Prompts {
+        sources: Arc::new(sources),
+        voice: voice.unwrap_or_else(|| "en-us".into()),
+        cache: Arc::new(Mutex::new(HashMap::new())),
+    };
+
+    // Published flows, checked.
+    let mut flows = HashMap::new();
+    for f in store.list::<m::IvrFlow>(&tenant).await? {
+        let id = f.record.id;
+        let Some(v) = store.published_flow(&tenant, &id).await? else {
+            continue;
+        };
+        match v.definition.validate() {
+            Ok(()) => {
+                flows.insert(id, v.definition);
+            }
+            Err(e) => {
+                tracing::warn!(%tenant, flow = %id, error = %e, "published flow is invalid: not used")
+            }
+        }
+    }
+    let flows = Arc::new(flows);
+    let schedules: HashMap<String, Schedule> = store
+        .list::<IvrSchedule>(&tenant)
+        .await?
+        .into_iter()
+        .map(|s| (s.record.id, s.record.schedule))
+        .collect();
+    let mut hotlines = HashMap::new();
+    for h in store.list::<m::Hotline>(&tenant).await? {
+        let h = h.record;
+        if !h.enabled {
+            continue;
+        }
+        let Some(schedule) = schedules.get(&h.schedule) else {
+            tracing::warn!(%tenant, hotline = %h.number, schedule = %h.schedule, "hotline's schedule missing: not served");
+            continue;
+        };
+        hotlines.insert(
+            h.number.clone(),
+            Hotline {
+                schedule: schedule.clone(),
+                flows: flows.clone(),
+                waiting_prompt: h
+                    .settings
+                    .waiting_prompt
+                    .unwrap_or_else(|| "waiting".into()),
+                voicemail_prompt: h
+                    .settings
+                    .queue_timeout_prompt
+                    .unwrap_or_else(|| "voicemail".into()),
+            },
+        );
+    }
+    let survey = t.survey_flow.as_ref().and_then(|id| flows.get(id).cloned());
+
+    // Agents: actors, signed in with their device.
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel();
+    {
+        let (recorder, tenant) = (recorder.clone(), tenant.clone());
+        tokio::spawn(async move {
+            while let Some(e) = status_rx.recv().await {
+                let switchboard_actors::agent::AgentEvent::Changed {
+                    ref agent,
+                    ref to,
+                    ref reason,
+                    ..
+                } = e;
+                tracing::info!(%agent, status = ?to, ?reason, "agent status");
+                recorder.status(tenant.clone(), e);
+            }
+        });
+    }
+    let mut agents = HashMap::new();
+    for a in store.list::<m::Agent>(&tenant).await? {
+        let a = a.record;
+        if !a.enabled || a.telesales {
+            continue;
+        }
+        let (actor, _) = Actor::spawn(
+            Some(format!("agent/{tenant}/{}", a.id)),
+            AgentActor {
+                id: a.id.clone(),
+                policy: a.policy.clone(),
+                clock,
+                events: Some(status_tx.clone()),
+            },
+            (),
+        )
+        .await?;
+        let reachable = match &a.device {
+            Device::Sip { .. } => true,
+            Device::Mobile { .. } => trunk.is_some(),
+        };
+        if reachable {
+            let signed = ractor::call!(actor, |reply| AgentMsg::SignIn {
+                device: a.device.clone(),
                 initial: Status::Ready,
                 reply
             })?;
             if let Err(e) = signed {
-                anyhow::bail!("demo agent {n} cannot sign in: {e}");
+                tracing::warn!(%tenant, agent = %a.id, error = %e, "agent not signed in");
             }
-            agents.insert(id, (r, n.to_string()));
         }
-        let mut groups = HashMap::new();
-        for (name, members) in [("support", &["1001", "1002"][..]), ("sales", &["1003"][..])] {
-            let (g, _) = Actor::spawn(
-                Some(format!("group/demo/{name}")),
-                SkillGroupActor {
-                    id: name.into(),
-                    config: GroupConfig {
-                        strategy: Strategy::LongestIdle,
-                        ring_timeout: Duration::from_secs(20),
-                        wrap_up: Duration::from_secs(10),
-                        max_queue_time: Duration::from_secs(60),
-                        overflow: Overflow::Voicemail,
-                        no_agent: NoAgentRule::Queue,
-                        announce_every: Some(Duration::from_secs(30)),
-                    },
-                    clock,
-                    seed: rand::random(),
-                },
-                (),
-            )
-            .await?;
-            let list = members
-                .iter()
-                .filter_map(|m| {
-                    let (r, _) = agents.get(&AgentId((*m).into()))?;
-                    Some((
-                        Member {
-                            agent: (*m).into(),
-                            level: 1,
-                        },
-                        r.clone(),
-                    ))
-                })
-                .collect();
-            g.cast(GroupMsg::Members(list))?;
-            groups.insert(name.to_owned(), g);
-        }
-        let mut hotlines = HashMap::new();
-        hotlines.insert("4000".to_owned(), demo_hotline());
-        Ok(CallCenter {
-            tenant: "demo".into(),
-            hotlines,
-            agents,
-            groups,
-            prompts,
-            clock,
-            records,
-        })
+        agents.insert(
+            a.id.clone(),
+            AgentHandle {
+                actor,
+                device: a.device,
+            },
+        );
     }
 
-    /// The agent whose device is SIP account `account`.
-    pub fn agent_account(&self, agent: &AgentId) -> Option<&str> {
-        self.agents.get(agent).map(|(_, a)| a.as_str())
+    let mut groups = HashMap::new();
+    for g in store.list::<m::SkillGroup>(&tenant).await? {
+        let g = g.record;
+        if g.telesales {
+            continue;
+        }
+        let (actor, _) = Actor::spawn(
+            Some(format!("group/{tenant}/{}", g.id)),
+            SkillGroupActor {
+                id: g.id.clone(),
+                config: g.config.clone(),
+                clock,
+                seed: rand::random(),
+            },
+            (),
+        )
+        .await?;
+        let members = g
+            .members
+            .iter()
+            .filter_map(|m| Some((m.clone(), agents.get(&m.agent)?.actor.clone())))
+            .collect();
+        actor.cast(GroupMsg::Members(members))?;
+        groups.insert(g.id, actor);
     }
+
+    // Call records go to the writer; a forwarding task keeps the actors'
+    // channel type simple.
+    let (records_tx, mut records_rx) = mpsc::unbounded_channel::<m::CallRecord>();
+    {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            while let Some(r) = records_rx.recv().await {
+                tracing::info!(
+                    call = %r.call,
+                    agent = r.agent.as_ref().map(|a| a.0.as_str()).unwrap_or("-"),
+                    group = r.group.as_deref().unwrap_or("-"),
+                    hangup = ?r.hangup_reason,
+                    secs = r.end.since(r.start).as_secs(),
+                    "call finished"
+                );
+                recorder.call(r);
+            }
+        });
+    }
+
+    Ok(CallCenter {
+        tenant,
+        utc_offset: t.utc_offset_minutes,
+        allow_external: t.allow_external_transfer,
+        hotlines,
+        survey,
+        agents,
+        groups,
+        prompts,
+        trunk,
+        clock,
+        records: records_tx,
+    })
 }
 
-fn demo_hotline() -> Hotline {
-    let mut nodes = BTreeMap::new();
-    let n = |s: &str| s.to_owned();
-    nodes.insert(
-        n("welcome"),
-        Node::Play {
-            prompt: n("welcome"),
-            next: n("menu"),
-        },
-    );
-    nodes.insert(
-        n("menu"),
-        Node::Menu {
-            prompt: n("menu"),
-            options: [('1', n("support")), ('2', n("sales"))]
-                .into_iter()
-                .collect(),
-            timeout: Duration::from_secs(6),
-            invalid_prompt: Some(n("invalid")),
-            retries: 2,
-            repeat_key: Some('*'),
-            on_fail: n("goodbye"),
-        },
-    );
-    nodes.insert(
-        n("support"),
-        Node::TransferGroup {
-            group: n("support"),
-        },
-    );
-    nodes.insert(n("sales"), Node::TransferGroup { group: n("sales") });
-    nodes.insert(
-        n("goodbye"),
-        Node::HangUp {
-            prompt: Some(n("goodbye")),
-        },
-    );
-    let flow = Flow {
-        id: n("demo"),
-        start: n("welcome"),
-        nodes,
-    };
-    let mut survey_nodes = BTreeMap::new();
-    survey_nodes.insert(
-        n("rate"),
-        Node::Survey {
-            prompt: n("survey"),
-            max: 5,
-            timeout: Duration::from_secs(8),
-            thanks: Some(n("thanks")),
-        },
-    );
-    Hotline {
-        schedule: Schedule::always("demo"),
-        flows: [(n("demo"), flow)].into_iter().collect(),
-        utc_offset: 480,
-        survey: Some(Flow {
-            id: n("survey"),
-            start: n("rate"),
-            nodes: survey_nodes,
-        }),
+fn resolve(data_dir: &Path, file: &str) -> PathBuf {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        data_dir.join(p)
     }
 }

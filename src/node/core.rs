@@ -9,29 +9,29 @@
 //! gets the answer RFC 3261 prescribes (404, 405, 416, 420, 480, 481, 501).
 //! One task owns all SIP state; each call's media runs in a task of its own.
 
-use super::center::CallCenter;
+use super::center::Centers;
 use super::leg::{Leg, LegCmd, LegEvent};
 use super::media::{self, CallMedia, MediaError, MediaPorts};
 use crate::config::NodeConfig;
-use crate::demo::DemoAccount;
 use anyhow::Result;
 use ractor::{Actor, ActorRef};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchboard_actors::call::InboundCall;
-use switchboard_actors::ivr::LocalTime;
+use switchboard_actors::agent::Device;
+use switchboard_actors::call::{CallSetup, InboundCall};
+use switchboard_actors::ivr::{LocalTime, ScheduleExt};
 use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, TelephonyCommand};
-use switchboard_actors::{AgentId, CallId};
+use switchboard_actors::{AgentId, CallId, TenantId};
 use switchboard_media::sip::dialog::OutgoingInvite;
 use switchboard_media::sip::dialog::{
     make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction,
 };
-use switchboard_media::sip::digest::{Algorithm, StoredCredential};
+use switchboard_media::sip::digest::Algorithm;
 use switchboard_media::sip::header::{self, CSeq, NameAddr};
 use switchboard_media::sip::message::{reason_phrase, Method, Request, Response};
 use switchboard_media::sip::registrar::{
-    Account, AccountMap, AccountStore, ContactEntry, RegisterOutcome, RegisterRequest, Registrar,
+    AccountMap, AccountStore, ContactEntry, RegisterOutcome, RegisterRequest, Registrar,
     RegistrarConfig, TenantResolver,
 };
 use switchboard_media::sip::sdp::{parse_answer, Direction, LocalMedia, LocalSession};
@@ -41,11 +41,10 @@ use switchboard_media::sip::transaction::{
     new_branch, Incoming, TimerConfig, TransactionEvent, TransactionId, TransactionLayer,
 };
 use switchboard_media::sip::transport::{Inbound, SipTransport, Transport};
+use switchboard_storage::model::NodeId;
 use tokio::sync::mpsc;
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
-/// The tenant `--demo` seeds; a node with one tenant serves every domain.
-const DEMO_TENANT: &str = "demo";
 
 /// Media settings derived from the node config.
 #[derive(Debug, Clone)]
@@ -64,12 +63,13 @@ impl MediaConfig {
 /// What the core is started with.
 #[derive(Debug)]
 pub struct CoreConfig {
-    pub accounts: Vec<DemoAccount>,
     pub media: MediaConfig,
     /// Digest algorithms challenged with, in order (RFC 8760).
     pub digest: Vec<Algorithm>,
-    /// The call center behind the hotlines, if this node runs one.
-    pub center: Option<CallCenter>,
+    /// The tenants' call centers behind the hotlines, and their accounts.
+    pub centers: Centers,
+    /// This node's name in the records it writes.
+    pub node: NodeId,
     /// Where voicemails are written.
     pub data_dir: std::path::PathBuf,
 }
@@ -104,6 +104,10 @@ enum Party {
 
 /// A call-center call: the customer's leg, the agents' legs, the actor.
 struct CcCall {
+    tenant: TenantId,
+    /// The hotline's waiting and voicemail prompts.
+    waiting_prompt: String,
+    voicemail_prompt: String,
     actor: ActorRef<CallMsg>,
     /// The customer's number, shown on the agent's phone.
     caller: String,
@@ -142,7 +146,8 @@ pub struct SipCore {
     notices_tx: mpsc::Sender<CallNotice>,
     notices_rx: Option<mpsc::Receiver<CallNotice>>,
     seq: u64,
-    center: Option<CallCenter>,
+    centers: Centers,
+    node: NodeId,
     data_dir: std::path::PathBuf,
     cc: HashMap<CallId, CcCall>,
     /// Our INVITEs to agents, by client transaction.
@@ -162,19 +167,12 @@ impl SipCore {
         };
         let mut accounts = AccountMap::new();
         let mut tenants = TenantResolver::new();
-        if !config.accounts.is_empty() {
-            tenants.add_tenant(DEMO_TENANT);
+        // With one tenant every SIP domain is its.
+        for t in config.centers.tenants.keys() {
+            tenants.add_tenant(t.0.clone());
         }
-        for a in &config.accounts {
-            accounts.insert(Account {
-                tenant: DEMO_TENANT.into(),
-                username: a.username.clone(),
-                credential: StoredCredential::new(
-                    &a.username,
-                    &registrar_config.realm,
-                    &a.password,
-                ),
-            });
+        for a in &config.centers.accounts {
+            accounts.insert(a.clone());
         }
         let secret: [u8; 32] = rand::random();
         let registrar = Registrar::new(registrar_config, secret.to_vec(), rand::random());
@@ -199,7 +197,8 @@ impl SipCore {
             notices_tx,
             notices_rx: Some(notices_rx),
             seq: u64::from(rand::random::<u32>()),
-            center: config.center,
+            centers: config.centers,
+            node: config.node,
             data_dir: config.data_dir,
             cc: HashMap::new(),
             outgoing: HashMap::new(),
@@ -427,7 +426,9 @@ impl SipCore {
                 for b in &bindings {
                     resp.headers.push("Contact", b.contact_header());
                 }
-                self.device_online(&rr.to_user, !bindings.is_empty());
+                if let Some(t) = self.tenants.resolve(&rr.domain).map(TenantId::from) {
+                    self.device_online(&t, &rr.to_user, !bindings.is_empty());
+                }
                 tracing::info!(user = %rr.to_user, bindings = bindings.len(), "registered");
             }
             RegisterOutcome::Challenge {
@@ -450,14 +451,12 @@ impl SipCore {
 
     /// Tells the agents signed in with SIP account `account` whether their
     /// phone can ring now.
-    fn device_online(&self, account: &str, online: bool) {
-        let Some(center) = self.center.as_ref() else {
+    fn device_online(&self, tenant: &TenantId, account: &str, online: bool) {
+        let Some(center) = self.centers.tenant(tenant) else {
             return;
         };
-        for (r, a) in center.agents.values() {
-            if a == account {
-                let _ = r.cast(AgentMsg::DeviceOnline(online));
-            }
+        for a in center.agents_on_account(account) {
+            let _ = a.actor.cast(AgentMsg::DeviceOnline(online));
         }
     }
 
@@ -485,11 +484,7 @@ impl SipCore {
             }
         }
         let user = header::uri_user(&req.uri).unwrap_or_default();
-        if self
-            .center
-            .as_ref()
-            .is_some_and(|c| c.hotlines.contains_key(&user))
-        {
+        if self.centers.for_hotline(&user).is_some() {
             return self
                 .handle_hotline(id, req, user, source, transport, now)
                 .await;
@@ -720,10 +715,12 @@ impl SipCore {
         transport: Transport,
         now: Instant,
     ) {
-        let Some(center) = self.center.as_ref() else {
-            return self.respond_code(id, &req, 404, now);
-        };
-        let Some(hotline) = center.hotlines.get(&dialed).cloned() else {
+        let Some(hotline) = self
+            .centers
+            .for_hotline(&dialed)
+            .and_then(|c| c.hotlines.get(&dialed))
+            .cloned()
+        else {
             return self.respond_code(id, &req, 404, now);
         };
         let offer = match std::str::from_utf8(&req.body) {
@@ -776,24 +773,32 @@ impl SipCore {
             .and_then(|f| NameAddr::parse(f).ok())
             .and_then(|f| header::uri_user(&f.uri))
             .unwrap_or_default();
-        let Some(center) = self.center.as_ref() else {
-            return;
+        let Some(center) = self.centers.for_hotline(&dialed) else {
+            return self.respond_code(id, &req, 404, now);
         };
-        let local_time = LocalTime::at(center.clock.now(), hotline.utc_offset);
+        let local_time = LocalTime::at(center.clock.now(), center.utc_offset);
         let choice = hotline.schedule.flow_at(local_time);
         let (flow_id, open) = (choice.flow.to_owned(), choice.open);
+        if let Some(special) = choice.special {
+            tracing::info!(%call, special, flow = %flow_id, "special-date flow");
+        }
         let Some(flow) = hotline.flows.get(&flow_id).cloned() else {
-            tracing::warn!(flow = %flow_id, "hotline flow missing");
+            tracing::warn!(flow = %flow_id, "hotline flow is not published");
             return self.respond_code(id, &req, 500, now);
         };
         let machine = InboundCall::start(
-            call,
-            &caller,
-            &dialed,
+            CallSetup {
+                tenant: center.tenant.clone(),
+                node: self.node.clone(),
+                utc_offset_minutes: center.utc_offset,
+                call,
+                caller: caller.clone(),
+                dialed: dialed.clone(),
+            },
             flow,
             open,
-            false,
-            hotline.survey.clone(),
+            center.allow_external && center.trunk.is_some(),
+            center.survey.clone(),
             center.clock.now(),
         );
         let actor = CallActor {
@@ -804,10 +809,11 @@ impl SipCore {
             agents: center
                 .agents
                 .iter()
-                .map(|(k, (r, _))| (k.clone(), r.clone()))
+                .map(|(k, a)| (k.clone(), a.actor.clone()))
                 .collect(),
             records: center.records.clone(),
         };
+        let tenant = center.tenant.clone();
         let location = switchboard_actors::location::lookup(&caller);
         let actor = match Actor::spawn(None, actor, machine).await {
             Ok((a, _)) => a,
@@ -848,6 +854,9 @@ impl SipCore {
         self.cc.insert(
             call,
             CcCall {
+                tenant,
+                waiting_prompt: hotline.waiting_prompt.clone(),
+                voicemail_prompt: hotline.voicemail_prompt.clone(),
                 actor,
                 caller,
                 customer: Some(dialog_id),
@@ -872,7 +881,12 @@ impl SipCore {
 
     /// What a Call actor asks of its legs.
     async fn handle_telephony(&mut self, call: CallId, cmd: TelephonyCommand, now: Instant) {
-        let Some(prompts) = self.center.as_ref().map(|c| c.prompts.clone()) else {
+        let Some(prompts) = self
+            .cc
+            .get(&call)
+            .and_then(|c| self.centers.tenant(&c.tenant))
+            .map(|c| c.prompts.clone())
+        else {
             return;
         };
         match cmd {
@@ -887,7 +901,7 @@ impl SipCore {
             TelephonyCommand::PlayWaiting => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Play {
-                        prompt: prompts.get("waiting"),
+                        prompt: prompts.get(&c.waiting_prompt),
                         looped: true,
                     });
                 }
@@ -914,7 +928,7 @@ impl SipCore {
             TelephonyCommand::RecordVoicemail { max_len } => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Play {
-                        prompt: prompts.get("voicemail"),
+                        prompt: prompts.get(&c.voicemail_prompt),
                         looped: false,
                     });
                     let path = self.data_dir.join("voicemail").join(format!("{call}.wav"));
@@ -975,23 +989,32 @@ impl SipCore {
     /// Rings `agent`'s registered phone: an INVITE of ours with an offer.
     async fn ring_agent(&mut self, call: CallId, agent: AgentId, now: Instant) {
         let unix = self.unix(now);
-        let target = self.center.as_ref().and_then(|center| {
-            let account = center.agent_account(&agent)?;
-            let binding = self
-                .registrar
-                .lookup(&center.tenant, account, unix)
-                .into_iter()
-                .next()?;
-            Some((account.to_owned(), binding))
-        });
         let Some(c) = self.cc.get(&call) else {
             return;
         };
         let actor = c.actor.clone();
-        let Some((account, binding)) = target else {
+        let handle = self
+            .centers
+            .tenant(&c.tenant)
+            .and_then(|center| center.agents.get(&agent))
+            .cloned();
+        let account = match handle.as_ref().map(|h| &h.device) {
+            Some(Device::Sip { account }) => account.clone(),
+            other => {
+                tracing::info!(%call, %agent, device = ?other, "agent cannot be rung");
+                let _ = actor.cast(CallMsg::AgentFailed(agent));
+                return;
+            }
+        };
+        let binding = self
+            .registrar
+            .lookup(&c.tenant.0, &account, unix)
+            .into_iter()
+            .next();
+        let Some(binding) = binding else {
             tracing::info!(%call, %agent, "agent phone not registered");
-            if let Some(r) = self.center.as_ref().and_then(|c| c.agents.get(&agent)) {
-                let _ = r.0.cast(AgentMsg::DeviceOnline(false));
+            if let Some(h) = &handle {
+                let _ = h.actor.cast(AgentMsg::DeviceOnline(false));
             }
             let _ = actor.cast(CallMsg::AgentFailed(agent));
             return;

@@ -5,6 +5,7 @@
 
 pub mod customer;
 pub mod phone;
+pub mod records;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};

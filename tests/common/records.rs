@@ -1,0 +1,72 @@
+//! What a node wrote to its store, read the way an operator's tools would:
+//! the embedded store opened on the node's data directory (several
+//! processes may share it).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use switchboard_storage::model::{CallRecord, Day, StatusChange, TenantId, Timestamp};
+use switchboard_storage::{CallFilter, EmbeddedStore, PageRequest, Store};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn today(offset_minutes: i32) -> Day {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Day::of(Timestamp(ms), offset_minutes)
+}
+
+/// The demo tenant's call records of today (local time, UTC+8), newest
+/// first.
+pub fn demo_calls(data_dir: &Path) -> Vec<CallRecord> {
+    let store = EmbeddedStore::open(data_dir).expect("open the node's store");
+    let tenant = TenantId::from("demo");
+    runtime().block_on(async {
+        let store: &dyn Store = &store;
+        let mut out = Vec::new();
+        let mut page = PageRequest::first(500);
+        loop {
+            let p = store
+                .calls_by_day(&tenant, today(480), &CallFilter::default(), &page)
+                .await
+                .expect("calls by day");
+            out.extend(p.items);
+            match p.next {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        out
+    })
+}
+
+/// Waits (bounded) until the demo tenant has `n` call records today.
+pub fn wait_demo_calls(data_dir: &Path, n: usize, within: Duration) -> Vec<CallRecord> {
+    let deadline = Instant::now() + within;
+    loop {
+        let calls = demo_calls(data_dir);
+        if calls.len() >= n || Instant::now() > deadline {
+            return calls;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An agent's status log of today.
+pub fn status_log(data_dir: &Path, agent: &str) -> Vec<StatusChange> {
+    let store = EmbeddedStore::open(data_dir).expect("open the node's store");
+    let tenant = TenantId::from("demo");
+    runtime().block_on(async {
+        let store: &dyn Store = &store;
+        store
+            .status_log(&tenant, &agent.into(), today(480))
+            .await
+            .expect("status log")
+    })
+}
