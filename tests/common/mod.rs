@@ -42,12 +42,28 @@ impl Node {
         Node::start_with(&[])
     }
 
+    /// A data directory of its own for a node of this test.
+    pub fn fresh_data_dir() -> std::path::PathBuf {
+        let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "sb-test-{}-{slot}-{}",
+            std::process::id(),
+            rand_u32()
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    }
+
     /// A node with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Node {
+        Node::start_in(Node::fresh_data_dir(), extra)
+    }
+
+    /// A node on `data` (a store a test may have filled), with extra flags.
+    pub fn start_in(data: std::path::PathBuf, extra: &[&str]) -> Node {
         let port = free_port();
         let slot = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 50) as u16;
         let rtp_lo = 32000 + (slot % 60) * 500;
-        let data = std::env::temp_dir().join(format!("sb-test-{}-{slot}", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",

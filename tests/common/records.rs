@@ -70,3 +70,93 @@ pub fn status_log(data_dir: &Path, agent: &str) -> Vec<StatusChange> {
             .expect("status log")
     })
 }
+
+/// Seeds the demo tenant into `data_dir` as `--demo` would, then lets the
+/// test change it through the store before a node starts on it.
+pub fn seed_demo_then<F>(data_dir: &Path, change: F)
+where
+    F: for<'a> FnOnce(
+        &'a dyn Store,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+{
+    let store = EmbeddedStore::open(data_dir).expect("open store");
+    runtime().block_on(async {
+        let store: &dyn Store = &store;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        switchboard_storage::seed::seed_demo(store, "switchboard", Timestamp(ms))
+            .await
+            .expect("seed");
+        change(store).await;
+    });
+}
+
+/// Changes the demo skill group `id` with `f`.
+pub async fn change_group(
+    store: &dyn Store,
+    id: &str,
+    f: impl Fn(&mut switchboard_storage::model::SkillGroup) + Sync,
+) {
+    store
+        .update::<switchboard_storage::model::SkillGroup, _>(&TenantId::from("demo"), id, |g| {
+            f(g);
+            Ok(true)
+        })
+        .await
+        .expect("update group");
+}
+
+/// Adds an approved TTS prompt to the demo tenant.
+pub async fn add_prompt(store: &dyn Store, id: &str, text: &str) {
+    use switchboard_storage::model::{Prompt, PromptSource, Review, ReviewStatus};
+    store
+        .put(
+            &Prompt {
+                tenant: TenantId::from("demo"),
+                id: id.into(),
+                name: id.into(),
+                source: PromptSource::Tts {
+                    text: text.into(),
+                    voice: "en-us".into(),
+                },
+                review: Review {
+                    status: ReviewStatus::Approved,
+                    reviewer: Some("test".into()),
+                    reason: None,
+                    at: None,
+                },
+                created: Timestamp(0),
+            },
+            switchboard_storage::Expect::Any,
+        )
+        .await
+        .expect("put prompt");
+}
+
+/// Saves `flow` as a new version and publishes it.
+pub async fn publish_flow(store: &dyn Store, flow: switchboard_storage::model::Flow) {
+    let tenant = TenantId::from("demo");
+    let id = flow.id.clone();
+    let v = store
+        .save_flow(&tenant, &id, &id, &flow, Timestamp(0), Some("test"))
+        .await
+        .expect("save flow");
+    store.publish_flow(&tenant, &id, v).await.expect("publish");
+}
+
+/// Replaces the demo hotline's schedule.
+pub async fn set_schedule(store: &dyn Store, schedule: switchboard_storage::model::Schedule) {
+    store
+        .update::<switchboard_storage::model::IvrSchedule, _>(
+            &TenantId::from("demo"),
+            "always",
+            |s| {
+                s.schedule = schedule.clone();
+                Ok(true)
+            },
+        )
+        .await
+        .expect("update schedule");
+}
