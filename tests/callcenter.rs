@@ -7,10 +7,12 @@
 mod common;
 
 use common::phone::{loud_windows, Phone};
-use common::records::{status_log, wait_demo_calls};
+use common::records::{status_log, wait_demo_calls, wait_demo_counters};
 use common::{sipp, Node};
 use std::time::Duration;
-use switchboard_storage::model::{HangupReason, HangupSide, LegKind, RingOutcome, Status};
+use switchboard_storage::model::{
+    HangupReason, HangupSide, LegKind, RingOutcome, StatsScope, Status,
+};
 
 #[test]
 fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
@@ -93,6 +95,20 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
         Some(RingOutcome::Answered),
         "{r:?}"
     );
+    // The hourly statistics count it for the tenant, the group and the
+    // agent (written every 5 s).
+    for scope in [
+        StatsScope::Tenant,
+        StatsScope::Group("support".into()),
+        StatsScope::Agent("1001".into()),
+    ] {
+        let c = wait_demo_counters(&node.data_dir, scope.clone(), Duration::from_secs(8), |c| {
+            c.answered >= 1
+        });
+        assert_eq!((c.offered, c.answered), (1, 1), "{scope:?}: {c:?}");
+        assert!(c.talk_ms >= 3000, "{scope:?}: {c:?}");
+        assert_eq!(c.answered_in_service_level, 1, "{scope:?}: {c:?}");
+    }
     // The agent's status log: ringing, talking, then wrap-up, in order.
     let log = status_log(&node.data_dir, "1001");
     let kinds: Vec<&Status> = log.iter().map(|c| &c.period.status).collect();

@@ -160,3 +160,34 @@ pub async fn set_schedule(store: &dyn Store, schedule: switchboard_storage::mode
         .await
         .expect("update schedule");
 }
+
+/// Today's counters of one scope of the demo tenant, summed over hours
+/// and nodes; waits (bounded) until `ready` says they are complete.
+pub fn wait_demo_counters(
+    data_dir: &Path,
+    scope: switchboard_storage::model::StatsScope,
+    within: Duration,
+    ready: impl Fn(&switchboard_storage::model::Counters) -> bool,
+) -> switchboard_storage::model::Counters {
+    let deadline = Instant::now() + within;
+    let tenant = TenantId::from("demo");
+    loop {
+        let store = EmbeddedStore::open(data_dir).expect("open the node's store");
+        let total = runtime().block_on(async {
+            let store: &dyn Store = &store;
+            let rows = store
+                .hourly_stats(&tenant, today(480), &scope)
+                .await
+                .expect("hourly stats");
+            let mut c = switchboard_storage::model::Counters::default();
+            for r in rows {
+                c.add(&r.counters);
+            }
+            c
+        });
+        if ready(&total) || Instant::now() > deadline {
+            return total;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
