@@ -23,10 +23,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_actors::agent::Device;
 use switchboard_actors::call::{CallSetup, InboundCall};
+use switchboard_actors::ivr::IvrOutcome;
 use switchboard_actors::ivr::{LocalTime, ScheduleExt};
 use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, TelephonyCommand};
 use switchboard_actors::{AgentId, CallId, TenantId};
-use switchboard_media::sip::dialog::OutgoingInvite;
+use switchboard_media::sip::dialog::{authenticated_retry, OutgoingInvite};
 use switchboard_media::sip::dialog::{
     make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction,
 };
@@ -44,7 +45,7 @@ use switchboard_media::sip::transaction::{
     new_branch, Incoming, TimerConfig, TransactionEvent, TransactionId, TransactionLayer,
 };
 use switchboard_media::sip::transport::{Inbound, SipTransport, Transport};
-use switchboard_storage::model::NodeId;
+use switchboard_storage::model::{NodeId, Trunk, TrunkTransport};
 use tokio::sync::mpsc;
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
@@ -120,7 +121,7 @@ pub struct SipCore {
     data_dir: std::path::PathBuf,
     cc: HashMap<CallId, CcCall>,
     /// Our INVITEs to agents, by client transaction.
-    outgoing: HashMap<TransactionId, (CallId, AgentId)>,
+    outgoing: HashMap<TransactionId, (CallId, cc::Target)>,
     telephony_tx: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
     telephony_rx: Option<mpsc::UnboundedReceiver<(CallId, TelephonyCommand)>>,
     leg_tx: mpsc::UnboundedSender<(u64, LegEvent)>,
@@ -264,7 +265,7 @@ impl SipCore {
         }
         let now = Instant::now();
         for (id, resp) in agent_responses {
-            self.handle_agent_response(id, resp, now);
+            self.handle_out_response(id, resp, now);
         }
         // ACKs and BYEs those caused.
         while let Some(out) = self.layer.poll_transmit() {
@@ -615,7 +616,7 @@ impl SipCore {
                 self.invites.retain(|_, d| *d != dialog_id);
                 tracing::info!(call_id = %dialog_id.call_id, "call ended by caller");
                 if let Some((call, party)) = cc {
-                    self.leg_hung_up(call, party);
+                    self.leg_hung_up(call, party, now);
                 }
                 resp
             }

@@ -11,24 +11,49 @@ use super::*;
 pub(super) enum Party {
     Customer,
     Agent(AgentId),
+    /// The outside number of a transfer.
+    External,
 }
 
 /// A call-center call: the customer's leg, the agents' legs, the actor.
 pub(super) struct CcCall {
-    tenant: TenantId,
+    pub(super) tenant: TenantId,
     /// The hotline's waiting and voicemail prompts.
-    waiting_prompt: String,
-    voicemail_prompt: String,
-    actor: ActorRef<CallMsg>,
+    pub(super) waiting_prompt: String,
+    pub(super) voicemail_prompt: String,
+    pub(super) actor: ActorRef<CallMsg>,
     /// The customer's number, shown on the agent's phone.
-    caller: String,
-    customer: Option<DialogId>,
-    customer_leg: Leg,
-    agents: HashMap<AgentId, AgentLeg>,
+    pub(super) caller: String,
+    pub(super) customer: Option<DialogId>,
+    pub(super) customer_leg: Leg,
+    pub(super) agents: HashMap<AgentId, OutLeg>,
+    /// The outside number the customer was transferred to, through the
+    /// trunk (the call record ended with the transfer; the legs live on).
+    pub(super) external: Option<OutLeg>,
 }
 
-/// An INVITE of ours to an agent's phone, and the dialog it made.
-pub(super) struct AgentLeg {
+/// Whom one of our INVITEs is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    Agent(AgentId),
+    External,
+}
+
+/// Where an INVITE of ours goes: a registered phone, or a number through
+/// the tenant's trunk.
+struct Dial {
+    request_uri: String,
+    from: String,
+    to: String,
+    dest: SocketAddr,
+    transport: Transport,
+    /// For the trunk's 401/407.
+    credentials: Option<(String, String)>,
+}
+
+/// An INVITE of ours (to an agent's phone or through the trunk), and the
+/// dialog it made.
+pub(super) struct OutLeg {
     leg: Leg,
     local: LocalMedia,
     invite: Request,
@@ -36,6 +61,9 @@ pub(super) struct AgentLeg {
     transport: Transport,
     dialog: Option<DialogId>,
     ack: Option<Request>,
+    credentials: Option<(String, String)>,
+    /// Sent again with credentials once; a second challenge is a refusal.
+    authenticated: bool,
     /// We stopped wanting it (CANCEL sent, or the call moved on).
     cancelled: bool,
 }
@@ -198,6 +226,7 @@ impl SipCore {
                 customer: Some(dialog_id),
                 customer_leg: leg,
                 agents: HashMap::new(),
+                external: None,
             },
         );
     }
@@ -304,15 +333,7 @@ impl SipCore {
                 }
                 self.forget_if_done(call);
             }
-            TelephonyCommand::TransferOut { to } => {
-                // No trunk yet: the call ends here.
-                tracing::warn!(%call, ?to, "transfer out of the call center is not available");
-                let customer = self.cc.get_mut(&call).and_then(|c| c.customer.take());
-                if let Some(d) = customer {
-                    self.hang_up(&d, now);
-                }
-                self.forget_if_done(call);
-            }
+            TelephonyCommand::TransferOut { to } => self.transfer_out(call, to, now).await,
         }
     }
 
@@ -327,138 +348,254 @@ impl SipCore {
         let _ = c.actor.cast(msg);
     }
 
-    /// Rings `agent`'s registered phone: an INVITE of ours with an offer.
+    /// Rings `agent`'s device: its registered SIP phone, or its mobile
+    /// number through the tenant's trunk.
     pub(super) async fn ring_agent(&mut self, call: CallId, agent: AgentId, now: Instant) {
         let unix = self.unix(now);
         let Some(c) = self.cc.get(&call) else {
             return;
         };
         let actor = c.actor.clone();
-        let handle = self
-            .centers
-            .tenant(&c.tenant)
-            .and_then(|center| center.agents.get(&agent))
-            .cloned();
-        let account = match handle.as_ref().map(|h| &h.device) {
-            Some(Device::Sip { account }) => account.clone(),
-            other => {
-                tracing::info!(%call, %agent, device = ?other, "agent cannot be rung");
-                let _ = actor.cast(CallMsg::AgentFailed(agent));
-                return;
+        let center = self.centers.tenant(&c.tenant);
+        let handle = center.and_then(|center| center.agents.get(&agent)).cloned();
+        let trunk = center.and_then(|center| center.trunk.clone());
+        let caller = Some(c.caller.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "switchboard".into());
+        let dial = match handle.as_ref().map(|h| &h.device) {
+            Some(Device::Sip { account }) => {
+                let binding = self
+                    .registrar
+                    .lookup(&c.tenant.0, account, unix)
+                    .into_iter()
+                    .next();
+                let Some(binding) = binding else {
+                    tracing::info!(%call, %agent, "agent phone not registered");
+                    if let Some(h) = &handle {
+                        let _ = h.actor.cast(AgentMsg::DeviceOnline(false));
+                    }
+                    let _ = actor.cast(CallMsg::AgentFailed(agent));
+                    return;
+                };
+                let transport = if binding.transport.eq_ignore_ascii_case("TCP") {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                };
+                let host = self.contact_host_for(binding.source);
+                Some(Dial {
+                    request_uri: binding.contact.clone(),
+                    from: format!("\"{caller}\" <sip:{caller}@{host}>"),
+                    to: format!("<sip:{account}@{host}>"),
+                    dest: binding.source,
+                    transport,
+                    credentials: None,
+                })
             }
+            Some(Device::Mobile { number }) => match trunk {
+                Some(t) => self.trunk_dial(&t, number).await,
+                None => None,
+            },
+            None => None,
         };
-        let binding = self
-            .registrar
-            .lookup(&c.tenant.0, &account, unix)
-            .into_iter()
-            .next();
-        let Some(binding) = binding else {
-            tracing::info!(%call, %agent, "agent phone not registered");
-            if let Some(h) = &handle {
-                let _ = h.actor.cast(AgentMsg::DeviceOnline(false));
-            }
+        let Some(dial) = dial else {
+            tracing::info!(%call, %agent, "agent's device cannot be reached");
             let _ = actor.cast(CallMsg::AgentFailed(agent));
             return;
         };
-        let transport = if binding.transport.eq_ignore_ascii_case("TCP") {
-            Transport::Tcp
+        if !self
+            .dial(call, Target::Agent(agent.clone()), dial, now)
+            .await
+        {
+            let _ = actor.cast(CallMsg::AgentFailed(agent));
+        }
+    }
+
+    /// An INVITE to `number` through `trunk`: From is the trunk's caller
+    /// ID, the gateway's name is looked up now.
+    async fn trunk_dial(&self, trunk: &Trunk, number: &str) -> Option<Dial> {
+        let gateway = if trunk.gateway.contains(':') {
+            trunk.gateway.clone()
         } else {
-            Transport::Udp
+            format!("{}:5060", trunk.gateway)
         };
-        let dest = binding.source;
-        let advertise = self.media_ip_for(dest);
-        // Agent legs report nothing the call needs: keys come from the
+        let dest = match tokio::net::lookup_host(&gateway).await {
+            Ok(mut addrs) => addrs.next()?,
+            Err(e) => {
+                tracing::warn!(gateway = %gateway, error = %e, "trunk gateway not found");
+                return None;
+            }
+        };
+        let transport = match trunk.transport {
+            TrunkTransport::Udp => Transport::Udp,
+            TrunkTransport::Tcp => Transport::Tcp,
+        };
+        let mut request_uri = format!("sip:{number}@{gateway}");
+        if transport == Transport::Tcp {
+            request_uri.push_str(";transport=tcp");
+        }
+        let host = self.contact_host_for(dest);
+        let id = &trunk.caller_id;
+        Some(Dial {
+            request_uri,
+            from: format!("<sip:{id}@{host}>"),
+            to: format!("<sip:{number}@{gateway}>"),
+            dest,
+            transport,
+            credentials: trunk.username.clone().zip(trunk.password.clone()),
+        })
+    }
+
+    /// Sends our INVITE with an offer for a new leg of `call`; false if it
+    /// could not go out.
+    async fn dial(&mut self, call: CallId, target: Target, dial: Dial, now: Instant) -> bool {
+        let advertise = self.media_ip_for(dial.dest);
+        // Outgoing legs report nothing the call needs: keys come from the
         // customer.
         let (quiet, _) = mpsc::unbounded_channel();
-        let name = format!("agent-{agent}-{call}@switchboard");
+        let name = match &target {
+            Target::Agent(a) => format!("agent-{a}-{call}@switchboard"),
+            Target::External => format!("external-{call}@switchboard"),
+        };
         let leg = match Leg::start(&self.media.ports, advertise, call.0, name, quiet).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "no media for agent leg");
-                let _ = actor.cast(CallMsg::AgentFailed(agent));
-                return;
+                tracing::warn!(error = %e, "no media for an outgoing leg");
+                return false;
             }
         };
         let local = LocalMedia::new(leg.local.ip(), leg.local.port());
         let sdp = LocalSession::new(u64::from(rand::random::<u32>()), 1)
             .offer(&local, Direction::SendRecv);
-        let host = self.contact_host_for(dest);
-        let caller = self
-            .cc
-            .get(&call)
-            .map(|c| c.caller.clone())
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| "switchboard".into());
+        let host = self.contact_host_for(dial.dest);
         let out = OutgoingInvite {
-            request_uri: binding.contact.clone(),
-            from: format!("\"{caller}\" <sip:{caller}@{host}>"),
-            to: format!("<sip:{account}@{host}>"),
+            request_uri: dial.request_uri.clone(),
+            from: dial.from.clone(),
+            to: dial.to.clone(),
             call_id: format!("{}@switchboard", self.fresh("cc")),
             local_tag: self.fresh("sb"),
             cseq: 1,
             contact: format!("sip:switchboard@{host}"),
         };
-        let via = make_via(transport.as_str(), &host, &new_branch(rand::random()));
+        let via = make_via(dial.transport.as_str(), &host, &new_branch(rand::random()));
         let invite = out.request(&via, &sdp);
-        let tx = match self.layer.send_request(&invite, dest, transport, now) {
+        let tx = match self
+            .layer
+            .send_request(&invite, dial.dest, dial.transport, now)
+        {
             Ok(tx) => tx,
             Err(e) => {
-                tracing::warn!(error = %e, "INVITE to agent not sent");
-                let _ = actor.cast(CallMsg::AgentFailed(agent));
-                return;
+                tracing::warn!(error = %e, "INVITE not sent");
+                return false;
             }
         };
-        tracing::info!(%call, %agent, contact = %binding.contact, "ringing agent");
-        self.outgoing.insert(tx, (call, agent.clone()));
+        tracing::info!(%call, target = ?target, uri = %dial.request_uri, "dialing");
+        self.outgoing.insert(tx, (call, target.clone()));
+        let leg = OutLeg {
+            leg,
+            local,
+            invite,
+            dest: dial.dest,
+            transport: dial.transport,
+            dialog: None,
+            ack: None,
+            credentials: dial.credentials,
+            authenticated: false,
+            cancelled: false,
+        };
         if let Some(c) = self.cc.get_mut(&call) {
-            c.agents.insert(
-                agent,
-                AgentLeg {
-                    leg,
-                    local,
-                    invite,
-                    dest,
-                    transport,
-                    dialog: None,
-                    ack: None,
-                    cancelled: false,
-                },
-            );
+            match target {
+                Target::Agent(a) => {
+                    c.agents.insert(a, leg);
+                }
+                Target::External => c.external = Some(leg),
+            }
         }
+        true
     }
 
-    /// A response to our INVITE to an agent (`None`: no answer at all).
-    pub(super) fn handle_agent_response(
+    /// A response to one of our INVITEs (`None`: no answer at all).
+    pub(super) fn handle_out_response(
         &mut self,
         tx: TransactionId,
         resp: Option<Response>,
         now: Instant,
     ) {
-        let Some((call, agent)) = self.outgoing.get(&tx).cloned() else {
+        let Some((call, target)) = self.outgoing.get(&tx).cloned() else {
             return;
         };
         let code = resp.as_ref().map_or(408, |r| r.code);
         if code < 200 {
             if code == 180 || code == 183 {
-                tracing::info!(%call, %agent, "agent phone ringing");
+                tracing::info!(%call, ?target, "ringing");
             }
             return;
         }
+        let Some(dest) = self.cc.get(&call).and_then(|c| match &target {
+            Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
+            Target::External => c.external.as_ref().map(|o| o.dest),
+        }) else {
+            return;
+        };
+        let host = self.contact_host_for(dest);
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
         let actor = c.actor.clone();
-        let Some(a) = c.agents.get_mut(&agent) else {
+        let out = match &target {
+            Target::Agent(a) => c.agents.get_mut(a),
+            Target::External => c.external.as_mut(),
+        };
+        let Some(out) = out else {
             return;
         };
+        // RFC 3261 §22.2: a challenge from the trunk is answered once.
+        if let (Some(r), Some((user, pass)), false, false) = (
+            resp.as_ref().filter(|r| r.code == 401 || r.code == 407),
+            out.credentials.clone(),
+            out.authenticated,
+            out.cancelled,
+        ) {
+            let via = make_via(out.transport.as_str(), &host, &new_branch(rand::random()));
+            let cnonce = format!("{:016x}", rand::random::<u64>());
+            match authenticated_retry(&out.invite, r, &user, &pass, &via, &cnonce) {
+                Ok(retry) => match self
+                    .layer
+                    .send_request(&retry, out.dest, out.transport, now)
+                {
+                    Ok(new_tx) => {
+                        tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
+                        out.invite = retry;
+                        out.authenticated = true;
+                        self.outgoing.remove(&tx);
+                        self.outgoing.insert(new_tx, (call, target));
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "authenticated INVITE not sent"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot answer the trunk's challenge"),
+            }
+        }
         if code >= 300 {
-            tracing::info!(%call, %agent, code, "agent phone did not take the call");
-            let cancelled = a.cancelled;
-            c.agents.remove(&agent);
+            tracing::info!(%call, ?target, code, "the call was not taken");
+            let cancelled = out.cancelled;
             self.outgoing.remove(&tx);
-            // A leg we cancelled ends with 487: the call knows already.
-            if !cancelled {
-                let _ = actor.cast(CallMsg::AgentFailed(agent));
+            match target {
+                Target::Agent(agent) => {
+                    c.agents.remove(&agent);
+                    // A leg we cancelled ends with 487: the call knows.
+                    if !cancelled {
+                        let _ = actor.cast(CallMsg::AgentFailed(agent));
+                    }
+                }
+                Target::External => {
+                    c.external = None;
+                    // The transfer failed: the customer is told goodbye.
+                    let customer = c.customer.take();
+                    if let Some(d) = customer {
+                        self.hang_up(&d, now);
+                    }
+                }
             }
             self.forget_if_done(call);
             return;
@@ -467,32 +604,35 @@ impl SipCore {
             return;
         };
         // A 2xx: the ACK goes out for every copy (§13.2.2.4).
-        if let Some(ack) = &a.ack {
-            let _ = self.layer.send_ack(ack, a.dest, a.transport);
+        if let Some(ack) = &out.ack {
+            let _ = self.layer.send_ack(ack, out.dest, out.transport);
             return;
         }
-        let mut dialog = match Dialog::uac(&a.invite, &resp) {
+        let mut dialog = match Dialog::uac(&out.invite, &resp) {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "unusable 2xx from agent phone");
+                tracing::warn!(error = %e, "unusable 2xx");
                 return;
             }
         };
-        let host = self.transport.local_addr().to_string();
-        let via = make_via(a.transport.as_str(), &host, &new_branch(rand::random()));
+        let via = make_via(out.transport.as_str(), &host, &new_branch(rand::random()));
         let ack = dialog.request(Method::Ack, &via);
-        let _ = self.layer.send_ack(&ack, a.dest, a.transport);
-        a.ack = Some(ack);
+        let _ = self.layer.send_ack(&ack, out.dest, out.transport);
+        out.ack = Some(ack);
         let answer = std::str::from_utf8(&resp.body)
             .map_err(|_| SdpError::NoAudio)
-            .and_then(|sdp| parse_answer(sdp, &a.local, Direction::SendRecv));
+            .and_then(|sdp| parse_answer(sdp, &out.local, Direction::SendRecv));
         let dialog_id = dialog.id.clone();
-        a.dialog = Some(dialog_id.clone());
-        let (dest, transport, cancelled) = (a.dest, a.transport, a.cancelled);
+        out.dialog = Some(dialog_id.clone());
+        let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
         match answer {
-            Ok(answer) => a.leg.send(LegCmd::Remote(answer)),
-            Err(e) => tracing::warn!(error = %e, "agent phone's SDP answer is unusable"),
+            Ok(answer) => out.leg.send(LegCmd::Remote(answer)),
+            Err(e) => tracing::warn!(error = %e, "the SDP answer is unusable"),
         }
+        let party = match &target {
+            Target::Agent(a) => Party::Agent(a.clone()),
+            Target::External => Party::External,
+        };
         self.calls.insert(
             dialog_id.clone(),
             Call {
@@ -503,15 +643,56 @@ impl SipCore {
                 last_2xx: Vec::new(),
                 retransmit: None,
                 media: None,
-                cc: Some((call, Party::Agent(agent.clone()))),
+                cc: Some((call, party)),
             },
         );
-        if cancelled {
-            // Answered as we gave up on it: end it at once.
-            self.end_agent_leg(call, &agent, now);
-        } else {
-            tracing::info!(%call, %agent, "agent answered");
-            let _ = actor.cast(CallMsg::AgentAnswered(agent));
+        match target {
+            Target::Agent(agent) if cancelled => {
+                // Answered as we gave up on it: end it at once.
+                self.end_agent_leg(call, &agent, now);
+            }
+            Target::Agent(agent) => {
+                tracing::info!(%call, %agent, "agent answered");
+                let _ = actor.cast(CallMsg::AgentAnswered(agent));
+            }
+            Target::External => {
+                if let Some(c) = self.cc.get(&call) {
+                    if let Some(x) = &c.external {
+                        c.customer_leg.send(LegCmd::Connect(x.leg.inbox()));
+                        x.leg.send(LegCmd::Connect(c.customer_leg.inbox()));
+                        tracing::info!(%call, "customer bridged to the outside number");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands the customer to an outside number through the trunk (an IVR
+    /// transfer node, or a queue's overflow to a number). Not allowed, or
+    /// no trunk: the call ends.
+    pub(super) async fn transfer_out(&mut self, call: CallId, to: IvrOutcome, now: Instant) {
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        let center = self.centers.tenant(&c.tenant);
+        let trunk = center
+            .filter(|center| center.allow_external)
+            .and_then(|center| center.trunk.clone());
+        let dial = match (&to, trunk) {
+            (IvrOutcome::TransferNumber { number }, Some(t)) => self.trunk_dial(&t, number).await,
+            _ => None,
+        };
+        let dialed = match dial {
+            Some(d) => self.dial(call, Target::External, d, now).await,
+            None => false,
+        };
+        if !dialed {
+            tracing::warn!(%call, ?to, "transfer out not possible (no trunk, not allowed, or the gateway is unreachable): the call ends");
+            let customer = self.cc.get_mut(&call).and_then(|c| c.customer.take());
+            if let Some(d) = customer {
+                self.hang_up(&d, now);
+            }
+            self.forget_if_done(call);
         }
     }
 
@@ -540,7 +721,7 @@ impl SipCore {
     }
 
     /// A leg's peer sent BYE.
-    pub(super) fn leg_hung_up(&mut self, call: CallId, party: Party) {
+    pub(super) fn leg_hung_up(&mut self, call: CallId, party: Party, now: Instant) {
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
@@ -548,14 +729,31 @@ impl SipCore {
             Party::Customer => {
                 c.customer = None;
                 c.customer_leg.send(LegCmd::Stop);
-                CallMsg::CustomerHungUp
+                // A transferred customer takes the outside party along.
+                let external = c.external.take();
+                if let Some(d) = external.and_then(|x| x.dialog) {
+                    self.hang_up(&d, now);
+                }
+                Some(CallMsg::CustomerHungUp)
             }
             Party::Agent(a) => {
                 c.agents.remove(&a);
-                CallMsg::AgentHungUp(a)
+                Some(CallMsg::AgentHungUp(a))
+            }
+            Party::External => {
+                c.external = None;
+                let customer = c.customer.take();
+                if let Some(d) = customer {
+                    self.hang_up(&d, now);
+                }
+                None
             }
         };
-        let _ = c.actor.cast(msg);
+        if let Some(msg) = msg {
+            if let Some(c) = self.cc.get(&call) {
+                let _ = c.actor.cast(msg);
+            }
+        }
         self.forget_if_done(call);
     }
 
@@ -564,7 +762,7 @@ impl SipCore {
         if self
             .cc
             .get(&call)
-            .is_some_and(|c| c.customer.is_none() && c.agents.is_empty())
+            .is_some_and(|c| c.customer.is_none() && c.agents.is_empty() && c.external.is_none())
         {
             self.cc.remove(&call);
         }
