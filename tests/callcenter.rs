@@ -123,3 +123,40 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
         "status log of 1001: {kinds:?}"
     );
 }
+
+#[test]
+fn when_the_agent_hangs_up_first_the_customer_rates_the_call() {
+    let node = Node::start();
+    // 1003 (sales) answers and hangs up when its speech ends (~4 s).
+    let agent = Phone::auto_answer(&node, "1003", "pass1003");
+    let running = agent.spawn(15);
+    let mut node = node;
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13912345678");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('2');
+    // The conversation, then the survey prompt; the customer gives a 4
+    // once it has heard the question.
+    let survey = common::customer::spoken(
+        "Please rate our service from 1 to 5, 5 being the best.",
+        "en-us",
+    );
+    let asked = (0..60).any(|_| {
+        std::thread::sleep(Duration::from_millis(250));
+        common::customer::match_score(&c.heard(), &survey) > 0.9
+    });
+    assert!(asked, "the survey was never heard");
+    c.press('4');
+    assert!(
+        c.wait_bye(Duration::from_secs(10)),
+        "the node did not end the call after the survey"
+    );
+    let _ = Phone::output(running);
+    c.hang_up();
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let r = calls.first().expect("call record");
+    assert_eq!(r.satisfaction, Some(4), "{r:?}");
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1003"));
+}
