@@ -16,7 +16,7 @@
 
 use crate::{AgentId, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 pub use switchboard_storage::model::{
     Date, Day, Flow, Hours, IvrTrace, Node, Schedule, SpecialDates,
@@ -118,13 +118,110 @@ pub enum FlowError {
         node: String,
         reason: String,
     },
+    /// No path from the start node leads to this node.
+    #[error("flow {flow}: node {node:?} cannot be reached from the start")]
+    Unreachable { flow: String, node: String },
+    /// A caller who gets into these nodes can never leave them: no path
+    /// leads on to a transfer, voicemail, survey or hang-up.
+    #[error("flow {flow}: nodes {nodes:?} loop with no way out to a transfer, voicemail, survey or hang-up")]
+    NoExit { flow: String, nodes: Vec<String> },
 }
 
 /// Checking a flow before it is published.
 pub trait FlowExt {
-    /// Checks that every branch leads somewhere and the settings make
-    /// sense.
+    /// Checks that every branch leads somewhere, the settings make sense,
+    /// every node can be reached from the start, and from every node a
+    /// caller can get out (no loop without an exit).
     fn validate(&self) -> Result<(), FlowError>;
+    /// The prompt ids the flow plays, each once, sorted.
+    fn prompts(&self) -> BTreeSet<&str>;
+    /// The skill groups the flow transfers to, each once, sorted.
+    fn groups(&self) -> BTreeSet<&str>;
+}
+
+/// The nodes a node can lead to; none for the nodes that end the IVR.
+fn next_nodes(node: &Node) -> Vec<&str> {
+    match node {
+        Node::Play { next, .. } => vec![next],
+        Node::Menu {
+            options, on_fail, ..
+        } => options
+            .values()
+            .chain(std::iter::once(on_fail))
+            .map(String::as_str)
+            .collect(),
+        Node::Collect { next, on_fail, .. } => vec![next, on_fail],
+        Node::TimeBranch { open, closed } => vec![open, closed],
+        Node::TransferGroup { .. }
+        | Node::TransferAgent { .. }
+        | Node::TransferNumber { .. }
+        | Node::Survey { .. }
+        | Node::Voicemail { .. }
+        | Node::HangUp { .. } => Vec::new(),
+    }
+}
+
+/// The prompts a node plays.
+fn node_prompts(node: &Node) -> Vec<&str> {
+    match node {
+        Node::Play { prompt, .. } | Node::Collect { prompt, .. } => vec![prompt],
+        Node::Menu {
+            prompt,
+            invalid_prompt,
+            ..
+        } => std::iter::once(prompt)
+            .chain(invalid_prompt)
+            .map(String::as_str)
+            .collect(),
+        Node::Survey { prompt, thanks, .. } => std::iter::once(prompt)
+            .chain(thanks)
+            .map(String::as_str)
+            .collect(),
+        Node::Voicemail { prompt, .. } => vec![prompt],
+        Node::HangUp { prompt } => prompt.iter().map(String::as_str).collect(),
+        Node::TimeBranch { .. }
+        | Node::TransferGroup { .. }
+        | Node::TransferAgent { .. }
+        | Node::TransferNumber { .. } => Vec::new(),
+    }
+}
+
+/// Every node reachable from the start (the flow has no dangling branch).
+fn reachable(flow: &Flow) -> BTreeSet<&str> {
+    let mut seen = BTreeSet::from([flow.start.as_str()]);
+    let mut todo = vec![flow.start.as_str()];
+    while let Some(id) = todo.pop() {
+        for to in flow.nodes.get(id).map(next_nodes).unwrap_or_default() {
+            if seen.insert(to) {
+                todo.push(to);
+            }
+        }
+    }
+    seen
+}
+
+/// Every node from which some path ends the IVR.
+fn can_exit(flow: &Flow) -> BTreeSet<&str> {
+    let mut out: BTreeSet<&str> = flow
+        .nodes
+        .iter()
+        .filter(|(_, n)| next_nodes(n).is_empty())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    loop {
+        let more: Vec<&str> = flow
+            .nodes
+            .iter()
+            .filter(|(id, n)| {
+                !out.contains(id.as_str()) && next_nodes(n).iter().any(|t| out.contains(t))
+            })
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
 }
 
 impl FlowExt for Flow {
@@ -188,7 +285,45 @@ impl FlowExt for Flow {
                 });
             }
         }
+        let reachable = reachable(self);
+        if let Some(id) = self
+            .nodes
+            .keys()
+            .find(|id| !reachable.contains(id.as_str()))
+        {
+            return Err(FlowError::Unreachable {
+                flow: self.id.clone(),
+                node: id.clone(),
+            });
+        }
+        let can_exit = can_exit(self);
+        let stuck: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|id| !can_exit.contains(id.as_str()))
+            .cloned()
+            .collect();
+        if !stuck.is_empty() {
+            return Err(FlowError::NoExit {
+                flow: self.id.clone(),
+                nodes: stuck,
+            });
+        }
         Ok(())
+    }
+
+    fn prompts(&self) -> BTreeSet<&str> {
+        self.nodes.values().flat_map(node_prompts).collect()
+    }
+
+    fn groups(&self) -> BTreeSet<&str> {
+        self.nodes
+            .values()
+            .filter_map(|n| match n {
+                Node::TransferGroup { group } => Some(group.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -888,8 +1023,78 @@ mod tests {
             start: "a".into(),
             nodes,
         };
-        flow.validate().unwrap();
+        assert_eq!(
+            flow.validate(),
+            Err(FlowError::NoExit {
+                flow: "loop".into(),
+                nodes: vec!["a".into()]
+            })
+        );
         let mut s = IvrSession::start(flow, true, false, t(0));
         assert_eq!(actions(&mut s), vec![IvrAction::Done(IvrOutcome::HangUp)]);
+    }
+
+    #[test]
+    fn unreachable_nodes_and_loops_without_exit_are_errors() {
+        let mut flow = demo_flow();
+        flow.nodes
+            .insert("orphan".into(), Node::HangUp { prompt: None });
+        assert_eq!(
+            flow.validate(),
+            Err(FlowError::Unreachable {
+                flow: "demo".into(),
+                node: "orphan".into()
+            })
+        );
+        // welcome -> menu, whose keys and failure all lead back to welcome.
+        let mut flow = demo_flow();
+        flow.nodes.insert(
+            "menu".into(),
+            Node::Menu {
+                prompt: "menu".into(),
+                options: [('1', "welcome".into())].into_iter().collect(),
+                timeout: Duration::from_secs(5),
+                invalid_prompt: None,
+                retries: 1,
+                repeat_key: None,
+                on_fail: "welcome".into(),
+            },
+        );
+        for gone in ["support", "sales", "order", "bye"] {
+            flow.nodes.remove(gone);
+        }
+        assert_eq!(
+            flow.validate(),
+            Err(FlowError::NoExit {
+                flow: "demo".into(),
+                nodes: vec!["menu".into(), "welcome".into()]
+            })
+        );
+        // A loop with a way out is fine: the menu's failure hangs up.
+        let mut flow = demo_flow();
+        if let Some(Node::Collect { next, .. }) = flow.nodes.get_mut("order") {
+            *next = "menu".into();
+        }
+        assert_eq!(flow.validate(), Ok(()));
+    }
+
+    #[test]
+    fn prompts_and_groups_of_a_flow() {
+        let flow = demo_flow();
+        assert_eq!(
+            flow.prompts().into_iter().collect::<Vec<_>>(),
+            [
+                "closed",
+                "enter-order",
+                "goodbye",
+                "invalid",
+                "menu",
+                "welcome"
+            ]
+        );
+        assert_eq!(
+            flow.groups().into_iter().collect::<Vec<_>>(),
+            ["sales", "support"]
+        );
     }
 }
