@@ -135,7 +135,8 @@ const PROMPTS: [(&str, &str); 8] = [
 ];
 
 /// Seeds the demo tenant: SIP accounts and agents 1001-1003 (passwords
-/// pass1001-pass1003, HA1 for `realm`), skill groups `support` (1001,
+/// pass1001-pass1003, HA1 for `realm`; each agent bound to the user of
+/// its name, whom the HTTP API creates), skill groups `support` (1001,
 /// 1002) and `sales` (1003), approved TTS prompts, the published flows
 /// `demo` and `survey`, a schedule open all day and hotline 4000.
 pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result<SeedReport> {
@@ -191,7 +192,8 @@ pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result
                 id: user.as_str().into(),
                 name: format!("Agent {n}"),
                 seat: user.clone(),
-                user: None,
+                // The user of the same name works as this agent.
+                user: Some(user.clone()),
                 device: Device::Sip {
                     account: user.clone(),
                 },

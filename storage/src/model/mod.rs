@@ -55,8 +55,8 @@ pub use lease::Lease;
 pub use prompt::{Prompt, PromptSource, Review, ReviewStatus};
 pub use stats::{Counters, HourlyStats, ScopeKind, StatsAggregator, StatsPartial, StatsScope};
 pub use tenant::{
-    FieldDef, FieldType, FormSchema, Retention, Role, SipAccount, Tenant, Trunk, TrunkTransport,
-    User,
+    FieldDef, FieldType, FormSchema, Retention, Role, SigningKey, SipAccount, Tenant, Trunk,
+    TrunkTransport, User,
 };
 
 /// A tenant (租户): one customer company. Every record carries it.
@@ -266,10 +266,12 @@ pub enum ConfigKind {
     Prompt,
     FormSchema,
     Trunk,
+    /// The key that signs the tenant's API tokens.
+    SigningKey,
 }
 
 impl ConfigKind {
-    pub const ALL: [ConfigKind; 12] = [
+    pub const ALL: [ConfigKind; 13] = [
         ConfigKind::Tenant,
         ConfigKind::User,
         ConfigKind::SipAccount,
@@ -282,6 +284,7 @@ impl ConfigKind {
         ConfigKind::Prompt,
         ConfigKind::FormSchema,
         ConfigKind::Trunk,
+        ConfigKind::SigningKey,
     ];
 
     /// The name stored in the database.
@@ -299,6 +302,7 @@ impl ConfigKind {
             ConfigKind::Prompt => "prompt",
             ConfigKind::FormSchema => "form_schema",
             ConfigKind::Trunk => "trunk",
+            ConfigKind::SigningKey => "signing_key",
         }
     }
 

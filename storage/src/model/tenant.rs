@@ -69,6 +69,8 @@ pub enum Role {
     /// 质检员.
     QaInspector,
     Agent,
+    /// Reviews prompts (语音审核) before they may be used in a flow.
+    PromptReviewer,
     /// Telesales (电销) roles.
     TelesalesSuperAdmin,
     TelesalesAdmin,
@@ -188,3 +190,33 @@ impl Trunk {
     pub const ID: &'static str = "trunk";
 }
 config_record!(Trunk, Trunk, id);
+
+/// The key that signs a tenant's API tokens (HMAC-SHA256), kept in the
+/// store so every node of a cluster accepts the tokens any node issued.
+/// One per tenant, id [`SigningKey::ID`]; replacing it signs everyone
+/// out. `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub tenant: TenantId,
+    pub id: String,
+    /// The key, hex (32 random bytes).
+    pub key: String,
+    pub created: super::Timestamp,
+}
+
+impl SigningKey {
+    /// The id of a tenant's token-signing key.
+    pub const ID: &'static str = "api";
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("key", &"…")
+            .field("created", &self.created)
+            .finish()
+    }
+}
+config_record!(SigningKey, SigningKey, id);
