@@ -6,17 +6,18 @@
 
 mod suite;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::ops::Deref;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use suite::{at, call, day0, TempDir};
+use suite::{all_pages, at, call, day0, ids, sorted_desc, TempDir};
 use switchboard_storage::model::{
-    Agent, AgentPolicy, CallId, ChangeReason, Day, Device, NodeId, Status, StatusChange,
-    StatusPeriod, TenantId,
+    Agent, AgentId, AgentPolicy, CallId, CallRecord, ChangeReason, Day, Device, NodeId, Status,
+    StatusChange, StatusPeriod, TenantId, TimelineKind, Timestamp,
 };
-use switchboard_storage::{EmbeddedStore, Expect, Store};
+use switchboard_storage::{EmbeddedStore, Expect, Store, TimeRange};
 
 /// A store in a fresh directory, removed afterwards.
 struct Fixture {
@@ -74,6 +75,233 @@ fn a_newer_schema_is_refused() {
     let _ = std::fs::remove_file(dir.0.join("switchboard.db-wal"));
     let e = EmbeddedStore::open(&dir.0).unwrap_err();
     assert_eq!(e.kind(), switchboard_storage::ErrorKind::Invalid, "{e}");
+}
+
+// --- the calls' listings --------------------------------------------------------
+
+/// Calls over three days and many hours: three numbers, two customers
+/// (and calls of no known customer), two agents (and abandoned calls).
+fn spread_calls(t: &TenantId) -> Vec<CallRecord> {
+    (0..90u64)
+        .map(|i| {
+            let day = Day(day0().0 + (i / 30) as i32);
+            let start = at(day, (i % 30) * 7 / 10, (i * 13) % 60, i % 7);
+            let agent = match i % 5 {
+                0 => None,
+                1 | 3 => Some("a1"),
+                _ => Some("a2"),
+            };
+            let number = format!("1380000{:04}", i % 3);
+            let mut r = call(t, 100 + i, start, Some("g"), agent, &number);
+            r.customer = (i % 3 != 2).then(|| format!("c{}", i % 3));
+            r
+        })
+        .collect()
+}
+
+/// Every listing and timeline of `calls` as the store gives it, against
+/// what the records say.
+async fn check_listings(s: &dyn Store, t: &TenantId, calls: &[CallRecord]) {
+    let numbers: BTreeSet<&str> = calls.iter().map(|c| c.customer_number.as_str()).collect();
+    for n in numbers {
+        let want = sorted_desc(
+            calls
+                .iter()
+                .filter(|c| c.customer_number == n)
+                .cloned()
+                .collect(),
+        );
+        for limit in [1, 4, 1000] {
+            let got = all_pages(limit, |p| async move {
+                s.calls_by_number(t, n, TimeRange::default(), &p).await
+            })
+            .await
+            .unwrap();
+            assert_eq!(ids(&got), ids(&want), "number {n}, limit {limit}");
+            assert!(got == want, "number {n}: the records differ");
+        }
+        let range = TimeRange {
+            from: Some(at(day0(), 12, 0, 0)),
+            to: Some(at(Day(day0().0 + 1), 15, 0, 0)),
+        };
+        let want: Vec<CallRecord> = want
+            .into_iter()
+            .filter(|c| range.contains(c.start))
+            .collect();
+        let got = all_pages(
+            3,
+            |p| async move { s.calls_by_number(t, n, range, &p).await },
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&got), ids(&want), "number {n} in {range:?}");
+    }
+    for a in ["a1", "a2"] {
+        let want = sorted_desc(
+            calls
+                .iter()
+                .filter(|c| c.agent.as_ref().map(|x| x.0.as_str()) == Some(a))
+                .cloned()
+                .collect(),
+        );
+        let got = all_pages(7, |p| async move {
+            s.calls_by_agent(t, &AgentId::from(a), TimeRange::default(), &p)
+                .await
+        })
+        .await
+        .unwrap();
+        assert_eq!(ids(&got), ids(&want), "agent {a}");
+    }
+    let customers: BTreeSet<&str> = calls.iter().filter_map(|c| c.customer.as_deref()).collect();
+    for cu in customers {
+        let mut want: Vec<(Timestamp, String)> = calls
+            .iter()
+            .filter(|c| c.customer.as_deref() == Some(cu))
+            .map(|c| (c.start, c.call.to_string()))
+            .collect();
+        want.sort_by(|a, b| (std::cmp::Reverse(a.0), &a.1).cmp(&(std::cmp::Reverse(b.0), &b.1)));
+        for (limit, before) in [
+            (50, None),
+            (7, None),
+            (1000, Some(at(Day(day0().0 + 1), 10, 0, 0))),
+        ] {
+            let got: Vec<(Timestamp, String)> = s
+                .timeline(t, cu, before, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| {
+                    assert_eq!(e.kind, TimelineKind::Call);
+                    (e.at, e.id)
+                })
+                .collect();
+            let want: Vec<(Timestamp, String)> = want
+                .iter()
+                .filter(|(at, _)| before.is_none_or(|b| *at < b))
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            assert_eq!(
+                got, want,
+                "timeline of {cu}, limit {limit}, before {before:?}"
+            );
+        }
+    }
+    assert!(s.timeline(t, "c2", None, 50).await.unwrap().is_empty());
+}
+
+/// The version-1 schema kept the listings in indexes on `calls`; version
+/// 2 moved them to key rows. A directory written by a version-1 build
+/// opens, its calls are listed as before, and new writes land in both.
+#[test]
+fn a_version_1_directory_is_migrated() {
+    let dir = TempDir::new("sb-v1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TenantId::from("old");
+    let mut calls = spread_calls(&t);
+    let path = EmbeddedStore::create_at_schema_version(&dir.0, 1).unwrap();
+    {
+        // What the version-1 build wrote for each call.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for r in &calls {
+            conn.execute(
+                "INSERT OR REPLACE INTO calls (tenant, call, day, start, agent, grp, number, \
+                 customer, direction, answered, hangup_side, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    r.tenant.0,
+                    i64::from_ne_bytes(r.call.0.to_ne_bytes()),
+                    r.day.0,
+                    i64::try_from(r.start.0).unwrap(),
+                    r.agent.as_ref().map(|a| a.0.clone()),
+                    r.group,
+                    r.customer_number,
+                    r.customer,
+                    r.direction.as_str(),
+                    r.answered.is_some(),
+                    r.hangup_side.as_str(),
+                    serde_json::to_string(r).unwrap(),
+                ],
+            )
+            .unwrap();
+        }
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+    }
+
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, i64::from(EmbeddedStore::schema_version()));
+        let old_indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('calls_by_number', 'calls_by_customer')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_indexes, 0);
+    }
+    let s: &dyn Store = &store;
+    rt.block_on(check_listings(s, &t, &calls));
+
+    // New calls, and an old one written again with other keys.
+    let mut more: Vec<CallRecord> = spread_calls(&t)
+        .into_iter()
+        .map(|mut c| {
+            c.call = CallId(c.call.0 + 1000);
+            c.start = c.start.after(Duration::from_secs(1800));
+            c
+        })
+        .collect();
+    let moved = &mut calls[4];
+    moved.customer_number = "13900000009".into();
+    moved.customer = Some("c9".into());
+    moved.agent = Some("a2".into());
+    moved.start = at(Day(day0().0 + 3), 1, 0, 0);
+    more.push(moved.clone());
+    rt.block_on(s.put_calls(&more)).unwrap();
+    calls.retain(|c| c.call != more[more.len() - 1].call);
+    calls.extend(more);
+    rt.block_on(check_listings(s, &t, &calls));
+}
+
+/// Writing a call again with another number, customer, agent and start
+/// takes it out of its old listings and timeline.
+#[test]
+fn a_rewritten_call_leaves_its_old_listings() {
+    let dir = TempDir::new("sb-rewrite");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let s: &dyn Store = &store;
+    let t = TenantId::from("acme");
+    let mut calls = spread_calls(&t);
+    rt.block_on(s.put_calls(&calls)).unwrap();
+    rt.block_on(check_listings(s, &t, &calls));
+    for (k, i) in [3usize, 40, 77].into_iter().enumerate() {
+        let c = &mut calls[i];
+        c.customer_number = format!("1380000{:04}", (i + 1) % 3);
+        c.customer = (k != 1).then(|| format!("c{}", k % 2));
+        c.agent = (k != 2).then(|| AgentId::from(["a2", "a1"][k % 2]));
+        c.start = at(Day(day0().0 + 2), 20 + k as u64, 59, 59);
+        c.day = Day::of(c.start, 480);
+    }
+    // In one batch with a duplicate, and again on its own.
+    let batch = vec![
+        calls[3].clone(),
+        calls[40].clone(),
+        calls[3].clone(),
+        calls[77].clone(),
+    ];
+    rt.block_on(s.put_calls(&batch)).unwrap();
+    rt.block_on(check_listings(s, &t, &calls));
+    rt.block_on(s.put_calls(&calls[40..41])).unwrap();
+    rt.block_on(check_listings(s, &t, &calls));
 }
 
 // --- child processes ---------------------------------------------------------

@@ -161,6 +161,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql_error)?;
         migrate(&conn)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let writer = Writer::start(conn, options.max_batch_jobs, options.max_batch_rows)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -170,6 +171,29 @@ impl EmbeddedStore {
                 readers: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// Creates a data directory whose schema is at `version` (the first
+    /// `version` migrations), as an older build left it: for tests of the
+    /// migrations. Not for production use.
+    #[doc(hidden)]
+    pub fn create_at_schema_version(dir: impl AsRef<Path>, version: u32) -> Result<PathBuf> {
+        let dir = dir.as_ref();
+        let target = usize::try_from(version).unwrap_or(usize::MAX);
+        if target > schema::MIGRATIONS.len() {
+            return Err(StoreError::invalid(format!(
+                "schema version {version} is not one of this build's"
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::unavailable(format!("cannot create data directory {}", dir.display()))
+                .with_source(e)
+        })?;
+        let path = dir.join(Self::FILE);
+        let conn = Connection::open(&path).map_err(sql_error)?;
+        set_wal(&conn)?;
+        migrate_to(&conn, target)?;
+        Ok(path)
     }
 
     /// The database file.
@@ -211,6 +235,10 @@ impl EmbeddedStore {
 /// than the page cache alone).
 const MMAP_BYTES: i64 = 1 << 30;
 
+/// Prepared statements kept per connection (rusqlite's default is 16, fewer
+/// than the store's distinct statements).
+const STATEMENT_CACHE: usize = 64;
+
 const MIGRATIONS_LEN: u32 = schema::MIGRATIONS.len() as u32;
 
 impl Inner {
@@ -233,6 +261,7 @@ impl Inner {
             -(i64::from(self.options.reader_cache_mib) * 1024),
         )
         .map_err(sql_error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
 
@@ -270,6 +299,11 @@ fn set_wal(conn: &Connection) -> Result<()> {
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
+    migrate_to(conn, schema::MIGRATIONS.len())
+}
+
+/// Applies the migrations up to version `target`.
+fn migrate_to(conn: &Connection, target: usize) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
     let out = (|| {
         let have: i64 = conn
@@ -282,10 +316,13 @@ fn migrate(conn: &Connection) -> Result<()> {
                 schema::MIGRATIONS.len()
             )));
         }
-        for m in &schema::MIGRATIONS[have..] {
+        let Some(todo) = schema::MIGRATIONS.get(have..target) else {
+            return Ok(());
+        };
+        for m in todo {
             conn.execute_batch(m).map_err(sql_error)?;
         }
-        conn.pragma_update(None, "user_version", schema::MIGRATIONS.len() as i64)
+        conn.pragma_update(None, "user_version", target as i64)
             .map_err(sql_error)
     })();
     match out {

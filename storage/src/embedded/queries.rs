@@ -296,6 +296,134 @@ fn call_col(c: CallId) -> i64 {
     i64::from_ne_bytes(c.0.to_ne_bytes())
 }
 
+/// The listings kept as rows of `call_keys` (see the schema's migration 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    /// By the customer's number.
+    Number,
+    /// By the customer: the calls in the customer's timeline.
+    Customer,
+}
+
+impl KeyKind {
+    fn col(self) -> &'static str {
+        match self {
+            KeyKind::Number => "n",
+            KeyKind::Customer => "c",
+        }
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The hour (since 1970-01-01 UTC) of a start time: the part of
+/// `call_keys` its key rows go to. Starts are never negative, so this is
+/// also what SQLite's `start / 3600000` gives.
+fn hour_of(start: i64) -> i64 {
+    start.div_euclid(HOUR_MS)
+}
+
+/// The day of `call_key_days` an hour belongs to.
+fn day_of_hour(hour: i64) -> i64 {
+    hour.div_euclid(24)
+}
+
+impl CallRow {
+    fn keys(&self) -> impl Iterator<Item = (KeyKind, &str)> {
+        std::iter::once((KeyKind::Number, self.number.as_str()))
+            .chain(self.customer.as_deref().map(|c| (KeyKind::Customer, c)))
+    }
+}
+
+/// Which key rows to read: one key's, with `from <= start <= to`, and
+/// below a position when paging.
+struct KeyScan<'a> {
+    tenant: &'a str,
+    kind: KeyKind,
+    key: &'a str,
+    from: i64,
+    to: i64,
+    /// Only rows with (start, call) below this.
+    below: Option<(i64, i64)>,
+    /// Among equal starts, calls in ascending order (the timeline's order)
+    /// rather than descending (the listings').
+    ties_ascending: bool,
+}
+
+// No `LIMIT ?`: SQLite plans with a bound limit's value and prepares the
+// statement again whenever it changes. The rows are read lazily instead.
+const KEY_ROWS: &str = "SELECT start, call FROM call_keys \
+    WHERE tenant = ?1 AND kind = ?2 AND hour = ?3 AND key = ?4 AND start BETWEEN ?5 AND ?6 \
+    AND (?7 IS NULL OR (start, call) < (?7, ?8)) ORDER BY start DESC, call DESC";
+const KEY_ROWS_TIES_ASCENDING: &str = "SELECT start, call FROM call_keys \
+    WHERE tenant = ?1 AND kind = ?2 AND hour = ?3 AND key = ?4 AND start BETWEEN ?5 AND ?6 \
+    AND (?7 IS NULL OR (start, call) < (?7, ?8)) ORDER BY start DESC, call ASC";
+
+/// The (start, call) of up to `want` key rows, newest first. Visits the
+/// key's days from `call_key_days`, newest first, and each day's hours,
+/// newest first; hours hold disjoint start ranges, so their rows follow
+/// one another in order.
+fn key_rows(c: &Connection, q: &KeyScan, want: usize) -> Result<Vec<(i64, i64)>> {
+    let mut out = Vec::new();
+    if want == 0 || q.from > q.to {
+        return Ok(out);
+    }
+    let (first_hour, last_hour) = (hour_of(q.from), hour_of(q.to));
+    let mut days = c
+        .prepare_cached(
+            "SELECT day FROM call_key_days WHERE tenant = ?1 AND kind = ?2 AND key = ?3 \
+             AND day BETWEEN ?4 AND ?5 ORDER BY day DESC",
+        )
+        .map_err(sql_error)?;
+    let mut days = days
+        .query(params![
+            q.tenant,
+            q.kind.col(),
+            q.key,
+            day_of_hour(first_hour),
+            day_of_hour(last_hour)
+        ])
+        .map_err(sql_error)?;
+    let sql = if q.ties_ascending {
+        KEY_ROWS_TIES_ASCENDING
+    } else {
+        KEY_ROWS
+    };
+    let mut s = c.prepare_cached(sql).map_err(sql_error)?;
+    let (below_start, below_call) = q.below.unzip();
+    while let Some(day) = days.next().map_err(sql_error)? {
+        let day: i64 = day.get(0).map_err(sql_error)?;
+        let top = day.saturating_mul(24).saturating_add(23).min(last_hour);
+        let bottom = day.saturating_mul(24).max(first_hour);
+        for hour in (bottom..=top).rev() {
+            let mut rows = s
+                .query(params![
+                    q.tenant,
+                    q.kind.col(),
+                    hour,
+                    q.key,
+                    q.from,
+                    q.to,
+                    below_start,
+                    below_call
+                ])
+                .map_err(sql_error)?;
+            while out.len() < want {
+                match rows.next().map_err(sql_error)? {
+                    Some(r) => {
+                        out.push((r.get(0).map_err(sql_error)?, r.get(1).map_err(sql_error)?))
+                    }
+                    None => break,
+                }
+            }
+            if out.len() >= want {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn encode_calls(records: &[CallRecord]) -> Result<Vec<CallRow>> {
     records
         .iter()
@@ -319,14 +447,105 @@ pub(super) fn encode_calls(records: &[CallRecord]) -> Result<Vec<CallRow>> {
 }
 
 pub(super) fn put_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
-    let mut s = c
+    let mut insert = c
         .prepare_cached(
-            "INSERT OR REPLACE INTO calls \
+            "INSERT INTO calls \
              (tenant, call, day, start, agent, grp, number, customer, direction, answered, hangup_side, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (tenant, call) DO NOTHING",
+        )
+        .map_err(sql_error)?;
+    let mut key = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO call_keys (tenant, kind, hour, key, start, call) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(sql_error)?;
+    let mut key_day = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO call_key_days (tenant, kind, key, day) VALUES (?1, ?2, ?3, ?4)",
         )
         .map_err(sql_error)?;
     for r in rows {
+        let added = insert
+            .execute(params![
+                r.tenant,
+                r.call,
+                r.day,
+                r.start,
+                r.agent,
+                r.group,
+                r.number,
+                r.customer,
+                r.direction,
+                r.answered,
+                r.hangup_side,
+                r.body
+            ])
+            .map_err(sql_error)?;
+        if added == 0 {
+            replace_call(c, r)?;
+        }
+        let hour = hour_of(r.start);
+        for (kind, k) in r.keys() {
+            key.execute(params![r.tenant, kind.col(), hour, k, r.start, r.call])
+                .map_err(sql_error)?;
+            key_day
+                .execute(params![r.tenant, kind.col(), k, day_of_hour(hour)])
+                .map_err(sql_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// A call written again: its old key rows go, its row takes the new
+/// values. (A key's day stays listed in `call_key_days`; an empty day
+/// costs a listing a few lookups, nothing more.)
+fn replace_call(c: &Connection, r: &CallRow) -> Result<()> {
+    let old = c
+        .prepare_cached("SELECT start, number, customer FROM calls WHERE tenant = ?1 AND call = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![r.tenant, r.call], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(sql_error)?;
+    if let Some((start, number, customer)) = old {
+        let mut delete = c
+            .prepare_cached(
+                "DELETE FROM call_keys WHERE tenant = ?1 AND kind = ?2 AND hour = ?3 \
+                 AND key = ?4 AND start = ?5 AND call = ?6",
+            )
+            .map_err(sql_error)?;
+        let old_keys = [
+            (KeyKind::Number, Some(number)),
+            (KeyKind::Customer, customer),
+        ];
+        for (kind, k) in old_keys {
+            if let Some(k) = k {
+                delete
+                    .execute(params![
+                        r.tenant,
+                        kind.col(),
+                        hour_of(start),
+                        k,
+                        start,
+                        r.call
+                    ])
+                    .map_err(sql_error)?;
+            }
+        }
+    }
+    c.prepare_cached(
+        "UPDATE calls SET day = ?3, start = ?4, agent = ?5, grp = ?6, number = ?7, customer = ?8, \
+         direction = ?9, answered = ?10, hangup_side = ?11, body = ?12 WHERE tenant = ?1 AND call = ?2",
+    )
+    .and_then(|mut s| {
         s.execute(params![
             r.tenant,
             r.call,
@@ -341,8 +560,8 @@ pub(super) fn put_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
             r.hangup_side,
             r.body
         ])
-        .map_err(sql_error)?;
-    }
+    })
+    .map_err(sql_error)?;
     Ok(())
 }
 
@@ -465,9 +684,16 @@ pub(super) fn list_calls(
             push_range(&mut sql, &mut args, range);
         }
         CallKey::Number(number, range) => {
-            args.push(Value::Text(number.clone()));
-            sql.push_str(" AND number = ?2");
-            push_range(&mut sql, &mut args, range);
+            let scan = KeyScan {
+                tenant: &q.tenant,
+                kind: KeyKind::Number,
+                key: number,
+                from: i64::MIN,
+                to: i64::MAX,
+                below: None,
+                ties_ascending: false,
+            };
+            return list_keyed(c, scan, range, page, limit);
         }
     }
     if let Some(cur) = &page.cursor {
@@ -510,6 +736,59 @@ pub(super) fn list_calls(
     }
     let next = match (more, last) {
         (true, Some((s, k))) => Some(encode_cursor(s, k)),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
+/// A key row naming a call that is not there: the two are written in one
+/// transaction and read in one, so the file is damaged.
+fn not_stored(call: i64) -> StoreError {
+    StoreError::invalid(format!(
+        "a call listing names call {}, which is not stored",
+        CallId(u64::from_ne_bytes(call.to_ne_bytes()))
+    ))
+}
+
+/// A listing served from `call_keys`: the page's (start, call) first,
+/// then the records, in one read transaction.
+fn list_keyed(
+    c: &Connection,
+    mut scan: KeyScan,
+    range: &TimeRange,
+    page: &PageRequest,
+    limit: u32,
+) -> Result<Page<CallRecord>> {
+    if let Some(f) = range.from {
+        scan.from = f.as_i64();
+    }
+    if let Some(t) = range.to {
+        scan.to = t.as_i64().saturating_sub(1);
+    }
+    if let Some(cur) = &page.cursor {
+        let below = decode_cursor(cur)?;
+        scan.to = scan.to.min(below.0);
+        scan.below = Some(below);
+    }
+    let tx = c.unchecked_transaction().map_err(sql_error)?;
+    let keys = key_rows(&tx, &scan, limit as usize + 1)?;
+    let more = keys.len() > limit as usize;
+    let mut s = tx
+        .prepare_cached("SELECT body FROM calls WHERE tenant = ?1 AND call = ?2")
+        .map_err(sql_error)?;
+    let mut items = Vec::with_capacity(keys.len().min(limit as usize));
+    for &(_, call) in keys.iter().take(limit as usize) {
+        let body: String = s
+            .query_row(params![scan.tenant, call], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)?
+            .ok_or_else(|| not_stored(call))?;
+        items.push(decode::<CallRecord>("call record", &body)?);
+    }
+    drop(s);
+    tx.commit().map_err(sql_error)?;
+    let next = match (more, keys.get(limit as usize - 1)) {
+        (true, Some(&(start, call))) => Some(encode_cursor(start, call)),
         _ => None,
     };
     Ok(Page { items, next })
@@ -838,26 +1117,30 @@ pub(super) fn timeline(
 ) -> Result<Vec<TimelineEvent>> {
     let before = before.map_or(i64::MAX, Timestamp::as_i64);
     let mut events = Vec::new();
-    // The customer's calls, newest first.
-    let mut s = c
-        .prepare_cached(
-            "SELECT call, start, direction, answered FROM calls \
-             WHERE tenant = ?1 AND customer = ?2 AND start < ?3 \
-             ORDER BY start DESC, call ASC LIMIT ?4",
-        )
+    // The customer's calls, newest first, from their key rows; one read
+    // transaction for the rows and the calls they name.
+    let tx = c.unchecked_transaction().map_err(sql_error)?;
+    let scan = KeyScan {
+        tenant: &tenant.0,
+        kind: KeyKind::Customer,
+        key: customer,
+        from: i64::MIN,
+        to: before.saturating_sub(1),
+        below: None,
+        ties_ascending: true,
+    };
+    let keys = key_rows(&tx, &scan, limit as usize)?;
+    let mut s = tx
+        .prepare_cached("SELECT direction, answered FROM calls WHERE tenant = ?1 AND call = ?2")
         .map_err(sql_error)?;
-    let rows = s
-        .query_map(params![tenant.0, customer, before, limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })
-        .map_err(sql_error)?;
-    for row in rows {
-        let (call, start, direction, answered) = row.map_err(sql_error)?;
+    for (start, call) in keys {
+        let (direction, answered) = s
+            .query_row(params![tenant.0, call], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+            })
+            .optional()
+            .map_err(sql_error)?
+            .ok_or_else(|| not_stored(call))?;
         events.push(TimelineEvent {
             tenant: tenant.clone(),
             customer: customer.to_owned(),
@@ -867,6 +1150,8 @@ pub(super) fn timeline(
             title: crate::model::customer::call_title(&direction, answered),
         });
     }
+    drop(s);
+    tx.commit().map_err(sql_error)?;
     // Tickets, summaries and contact plans.
     let mut s = c
         .prepare_cached(

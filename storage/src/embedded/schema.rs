@@ -145,4 +145,44 @@ CREATE TABLE leases (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 "#,
+    // 2: the calls' listings by customer number and by customer move from
+    // indexes on `calls` to rows keyed by the hour of the call's start. An
+    // index on (tenant, number, ...) takes each insert at one of as many
+    // places as there are customers, so every commit dirtied thousands of
+    // random pages; a key row lands in the current hour's part of its tree.
+    // `call_key_days` names the days a key has rows on (one insert per key
+    // and day), so a listing visits only those days' hours.
+    r#"
+CREATE TABLE call_keys (
+    tenant TEXT NOT NULL,
+    -- 'n': the customer number, 'c': the customer
+    kind TEXT NOT NULL,
+    -- start / 3,600,000: hours since 1970-01-01 UTC
+    hour INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    call INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, hour, key, start, call)
+) WITHOUT ROWID;
+
+CREATE TABLE call_key_days (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    -- hour / 24
+    day INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, key, day)
+) WITHOUT ROWID;
+
+INSERT INTO call_keys (tenant, kind, hour, key, start, call)
+    SELECT tenant, 'n', start / 3600000, number, start, call FROM calls;
+INSERT INTO call_keys (tenant, kind, hour, key, start, call)
+    SELECT tenant, 'c', start / 3600000, customer, start, call FROM calls
+    WHERE customer IS NOT NULL;
+INSERT OR IGNORE INTO call_key_days (tenant, kind, key, day)
+    SELECT DISTINCT tenant, kind, key, hour / 24 FROM call_keys;
+
+DROP INDEX calls_by_number;
+DROP INDEX calls_by_customer;
+"#,
 ];

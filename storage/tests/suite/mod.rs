@@ -181,12 +181,12 @@ pub fn call(
     }
 }
 
-fn sorted_desc(mut v: Vec<CallRecord>) -> Vec<CallRecord> {
+pub fn sorted_desc(mut v: Vec<CallRecord>) -> Vec<CallRecord> {
     v.sort_by_key(|r| std::cmp::Reverse((r.start, r.call.0.cast_signed())));
     v
 }
 
-async fn all_pages<F, Fut>(limit: u32, mut fetch: F) -> Result<Vec<CallRecord>>
+pub async fn all_pages<F, Fut>(limit: u32, mut fetch: F) -> Result<Vec<CallRecord>>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<
@@ -207,7 +207,7 @@ where
     anyhow::bail!("paging did not end")
 }
 
-fn ids(v: &[CallRecord]) -> Vec<u64> {
+pub fn ids(v: &[CallRecord]) -> Vec<u64> {
     v.iter().map(|r| r.call.0).collect()
 }
 
