@@ -1,6 +1,7 @@
-//! The embedded store's three numbers: batched call-record writes per
-//! second, the 24-hour per-hour report of a tenant with 1,000,000 call
-//! records, and one customer's timeline (last 50 events).
+//! The embedded store's numbers: batched call-record writes per second,
+//! the 24-hour per-hour report of a tenant with 1,000,000 call records,
+//! one customer's timeline (last 50 events), and the first pages of the
+//! call listings by number, by agent and by day.
 //!
 //! `cargo bench -p switchboard-storage --bench embedded`
 //!
@@ -13,11 +14,11 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use switchboard_storage::model::{
-    CallId, CallRecord, Day, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
+    AgentId, CallId, CallRecord, Day, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
     LocalHour, NodeId, NumberLocation, RingAttempt, RingOutcome, ScopeKind, StatsAggregator,
     StatsScope, TenantId, Ticket, TicketStatus, Timestamp,
 };
-use switchboard_storage::{EmbeddedStore, Store};
+use switchboard_storage::{CallFilter, EmbeddedStore, PageRequest, Store, TimeRange};
 
 const RECORDS: u64 = 1_000_000;
 const RUNS: u64 = 5;
@@ -286,6 +287,56 @@ fn run(dir: &std::path::Path) -> Result<()> {
         "ms",
         false,
     );
+    // 4. The call listings' first pages: one customer number's 50 calls,
+    //    one agent's latest 50 (of 4,500), the day's latest 50.
+    let number = format!("138{:08}", 4242);
+    let agent = AgentId::from("1042");
+    let mut number_ms = Vec::new();
+    let mut agent_ms = Vec::new();
+    let mut day_ms = Vec::new();
+    rt.block_on(async {
+        let first = PageRequest::first(50);
+        for _ in 0..QUERIES {
+            let t0 = Instant::now();
+            let page = s
+                .calls_by_number(&tenant, &number, TimeRange::default(), &first)
+                .await?;
+            number_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(page.items.len(), 50);
+            let t0 = Instant::now();
+            let page = s
+                .calls_by_agent(&tenant, &agent, TimeRange::default(), &first)
+                .await?;
+            agent_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(page.items.len(), 50);
+            let t0 = Instant::now();
+            let page = s
+                .calls_by_day(&tenant, day(), &CallFilter::default(), &first)
+                .await?;
+            day_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(page.items.len(), 50);
+        }
+        anyhow::Ok(())
+    })?;
+    summary(
+        "calls by number, first page (50 of 50)",
+        number_ms,
+        "ms",
+        false,
+    );
+    summary(
+        "calls by agent, first page (50 of 4,500)",
+        agent_ms,
+        "ms",
+        false,
+    );
+    summary(
+        "calls by day, first page (50 of 1,000,000)",
+        day_ms,
+        "ms",
+        false,
+    );
+
     let size = std::fs::metadata(store.path())?.len();
     println!("database: {} MB", size / 1_000_000);
     Ok(())
