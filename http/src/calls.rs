@@ -1,0 +1,424 @@
+//! Call records (通话记录): by day with filters, by agent, by customer
+//! number, newest first, with the store's opaque cursors; one call; its
+//! recording.
+//!
+//! Admins, supervisors and QA inspectors see every call; an agent sees
+//! the calls it talked on. Recordings are for admins, supervisors and QA
+//! inspectors.
+
+use crate::auth::Caller;
+use crate::common::{day_or_today, format_date, page_request, Page};
+use crate::config::tenant_record;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::mirror::{
+    Direction, HangupReason, HangupSide, LegKind, OverflowReason, RingOutcome, Role,
+};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use switchboard_storage::model::{self as m, AgentId, CallId, CallRecord, Timestamp};
+use switchboard_storage::{CallFilter, TimeRange};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+const CALLS: &[Role] = &[
+    Role::TenantAdmin,
+    Role::Supervisor,
+    Role::QaInspector,
+    Role::Agent,
+];
+const RECORDINGS: &[Role] = &[Role::TenantAdmin, Role::Supervisor, Role::QaInspector];
+
+/// A call id from its hex form.
+pub(crate) fn call_id(hex: &str) -> Option<CallId> {
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(CallId)
+}
+
+/// A call the caller may see, or a 404.
+pub(crate) async fn call_of(state: &AppState, caller: &Caller, hex: &str) -> ApiResult<CallRecord> {
+    caller.require(CALLS, "reading call records")?;
+    let r = match call_id(hex) {
+        Some(id) => state.store.get_call(&caller.tenant, id).await?,
+        None => None,
+    };
+    r.filter(|r| visible(caller, r))
+        .ok_or_else(|| ApiError::not_found(format!("no call {hex:?}")))
+}
+
+fn visible(caller: &Caller, r: &CallRecord) -> bool {
+    !caller.agent_only() || (r.agent.is_some() && r.agent == caller.agent)
+}
+
+/// One ring of an agent's phone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RingDoc {
+    pub agent: String,
+    pub start: u64,
+    pub end: u64,
+    pub outcome: RingOutcome,
+}
+
+/// One leg: a dialog with one party.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LegDoc {
+    pub kind: LegKind,
+    pub party: String,
+    pub start: u64,
+    pub answered: Option<u64>,
+    pub end: u64,
+}
+
+/// Where the number is from (归属地).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LocationDoc {
+    pub place: String,
+    pub carrier: Option<String>,
+}
+
+/// What the caller did in the IVR.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IvrDoc {
+    /// Node ids in the order visited.
+    pub path: Vec<String>,
+    pub keys: String,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Where an unanswered call went.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OverflowDoc {
+    /// `group`, `ivr_node`, `number`, `voicemail` or `hang_up`.
+    pub to: String,
+    pub target: Option<String>,
+    pub reason: OverflowReason,
+}
+
+/// A call record. Times are ms since the Unix epoch, durations ms.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallDoc {
+    /// The call's id (hex).
+    pub call: String,
+    /// The tenant-local day, `YYYY-MM-DD`.
+    pub day: String,
+    pub direction: Direction,
+    pub caller: String,
+    pub dialed: String,
+    pub customer_number: String,
+    pub customer: Option<String>,
+    pub location: Option<LocationDoc>,
+    pub start: u64,
+    pub end: u64,
+    pub ivr: IvrDoc,
+    pub group: Option<String>,
+    pub enqueued: Option<u64>,
+    pub dequeued: Option<u64>,
+    pub rings: Vec<RingDoc>,
+    pub agent: Option<String>,
+    pub answered: Option<u64>,
+    pub talk_end: Option<u64>,
+    pub queue_ms: u64,
+    pub ring_ms: u64,
+    pub talk_ms: u64,
+    pub overflow: Option<OverflowDoc>,
+    pub hangup_side: HangupSide,
+    pub hangup_reason: HangupReason,
+    pub voicemail: bool,
+    pub satisfaction: Option<u8>,
+    pub legs: Vec<LegDoc>,
+    /// Whether a recording can be downloaded.
+    pub recorded: bool,
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
+    let t = |x: Option<Timestamp>| x.map(|t| t.0);
+    CallDoc {
+        queue_ms: ms(r.queue_time()),
+        ring_ms: ms(r.ring_time()),
+        talk_ms: ms(r.talk_time()),
+        call: r.call.to_string(),
+        day: format_date(r.day.date()),
+        direction: r.direction.into(),
+        caller: r.caller,
+        dialed: r.dialed,
+        customer_number: r.customer_number,
+        customer: r.customer,
+        location: r.location.map(|l| LocationDoc {
+            place: l.place,
+            carrier: l.carrier,
+        }),
+        start: r.start.0,
+        end: r.end.0,
+        ivr: IvrDoc {
+            path: r.ivr.path,
+            keys: r.ivr.keys,
+            vars: r.ivr.vars,
+        },
+        group: r.group,
+        enqueued: t(r.enqueued),
+        dequeued: t(r.dequeued),
+        rings: r
+            .rings
+            .into_iter()
+            .map(|x| RingDoc {
+                agent: x.agent.0,
+                start: x.start.0,
+                end: x.end.0,
+                outcome: x.outcome.into(),
+            })
+            .collect(),
+        agent: r.agent.map(|a| a.0),
+        answered: t(r.answered),
+        talk_end: t(r.talk_end),
+        overflow: r.overflow.map(|(o, reason)| {
+            let (to, target) = match o {
+                m::Overflow::Group(g) => ("group", Some(g)),
+                m::Overflow::IvrNode(n) => ("ivr_node", Some(n)),
+                m::Overflow::Number(n) => ("number", Some(n)),
+                m::Overflow::Voicemail => ("voicemail", None),
+                m::Overflow::HangUp => ("hang_up", None),
+            };
+            OverflowDoc {
+                to: to.into(),
+                target,
+                reason: reason.into(),
+            }
+        }),
+        hangup_side: r.hangup_side.into(),
+        hangup_reason: r.hangup_reason.into(),
+        voicemail: r.voicemail,
+        satisfaction: r.satisfaction,
+        legs: r
+            .legs
+            .into_iter()
+            .map(|l| LegDoc {
+                kind: l.kind.into(),
+                party: l.party,
+                start: l.start.0,
+                answered: t(l.answered),
+                end: l.end.0,
+            })
+            .collect(),
+        recorded: r.recording.is_some(),
+    }
+}
+
+/// Filters of a day's calls.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DayQuery {
+    /// The tenant-local day, `YYYY-MM-DD` (default today).
+    day: Option<String>,
+    /// Started at or after (ms since the epoch).
+    from: Option<u64>,
+    /// Started before.
+    to: Option<u64>,
+    agent: Option<String>,
+    group: Option<String>,
+    direction: Option<Direction>,
+    /// Answered by an agent, or not.
+    answered: Option<bool>,
+    hangup_side: Option<HangupSide>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// A time range and page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct RangeQuery {
+    /// Started at or after (ms since the epoch).
+    from: Option<u64>,
+    /// Started before.
+    to: Option<u64>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+fn range(from: Option<u64>, to: Option<u64>) -> TimeRange {
+    TimeRange {
+        from: from.map(Timestamp),
+        to: to.map(Timestamp),
+    }
+}
+
+fn page_of(p: switchboard_storage::Page<CallRecord>, caller: &Caller) -> Page<CallDoc> {
+    Page {
+        items: p
+            .items
+            .into_iter()
+            .filter(|r| visible(caller, r))
+            .map(call_doc)
+            .collect(),
+        next: p.next.map(|c| c.0),
+    }
+}
+
+/// The calls of a day, with filters. An agent gets its own calls.
+#[utoipa::path(get, path = "/calls", tag = "calls", params(DayQuery),
+    responses((status = 200, body = Page<CallDoc>), (status = 403, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+async fn list_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<DayQuery>,
+) -> ApiResult<Json<Page<CallDoc>>> {
+    caller.require(CALLS, "listing call records")?;
+    let offset = tenant_record(&state, &caller.tenant)
+        .await?
+        .utc_offset_minutes;
+    let day = day_or_today("day", q.day.as_deref(), offset)?;
+    let mut agent = q.agent.map(AgentId);
+    if caller.agent_only() {
+        if agent.is_some() && agent != caller.agent {
+            return Err(ApiError::forbidden("an agent sees its own calls only"));
+        }
+        agent = caller.agent.clone();
+        if agent.is_none() {
+            return Ok(Json(Page {
+                items: Vec::new(),
+                next: None,
+            }));
+        }
+    }
+    let filter = CallFilter {
+        range: range(q.from, q.to),
+        agent,
+        group: q.group,
+        direction: q.direction.map(Into::into),
+        answered: q.answered,
+        hangup_side: q.hangup_side.map(Into::into),
+    };
+    let page = page_request(q.cursor, q.limit)?;
+    let p = state
+        .store
+        .calls_by_day(&caller.tenant, day, &filter, &page)
+        .await
+        .map_err(|e| ApiError::from(e).in_field("cursor"))?;
+    Ok(Json(page_of(p, &caller)))
+}
+
+/// The calls an agent talked on.
+#[utoipa::path(get, path = "/agents/{agent}/calls", tag = "calls",
+    params(("agent" = String, Path), RangeQuery),
+    responses((status = 200, body = Page<CallDoc>), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+async fn agent_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(agent): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> ApiResult<Json<Page<CallDoc>>> {
+    caller.require(CALLS, "listing call records")?;
+    let agent = AgentId(agent);
+    let own = caller.agent.as_ref() == Some(&agent);
+    if caller.agent_only() && !own {
+        return Err(ApiError::not_found(format!("no agent {:?}", agent.0)));
+    }
+    if !own
+        && state
+            .store
+            .get::<m::Agent>(&caller.tenant, &agent.0)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::not_found(format!("no agent {:?}", agent.0)));
+    }
+    let page = page_request(q.cursor, q.limit)?;
+    let p = state
+        .store
+        .calls_by_agent(&caller.tenant, &agent, range(q.from, q.to), &page)
+        .await
+        .map_err(|e| ApiError::from(e).in_field("cursor"))?;
+    Ok(Json(page_of(p, &caller)))
+}
+
+/// The calls with a customer number. An agent gets its own calls.
+#[utoipa::path(get, path = "/numbers/{number}/calls", tag = "calls",
+    params(("number" = String, Path), RangeQuery),
+    responses((status = 200, body = Page<CallDoc>), (status = 422, body = crate::error::ErrorBody)))]
+async fn number_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(number): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> ApiResult<Json<Page<CallDoc>>> {
+    caller.require(CALLS, "listing call records")?;
+    crate::common::check_number("number", &number)?;
+    let page = page_request(q.cursor, q.limit)?;
+    let p = state
+        .store
+        .calls_by_number(&caller.tenant, &number, range(q.from, q.to), &page)
+        .await
+        .map_err(|e| ApiError::from(e).in_field("cursor"))?;
+    Ok(Json(page_of(p, &caller)))
+}
+
+/// One call.
+#[utoipa::path(get, path = "/calls/{call}", tag = "calls", params(("call" = String, Path)),
+    responses((status = 200, body = CallDoc), (status = 404, body = crate::error::ErrorBody)))]
+async fn get_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(call): ApiPath<String>,
+) -> ApiResult<Json<CallDoc>> {
+    Ok(Json(call_doc(call_of(&state, &caller, &call).await?)))
+}
+
+/// A call's recording: stereo WAV, the customer left and the agent right.
+#[utoipa::path(get, path = "/calls/{call}/recording", tag = "calls", params(("call" = String, Path)),
+    responses((status = 200, content_type = "audio/wav", body = Vec<u8>),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+async fn recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(call): ApiPath<String>,
+) -> ApiResult<Response> {
+    caller.require(RECORDINGS, "listening to recordings")?;
+    let r = call_of(&state, &caller, &call).await?;
+    let Some(file) = r.recording.as_deref() else {
+        return Err(ApiError::not_found(format!(
+            "call {call:?} was not recorded"
+        )));
+    };
+    let path = crate::prompts::resolve(&state.data_dir, file)
+        .ok_or_else(|| ApiError::not_found(format!("the recording of call {call:?} is missing")))?;
+    // Read whole: a recording is 32 kB per second of call.
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::not_found(format!("the recording of call {call:?} is missing")))?;
+    let disposition = format!("attachment; filename=\"call-{}.wav\"", r.call);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "audio/wav".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_calls))
+        .routes(routes!(agent_calls))
+        .routes(routes!(number_calls))
+        .routes(routes!(get_call))
+        .routes(routes!(recording))
+}
