@@ -114,3 +114,96 @@ fn outside_working_hours_the_closed_flow_runs() {
     assert!(closed > 0.9, "closed prompt not heard ({closed:.2})");
     assert!(welcome < 0.8, "the regular flow played ({welcome:.2})");
 }
+
+#[test]
+fn an_approved_wav_prompt_plays_and_a_pending_one_does_not() {
+    use switchboard_storage::model::{Prompt, PromptSource, Review, ReviewStatus, TenantId};
+    use switchboard_storage::Expect;
+    let dir = Node::fresh_data_dir();
+    // A 22,050 Hz WAV as an admin would upload it.
+    let wav = |name: &str, text: &str| {
+        std::fs::create_dir_all(dir.join("prompts")).unwrap();
+        let path = dir.join("prompts").join(name);
+        let ok = std::process::Command::new("espeak-ng")
+            .args(["-v", "en-us", "-w"])
+            .arg(&path)
+            .arg(text)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "espeak-ng failed");
+        path
+    };
+    let approved = wav("approved.wav", "This recording was reviewed and approved.");
+    let pending = wav("pending.wav", "This recording has not been reviewed yet.");
+    seed_demo_then(&dir, |store| {
+        Box::pin(async move {
+            for (id, file, status) in [
+                ("ok", "prompts/approved.wav", ReviewStatus::Approved),
+                ("draft", "prompts/pending.wav", ReviewStatus::Pending),
+            ] {
+                store
+                    .put(
+                        &Prompt {
+                            tenant: TenantId::from("demo"),
+                            id: id.into(),
+                            name: id.into(),
+                            source: PromptSource::Wav {
+                                file: file.into(),
+                                sha256: String::new(),
+                                duration_ms: 0,
+                            },
+                            review: Review {
+                                status,
+                                reviewer: None,
+                                reason: None,
+                                at: None,
+                            },
+                            created: Timestamp(0),
+                        },
+                        Expect::Any,
+                    )
+                    .await
+                    .unwrap();
+            }
+            let mut nodes = BTreeMap::new();
+            nodes.insert(
+                "a".to_owned(),
+                IvrNode::Play {
+                    prompt: "ok".into(),
+                    next: "b".into(),
+                },
+            );
+            nodes.insert(
+                "b".to_owned(),
+                IvrNode::Play {
+                    prompt: "draft".into(),
+                    next: "bye".into(),
+                },
+            );
+            nodes.insert("bye".to_owned(), IvrNode::HangUp { prompt: None });
+            publish_flow(
+                store,
+                Flow {
+                    id: "recorded".into(),
+                    start: "a".into(),
+                    nodes,
+                },
+            )
+            .await;
+            set_schedule(store, Schedule::always("recorded")).await;
+        })
+    });
+    let node = Node::start_in(dir, &[]);
+    let heard = call_and_listen(&node);
+    let read = |p: &std::path::Path| {
+        switchboard_media::rtp::prompt::decode_wav(std::fs::File::open(p).unwrap())
+            .unwrap()
+            .samples()
+            .to_vec()
+    };
+    let ok = match_score(&heard, &read(&approved));
+    let draft = match_score(&heard, &read(&pending));
+    assert!(ok > 0.9, "the approved WAV was not heard ({ok:.2})");
+    assert!(draft < 0.8, "a prompt pending review played ({draft:.2})");
+}
