@@ -259,12 +259,14 @@ impl FromRequestParts<AppState> for Caller {
 
 /// An argon2id PHC string of `password` (CPU-heavy: call it off the
 /// async runtime, see [`hash_password_async`]).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+pub fn hash_password(password: &str) -> Result<String, crate::SeedError> {
+    let fail = |e: argon2::password_hash::Error| crate::SeedError::Hash(e.to_string());
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt)?;
+    let salt = SaltString::encode_b64(&salt).map_err(fail)?;
     Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(fail)?
         .to_string())
 }
 
@@ -488,8 +490,7 @@ pub async fn seed_demo_users(store: &dyn Store) -> Result<usize, crate::SeedErro
         }
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
-            .map_err(|e| crate::SeedError::Hash(e.to_string()))?
-            .map_err(|e| crate::SeedError::Hash(e.to_string()))?;
+            .map_err(|e| crate::SeedError::Hash(e.to_string()))??;
         let made = store
             .create_if_absent(&User {
                 tenant: tenant.clone(),

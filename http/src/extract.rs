@@ -16,16 +16,14 @@ pub const JSON_LIMIT: usize = 1024 * 1024;
 /// Turns a deserialisation error with its path into a field problem.
 fn problem(path: &serde_path_to_error::Path, message: String) -> FieldProblem {
     let mut field = path.to_string();
-    // A missing or unknown field is reported one level up: name it.
-    for prefix in ["missing field `", "unknown field `"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(name) = rest.split('`').next() {
-                field = if field == "." || field.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{field}.{name}")
-                };
-            }
+    // A missing field is reported one level up: name it.
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some(name) = rest.split('`').next() {
+            field = if field == "." || field.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
         }
     }
     if field.is_empty() {

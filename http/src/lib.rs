@@ -162,7 +162,7 @@ impl AppState {
     }
 }
 
-/// Why seeding the demo users failed.
+/// Why seeding the demo users (or hashing a password) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SeedError {

@@ -1,0 +1,843 @@
+//! The API over real HTTP on loopback, over a real embedded store.
+
+mod common;
+
+use anyhow::{Context, Result};
+use common::{Api, Server, CALLS, CUSTOMER_NUMBER, DAY};
+use reqwest::Method;
+use serde_json::{json, Value};
+use switchboard_storage::model::ConfigKind;
+
+async fn server() -> Result<Server> {
+    common::start().await
+}
+
+/// A user of the demo tenant with `roles`, created by the admin.
+async fn user(s: &Server, admin: &Api, id: &str, roles: Value, agent: Value) -> Result<Api> {
+    admin
+        .post(
+            "/users",
+            json!({"id": id, "display_name": id, "roles": roles, "password": "password-1", "agent": agent}),
+        )
+        .await?
+        .expect(201)?;
+    Api::login(s, "demo", id, "password-1").await
+}
+
+#[tokio::test]
+async fn sign_in_tokens_cookies_and_roles() -> Result<()> {
+    let s = server().await?;
+    let anon = Api::anonymous(&s);
+
+    // No token, a bad token, a wrong password: 401 with a message.
+    let a = anon.get("/agents").await?.expect(401)?;
+    assert_eq!(a.body["code"], "unauthorized");
+    assert!(a.headers.contains_key("www-authenticate"));
+    let forged = Api {
+        token: Some("v1.00.00".into()),
+        ..anon.clone()
+    };
+    forged.get("/agents").await?.expect(401)?;
+    let wrong = anon
+        .post(
+            "/auth/login",
+            json!({"tenant": "demo", "user": "admin", "password": "nope"}),
+        )
+        .await?
+        .expect(401)?;
+    assert_eq!(wrong.body["message"], "wrong user name or password");
+    anon.post(
+        "/auth/login",
+        json!({"tenant": "demo", "user": "ghost", "password": "whatever"}),
+    )
+    .await?
+    .expect(401)?;
+    // Two tenants on this server: the tenant must be said.
+    let t = anon
+        .post("/auth/login", json!({"user": "admin", "password": "demo-admin"}))
+        .await?
+        .expect(422)?;
+    assert_eq!(t.fields(), ["tenant"]);
+
+    // The admin's token, and the same token as a cookie.
+    let login = anon
+        .post(
+            "/auth/login",
+            json!({"tenant": "demo", "user": "admin", "password": "demo-admin"}),
+        )
+        .await?
+        .expect(200)?;
+    let cookie = login
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .context("a session cookie")?
+        .to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.starts_with("sb_session="));
+    let pair = cookie.split(';').next().context("cookie pair")?.to_owned();
+    let me = anon
+        .http
+        .get(format!("{}/api/v1/auth/me", s.base))
+        .header("cookie", pair)
+        .send()
+        .await?;
+    assert_eq!(me.status(), 200);
+    let me: Value = me.json().await?;
+    assert_eq!(me["user"], "admin");
+    assert_eq!(me["tenant"], "demo");
+
+    // A tampered token (another tenant in the claims) is refused.
+    let token = login.body["token"].as_str().context("token")?;
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims = String::from_utf8(hex::decode(parts[1])?)?.replace("\"demo\"", "\"other\"");
+    let tampered = Api {
+        token: Some(format!("v1.{}.{}", hex::encode(claims), parts[2])),
+        ..anon.clone()
+    };
+    tampered.get("/auth/me").await?.expect(401)?;
+
+    let admin = Api::admin(&s).await?;
+    // Agents: their own agent, calls and plans, no configuration.
+    let agent = Api::login(&s, "demo", "1001", "pass1001").await?;
+    let f = agent.get("/agents").await?.expect(403)?;
+    assert_eq!(f.body["code"], "forbidden");
+    assert!(f.body["message"].as_str().unwrap_or("").contains("tenant_admin"));
+    agent.get("/agents/1001").await?.expect(200)?;
+    agent.get("/agents/1002").await?.expect(403)?;
+    let own = agent.get(&format!("/calls?day={DAY}")).await?.expect(200)?;
+    assert_eq!(own.body["items"].as_array().map(Vec::len), Some(CALLS));
+    agent.get(&format!("/calls?day={DAY}&agent=1002")).await?.expect(403)?;
+    agent.get("/calls/0000000000000200").await?.expect(404)?;
+    agent.get("/agents/1002/calls").await?.expect(404)?;
+    agent.get("/agents/1001/contact-plans").await?.expect(200)?;
+    agent.get("/agents/1002/contact-plans").await?.expect(404)?;
+    agent.get("/calls/0000000000000100/recording").await?.expect(403)?;
+    agent.get("/reports/hourly").await?.expect(403)?;
+
+    // Supervisors read configuration, may not change it.
+    let sup = user(&s, &admin, "sup", json!(["supervisor"]), Value::Null).await?;
+    sup.get("/agents").await?.expect(200)?;
+    sup.get("/flows").await?.expect(200)?;
+    sup.get(&format!("/reports/hourly?day={DAY}")).await?.expect(200)?;
+    sup.get("/calls/0000000000000200/recording").await?.expect(200)?;
+    let f = sup
+        .post("/custom-statuses", json!({"id": "x", "name": "X"}))
+        .await?
+        .expect(403)?;
+    assert!(f.body["message"].as_str().unwrap_or("").contains("supervisor"));
+    sup.get("/users").await?.expect(403)?;
+
+    // QA inspectors: call records and recordings only.
+    let qa = user(&s, &admin, "qa", json!(["qa_inspector"]), Value::Null).await?;
+    qa.get(&format!("/calls?day={DAY}")).await?.expect(200)?;
+    let rec = qa.get("/calls/0000000000000100/recording").await?.expect(200)?;
+    assert_eq!(
+        rec.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("audio/wav")
+    );
+    assert_eq!(&rec.bytes[..4], b"RIFF");
+    qa.get(&format!("/customers/lookup?number={CUSTOMER_NUMBER}"))
+        .await?
+        .expect(403)?;
+    qa.get("/agents").await?.expect(403)?;
+
+    // Prompt review needs the reviewer role, which an admin lacks.
+    let admin2 = user(&s, &admin, "admin2", json!(["tenant_admin"]), Value::Null).await?;
+    admin2
+        .post("/prompts/welcome/review", json!({"status": "approved"}))
+        .await?
+        .expect(403)?;
+    let reviewer = user(&s, &admin, "rev", json!(["prompt_reviewer"]), Value::Null).await?;
+    reviewer.get("/prompts?status=approved").await?.expect(200)?;
+    reviewer
+        .put("/prompts/x", json!({"name": "x", "text": "hi", "voice": "en-us"}))
+        .await?
+        .expect(403)?;
+
+    // A disabled user cannot sign in.
+    let mut doc = admin.get("/users/qa").await?.expect(200)?.body;
+    doc["enabled"] = json!(false);
+    admin.put("/users/qa", doc).await?.expect(200)?;
+    anon.post(
+        "/auth/login",
+        json!({"tenant": "demo", "user": "qa", "password": "password-1"}),
+    )
+    .await?
+    .expect(401)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_tenants_objects_are_not_found() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    // Every kind of object the other tenant has, by its id.
+    for path in [
+        "/users/boss",
+        "/sip-accounts/o-sip",
+        "/agents/o-agent",
+        "/skill-groups/o-group",
+        "/skill-groups/o-group/members",
+        "/custom-statuses/o-status",
+        "/hotlines/5000",
+        "/hotlines/5000/ivr-settings",
+        "/schedules/o-schedule",
+        "/flows/o-flow",
+        "/flows/o-flow/versions",
+        "/flows/o-flow/versions/1",
+        "/prompts/o-prompt",
+        "/prompts/o-prompt/audio",
+        "/customers/o-customer",
+        "/customers/o-customer/timeline",
+        "/tickets/o-ticket",
+        "/calls/0000000000000abc",
+        "/calls/0000000000000abc/summary",
+        "/calls/0000000000000abc/recording",
+        "/agents/o-agent/calls",
+        "/agents/o-agent/contact-plans",
+        "/customers/lookup?number=13900000000",
+        // The demo tenant has no trunk; the other tenant's is not seen.
+        "/trunk",
+    ] {
+        let a = admin.get(path).await?;
+        assert_eq!(a.status, 404, "GET {path}: {}", a.body);
+        assert_eq!(a.body["code"], "not_found", "GET {path}");
+    }
+    // Writes to them are 404 too, and change nothing.
+    for (method, path, body) in [
+        (Method::PUT, "/agents/o-agent", json!({"id": "o-agent", "name": "x", "seat": "1", "device": {"type": "mobile", "number": "1"}})),
+        (Method::DELETE, "/agents/o-agent", Value::Null),
+        (Method::DELETE, "/users/boss", Value::Null),
+        (Method::DELETE, "/skill-groups/o-group", Value::Null),
+        (Method::PUT, "/skill-groups/o-group/members", json!([])),
+        (Method::DELETE, "/custom-statuses/o-status", Value::Null),
+        (Method::DELETE, "/hotlines/5000", Value::Null),
+        (Method::DELETE, "/schedules/o-schedule", Value::Null),
+        (Method::POST, "/flows/o-flow/versions", json!({"definition": {"start": "a", "nodes": {"a": {"type": "hang_up"}}}})),
+        (Method::POST, "/flows/o-flow/publish", json!({"version": 1})),
+        (Method::POST, "/prompts/o-prompt/review", json!({"status": "approved"})),
+        (Method::DELETE, "/prompts/o-prompt", Value::Null),
+        (Method::PUT, "/customers/o-customer", json!({"name": "x", "numbers": []})),
+        (Method::PUT, "/tickets/o-ticket", json!({"title": "x"})),
+        (Method::PUT, "/calls/0000000000000abc/summary", json!({"notes": "x"})),
+        (Method::POST, "/agents/o-agent/contact-plans/o-plan/done", Value::Null),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let a = admin.send(method.clone(), path, body).await?;
+        assert_eq!(a.status, 404, "{method} {path}: {}", a.body);
+    }
+    // Listings hold the caller's tenant only.
+    let agents = admin.get("/agents").await?.expect(200)?;
+    let ids: Vec<&str> = agents.body["items"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|a| a["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["1001", "1002", "1003"]);
+    let report = admin.get(&format!("/reports/hourly?day={DAY}")).await?.expect(200)?;
+    assert_eq!(report.body["series"][0]["hours"][9]["offered"], 20);
+    let form = admin.get("/form-schemas/customer").await?.expect(200)?;
+    assert_eq!(form.body["fields"], json!([]));
+    // The other tenant's admin still has everything.
+    let boss = Api::login(&s, "other", "boss", "other-pass").await?;
+    boss.get("/agents/o-agent").await?.expect(200)?;
+    boss.get("/trunk").await?.expect(200)?;
+    boss.get("/agents/1001").await?.expect(404)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_requests_name_the_field() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    // Not JSON at all: 400.
+    let a = admin
+        .raw(Method::POST, "/custom-statuses", "application/json", b"{not json".to_vec())
+        .await?
+        .expect(400)?;
+    assert_eq!(a.body["code"], "bad_request");
+    // Not sent as JSON: 415.
+    admin
+        .raw(Method::POST, "/custom-statuses", "text/plain", b"{}".to_vec())
+        .await?
+        .expect(415)?;
+    // A field missing, of the wrong type, unknown, or nested wrong.
+    let a = admin.post("/custom-statuses", json!({"id": "x"})).await?.expect(422)?;
+    assert_eq!(a.fields(), ["name"]);
+    let a = admin
+        .post("/custom-statuses", json!({"id": "x", "name": 5}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["name"]);
+    let a = admin
+        .post("/custom-statuses", json!({"id": "x", "name": "X", "colour": "red"}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["colour"]);
+    let group = json!({
+        "id": "vip", "name": "VIP", "strategy": "ring_all", "ring_timeout_secs": "twenty",
+        "wrap_up_secs": 10, "max_queue_time_secs": 60, "overflow": {"to": "voicemail"},
+        "no_agent": "queue", "announce_every_secs": null
+    });
+    let a = admin.post("/skill-groups", group.clone()).await?.expect(422)?;
+    assert_eq!(a.fields(), ["ring_timeout_secs"]);
+    assert_eq!(a.body["code"], "validation");
+    // Semantic checks name their field too.
+    let mut g = group.clone();
+    g["ring_timeout_secs"] = json!(1);
+    let a = admin.post("/skill-groups", g.clone()).await?.expect(422)?;
+    assert_eq!(a.fields(), ["ring_timeout_secs"]);
+    g["ring_timeout_secs"] = json!(20);
+    g["members"] = json!([{"agent": "1001"}, {"agent": "nobody"}]);
+    let a = admin.post("/skill-groups", g.clone()).await?.expect(422)?;
+    assert_eq!(a.fields(), ["members[1].agent"]);
+    g["members"] = json!([{"agent": "1001", "level": 3}]);
+    admin.post("/skill-groups", g.clone()).await?.expect(201)?;
+    admin.post("/skill-groups", g).await?.expect(409)?;
+    let a = admin
+        .post("/agents", json!({"id": "../x", "name": "x", "seat": "1", "device": {"type": "mobile", "number": "1"}}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["id"]);
+    let a = admin
+        .post("/agents", json!({"id": "2001", "name": "x", "seat": "1", "device": {"type": "sip", "account": "nope"}}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["device.account"]);
+    // Bad query parameters.
+    let a = admin.get("/agents?limit=0").await?.expect(422)?;
+    assert_eq!(a.fields(), ["limit"]);
+    let a = admin.get("/agents?limit=many").await?.expect(422)?;
+    assert_eq!(a.fields(), ["limit"]);
+    let a = admin.get("/calls?day=2026-02-30").await?.expect(422)?;
+    assert_eq!(a.fields(), ["day"]);
+    let a = admin.get("/agents?cursor=zz").await?.expect(422)?;
+    assert_eq!(a.fields(), ["cursor"]);
+    // Unknown routes and methods answer in JSON.
+    let a = admin.get("/nothing-here").await?.expect(404)?;
+    assert_eq!(a.body["code"], "not_found");
+    admin.send(Method::PATCH, "/agents", None).await?.expect(405)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn configuration_writes_reach_the_hooks() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    admin
+        .post("/sip-accounts", json!({"id": "1004", "password": "pass1004"}))
+        .await?
+        .expect(201)?;
+    let a = admin
+        .post(
+            "/agents",
+            json!({"id": "1004", "name": "Agent 1004", "seat": "1004",
+                   "device": {"type": "sip", "account": "1004"}, "groups": ["support"]}),
+        )
+        .await?
+        .expect(201)?;
+    assert_eq!(a.body["groups"], json!(["support"]));
+    assert!(s.hooks.saw(ConfigKind::Agent, "1004"));
+    assert!(s.hooks.saw(ConfigKind::SkillGroup, "support"));
+    let members = admin.get("/skill-groups/support/members").await?.expect(200)?;
+    assert_eq!(members.body.as_array().map(Vec::len), Some(3));
+    // A mobile agent, moved to sales; a stale revision is a conflict.
+    let mut doc = a.body.clone();
+    doc["device"] = json!({"type": "mobile", "number": "13811112222"});
+    doc["groups"] = json!(["sales"]);
+    let changed = admin.put("/agents/1004", doc.clone()).await?.expect(200)?;
+    assert_eq!(changed.body["groups"], json!(["sales"]));
+    admin.put("/agents/1004", doc).await?.expect(409)?;
+    let sales = admin.get("/agents?group=sales").await?.expect(200)?;
+    assert_eq!(sales.body["items"].as_array().map(Vec::len), Some(2));
+    // A custom status reaches every agent's policy.
+    admin
+        .post("/custom-statuses", json!({"id": "lunch", "name": "午饭", "selectable": true}))
+        .await?
+        .expect(201)?;
+    let v = s
+        .store
+        .get::<switchboard_storage::model::Agent>(&"demo".into(), "1001")
+        .await?
+        .context("agent")?;
+    assert!(v.record.policy.selectable_custom.contains(&"lunch".to_owned()));
+    // Hotline, trunk, schedule, tenant, users.
+    admin
+        .post(
+            "/schedules",
+            json!({"id": "office", "name": "Office", "regular": "demo", "closed": "demo",
+                   "week": [[{"start": "09:00", "end": "18:00"}], [], [], [], [], [], []],
+                   "special": [{"name": "国庆节", "from": "2026-10-01", "to": "2026-10-07", "flow": "demo", "hours": null}]}),
+        )
+        .await?
+        .expect(201)?;
+    let bad = admin
+        .post(
+            "/schedules",
+            json!({"id": "bad", "name": "x", "regular": "demo", "closed": "demo",
+                   "week": [[{"start": "18:00", "end": "09:00"}], [], [], [], [], [], []]}),
+        )
+        .await?
+        .expect(422)?;
+    assert_eq!(bad.fields(), ["week[0][0]"]);
+    admin
+        .post("/hotlines", json!({"number": "4001", "name": "Sales line", "schedule": "office"}))
+        .await?
+        .expect(201)?;
+    // A number another tenant holds is taken.
+    admin
+        .post("/hotlines", json!({"number": "5000", "name": "x", "schedule": "office"}))
+        .await?
+        .expect(409)?;
+    admin
+        .put("/hotlines/4001/ivr-settings", json!({"waiting_prompt": "waiting", "max_queue_time_secs": 90}))
+        .await?
+        .expect(200)?;
+    assert!(s.hooks.saw(ConfigKind::Hotline, "4001"));
+    let t = admin
+        .put("/trunk", json!({"gateway": "gw.example.com:5060", "transport": "udp", "username": "u", "password": "p", "caller_id": "4000"}))
+        .await?
+        .expect(200)?;
+    assert_eq!(t.body["password_set"], true);
+    assert!(t.body.get("password").is_none());
+    let mut tenant = admin.get("/tenant").await?.expect(200)?.body;
+    tenant["service_level_secs"] = json!(30);
+    admin.put("/tenant", tenant).await?.expect(200)?;
+    // Binding a user binds the agent.
+    admin
+        .post("/users", json!({"id": "li", "display_name": "Li", "roles": ["agent"], "password": "password-2", "agent": "1004"}))
+        .await?
+        .expect(201)?;
+    let a = admin.get("/agents/1004").await?.expect(200)?;
+    assert_eq!(a.body["user"], "li");
+    admin
+        .post("/users", json!({"id": "wang", "display_name": "Wang", "roles": ["agent"], "password": "password-2", "agent": "1004"}))
+        .await?
+        .expect(409)?;
+    // References stop deletions.
+    admin.delete("/schedules/office").await?.expect(409)?;
+    admin.delete("/skill-groups/support").await?.expect(409)?;
+    admin.delete("/hotlines/4001").await?.expect(204)?;
+    admin.delete("/schedules/office").await?.expect(204)?;
+    admin.delete("/agents/1004").await?.expect(204)?;
+    let li = admin.get("/users/li").await?.expect(200)?;
+    assert_eq!(li.body["agent"], Value::Null);
+    Ok(())
+}
+
+fn simple_flow(prompt: &str) -> Value {
+    json!({
+        "start": "hello",
+        "nodes": {
+            "hello": {"type": "play", "prompt": prompt, "next": "menu"},
+            "menu": {"type": "menu", "prompt": "menu", "options": {"1": "support", "2": "hello"},
+                     "timeout_secs": 5, "invalid_prompt": "invalid", "retries": 2,
+                     "repeat_key": "*", "on_fail": "bye"},
+            "support": {"type": "transfer_group", "group": "support"},
+            "bye": {"type": "hang_up", "prompt": "goodbye"}
+        }
+    })
+}
+
+#[tokio::test]
+async fn flows_are_drafted_checked_published_and_rolled_back() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let v1 = admin
+        .post("/flows", json!({"id": "main", "name": "Main", "definition": simple_flow("welcome")}))
+        .await?
+        .expect(201)?;
+    assert_eq!(v1.body["version"], 1);
+    let f = admin.get("/flows/main").await?.expect(200)?;
+    assert_eq!(f.body["published"], Value::Null);
+    admin
+        .post("/flows/main/publish", json!({"version": 1}))
+        .await?
+        .expect(200)?;
+    assert!(s.hooks.saw(ConfigKind::IvrFlow, "main"));
+
+    // An unreachable node, a dangling branch, a loop without exit.
+    let mut d = simple_flow("welcome");
+    d["nodes"]["orphan"] = json!({"type": "hang_up"});
+    let v2 = admin.post("/flows/main/versions", json!({"definition": d})).await?.expect(201)?;
+    assert_eq!(v2.body["version"], 2);
+    let r = admin.post("/flows/main/versions/2/validate", json!({})).await?.expect(200)?;
+    assert_eq!(r.body["valid"], false);
+    assert_eq!(r.body["problems"][0]["code"], "unreachable");
+    assert_eq!(r.body["problems"][0]["node"], "orphan");
+    let p = admin.post("/flows/main/publish", json!({"version": 2})).await?.expect(422)?;
+    assert_eq!(p.fields(), ["definition.nodes.orphan"]);
+    let mut d = simple_flow("welcome");
+    d["nodes"]["menu"]["on_fail"] = json!("hello");
+    d["nodes"]["menu"]["options"] = json!({"2": "hello"});
+    d["nodes"].as_object_mut().map(|n| {
+        n.remove("support");
+        n.remove("bye")
+    });
+    admin.post("/flows/main/versions", json!({"definition": d})).await?.expect(201)?;
+    let p = admin.post("/flows/main/publish", json!({"version": 3})).await?.expect(422)?;
+    assert!(p.body["message"].as_str().unwrap_or("").contains("no way out"), "{}", p.body);
+    // Malformed definitions are refused when saved.
+    let mut d = simple_flow("welcome");
+    d["nodes"]["menu"]["options"] = json!({"12": "hello"});
+    let a = admin.post("/flows/main/versions", json!({"definition": d})).await?.expect(422)?;
+    assert_eq!(a.fields(), ["definition.nodes.menu.options.12"]);
+
+    // A prompt not yet approved keeps the version from being published.
+    admin
+        .put("/prompts/greeting", json!({"name": "Greeting", "text": "Hello and welcome", "voice": "en-us"}))
+        .await?
+        .expect(201)?;
+    admin
+        .post("/flows/main/versions", json!({"definition": simple_flow("greeting")}))
+        .await?
+        .expect(201)?;
+    let p = admin.post("/flows/main/publish", json!({"version": 4})).await?.expect(422)?;
+    assert!(p.body["details"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("unapproved_prompt"));
+    let missing = admin
+        .post("/flows/main/versions", json!({"definition": simple_flow("nonesuch")}))
+        .await?
+        .expect(201)?;
+    let n = missing.body["version"].as_u64().context("version")?;
+    let r = admin
+        .post(&format!("/flows/main/versions/{n}/validate"), json!({}))
+        .await?
+        .expect(200)?;
+    assert_eq!(r.body["problems"][0]["code"], "missing_prompt");
+    // Rejected needs a reason; approved, it publishes.
+    let a = admin
+        .post("/prompts/greeting/review", json!({"status": "rejected"}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["reason"]);
+    let a = admin
+        .post("/prompts/greeting/review", json!({"status": "approved"}))
+        .await?
+        .expect(200)?;
+    assert_eq!(a.body["review"]["status"], "approved");
+    assert_eq!(a.body["review"]["reviewer"], "admin");
+    let f = admin.post("/flows/main/publish", json!({"version": 4})).await?.expect(200)?;
+    assert_eq!(f.body["published"], 4);
+    // A live prompt cannot be changed or deleted.
+    admin
+        .put("/prompts/greeting", json!({"name": "Greeting", "text": "Other words", "voice": "en-us"}))
+        .await?
+        .expect(409)?;
+    admin.delete("/prompts/greeting").await?.expect(409)?;
+    // Roll back: to the newest older version that still checks out.
+    let bad = admin.post("/flows/main/rollback", json!({})).await?.expect(422)?;
+    assert!(bad.body["message"].as_str().unwrap_or("").contains("version 3"));
+    let f = admin.post("/flows/main/rollback", json!({"version": 1})).await?.expect(200)?;
+    assert_eq!(f.body["published"], 1);
+    assert_eq!(f.body["latest"], n);
+    let versions = admin.get("/flows/main/versions").await?.expect(200)?;
+    assert_eq!(versions.body.as_array().map(Vec::len), Some(n as usize));
+    Ok(())
+}
+
+#[tokio::test]
+async fn wav_uploads_are_checked_and_converted() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    // 44.1 kHz stereo in, 8 kHz 16-bit mono out.
+    let wav = common::stereo_wav(44_100, 1.5);
+    let a = admin
+        .raw(Method::PUT, "/prompts/hold/wav?name=Hold%20music", "audio/wav", wav)
+        .await?
+        .expect(201)?;
+    assert_eq!(a.body["review"]["status"], "pending");
+    assert_eq!(a.body["name"], "Hold music");
+    let ms = a.body["source"]["duration_ms"].as_u64().context("duration")?;
+    assert!((1400..=1600).contains(&ms), "{ms} ms");
+    let audio = admin.get("/prompts/hold/audio").await?.expect(200)?;
+    let r = hound::WavReader::new(&audio.bytes[..])?;
+    let spec = r.spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+    let n = r.len();
+    assert!((11_000..=13_000).contains(&n), "{n} samples");
+    // Over 3 MiB: 413.
+    let big = common::stereo_wav(44_100, 20.0);
+    assert!(big.len() > 3 * 1024 * 1024);
+    let a = admin
+        .raw(Method::PUT, "/prompts/big/wav", "audio/wav", big)
+        .await?
+        .expect(413)?;
+    assert_eq!(a.body["code"], "payload_too_large");
+    // Not a WAV file, or not PCM: 422 on the body.
+    let a = admin
+        .raw(Method::PUT, "/prompts/junk/wav", "audio/wav", b"ID3 this is an mp3".to_vec())
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["body"]);
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut cur = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = hound::WavWriter::new(&mut cur, spec)?;
+        for i in 0..800 {
+            w.write_sample((i as f32 / 100.0).sin())?;
+        }
+        w.finalize()?;
+    }
+    let a = admin
+        .raw(Method::PUT, "/prompts/float/wav", "audio/wav", cur.into_inner())
+        .await?
+        .expect(422)?;
+    assert!(a.body["message"].as_str().unwrap_or("").contains("PCM"));
+    admin
+        .raw(Method::PUT, "/prompts/typed/wav", "text/plain", b"x".to_vec())
+        .await?
+        .expect(415)?;
+    // TTS prompts are spoken at once and can be heard.
+    let t = admin
+        .put("/prompts/hi", json!({"name": "Hi", "text": "Hello there", "voice": "en-us"}))
+        .await?
+        .expect(201)?;
+    assert_eq!(t.body["source"]["type"], "tts");
+    let audio = admin.get("/prompts/hi/audio").await?.expect(200)?;
+    let r = hound::WavReader::new(&audio.bytes[..])?;
+    assert_eq!(r.spec().sample_rate, 8000);
+    assert!(r.len() > 4000);
+    let a = admin
+        .put("/prompts/hi2", json!({"name": "Hi", "text": "Hello", "voice": "zz9"}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["voice"]);
+    // Pending prompts are what reviewers list.
+    let pending = admin.get("/prompts?status=pending").await?.expect(200)?;
+    let ids: Vec<&str> = pending.body["items"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|p| p["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["hi", "hold"]);
+    Ok(())
+}
+
+/// Every item of a listing, page by page; also how many pages.
+async fn all_pages(api: &Api, path: &str) -> Result<(Vec<Value>, usize)> {
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}cursor={c}"),
+            None => path.to_owned(),
+        };
+        let a = api.get(&url).await?.expect(200)?;
+        pages += 1;
+        items.extend(a.body["items"].as_array().cloned().unwrap_or_default());
+        match a.body["next"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok((items, pages)),
+        }
+        anyhow::ensure!(pages < 100, "endless paging");
+    }
+}
+
+#[tokio::test]
+async fn listings_page_with_cursors() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let (agents, pages) = all_pages(&admin, "/agents?limit=2").await?;
+    assert_eq!(agents.len(), 3);
+    assert_eq!(pages, 2);
+    let (calls, pages) = all_pages(&admin, &format!("/calls?day={DAY}&limit=3")).await?;
+    assert_eq!(calls.len(), CALLS + 1);
+    assert!(pages >= 3);
+    let starts: Vec<u64> = calls.iter().filter_map(|c| c["start"].as_u64()).collect();
+    assert!(starts.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    let (mine, _) = all_pages(&admin, &format!("/calls?day={DAY}&agent=1002")).await?;
+    assert_eq!(mine.len(), 1);
+    let (by_agent, _) = all_pages(&admin, "/agents/1001/calls?limit=2").await?;
+    assert_eq!(by_agent.len(), CALLS);
+    let (by_number, _) = all_pages(&admin, &format!("/numbers/{CUSTOMER_NUMBER}/calls?limit=4")).await?;
+    assert_eq!(by_number.len(), CALLS);
+    let one = admin.get("/calls/0000000000000100").await?.expect(200)?;
+    assert_eq!(one.body["talk_ms"], 105_000);
+    assert_eq!(one.body["recorded"], true);
+    let a = admin.get(&format!("/calls?day={DAY}&cursor=garbage")).await?;
+    assert!(a.status == 422 || a.status == 400, "{}", a.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_24_hour_report() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let r = admin.get(&format!("/reports/hourly?day={DAY}")).await?.expect(200)?;
+    assert_eq!(r.body["day"], DAY);
+    let series = &r.body["series"][0];
+    assert_eq!(series["scope"], "tenant");
+    let hours = series["hours"].as_array().context("hours")?;
+    assert_eq!(hours.len(), 24);
+    // Two nodes' partials summed: 20 offered, 17 answered, 15 in time.
+    assert_eq!(hours[9]["offered"], 20);
+    assert_eq!(hours[9]["answered"], 17);
+    assert_eq!(hours[9]["answer_rate"], 0.85);
+    assert_eq!(hours[9]["service_level"], 0.75);
+    assert_eq!(hours[14]["answer_rate"], 1.0);
+    assert_eq!(hours[3]["answer_rate"], Value::Null);
+    assert_eq!(series["total"]["offered"], 24);
+    assert_eq!(series["total"]["answered"], 21);
+    let g = admin
+        .get(&format!("/reports/hourly?day={DAY}&scope=group"))
+        .await?
+        .expect(200)?;
+    let ids: Vec<&str> = g.body["series"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["sales", "support"]);
+    assert_eq!(g.body["series"][0]["hours"][9]["answer_rate"], 0.5);
+    let a = admin
+        .get(&format!("/reports/hourly?day={DAY}&scope=agent&id=1001"))
+        .await?
+        .expect(200)?;
+    assert_eq!(a.body["series"][0]["hours"][9]["answered"], 5);
+    let bad = admin.get("/reports/hourly?scope=team").await?.expect(422)?;
+    assert_eq!(bad.fields(), ["scope"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_crm_behind_the_screen_pop() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let agent = Api::login(&s, "demo", "1001", "pass1001").await?;
+    admin
+        .put(
+            "/form-schemas/customer",
+            json!({"fields": [
+                {"key": "level", "label": "客户等级", "field_type": {"type": "choice", "options": ["gold", "silver"]}, "required": true},
+                {"key": "since", "label": "Since", "field_type": {"type": "date"}}
+            ]}),
+        )
+        .await?
+        .expect(200)?;
+    let a = agent
+        .post("/customers", json!({"name": "Zhang San", "numbers": [CUSTOMER_NUMBER], "fields": {"level": "bronze", "age": 3}}))
+        .await?
+        .expect(422)?;
+    let mut f = a.fields();
+    f.sort();
+    assert_eq!(f, ["fields.age", "fields.level"]);
+    let a = agent
+        .post("/customers", json!({"name": "Zhang San", "numbers": [CUSTOMER_NUMBER], "fields": {}}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["fields.level"]);
+    let c = agent
+        .post("/customers", json!({"name": "Zhang San", "numbers": [CUSTOMER_NUMBER], "fields": {"level": "gold", "since": "2020-05-01"}}))
+        .await?
+        .expect(201)?;
+    let id = c.body["id"].as_str().context("id")?.to_owned();
+    admin
+        .post("/customers", json!({"name": "Dup", "numbers": [CUSTOMER_NUMBER], "fields": {"level": "gold"}}))
+        .await?
+        .expect(409)?;
+    let found = agent
+        .get(&format!("/customers/lookup?number={CUSTOMER_NUMBER}"))
+        .await?
+        .expect(200)?;
+    assert_eq!(found.body["id"], id.as_str());
+    assert_eq!(found.body["fields"]["since"], "2020-05-01");
+    agent.get("/customers/lookup?number=10086").await?.expect(404)?;
+
+    // A ticket from the pop: the customer comes from the call's number.
+    let t = agent
+        .post("/tickets", json!({"call": "0000000000000100", "title": "Bill is wrong", "priority": 2}))
+        .await?
+        .expect(201)?;
+    assert_eq!(t.body["customer"], id.as_str());
+    assert_eq!(t.body["call"], "0000000000000100");
+    assert_eq!(t.body["assignee"], "1001");
+    // Not its call: an agent cannot link it.
+    let a = agent
+        .post("/tickets", json!({"call": "0000000000000200", "title": "x"}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["call"]);
+    // The summary of its call.
+    let sm = agent
+        .put("/calls/0000000000000100/summary", json!({"category": ["咨询", "账单"], "notes": "explained the bill"}))
+        .await?
+        .expect(200)?;
+    assert_eq!(sm.body["customer"], id.as_str());
+    agent.get("/calls/0000000000000200/summary").await?.expect(404)?;
+    // Contact plans: one overdue, one tomorrow.
+    let now = common::at(0).0.max(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64,
+    );
+    agent
+        .post("/agents/1001/contact-plans", json!({"number": CUSTOMER_NUMBER, "due": now - 60_000, "note": "call back"}))
+        .await?
+        .expect(201)?;
+    let later = agent
+        .post("/agents/1001/contact-plans", json!({"number": CUSTOMER_NUMBER, "due": now + 2 * 86_400_000, "note": "follow up"}))
+        .await?
+        .expect(201)?;
+    let a = agent
+        .post("/agents/1001/contact-plans", json!({"number": "10086", "due": now}))
+        .await?
+        .expect(422)?;
+    assert_eq!(a.fields(), ["number"]);
+    let overdue = agent.get("/agents/1001/contact-plans?filter=overdue").await?.expect(200)?;
+    assert_eq!(overdue.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(overdue.body[0]["overdue"], true);
+    let due = agent.get("/agents/1001/contact-plans?filter=due").await?.expect(200)?;
+    assert_eq!(due.body.as_array().map(Vec::len), Some(1));
+    let pid = later.body["id"].as_str().context("plan id")?;
+    let done = agent
+        .send(Method::POST, &format!("/agents/1001/contact-plans/{pid}/done"), None)
+        .await?
+        .expect(200)?;
+    assert_eq!(done.body["status"], "done");
+    let all = admin.get("/agents/1001/contact-plans").await?.expect(200)?;
+    assert_eq!(all.body.as_array().map(Vec::len), Some(2));
+    // The timeline: ticket, summary and plans, newest first, paged.
+    let (events, pages) = all_pages(&agent, &format!("/customers/{id}/timeline?limit=1")).await?;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"ticket") && kinds.contains(&"summary") && kinds.contains(&"contact_plan"), "{kinds:?}");
+    assert_eq!(pages, events.len() + 1);
+    let ats: Vec<u64> = events.iter().filter_map(|e| e["at"].as_u64()).collect();
+    assert!(ats.windows(2).all(|w| w[0] >= w[1]));
+    let (whole, _) = all_pages(&agent, &format!("/customers/{id}/timeline")).await?;
+    assert_eq!(whole.len(), events.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_the_routes() -> Result<()> {
+    let s = server().await?;
+    let doc = Api::anonymous(&s).get("/openapi.json").await?.expect(200)?.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().context("paths")?;
+    for p in [
+        "/api/v1/auth/login",
+        "/api/v1/agents/{id}",
+        "/api/v1/skill-groups/{id}/members",
+        "/api/v1/hotlines/{number}/ivr-settings",
+        "/api/v1/flows/{id}/publish",
+        "/api/v1/flows/{id}/rollback",
+        "/api/v1/prompts/{id}/wav",
+        "/api/v1/prompts/{id}/review",
+        "/api/v1/customers/lookup",
+        "/api/v1/calls/{call}/recording",
+        "/api/v1/reports/hourly",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    assert!(paths.len() >= 35, "{} paths", paths.len());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["AgentDoc"].is_object());
+    Ok(())
+}
