@@ -320,6 +320,7 @@ impl SkillGroupActor {
     /// Drains the group's events until none is left (an agent refusing an
     /// offer makes new ones), then re-arms the timer.
     async fn settle(&self, myself: &ActorRef<GroupMsg>, state: &mut GroupState) {
+        let mut gone = Vec::new();
         while let Some(e) = state.group.poll_event() {
             let now = self.clock.now();
             match e {
@@ -342,8 +343,8 @@ impl SkillGroupActor {
                             }
                         }
                     }
-                    if !ringing.is_empty() {
-                        notify(
+                    if !ringing.is_empty()
+                        && !notify(
                             state,
                             call,
                             QueueNotice::Ring {
@@ -352,7 +353,9 @@ impl SkillGroupActor {
                                 ring_timeout,
                                 wrap_up: self.config.wrap_up,
                             },
-                        );
+                        )
+                    {
+                        gone.push(call);
                     }
                 }
                 AcdEvent::CancelOffer { call, agents } => {
@@ -361,7 +364,9 @@ impl SkillGroupActor {
                             let _ = r.cast(AgentMsg::Withdrawn(call));
                         }
                     }
-                    notify(state, call, QueueNotice::StopRinging { call, agents });
+                    if !notify(state, call, QueueNotice::StopRinging { call, agents }) {
+                        gone.push(call);
+                    }
                 }
                 AcdEvent::Overflow {
                     call, to, reason, ..
@@ -373,15 +378,26 @@ impl SkillGroupActor {
                     call,
                     position,
                     expected_wait,
-                } => notify(
-                    state,
-                    call,
-                    QueueNotice::Position {
+                } => {
+                    let told = notify(
+                        state,
                         call,
-                        position,
-                        expected_wait,
-                    },
-                ),
+                        QueueNotice::Position {
+                            call,
+                            position,
+                            expected_wait,
+                        },
+                    );
+                    if !told {
+                        gone.push(call);
+                    }
+                }
+            }
+            for call in gone.drain(..) {
+                if state.callers.remove(&call).is_some() {
+                    tracing::warn!(%call, group = %self.id, "queued call's actor is gone: taken out of the queue");
+                    let _ = state.group.abandon(call, now);
+                }
             }
         }
         if let Some(t) = state.timer.take() {
@@ -393,9 +409,12 @@ impl SkillGroupActor {
     }
 }
 
-fn notify(state: &GroupState, call: CallId, notice: QueueNotice) {
-    if let Some(tx) = state.callers.get(&call) {
-        let _ = tx.send(notice);
+/// Tells a queued call; false when its Call actor is gone (it crashed or
+/// ended without leaving the queue), so the group stops serving it.
+fn notify(state: &GroupState, call: CallId, notice: QueueNotice) -> bool {
+    match state.callers.get(&call) {
+        Some(tx) => tx.send(notice).is_ok(),
+        None => true,
     }
 }
 
@@ -516,6 +535,9 @@ pub enum TelephonyCommand {
     TransferOut {
         to: IvrOutcome,
     },
+    /// The call record is written: the legs still up are the shell's to
+    /// end (or, after a transfer, to keep bridged).
+    Finished,
 }
 
 /// Messages to a Call actor: what happened on its legs, and the queue's
@@ -643,6 +665,7 @@ impl CallActor {
                 }
                 CallAction::Finished(summary) => {
                     let _ = self.records.send(*summary);
+                    self.tell(TelephonyCommand::Finished);
                     myself.stop(None);
                 }
             }
@@ -765,6 +788,59 @@ mod tests {
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_call_whose_actor_is_gone_leaves_the_queue_and_frees_its_agent() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        let (a, _) = agent("1001", clock).await;
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: "support".into(),
+                config: GroupConfig::default(),
+                clock,
+                seed: 1,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        g.cast(GroupMsg::Members(vec![(
+            Member {
+                agent: "1001".into(),
+                level: 1,
+            },
+            a.clone(),
+        )]))
+        .unwrap();
+        settle().await;
+        // A Call actor that died: nobody reads its notices.
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        g.cast(GroupMsg::Enqueue {
+            call: CallId(9),
+            priority: 0,
+            enqueued: None,
+            notify: tx,
+        })
+        .unwrap();
+        settle().await;
+        // The offer rang 1001 for a moment; the group took the call out
+        // and 1001 is ready again, free for the next caller.
+        assert_eq!(status(&a).await, Status::Ready);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        g.cast(GroupMsg::Enqueue {
+            call: CallId(10),
+            priority: 0,
+            enqueued: None,
+            notify: tx,
+        })
+        .unwrap();
+        let Some(QueueNotice::Ring { agents, .. }) = rx.recv().await else {
+            panic!("the next call was not offered");
+        };
+        assert_eq!(agents[0].0, AgentId::from("1001"));
     }
 
     #[tokio::test(start_paused = true)]

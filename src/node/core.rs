@@ -26,7 +26,7 @@ use switchboard_actors::call::{CallSetup, InboundCall};
 use switchboard_actors::ivr::IvrOutcome;
 use switchboard_actors::ivr::{LocalTime, ScheduleExt};
 use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, TelephonyCommand};
-use switchboard_actors::{AgentId, CallId, TenantId};
+use switchboard_actors::{AgentId, CallId, TenantId, Timestamp};
 use switchboard_media::sip::dialog::{authenticated_retry, OutgoingInvite};
 use switchboard_media::sip::dialog::{
     make_via, Dialog, DialogId, Retransmit2xx, Retransmit2xxAction,
@@ -83,6 +83,8 @@ pub struct CoreConfig {
 pub enum CallNotice {
     /// The media side is done (prompt finished): end the call with BYE.
     Hangup(DialogId),
+    /// A call-center call's actor stopped.
+    ActorEnded(CallId),
 }
 
 struct Call {
@@ -678,6 +680,7 @@ impl SipCore {
     fn handle_notice(&mut self, notice: CallNotice, now: Instant) {
         match notice {
             CallNotice::Hangup(id) => self.hang_up(&id, now),
+            CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
         }
     }
 

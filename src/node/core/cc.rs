@@ -22,6 +22,12 @@ pub(super) struct CcCall {
     pub(super) waiting_prompt: String,
     pub(super) voicemail_prompt: String,
     pub(super) actor: ActorRef<CallMsg>,
+    /// Who and what the call is, for a record written here if its actor
+    /// fails before writing one.
+    pub(super) setup: CallSetup,
+    pub(super) started: Timestamp,
+    /// The actor wrote the call record.
+    pub(super) finished: bool,
     /// The customer's number, shown on the agent's phone.
     pub(super) caller: String,
     pub(super) customer: Option<DialogId>,
@@ -150,20 +156,22 @@ impl SipCore {
             tracing::warn!(flow = %flow_id, "hotline flow is not published");
             return self.respond_code(id, &req, 500, now);
         };
+        let setup = CallSetup {
+            tenant: center.tenant.clone(),
+            node: self.node.clone(),
+            utc_offset_minutes: center.utc_offset,
+            call,
+            caller: caller.clone(),
+            dialed: dialed.clone(),
+        };
+        let started = center.clock.now();
         let machine = InboundCall::start(
-            CallSetup {
-                tenant: center.tenant.clone(),
-                node: self.node.clone(),
-                utc_offset_minutes: center.utc_offset,
-                call,
-                caller: caller.clone(),
-                dialed: dialed.clone(),
-            },
+            setup.clone(),
             flow,
             open,
             center.allow_external && center.trunk.is_some(),
             center.survey.clone(),
-            center.clock.now(),
+            started,
         );
         let actor = CallActor {
             call,
@@ -180,7 +188,15 @@ impl SipCore {
         let tenant = center.tenant.clone();
         let location = switchboard_actors::location::lookup(&caller);
         let actor = match Actor::spawn(None, actor, machine).await {
-            Ok((a, _)) => a,
+            Ok((a, handle)) => {
+                // Told when the actor stops, however it stops.
+                let notices = self.notices_tx.clone();
+                tokio::spawn(async move {
+                    let _ = handle.await;
+                    let _ = notices.send(CallNotice::ActorEnded(call)).await;
+                });
+                a
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "call actor did not start");
                 return self.respond_code(id, &req, 500, now);
@@ -222,6 +238,9 @@ impl SipCore {
                 waiting_prompt: hotline.waiting_prompt.clone(),
                 voicemail_prompt: hotline.voicemail_prompt.clone(),
                 actor,
+                setup,
+                started,
+                finished: false,
                 caller,
                 customer: Some(dialog_id),
                 customer_leg: leg,
@@ -334,6 +353,11 @@ impl SipCore {
                 self.forget_if_done(call);
             }
             TelephonyCommand::TransferOut { to } => self.transfer_out(call, to, now).await,
+            TelephonyCommand::Finished => {
+                if let Some(c) = self.cc.get_mut(&call) {
+                    c.finished = true;
+                }
+            }
         }
     }
 
@@ -757,6 +781,59 @@ impl SipCore {
         self.forget_if_done(call);
     }
 
+    /// A Call actor stopped. After its record it has nothing more to do;
+    /// before it (it failed), the node ends every leg, frees the agents
+    /// and writes the record itself with what the media side knows.
+    pub(super) fn call_actor_ended(&mut self, call: CallId, now: Instant) {
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        if c.finished {
+            return;
+        }
+        tracing::error!(%call, "the call's actor failed: the node ends the call");
+        let mut dialogs = Vec::new();
+        let mut cancels = Vec::new();
+        let mut talked = Vec::new();
+        for (agent, leg) in c.agents.drain() {
+            match leg.dialog {
+                Some(d) => {
+                    dialogs.push(d);
+                    talked.push(agent);
+                }
+                None => cancels.push((cancel_for(&leg.invite), leg.dest, leg.transport)),
+            }
+        }
+        if let Some(x) = c.external.take() {
+            match x.dialog {
+                Some(d) => dialogs.push(d),
+                None => cancels.push((cancel_for(&x.invite), x.dest, x.transport)),
+            }
+        }
+        dialogs.extend(c.customer.take());
+        let (tenant, setup, started) = (c.tenant.clone(), c.setup.clone(), c.started);
+        for d in dialogs {
+            self.hang_up(&d, now);
+        }
+        for (cancel, dest, transport) in cancels {
+            let _ = self.layer.send_request(&cancel, dest, transport, now);
+        }
+        if let Some(center) = self.centers.tenant(&tenant) {
+            for agent in &talked {
+                if let Some(a) = center.agents.get(agent) {
+                    let _ = a.actor.cast(AgentMsg::HungUp {
+                        call,
+                        wrap_up: std::time::Duration::ZERO,
+                    });
+                }
+            }
+            let end = center.clock.now();
+            let record = failed_record(setup, started, end, &talked);
+            let _ = center.records.send(record);
+        }
+        self.forget_if_done(call);
+    }
+
     /// Drops a call-center call once no leg is left.
     pub(super) fn forget_if_done(&mut self, call: CallId) {
         if self
@@ -766,5 +843,68 @@ impl SipCore {
         {
             self.cc.remove(&call);
         }
+    }
+}
+
+/// The record of a call whose actor failed: who called, when, which
+/// agents were on it; the node ended it.
+fn failed_record(
+    setup: CallSetup,
+    start: Timestamp,
+    end: Timestamp,
+    agents: &[AgentId],
+) -> switchboard_storage::model::CallRecord {
+    use switchboard_storage::model::{
+        CallRecord, Day, Direction, HangupReason, HangupSide, IvrTrace, Leg as RecordLeg, LegKind,
+        NumberLocation,
+    };
+    let location = switchboard_actors::location::lookup(&setup.caller).map(|l| NumberLocation {
+        place: l.place.to_owned(),
+        carrier: l.carrier.map(str::to_owned),
+    });
+    let mut legs = vec![RecordLeg {
+        kind: LegKind::Customer,
+        party: setup.caller.clone(),
+        start,
+        answered: Some(start),
+        end,
+        sip_call_id: None,
+    }];
+    legs.extend(agents.iter().map(|a| RecordLeg {
+        kind: LegKind::Agent,
+        party: a.0.clone(),
+        start,
+        answered: None,
+        end,
+        sip_call_id: None,
+    }));
+    CallRecord {
+        tenant: setup.tenant,
+        call: setup.call,
+        day: Day::of(start, setup.utc_offset_minutes),
+        direction: Direction::Inbound,
+        customer_number: setup.caller.clone(),
+        customer: None,
+        caller: setup.caller,
+        dialed: setup.dialed,
+        start,
+        end,
+        ivr: IvrTrace::default(),
+        group: None,
+        enqueued: None,
+        dequeued: None,
+        rings: Vec::new(),
+        agent: agents.first().cloned(),
+        answered: None,
+        talk_end: None,
+        overflow: None,
+        hangup_side: HangupSide::System,
+        hangup_reason: HangupReason::Failed,
+        voicemail: false,
+        satisfaction: None,
+        legs,
+        location,
+        recording: None,
+        node: setup.node,
     }
 }

@@ -37,6 +37,9 @@ pub enum HangupReason {
     Overflow,
     Voicemail,
     Transferred,
+    /// The node ended the call because the software handling it failed;
+    /// the record holds what the media side knew.
+    Failed,
 }
 
 /// How one ring attempt ended.
