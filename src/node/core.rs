@@ -197,7 +197,17 @@ impl SipCore {
                     let Some(msg) = msg else { return Ok(()) };
                     self.handle_inbound(msg, Instant::now()).await;
                 }
-                Some(n) = notices.recv() => self.handle_notice(n, Instant::now()),
+                Some(n) = notices.recv() => {
+                    if matches!(n, CallNotice::ActorEnded(_)) {
+                        // What the actor asked before it stopped (its
+                        // `Finished` above all) is in the telephony
+                        // channel already: it goes first.
+                        while let Ok((call, cmd)) = telephony.try_recv() {
+                            self.handle_telephony(call, cmd, Instant::now()).await;
+                        }
+                    }
+                    self.handle_notice(n, Instant::now());
+                }
                 Some((call, cmd)) = telephony.recv() => {
                     self.handle_telephony(call, cmd, Instant::now()).await;
                 }
