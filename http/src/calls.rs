@@ -382,7 +382,7 @@ async fn get_call(
 
 /// A call's recording: stereo WAV, the customer left and the agent right.
 #[utoipa::path(get, path = "/calls/{call}/recording", tag = "calls", params(("call" = String, Path)),
-    responses((status = 200, content_type = "audio/wav", body = Vec<u8>),
+    responses((status = 200, content_type = "audio/wav", body = crate::prompts::WavFile),
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]
 async fn recording(

@@ -464,27 +464,25 @@ pub(crate) async fn check_flow(
     }
     let allow_external = tenant_record(state, tenant).await?.allow_external_transfer;
     for (id, n) in &flow.nodes {
-        match n {
-            Node::TransferAgent { agent } => {
-                if state
-                    .store
-                    .get::<m::Agent>(tenant, &agent.0)
-                    .await?
-                    .is_none()
-                {
-                    out.push(problem(
-                        "missing_agent",
-                        format!("agent {:?} does not exist", agent.0),
-                        Some(id),
-                    ));
-                }
+        let agent = match n {
+            Node::TransferAgent { agent } => Some(&agent.0),
+            _ => None,
+        };
+        if let Some(a) = agent {
+            if state.store.get::<m::Agent>(tenant, a).await?.is_none() {
+                out.push(problem(
+                    "missing_agent",
+                    format!("agent {a:?} does not exist"),
+                    Some(id),
+                ));
             }
-            Node::TransferNumber { .. } if !allow_external => out.push(problem(
+        }
+        if matches!(n, Node::TransferNumber { .. }) && !allow_external {
+            out.push(problem(
                 "external_transfer_not_allowed",
                 "the tenant does not allow transfers to outside numbers".into(),
                 Some(id),
-            )),
-            _ => {}
+            ));
         }
     }
     Ok(out)

@@ -179,6 +179,7 @@ pub enum SeedError {
         description = "Configuration, IVR flows, prompts, CRM, call records and reports of a Switchboard call center. Every request but sign-in needs a bearer token (or the session cookie); every object belongs to the caller's tenant.",
     ),
     modifiers(&Security),
+    components(schemas(config::Form)),
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "auth"), (name = "config"), (name = "flows"), (name = "prompts"),

@@ -41,6 +41,12 @@ pub const WAV_LIMIT: usize = 3 * 1024 * 1024;
 /// The longest TTS text.
 const TEXT_LIMIT: usize = 1000;
 
+/// A WAV file (the request or response body itself).
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Only describes the body in the OpenAPI document.
+pub struct WavFile(Vec<u8>);
+
 /// Where a prompt's audio comes from.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -428,7 +434,7 @@ fn convert_wav(bytes: &[u8]) -> ApiResult<Audio> {
 /// pending review.
 #[utoipa::path(put, path = "/prompts/{id}/wav", tag = "prompts",
     params(("id" = String, Path), WavQuery),
-    request_body(content = Vec<u8>, content_type = "audio/wav"),
+    request_body(content((WavFile = "audio/wav"), (WavFile = "application/octet-stream"))),
     responses((status = 200, body = PromptDoc), (status = 201, body = PromptDoc),
         (status = 409, body = crate::error::ErrorBody),
         (status = 413, description = "larger than 3 MiB", body = crate::error::ErrorBody),
@@ -463,7 +469,7 @@ async fn put_wav(
 
 /// A prompt's audio: 8 kHz 16-bit mono WAV.
 #[utoipa::path(get, path = "/prompts/{id}/audio", tag = "prompts", params(("id" = String, Path)),
-    responses((status = 200, content_type = "audio/wav", body = Vec<u8>),
+    responses((status = 200, content_type = "audio/wav", body = WavFile),
         (status = 404, body = crate::error::ErrorBody)))]
 async fn get_audio(
     State(state): State<AppState>,

@@ -54,7 +54,10 @@ async fn sign_in_tokens_cookies_and_roles() -> Result<()> {
     .expect(401)?;
     // Two tenants on this server: the tenant must be said.
     let t = anon
-        .post("/auth/login", json!({"user": "admin", "password": "demo-admin"}))
+        .post(
+            "/auth/login",
+            json!({"user": "admin", "password": "demo-admin"}),
+        )
         .await?
         .expect(422)?;
     assert_eq!(t.fields(), ["tenant"]);
@@ -101,38 +104,59 @@ async fn sign_in_tokens_cookies_and_roles() -> Result<()> {
     let agent = Api::login(&s, "demo", "1001", "pass1001").await?;
     let f = agent.get("/agents").await?.expect(403)?;
     assert_eq!(f.body["code"], "forbidden");
-    assert!(f.body["message"].as_str().unwrap_or("").contains("tenant_admin"));
+    assert!(f.body["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("tenant_admin"));
     agent.get("/agents/1001").await?.expect(200)?;
     agent.get("/agents/1002").await?.expect(403)?;
     let own = agent.get(&format!("/calls?day={DAY}")).await?.expect(200)?;
     assert_eq!(own.body["items"].as_array().map(Vec::len), Some(CALLS));
-    agent.get(&format!("/calls?day={DAY}&agent=1002")).await?.expect(403)?;
+    agent
+        .get(&format!("/calls?day={DAY}&agent=1002"))
+        .await?
+        .expect(403)?;
     agent.get("/calls/0000000000000200").await?.expect(404)?;
     agent.get("/agents/1002/calls").await?.expect(404)?;
     agent.get("/agents/1001/contact-plans").await?.expect(200)?;
     agent.get("/agents/1002/contact-plans").await?.expect(404)?;
-    agent.get("/calls/0000000000000100/recording").await?.expect(403)?;
+    agent
+        .get("/calls/0000000000000100/recording")
+        .await?
+        .expect(403)?;
     agent.get("/reports/hourly").await?.expect(403)?;
 
     // Supervisors read configuration, may not change it.
     let sup = user(&s, &admin, "sup", json!(["supervisor"]), Value::Null).await?;
     sup.get("/agents").await?.expect(200)?;
     sup.get("/flows").await?.expect(200)?;
-    sup.get(&format!("/reports/hourly?day={DAY}")).await?.expect(200)?;
-    sup.get("/calls/0000000000000200/recording").await?.expect(200)?;
+    sup.get(&format!("/reports/hourly?day={DAY}"))
+        .await?
+        .expect(200)?;
+    sup.get("/calls/0000000000000200/recording")
+        .await?
+        .expect(200)?;
     let f = sup
         .post("/custom-statuses", json!({"id": "x", "name": "X"}))
         .await?
         .expect(403)?;
-    assert!(f.body["message"].as_str().unwrap_or("").contains("supervisor"));
+    assert!(f.body["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("supervisor"));
     sup.get("/users").await?.expect(403)?;
 
     // QA inspectors: call records and recordings only.
     let qa = user(&s, &admin, "qa", json!(["qa_inspector"]), Value::Null).await?;
     qa.get(&format!("/calls?day={DAY}")).await?.expect(200)?;
-    let rec = qa.get("/calls/0000000000000100/recording").await?.expect(200)?;
+    let rec = qa
+        .get("/calls/0000000000000100/recording")
+        .await?
+        .expect(200)?;
     assert_eq!(
-        rec.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        rec.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("audio/wav")
     );
     assert_eq!(&rec.bytes[..4], b"RIFF");
@@ -148,9 +172,15 @@ async fn sign_in_tokens_cookies_and_roles() -> Result<()> {
         .await?
         .expect(403)?;
     let reviewer = user(&s, &admin, "rev", json!(["prompt_reviewer"]), Value::Null).await?;
-    reviewer.get("/prompts?status=approved").await?.expect(200)?;
     reviewer
-        .put("/prompts/x", json!({"name": "x", "text": "hi", "voice": "en-us"}))
+        .get("/prompts?status=approved")
+        .await?
+        .expect(200)?;
+    reviewer
+        .put(
+            "/prompts/x",
+            json!({"name": "x", "text": "hi", "voice": "en-us"}),
+        )
         .await?
         .expect(403)?;
 
@@ -205,7 +235,11 @@ async fn another_tenants_objects_are_not_found() -> Result<()> {
     }
     // Writes to them are 404 too, and change nothing.
     for (method, path, body) in [
-        (Method::PUT, "/agents/o-agent", json!({"id": "o-agent", "name": "x", "seat": "1", "device": {"type": "mobile", "number": "1"}})),
+        (
+            Method::PUT,
+            "/agents/o-agent",
+            json!({"id": "o-agent", "name": "x", "seat": "1", "device": {"type": "mobile", "number": "1"}}),
+        ),
         (Method::DELETE, "/agents/o-agent", Value::Null),
         (Method::DELETE, "/users/boss", Value::Null),
         (Method::DELETE, "/skill-groups/o-group", Value::Null),
@@ -213,14 +247,34 @@ async fn another_tenants_objects_are_not_found() -> Result<()> {
         (Method::DELETE, "/custom-statuses/o-status", Value::Null),
         (Method::DELETE, "/hotlines/5000", Value::Null),
         (Method::DELETE, "/schedules/o-schedule", Value::Null),
-        (Method::POST, "/flows/o-flow/versions", json!({"definition": {"start": "a", "nodes": {"a": {"type": "hang_up"}}}})),
+        (
+            Method::POST,
+            "/flows/o-flow/versions",
+            json!({"definition": {"start": "a", "nodes": {"a": {"type": "hang_up"}}}}),
+        ),
         (Method::POST, "/flows/o-flow/publish", json!({"version": 1})),
-        (Method::POST, "/prompts/o-prompt/review", json!({"status": "approved"})),
+        (
+            Method::POST,
+            "/prompts/o-prompt/review",
+            json!({"status": "approved"}),
+        ),
         (Method::DELETE, "/prompts/o-prompt", Value::Null),
-        (Method::PUT, "/customers/o-customer", json!({"name": "x", "numbers": []})),
+        (
+            Method::PUT,
+            "/customers/o-customer",
+            json!({"name": "x", "numbers": []}),
+        ),
         (Method::PUT, "/tickets/o-ticket", json!({"title": "x"})),
-        (Method::PUT, "/calls/0000000000000abc/summary", json!({"notes": "x"})),
-        (Method::POST, "/agents/o-agent/contact-plans/o-plan/done", Value::Null),
+        (
+            Method::PUT,
+            "/calls/0000000000000abc/summary",
+            json!({"notes": "x"}),
+        ),
+        (
+            Method::POST,
+            "/agents/o-agent/contact-plans/o-plan/done",
+            Value::Null,
+        ),
     ] {
         let body = (!body.is_null()).then_some(body);
         let a = admin.send(method.clone(), path, body).await?;
@@ -233,7 +287,10 @@ async fn another_tenants_objects_are_not_found() -> Result<()> {
         .map(|v| v.iter().filter_map(|a| a["id"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(ids, ["1001", "1002", "1003"]);
-    let report = admin.get(&format!("/reports/hourly?day={DAY}")).await?.expect(200)?;
+    let report = admin
+        .get(&format!("/reports/hourly?day={DAY}"))
+        .await?
+        .expect(200)?;
     assert_eq!(report.body["series"][0]["hours"][9]["offered"], 20);
     let form = admin.get("/form-schemas/customer").await?.expect(200)?;
     assert_eq!(form.body["fields"], json!([]));
@@ -251,17 +308,30 @@ async fn malformed_requests_name_the_field() -> Result<()> {
     let admin = Api::admin(&s).await?;
     // Not JSON at all: 400.
     let a = admin
-        .raw(Method::POST, "/custom-statuses", "application/json", b"{not json".to_vec())
+        .raw(
+            Method::POST,
+            "/custom-statuses",
+            "application/json",
+            b"{not json".to_vec(),
+        )
         .await?
         .expect(400)?;
     assert_eq!(a.body["code"], "bad_request");
     // Not sent as JSON: 415.
     admin
-        .raw(Method::POST, "/custom-statuses", "text/plain", b"{}".to_vec())
+        .raw(
+            Method::POST,
+            "/custom-statuses",
+            "text/plain",
+            b"{}".to_vec(),
+        )
         .await?
         .expect(415)?;
     // A field missing, of the wrong type, unknown, or nested wrong.
-    let a = admin.post("/custom-statuses", json!({"id": "x"})).await?.expect(422)?;
+    let a = admin
+        .post("/custom-statuses", json!({"id": "x"}))
+        .await?
+        .expect(422)?;
     assert_eq!(a.fields(), ["name"]);
     let a = admin
         .post("/custom-statuses", json!({"id": "x", "name": 5}))
@@ -269,7 +339,10 @@ async fn malformed_requests_name_the_field() -> Result<()> {
         .expect(422)?;
     assert_eq!(a.fields(), ["name"]);
     let a = admin
-        .post("/custom-statuses", json!({"id": "x", "name": "X", "colour": "red"}))
+        .post(
+            "/custom-statuses",
+            json!({"id": "x", "name": "X", "colour": "red"}),
+        )
         .await?
         .expect(422)?;
     assert_eq!(a.fields(), ["colour"]);
@@ -278,7 +351,10 @@ async fn malformed_requests_name_the_field() -> Result<()> {
         "wrap_up_secs": 10, "max_queue_time_secs": 60, "overflow": {"to": "voicemail"},
         "no_agent": "queue", "announce_every_secs": null
     });
-    let a = admin.post("/skill-groups", group.clone()).await?.expect(422)?;
+    let a = admin
+        .post("/skill-groups", group.clone())
+        .await?
+        .expect(422)?;
     assert_eq!(a.fields(), ["ring_timeout_secs"]);
     assert_eq!(a.body["code"], "validation");
     // Semantic checks name their field too.
@@ -315,7 +391,10 @@ async fn malformed_requests_name_the_field() -> Result<()> {
     // Unknown routes and methods answer in JSON.
     let a = admin.get("/nothing-here").await?.expect(404)?;
     assert_eq!(a.body["code"], "not_found");
-    admin.send(Method::PATCH, "/agents", None).await?.expect(405)?;
+    admin
+        .send(Method::PATCH, "/agents", None)
+        .await?
+        .expect(405)?;
     Ok(())
 }
 
@@ -324,7 +403,10 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
     let s = server().await?;
     let admin = Api::admin(&s).await?;
     admin
-        .post("/sip-accounts", json!({"id": "1004", "password": "pass1004"}))
+        .post(
+            "/sip-accounts",
+            json!({"id": "1004", "password": "pass1004"}),
+        )
         .await?
         .expect(201)?;
     let a = admin
@@ -338,7 +420,10 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
     assert_eq!(a.body["groups"], json!(["support"]));
     assert!(s.hooks.saw(ConfigKind::Agent, "1004"));
     assert!(s.hooks.saw(ConfigKind::SkillGroup, "support"));
-    let members = admin.get("/skill-groups/support/members").await?.expect(200)?;
+    let members = admin
+        .get("/skill-groups/support/members")
+        .await?
+        .expect(200)?;
     assert_eq!(members.body.as_array().map(Vec::len), Some(3));
     // A mobile agent, moved to sales; a stale revision is a conflict.
     let mut doc = a.body.clone();
@@ -351,7 +436,10 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
     assert_eq!(sales.body["items"].as_array().map(Vec::len), Some(2));
     // A custom status reaches every agent's policy.
     admin
-        .post("/custom-statuses", json!({"id": "lunch", "name": "午饭", "selectable": true}))
+        .post(
+            "/custom-statuses",
+            json!({"id": "lunch", "name": "午饭", "selectable": true}),
+        )
         .await?
         .expect(201)?;
     let v = s
@@ -359,7 +447,11 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
         .get::<switchboard_storage::model::Agent>(&"demo".into(), "1001")
         .await?
         .context("agent")?;
-    assert!(v.record.policy.selectable_custom.contains(&"lunch".to_owned()));
+    assert!(v
+        .record
+        .policy
+        .selectable_custom
+        .contains(&"lunch".to_owned()));
     // Hotline, trunk, schedule, tenant, users.
     admin
         .post(
@@ -380,16 +472,25 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
         .expect(422)?;
     assert_eq!(bad.fields(), ["week[0][0]"]);
     admin
-        .post("/hotlines", json!({"number": "4001", "name": "Sales line", "schedule": "office"}))
+        .post(
+            "/hotlines",
+            json!({"number": "4001", "name": "Sales line", "schedule": "office"}),
+        )
         .await?
         .expect(201)?;
     // A number another tenant holds is taken.
     admin
-        .post("/hotlines", json!({"number": "5000", "name": "x", "schedule": "office"}))
+        .post(
+            "/hotlines",
+            json!({"number": "5000", "name": "x", "schedule": "office"}),
+        )
         .await?
         .expect(409)?;
     admin
-        .put("/hotlines/4001/ivr-settings", json!({"waiting_prompt": "waiting", "max_queue_time_secs": 90}))
+        .put(
+            "/hotlines/4001/ivr-settings",
+            json!({"waiting_prompt": "waiting", "max_queue_time_secs": 90}),
+        )
         .await?
         .expect(200)?;
     assert!(s.hooks.saw(ConfigKind::Hotline, "4001"));
@@ -443,7 +544,10 @@ async fn flows_are_drafted_checked_published_and_rolled_back() -> Result<()> {
     let s = server().await?;
     let admin = Api::admin(&s).await?;
     let v1 = admin
-        .post("/flows", json!({"id": "main", "name": "Main", "definition": simple_flow("welcome")}))
+        .post(
+            "/flows",
+            json!({"id": "main", "name": "Main", "definition": simple_flow("welcome")}),
+        )
         .await?
         .expect(201)?;
     assert_eq!(v1.body["version"], 1);
@@ -458,13 +562,22 @@ async fn flows_are_drafted_checked_published_and_rolled_back() -> Result<()> {
     // An unreachable node, a dangling branch, a loop without exit.
     let mut d = simple_flow("welcome");
     d["nodes"]["orphan"] = json!({"type": "hang_up"});
-    let v2 = admin.post("/flows/main/versions", json!({"definition": d})).await?.expect(201)?;
+    let v2 = admin
+        .post("/flows/main/versions", json!({"definition": d}))
+        .await?
+        .expect(201)?;
     assert_eq!(v2.body["version"], 2);
-    let r = admin.post("/flows/main/versions/2/validate", json!({})).await?.expect(200)?;
+    let r = admin
+        .post("/flows/main/versions/2/validate", json!({}))
+        .await?
+        .expect(200)?;
     assert_eq!(r.body["valid"], false);
     assert_eq!(r.body["problems"][0]["code"], "unreachable");
     assert_eq!(r.body["problems"][0]["node"], "orphan");
-    let p = admin.post("/flows/main/publish", json!({"version": 2})).await?.expect(422)?;
+    let p = admin
+        .post("/flows/main/publish", json!({"version": 2}))
+        .await?
+        .expect(422)?;
     assert_eq!(p.fields(), ["definition.nodes.orphan"]);
     let mut d = simple_flow("welcome");
     d["nodes"]["menu"]["on_fail"] = json!("hello");
@@ -473,31 +586,59 @@ async fn flows_are_drafted_checked_published_and_rolled_back() -> Result<()> {
         n.remove("support");
         n.remove("bye")
     });
-    admin.post("/flows/main/versions", json!({"definition": d})).await?.expect(201)?;
-    let p = admin.post("/flows/main/publish", json!({"version": 3})).await?.expect(422)?;
-    assert!(p.body["message"].as_str().unwrap_or("").contains("no way out"), "{}", p.body);
+    admin
+        .post("/flows/main/versions", json!({"definition": d}))
+        .await?
+        .expect(201)?;
+    let p = admin
+        .post("/flows/main/publish", json!({"version": 3}))
+        .await?
+        .expect(422)?;
+    assert!(
+        p.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no way out"),
+        "{}",
+        p.body
+    );
     // Malformed definitions are refused when saved.
     let mut d = simple_flow("welcome");
     d["nodes"]["menu"]["options"] = json!({"12": "hello"});
-    let a = admin.post("/flows/main/versions", json!({"definition": d})).await?.expect(422)?;
+    let a = admin
+        .post("/flows/main/versions", json!({"definition": d}))
+        .await?
+        .expect(422)?;
     assert_eq!(a.fields(), ["definition.nodes.menu.options.12"]);
 
     // A prompt not yet approved keeps the version from being published.
     admin
-        .put("/prompts/greeting", json!({"name": "Greeting", "text": "Hello and welcome", "voice": "en-us"}))
+        .put(
+            "/prompts/greeting",
+            json!({"name": "Greeting", "text": "Hello and welcome", "voice": "en-us"}),
+        )
         .await?
         .expect(201)?;
     admin
-        .post("/flows/main/versions", json!({"definition": simple_flow("greeting")}))
+        .post(
+            "/flows/main/versions",
+            json!({"definition": simple_flow("greeting")}),
+        )
         .await?
         .expect(201)?;
-    let p = admin.post("/flows/main/publish", json!({"version": 4})).await?.expect(422)?;
+    let p = admin
+        .post("/flows/main/publish", json!({"version": 4}))
+        .await?
+        .expect(422)?;
     assert!(p.body["details"][0]["message"]
         .as_str()
         .unwrap_or("")
         .starts_with("unapproved_prompt"));
     let missing = admin
-        .post("/flows/main/versions", json!({"definition": simple_flow("nonesuch")}))
+        .post(
+            "/flows/main/versions",
+            json!({"definition": simple_flow("nonesuch")}),
+        )
         .await?
         .expect(201)?;
     let n = missing.body["version"].as_u64().context("version")?;
@@ -518,18 +659,33 @@ async fn flows_are_drafted_checked_published_and_rolled_back() -> Result<()> {
         .expect(200)?;
     assert_eq!(a.body["review"]["status"], "approved");
     assert_eq!(a.body["review"]["reviewer"], "admin");
-    let f = admin.post("/flows/main/publish", json!({"version": 4})).await?.expect(200)?;
+    let f = admin
+        .post("/flows/main/publish", json!({"version": 4}))
+        .await?
+        .expect(200)?;
     assert_eq!(f.body["published"], 4);
     // A live prompt cannot be changed or deleted.
     admin
-        .put("/prompts/greeting", json!({"name": "Greeting", "text": "Other words", "voice": "en-us"}))
+        .put(
+            "/prompts/greeting",
+            json!({"name": "Greeting", "text": "Other words", "voice": "en-us"}),
+        )
         .await?
         .expect(409)?;
     admin.delete("/prompts/greeting").await?.expect(409)?;
     // Roll back: to the newest older version that still checks out.
-    let bad = admin.post("/flows/main/rollback", json!({})).await?.expect(422)?;
-    assert!(bad.body["message"].as_str().unwrap_or("").contains("version 3"));
-    let f = admin.post("/flows/main/rollback", json!({"version": 1})).await?.expect(200)?;
+    let bad = admin
+        .post("/flows/main/rollback", json!({}))
+        .await?
+        .expect(422)?;
+    assert!(bad.body["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("version 3"));
+    let f = admin
+        .post("/flows/main/rollback", json!({"version": 1}))
+        .await?
+        .expect(200)?;
     assert_eq!(f.body["published"], 1);
     assert_eq!(f.body["latest"], n);
     let versions = admin.get("/flows/main/versions").await?.expect(200)?;
@@ -544,17 +700,27 @@ async fn wav_uploads_are_checked_and_converted() -> Result<()> {
     // 44.1 kHz stereo in, 8 kHz 16-bit mono out.
     let wav = common::stereo_wav(44_100, 1.5);
     let a = admin
-        .raw(Method::PUT, "/prompts/hold/wav?name=Hold%20music", "audio/wav", wav)
+        .raw(
+            Method::PUT,
+            "/prompts/hold/wav?name=Hold%20music",
+            "audio/wav",
+            wav,
+        )
         .await?
         .expect(201)?;
     assert_eq!(a.body["review"]["status"], "pending");
     assert_eq!(a.body["name"], "Hold music");
-    let ms = a.body["source"]["duration_ms"].as_u64().context("duration")?;
+    let ms = a.body["source"]["duration_ms"]
+        .as_u64()
+        .context("duration")?;
     assert!((1400..=1600).contains(&ms), "{ms} ms");
     let audio = admin.get("/prompts/hold/audio").await?.expect(200)?;
     let r = hound::WavReader::new(&audio.bytes[..])?;
     let spec = r.spec();
-    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (8000, 1, 16)
+    );
     let n = r.len();
     assert!((11_000..=13_000).contains(&n), "{n} samples");
     // Over 3 MiB: 413.
@@ -567,7 +733,12 @@ async fn wav_uploads_are_checked_and_converted() -> Result<()> {
     assert_eq!(a.body["code"], "payload_too_large");
     // Not a WAV file, or not PCM: 422 on the body.
     let a = admin
-        .raw(Method::PUT, "/prompts/junk/wav", "audio/wav", b"ID3 this is an mp3".to_vec())
+        .raw(
+            Method::PUT,
+            "/prompts/junk/wav",
+            "audio/wav",
+            b"ID3 this is an mp3".to_vec(),
+        )
         .await?
         .expect(422)?;
     assert_eq!(a.fields(), ["body"]);
@@ -586,17 +757,30 @@ async fn wav_uploads_are_checked_and_converted() -> Result<()> {
         w.finalize()?;
     }
     let a = admin
-        .raw(Method::PUT, "/prompts/float/wav", "audio/wav", cur.into_inner())
+        .raw(
+            Method::PUT,
+            "/prompts/float/wav",
+            "audio/wav",
+            cur.into_inner(),
+        )
         .await?
         .expect(422)?;
     assert!(a.body["message"].as_str().unwrap_or("").contains("PCM"));
     admin
-        .raw(Method::PUT, "/prompts/typed/wav", "text/plain", b"x".to_vec())
+        .raw(
+            Method::PUT,
+            "/prompts/typed/wav",
+            "text/plain",
+            b"x".to_vec(),
+        )
         .await?
         .expect(415)?;
     // TTS prompts are spoken at once and can be heard.
     let t = admin
-        .put("/prompts/hi", json!({"name": "Hi", "text": "Hello there", "voice": "en-us"}))
+        .put(
+            "/prompts/hi",
+            json!({"name": "Hi", "text": "Hello there", "voice": "en-us"}),
+        )
         .await?
         .expect(201)?;
     assert_eq!(t.body["source"]["type"], "tts");
@@ -605,7 +789,10 @@ async fn wav_uploads_are_checked_and_converted() -> Result<()> {
     assert_eq!(r.spec().sample_rate, 8000);
     assert!(r.len() > 4000);
     let a = admin
-        .put("/prompts/hi2", json!({"name": "Hi", "text": "Hello", "voice": "zz9"}))
+        .put(
+            "/prompts/hi2",
+            json!({"name": "Hi", "text": "Hello", "voice": "zz9"}),
+        )
         .await?
         .expect(422)?;
     assert_eq!(a.fields(), ["voice"]);
@@ -657,12 +844,15 @@ async fn listings_page_with_cursors() -> Result<()> {
     assert_eq!(mine.len(), 1);
     let (by_agent, _) = all_pages(&admin, "/agents/1001/calls?limit=2").await?;
     assert_eq!(by_agent.len(), CALLS);
-    let (by_number, _) = all_pages(&admin, &format!("/numbers/{CUSTOMER_NUMBER}/calls?limit=4")).await?;
+    let (by_number, _) =
+        all_pages(&admin, &format!("/numbers/{CUSTOMER_NUMBER}/calls?limit=4")).await?;
     assert_eq!(by_number.len(), CALLS);
     let one = admin.get("/calls/0000000000000100").await?.expect(200)?;
     assert_eq!(one.body["talk_ms"], 105_000);
     assert_eq!(one.body["recorded"], true);
-    let a = admin.get(&format!("/calls?day={DAY}&cursor=garbage")).await?;
+    let a = admin
+        .get(&format!("/calls?day={DAY}&cursor=garbage"))
+        .await?;
     assert!(a.status == 422 || a.status == 400, "{}", a.body);
     Ok(())
 }
@@ -671,7 +861,10 @@ async fn listings_page_with_cursors() -> Result<()> {
 async fn the_24_hour_report() -> Result<()> {
     let s = server().await?;
     let admin = Api::admin(&s).await?;
-    let r = admin.get(&format!("/reports/hourly?day={DAY}")).await?.expect(200)?;
+    let r = admin
+        .get(&format!("/reports/hourly?day={DAY}"))
+        .await?
+        .expect(200)?;
     assert_eq!(r.body["day"], DAY);
     let series = &r.body["series"][0];
     assert_eq!(series["scope"], "tenant");
@@ -729,7 +922,10 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
     f.sort();
     assert_eq!(f, ["fields.age", "fields.level"]);
     let a = agent
-        .post("/customers", json!({"name": "Zhang San", "numbers": [CUSTOMER_NUMBER], "fields": {}}))
+        .post(
+            "/customers",
+            json!({"name": "Zhang San", "numbers": [CUSTOMER_NUMBER], "fields": {}}),
+        )
         .await?
         .expect(422)?;
     assert_eq!(a.fields(), ["fields.level"]);
@@ -739,7 +935,10 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
         .expect(201)?;
     let id = c.body["id"].as_str().context("id")?.to_owned();
     admin
-        .post("/customers", json!({"name": "Dup", "numbers": [CUSTOMER_NUMBER], "fields": {"level": "gold"}}))
+        .post(
+            "/customers",
+            json!({"name": "Dup", "numbers": [CUSTOMER_NUMBER], "fields": {"level": "gold"}}),
+        )
         .await?
         .expect(409)?;
     let found = agent
@@ -748,11 +947,17 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
         .expect(200)?;
     assert_eq!(found.body["id"], id.as_str());
     assert_eq!(found.body["fields"]["since"], "2020-05-01");
-    agent.get("/customers/lookup?number=10086").await?.expect(404)?;
+    agent
+        .get("/customers/lookup?number=10086")
+        .await?
+        .expect(404)?;
 
     // A ticket from the pop: the customer comes from the call's number.
     let t = agent
-        .post("/tickets", json!({"call": "0000000000000100", "title": "Bill is wrong", "priority": 2}))
+        .post(
+            "/tickets",
+            json!({"call": "0000000000000100", "title": "Bill is wrong", "priority": 2}),
+        )
         .await?
         .expect(201)?;
     assert_eq!(t.body["customer"], id.as_str());
@@ -760,17 +965,26 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
     assert_eq!(t.body["assignee"], "1001");
     // Not its call: an agent cannot link it.
     let a = agent
-        .post("/tickets", json!({"call": "0000000000000200", "title": "x"}))
+        .post(
+            "/tickets",
+            json!({"call": "0000000000000200", "title": "x"}),
+        )
         .await?
         .expect(422)?;
     assert_eq!(a.fields(), ["call"]);
     // The summary of its call.
     let sm = agent
-        .put("/calls/0000000000000100/summary", json!({"category": ["咨询", "账单"], "notes": "explained the bill"}))
+        .put(
+            "/calls/0000000000000100/summary",
+            json!({"category": ["咨询", "账单"], "notes": "explained the bill"}),
+        )
         .await?
         .expect(200)?;
     assert_eq!(sm.body["customer"], id.as_str());
-    agent.get("/calls/0000000000000200/summary").await?.expect(404)?;
+    agent
+        .get("/calls/0000000000000200/summary")
+        .await?
+        .expect(404)?;
     // Contact plans: one overdue, one tomorrow.
     let now = common::at(0).0.max(
         std::time::SystemTime::now()
@@ -778,26 +992,45 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
             .as_millis() as u64,
     );
     agent
-        .post("/agents/1001/contact-plans", json!({"number": CUSTOMER_NUMBER, "due": now - 60_000, "note": "call back"}))
+        .post(
+            "/agents/1001/contact-plans",
+            json!({"number": CUSTOMER_NUMBER, "due": now - 60_000, "note": "call back"}),
+        )
         .await?
         .expect(201)?;
     let later = agent
-        .post("/agents/1001/contact-plans", json!({"number": CUSTOMER_NUMBER, "due": now + 2 * 86_400_000, "note": "follow up"}))
+        .post(
+            "/agents/1001/contact-plans",
+            json!({"number": CUSTOMER_NUMBER, "due": now + 2 * 86_400_000, "note": "follow up"}),
+        )
         .await?
         .expect(201)?;
     let a = agent
-        .post("/agents/1001/contact-plans", json!({"number": "10086", "due": now}))
+        .post(
+            "/agents/1001/contact-plans",
+            json!({"number": "10086", "due": now}),
+        )
         .await?
         .expect(422)?;
     assert_eq!(a.fields(), ["number"]);
-    let overdue = agent.get("/agents/1001/contact-plans?filter=overdue").await?.expect(200)?;
+    let overdue = agent
+        .get("/agents/1001/contact-plans?filter=overdue")
+        .await?
+        .expect(200)?;
     assert_eq!(overdue.body.as_array().map(Vec::len), Some(1));
     assert_eq!(overdue.body[0]["overdue"], true);
-    let due = agent.get("/agents/1001/contact-plans?filter=due").await?.expect(200)?;
+    let due = agent
+        .get("/agents/1001/contact-plans?filter=due")
+        .await?
+        .expect(200)?;
     assert_eq!(due.body.as_array().map(Vec::len), Some(1));
     let pid = later.body["id"].as_str().context("plan id")?;
     let done = agent
-        .send(Method::POST, &format!("/agents/1001/contact-plans/{pid}/done"), None)
+        .send(
+            Method::POST,
+            &format!("/agents/1001/contact-plans/{pid}/done"),
+            None,
+        )
         .await?
         .expect(200)?;
     assert_eq!(done.body["status"], "done");
@@ -806,7 +1039,10 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
     // The timeline: ticket, summary and plans, newest first, paged.
     let (events, pages) = all_pages(&agent, &format!("/customers/{id}/timeline?limit=1")).await?;
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert!(kinds.contains(&"ticket") && kinds.contains(&"summary") && kinds.contains(&"contact_plan"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"ticket") && kinds.contains(&"summary") && kinds.contains(&"contact_plan"),
+        "{kinds:?}"
+    );
     assert_eq!(pages, events.len() + 1);
     let ats: Vec<u64> = events.iter().filter_map(|e| e["at"].as_u64()).collect();
     assert!(ats.windows(2).all(|w| w[0] >= w[1]));
@@ -818,7 +1054,11 @@ async fn the_crm_behind_the_screen_pop() -> Result<()> {
 #[tokio::test]
 async fn the_openapi_document_covers_the_routes() -> Result<()> {
     let s = server().await?;
-    let doc = Api::anonymous(&s).get("/openapi.json").await?.expect(200)?.body;
+    let doc = Api::anonymous(&s)
+        .get("/openapi.json")
+        .await?
+        .expect(200)?
+        .body;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().context("paths")?;
     for p in [

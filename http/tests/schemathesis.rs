@@ -32,9 +32,11 @@ async fn schemathesis_finds_no_server_errors() -> Result<()> {
         .arg(format!("{}/api/v1/openapi.json", s.base))
         .args(["--checks", "not_a_server_error"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--phases", "examples,coverage,fuzzing"])
-        .args(["--max-examples", "8"])
-        .args(["--max-time", "240"])
+        // Not the coverage phase: schemathesis 4.32 crashes in it on some
+        // of these schemas (a Python SystemError in its own generator).
+        .args(["--phases", "examples,fuzzing"])
+        .args(["--max-examples", "5"])
+        .args(["--max-time", "120"])
         .args(["--request-timeout", "30"])
         .args(["--workers", "2"])
         .args(["--seed", "7"])

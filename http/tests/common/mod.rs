@@ -76,7 +76,13 @@ pub fn at(mins: u64) -> Timestamp {
     .after(Duration::from_secs(mins * 60))
 }
 
-pub fn call_record(tenant: &str, id: u64, start: Timestamp, agent: &str, number: &str) -> CallRecord {
+pub fn call_record(
+    tenant: &str,
+    id: u64,
+    start: Timestamp,
+    agent: &str,
+    number: &str,
+) -> CallRecord {
     CallRecord {
         tenant: TenantId::from(tenant),
         call: CallId(id),
@@ -120,7 +126,8 @@ pub fn stereo_wav(rate: u32, secs: f32) -> Vec<u8> {
     if let Ok(mut w) = hound::WavWriter::new(&mut cur, spec) {
         let n = (rate as f32 * secs) as usize;
         for i in 0..n {
-            let s = ((i as f32 * 440.0 / rate as f32 * std::f32::consts::TAU).sin() * 8000.0) as i16;
+            let s =
+                ((i as f32 * 440.0 / rate as f32 * std::f32::consts::TAU).sin() * 8000.0) as i16;
             let _ = w.write_sample(s);
             let _ = w.write_sample(s / 2);
         }
@@ -337,11 +344,8 @@ async fn seed_other(store: &dyn Store, now: Timestamp) -> Result<()> {
 
 /// Starts a server over a fresh, seeded store.
 pub async fn start() -> Result<Server> {
-    let dir = std::env::temp_dir().join(format!(
-        "sb-http-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("sb-http-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir)?;
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir)?);
     let now = switchboard_storage::model::Timestamp(
@@ -357,7 +361,13 @@ pub async fn start() -> Result<Server> {
     // with a recording.
     let mut calls = Vec::new();
     for i in 0..CALLS as u64 {
-        calls.push(call_record("demo", 0x100 + i, at(i), "1001", CUSTOMER_NUMBER));
+        calls.push(call_record(
+            "demo",
+            0x100 + i,
+            at(i),
+            "1001",
+            CUSTOMER_NUMBER,
+        ));
     }
     calls.push(call_record("demo", 0x200, at(30), "1002", "13700000000"));
     store.put_calls(&calls).await?;
@@ -368,21 +378,22 @@ pub async fn start() -> Result<Server> {
             stereo_wav(8000, 0.5),
         )?;
     }
-    let partial = |node: &str, hour: u8, scope: StatsScope, offered, answered, in_sl| StatsPartial {
-        tenant: TenantId::from("demo"),
-        day: day(),
-        hour,
-        scope,
-        node: NodeId::from(node),
-        counters: Counters {
-            calls: offered,
-            offered,
-            answered,
-            answered_in_service_level: in_sl,
-            talk_ms: answered * 60_000,
-            ..Counters::default()
-        },
-    };
+    let partial =
+        |node: &str, hour: u8, scope: StatsScope, offered, answered, in_sl| StatsPartial {
+            tenant: TenantId::from("demo"),
+            day: day(),
+            hour,
+            scope,
+            node: NodeId::from(node),
+            counters: Counters {
+                calls: offered,
+                offered,
+                answered,
+                answered_in_service_level: in_sl,
+                talk_ms: answered * 60_000,
+                ..Counters::default()
+            },
+        };
     store
         .put_stats(&[
             partial("n1", 9, StatsScope::Tenant, 10, 8, 6),
@@ -398,7 +409,11 @@ pub async fn start() -> Result<Server> {
     let state = AppState::new(store.clone(), dir.clone()).with_hooks(hooks.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(switchboard_http::serve(listener, state, std::future::pending()));
+    tokio::spawn(switchboard_http::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     Ok(Server {
         base,
         dir,
