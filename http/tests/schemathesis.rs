@@ -42,6 +42,8 @@ async fn schemathesis_finds_no_server_errors() -> Result<()> {
         .args(["--seed", "7"])
         .args(["--warnings", "off"])
         .env("NO_COLOR", "1")
+        // Its cache goes to the server's temporary directory.
+        .current_dir(&s.dir)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(420), run)
