@@ -15,7 +15,9 @@ use switchboard_storage::{seed, EmbeddedStore, ScyllaOptions, ScyllaStore, Store
 mod center;
 mod core;
 mod leg;
+mod live;
 mod media;
+mod metrics;
 mod records;
 
 /// The local address the kernel would use to reach `peer` (no packet is
@@ -53,6 +55,13 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let http = match tokio::net::TcpListener::bind(cfg.http).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("switchboard: cannot listen for HTTP on {}: {e}", cfg.http);
+            return ExitCode::from(2);
+        }
+    };
     let store = match open_store(&cfg).await {
         Ok(s) => s,
         Err(e) => {
@@ -75,6 +84,15 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+        if let Err(e) = switchboard_http::seed_demo_users(&*store).await {
+            eprintln!("switchboard: cannot seed the demo users: {e}");
+            return ExitCode::from(1);
+        }
+        tracing::warn!(
+            user = switchboard_http::DEMO_ADMIN,
+            password = switchboard_http::DEMO_ADMIN_PASSWORD,
+            "demo tenant: the admin user has a published password; do not expose this node"
+        );
     }
     let clocks = match center::tenant_clocks(&*store).await {
         Ok(c) => c,
@@ -89,7 +107,8 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         data_dir: cfg.data_dir.clone(),
         clock: Clock::system(),
     };
-    let centers = match center::load(&*store, &load, &recorder).await {
+    let hub = live::LiveHub::new(store.clone());
+    let centers = match center::load(&*store, &load, &recorder, &hub).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("switchboard: cannot start the call centers: {e:#}");
@@ -116,10 +135,39 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             media,
             digest: cfg.sip_digest.clone(),
             centers,
+            store: store.clone(),
+            hub: hub.clone(),
             node,
             data_dir: cfg.data_dir.clone(),
         },
     );
+    hub.set_core(core.notices());
+    // The HTTP API, with the live half over this node's actors.
+    let state = switchboard_http::AppState::new(store.clone(), cfg.data_dir.clone())
+        .with_sip_realm(RegistrarConfig::default().realm)
+        .with_live(hub.clone());
+    let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
+    let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let api = tokio::spawn(async move {
+        let stopped = async {
+            let _ = http_stop.await;
+        };
+        if let Err(e) = switchboard_http::serve(http, state, stopped).await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    });
+    tracing::info!(http = %http_addr, "HTTP API listening (/api/v1, /api/v1/ws, /metrics)");
+    // Contact plans that come due are pushed to their agents.
+    let reminders = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                every.tick().await;
+                hub.remind().await;
+            }
+        })
+    };
     let stop = shutdown_signal();
     let code = tokio::select! {
         r = core.run(inbound) => match r {
@@ -134,6 +182,9 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             ExitCode::SUCCESS
         }
     };
+    reminders.abort();
+    let _ = http_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(3), api).await;
     // What finished calls left is written before the process ends.
     recorder.flush(Duration::from_secs(5)).await;
     code

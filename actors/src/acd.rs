@@ -234,6 +234,19 @@ impl SkillGroup {
         Some(self.queue.range(..key).count() + 1)
     }
 
+    /// The enqueue time of the call waiting longest.
+    pub fn oldest(&self) -> Option<Timestamp> {
+        self.queue.keys().map(|(_, enqueued, _)| *enqueued).min()
+    }
+
+    /// Members ready for a call now.
+    pub fn ready(&self) -> usize {
+        self.agents
+            .values()
+            .filter(|a| a.availability.is_some_and(|v| v.signed_in && v.ready))
+            .count()
+    }
+
     /// Members signed in now.
     pub fn signed_in(&self) -> usize {
         self.agents

@@ -202,6 +202,11 @@ impl InboundCall {
         c
     }
 
+    /// The call's record so far (complete once finished).
+    pub fn record(&self) -> &CallRecord {
+        &self.summary
+    }
+
     /// The media side is recording the conversation into `file`.
     pub fn recording(&mut self, file: String) {
         self.summary.recording = Some(file);

@@ -99,8 +99,24 @@ pub enum AgentMsg {
     Watch(ActorRef<GroupMsg>),
     /// The current status and since when.
     Get(RpcReplyPort<(Status, Timestamp)>),
+    /// Everything the live monitor shows of the agent.
+    Snapshot(RpcReplyPort<AgentSnapshot>),
+    /// The tenant changed the agent's status rules.
+    Policy(AgentPolicy),
     /// The wrap-up timer.
     Tick,
+}
+
+/// An agent now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSnapshot {
+    pub agent: AgentId,
+    pub status: Status,
+    pub since: Timestamp,
+    pub device: Option<Device>,
+    pub device_online: bool,
+    pub calls_today: u32,
+    pub talk_time_today: Duration,
 }
 
 /// An agent actor: configuration.
@@ -225,11 +241,25 @@ impl Actor for AgentActor {
                     agent: self.id.clone(),
                     availability: self.availability(a),
                 });
-                state.groups.push(group);
+                if !state.groups.iter().any(|g| g.get_id() == group.get_id()) {
+                    state.groups.push(group);
+                }
             }
             AgentMsg::Get(reply) => {
                 let _ = reply.send((a.status().clone(), a.since()));
             }
+            AgentMsg::Snapshot(reply) => {
+                let _ = reply.send(AgentSnapshot {
+                    agent: self.id.clone(),
+                    status: a.status().clone(),
+                    since: a.since(),
+                    device: a.device().cloned(),
+                    device_online: a.device_online(),
+                    calls_today: a.calls_answered(),
+                    talk_time_today: a.talk_time(),
+                });
+            }
+            AgentMsg::Policy(p) => a.set_policy(p),
             AgentMsg::Tick => a.handle_timeout(now),
         }
         self.settle(&myself, state);
@@ -294,8 +324,25 @@ pub enum GroupMsg {
         availability: Availability,
     },
     Members(Vec<(Member, ActorRef<AgentMsg>)>),
+    /// New settings (strategy, timeouts, overflow…); they apply to the
+    /// next decision.
+    Config(GroupConfig),
     Position(CallId, RpcReplyPort<Option<usize>>),
+    /// The queue now, for the live monitor.
+    Snapshot(RpcReplyPort<GroupSnapshot>),
     Tick,
+}
+
+/// A skill group's queue now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub group: String,
+    /// Calls waiting (those ringing an agent included).
+    pub waiting: usize,
+    /// The enqueue time of the call waiting longest.
+    pub oldest: Option<Timestamp>,
+    pub signed_in: usize,
+    pub ready: usize,
 }
 
 /// A skill-group actor: configuration.
@@ -305,6 +352,9 @@ pub struct SkillGroupActor {
     pub config: GroupConfig,
     pub clock: Clock,
     pub seed: u64,
+    /// Told when the queue's length or its oldest call changes (the live
+    /// monitors).
+    pub events: Option<mpsc::UnboundedSender<GroupSnapshot>>,
 }
 
 /// A skill-group actor's state.
@@ -314,6 +364,8 @@ pub struct GroupState {
     agents: HashMap<AgentId, ActorRef<AgentMsg>>,
     callers: HashMap<CallId, mpsc::UnboundedSender<QueueNotice>>,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<GroupMsg>>>>,
+    /// What was last told to `events` (length, oldest).
+    published: Option<(usize, Option<Timestamp>)>,
 }
 
 impl SkillGroupActor {
@@ -351,7 +403,7 @@ impl SkillGroupActor {
                                 call,
                                 agents: ringing,
                                 ring_timeout,
-                                wrap_up: self.config.wrap_up,
+                                wrap_up: state.group.config().wrap_up,
                             },
                         )
                     {
@@ -406,6 +458,23 @@ impl SkillGroupActor {
         if let Some(at) = state.group.poll_timeout() {
             state.timer = Some(myself.send_after(self.clock.until(at), || GroupMsg::Tick));
         }
+        if let Some(tx) = &self.events {
+            let now = (state.group.len(), state.group.oldest());
+            if state.published != Some(now) {
+                state.published = Some(now);
+                let _ = tx.send(self.snapshot(state));
+            }
+        }
+    }
+
+    fn snapshot(&self, state: &GroupState) -> GroupSnapshot {
+        GroupSnapshot {
+            group: self.id.clone(),
+            waiting: state.group.len(),
+            oldest: state.group.oldest(),
+            signed_in: state.group.signed_in(),
+            ready: state.group.ready(),
+        }
     }
 }
 
@@ -433,6 +502,7 @@ impl Actor for SkillGroupActor {
             agents: HashMap::new(),
             callers: HashMap::new(),
             timer: None,
+            published: None,
         })
     }
 
@@ -490,8 +560,12 @@ impl Actor for SkillGroupActor {
                     let _ = r.cast(AgentMsg::Watch(myself.clone()));
                 }
             }
+            GroupMsg::Config(config) => state.group.set_config(config, now),
             GroupMsg::Position(call, reply) => {
                 let _ = reply.send(state.group.position(call));
+            }
+            GroupMsg::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(state));
             }
             GroupMsg::Tick => state.group.handle_timeout(now),
         }
@@ -521,6 +595,8 @@ pub enum TelephonyCommand {
     },
     Ring {
         agent: AgentId,
+        /// What the call went through so far, for the agent's screen pop.
+        context: Box<RingContext>,
     },
     StopRinging {
         agent: AgentId,
@@ -538,6 +614,15 @@ pub enum TelephonyCommand {
     /// The call record is written: the legs still up are the shell's to
     /// end (or, after a transfer, to keep bridged).
     Finished,
+}
+
+/// What a call went through before an agent's phone rings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingContext {
+    pub ivr_keys: String,
+    pub ivr_vars: std::collections::BTreeMap<String, String>,
+    pub group: Option<String>,
+    pub enqueued: Option<Timestamp>,
 }
 
 /// Messages to a Call actor: what happened on its legs, and the queue's
@@ -612,7 +697,16 @@ impl CallActor {
                 CallAction::RecordVoicemail { max_len } => {
                     self.tell(TelephonyCommand::RecordVoicemail { max_len })
                 }
-                CallAction::Ring { agent } => self.tell(TelephonyCommand::Ring { agent }),
+                CallAction::Ring { agent } => {
+                    let r = state.machine.record();
+                    let context = Box::new(RingContext {
+                        ivr_keys: r.ivr.keys.clone(),
+                        ivr_vars: r.ivr.vars.clone(),
+                        group: r.group.clone(),
+                        enqueued: r.enqueued,
+                    });
+                    self.tell(TelephonyCommand::Ring { agent, context })
+                }
                 CallAction::StopRinging { agent } => {
                     self.tell(TelephonyCommand::StopRinging { agent })
                 }
@@ -801,6 +895,7 @@ mod tests {
                 config: GroupConfig::default(),
                 clock,
                 seed: 1,
+                events: None,
             },
             (),
         )
@@ -860,6 +955,7 @@ mod tests {
                 },
                 clock,
                 seed: 1,
+                events: None,
             },
             (),
         )
@@ -970,6 +1066,7 @@ mod tests {
                 config: GroupConfig::default(),
                 clock,
                 seed: 1,
+                events: None,
             },
             (),
         )
@@ -1028,6 +1125,7 @@ mod tests {
                 },
                 clock,
                 seed: 1,
+                events: None,
             },
             (),
         )
@@ -1113,12 +1211,16 @@ mod tests {
             tel.recv().await.map(|x| x.1),
             Some(TelephonyCommand::PlayWaiting)
         );
-        assert_eq!(
-            tel.recv().await.map(|x| x.1),
-            Some(TelephonyCommand::Ring {
-                agent: "1001".into()
-            })
-        );
+        match tel.recv().await.map(|x| x.1) {
+            Some(TelephonyCommand::Ring { agent, context }) => {
+                assert_eq!(agent, AgentId::from("1001"));
+                // The screen pop's facts: the key pressed and the queue.
+                assert_eq!(context.ivr_keys, "1");
+                assert_eq!(context.group.as_deref(), Some("support"));
+                assert!(context.enqueued.is_some());
+            }
+            other => panic!("expected a ring, got {other:?}"),
+        }
         assert_eq!(status(&a).await, Status::Ringing { call: CallId(5) });
         tokio::time::advance(Duration::from_secs(3)).await;
         c.cast(CallMsg::AgentAnswered("1001".into())).unwrap();

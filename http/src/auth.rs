@@ -244,6 +244,21 @@ fn token_of(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
+/// The caller of a request whose token may also come as a query
+/// parameter (a browser's WebSocket cannot set headers).
+pub async fn caller_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> ApiResult<Caller> {
+    let token = token_of(headers).or(query_token).ok_or_else(|| {
+        ApiError::unauthorized(
+            "sign in first: send the token as 'Authorization: Bearer …' or ?token=",
+        )
+    })?;
+    verify(state, token).await
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

@@ -58,6 +58,7 @@ mod crm;
 mod error;
 mod extract;
 mod flows;
+pub mod live;
 mod mirror;
 mod prompts;
 mod reports;
@@ -115,6 +116,8 @@ pub struct AppState {
     /// The registrar's digest realm: SIP account passwords are hashed
     /// for it.
     pub sip_realm: String,
+    /// The node's actors, for the live endpoints (503 without).
+    pub live: Option<Arc<dyn live::Live>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -139,7 +142,14 @@ impl AppState {
             hooks: Arc::new(NoHooks),
             speaker: Arc::new(EspeakNg),
             sip_realm: switchboard_media::sip::registrar::RegistrarConfig::default().realm,
+            live: None,
         }
+    }
+
+    /// The node's live operations (agent status, monitors, events).
+    pub fn with_live(mut self, live: Arc<dyn live::Live>) -> AppState {
+        self.live = Some(live);
+        self
     }
 
     pub fn with_hooks(mut self, hooks: Arc<dyn ConfigHooks>) -> AppState {
@@ -183,7 +193,7 @@ pub enum SeedError {
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "auth"), (name = "config"), (name = "flows"), (name = "prompts"),
-        (name = "crm"), (name = "calls"), (name = "reports"),
+        (name = "crm"), (name = "calls"), (name = "reports"), (name = "live"),
     )
 )]
 struct ApiDoc;
@@ -222,12 +232,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_routes())
+        .merge(live::routes())
         .into_openapi()
 }
 
-/// The API with no live half.
+/// The whole API: the store-backed routes and the live ones (which
+/// answer 503 while `state.live` is `None`).
 pub fn router(state: AppState) -> Router {
-    router_with(state, OpenApiRouter::new())
+    router_with(state, live::routes())
 }
 
 /// The API plus `extra` routes (the live half: agent operations,

@@ -9,6 +9,7 @@
 //! offered calls once its phone registers, a mobile agent once the tenant
 //! has a trunk.
 
+use super::live::LiveHub;
 use super::records::{Recorder, TenantClock};
 use anyhow::{Context, Result};
 use ractor::{Actor, ActorRef};
@@ -18,8 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_actors::agent::{Device, Status};
 use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
+use switchboard_actors::shell::GroupSnapshot;
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
 use switchboard_actors::{AgentId, TenantId};
+use switchboard_http::live::{Event, StatusDoc};
 use switchboard_media::rtp::prompt::{decode_wav, Prompt};
 use switchboard_media::sip::digest::StoredCredential;
 use switchboard_media::sip::registrar::Account;
@@ -227,7 +230,12 @@ pub async fn tenant_clocks(store: &dyn Store) -> Result<HashMap<TenantId, Tenant
 }
 
 /// Loads every enabled tenant and starts its actors.
-pub async fn load(store: &dyn Store, opts: &Load, recorder: &Recorder) -> Result<Centers> {
+pub async fn load(
+    store: &dyn Store,
+    opts: &Load,
+    recorder: &Recorder,
+    hub: &Arc<LiveHub>,
+) -> Result<Centers> {
     let mut centers = Centers::default();
     for tenant in store.list_tenants().await.context("cannot list tenants")? {
         let Some(t) = store.get::<Tenant>(&tenant, Tenant::ID).await? else {
@@ -236,9 +244,10 @@ pub async fn load(store: &dyn Store, opts: &Load, recorder: &Recorder) -> Result
         if !t.record.enabled {
             continue;
         }
-        let center = load_tenant(store, &t.record, opts, recorder, &mut centers.accounts)
+        let center = load_tenant(store, &t.record, opts, recorder, hub, &mut centers.accounts)
             .await
             .with_context(|| format!("tenant {tenant}"))?;
+        hub.set_actors(&tenant, center.agents.clone(), center.groups.clone());
         for number in center.hotlines.keys() {
             centers.hotlines.insert(number.clone(), tenant.clone());
         }
@@ -260,6 +269,7 @@ async fn load_tenant(
     t: &Tenant,
     opts: &Load,
     recorder: &Recorder,
+    hub: &Arc<LiveHub>,
     accounts: &mut Vec<Account>,
 ) -> Result<CallCenter> {
     let tenant = t.tenant.clone();
@@ -367,16 +377,34 @@ async fn load_tenant(
     // Agents: actors, signed in with their device.
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
     {
-        let (recorder, tenant) = (recorder.clone(), tenant.clone());
+        let (recorder, tenant, hub) = (recorder.clone(), tenant.clone(), hub.clone());
         tokio::spawn(async move {
+            let gauge = &super::metrics::get().agents;
             while let Some(e) = status_rx.recv().await {
                 let switchboard_actors::agent::AgentEvent::Changed {
                     ref agent,
                     ref to,
                     ref reason,
-                    ..
+                    ref period,
                 } = e;
                 tracing::info!(%agent, status = ?to, ?reason, "agent status");
+                let kind = |s: &Status| format!("{:?}", s.kind()).to_lowercase();
+                if period.reason != switchboard_actors::agent::ChangeReason::Created {
+                    gauge
+                        .with_label_values(&[&tenant.0, &kind(&period.status)])
+                        .dec();
+                }
+                gauge.with_label_values(&[&tenant.0, &kind(to)]).inc();
+                hub.publish(
+                    &tenant,
+                    Event::AgentStatus {
+                        version: 1,
+                        agent: agent.0.clone(),
+                        status: StatusDoc::from(to),
+                        since: period.end.0,
+                        reason: format!("{reason:?}"),
+                    },
+                );
                 recorder.status(tenant.clone(), e);
             }
         });
@@ -421,6 +449,35 @@ async fn load_tenant(
         );
     }
 
+    // Queue changes go to the monitors and the metrics.
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<GroupSnapshot>();
+    {
+        let (tenant, hub) = (tenant.clone(), hub.clone());
+        tokio::spawn(async move {
+            let metrics = super::metrics::get();
+            while let Some(q) = queue_rx.recv().await {
+                let labels = [tenant.0.as_str(), q.group.as_str()];
+                metrics
+                    .queue_waiting
+                    .with_label_values(&labels)
+                    .set(q.waiting as i64);
+                metrics
+                    .queue_oldest
+                    .with_label_values(&labels)
+                    .set(q.oldest.map_or(0, |o| (o.0 / 1000) as i64));
+                let now = clock.now();
+                hub.publish(
+                    &tenant,
+                    Event::GroupQueue {
+                        version: 1,
+                        group: q.group,
+                        waiting: q.waiting as u32,
+                        longest_wait_seconds: q.oldest.map_or(0, |o| now.since(o).as_secs()),
+                    },
+                );
+            }
+        });
+    }
     let mut groups = HashMap::new();
     for g in store.list::<m::SkillGroup>(&tenant).await? {
         let g = g.record;
@@ -434,6 +491,7 @@ async fn load_tenant(
                 config: g.config.clone(),
                 clock,
                 seed: rand::random(),
+                events: Some(queue_tx.clone()),
             },
             (),
         )
@@ -451,9 +509,24 @@ async fn load_tenant(
     // channel type simple.
     let (records_tx, mut records_rx) = mpsc::unbounded_channel::<m::CallRecord>();
     {
-        let recorder = recorder.clone();
+        let (recorder, hub, tenant) = (recorder.clone(), hub.clone(), tenant.clone());
         tokio::spawn(async move {
             while let Some(r) = records_rx.recv().await {
+                let reason = format!("{:?}", r.hangup_reason).to_lowercase();
+                super::metrics::get()
+                    .calls
+                    .with_label_values(&[&reason])
+                    .inc();
+                hub.publish(
+                    &tenant,
+                    Event::CallEnded {
+                        version: 1,
+                        agent: r.agent.as_ref().map(|a| a.0.clone()),
+                        call: r.call.to_string(),
+                        group: r.group.clone(),
+                        hangup_reason: reason,
+                    },
+                );
                 tracing::info!(
                     call = %r.call,
                     agent = r.agent.as_ref().map(|a| a.0.as_str()).unwrap_or("-"),
@@ -467,6 +540,13 @@ async fn load_tenant(
         });
     }
 
+    let m = super::metrics::get();
+    m.actors
+        .with_label_values(&["agent"])
+        .add(agents.len() as i64);
+    m.actors
+        .with_label_values(&["skill_group"])
+        .add(groups.len() as i64);
     Ok(CallCenter {
         tenant,
         utc_offset: t.utc_offset_minutes,

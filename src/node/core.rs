@@ -13,6 +13,7 @@ mod cc;
 
 use super::center::Centers;
 use super::leg::{Leg, LegCmd, LegEvent};
+use super::live::LiveHub;
 use super::media::{self, CallMedia, MediaError, MediaPorts};
 use crate::config::NodeConfig;
 use anyhow::Result;
@@ -20,6 +21,7 @@ use cc::{CcCall, Party};
 use ractor::{Actor, ActorRef};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_actors::agent::Device;
 use switchboard_actors::call::{CallSetup, InboundCall};
@@ -46,6 +48,7 @@ use switchboard_media::sip::transaction::{
 };
 use switchboard_media::sip::transport::{Inbound, SipTransport, Transport};
 use switchboard_storage::model::{NodeId, Trunk, TrunkTransport};
+use switchboard_storage::Store;
 use tokio::sync::mpsc;
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
@@ -72,6 +75,10 @@ pub struct CoreConfig {
     pub digest: Vec<Algorithm>,
     /// The tenants' call centers behind the hotlines, and their accounts.
     pub centers: Centers,
+    /// Screen pops read the customer's data from it.
+    pub store: Arc<dyn Store>,
+    /// Where live events go (the WebSocket clients).
+    pub hub: Arc<LiveHub>,
     /// This node's name in the records it writes.
     pub node: NodeId,
     /// Where voicemails are written.
@@ -85,6 +92,8 @@ pub enum CallNotice {
     Hangup(DialogId),
     /// A call-center call's actor stopped.
     ActorEnded(CallId),
+    /// An agent signed in: does its SIP phone's registration let it ring?
+    CheckDevice { tenant: TenantId, agent: AgentId },
 }
 
 struct Call {
@@ -119,6 +128,8 @@ pub struct SipCore {
     notices_rx: Option<mpsc::Receiver<CallNotice>>,
     seq: u64,
     centers: Centers,
+    store: Arc<dyn Store>,
+    hub: Arc<LiveHub>,
     node: NodeId,
     data_dir: std::path::PathBuf,
     cc: HashMap<CallId, CcCall>,
@@ -170,6 +181,8 @@ impl SipCore {
             notices_rx: Some(notices_rx),
             seq: u64::from(rand::random::<u32>()),
             centers: config.centers,
+            store: config.store,
+            hub: config.hub,
             node: config.node,
             data_dir: config.data_dir,
             cc: HashMap::new(),
@@ -215,6 +228,29 @@ impl SipCore {
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
             self.flush().await;
+        }
+    }
+
+    /// Where the call centers and the live API tell the core things.
+    pub fn notices(&self) -> mpsc::Sender<CallNotice> {
+        self.notices_tx.clone()
+    }
+
+    /// An agent signed in: its SIP phone can ring if it is registered.
+    fn check_device(&self, tenant: &TenantId, agent: &AgentId, now: Instant) {
+        let Some(h) = self
+            .centers
+            .tenant(tenant)
+            .and_then(|c| c.agents.get(agent))
+        else {
+            return;
+        };
+        if let Device::Sip { account } = &h.device {
+            let online = !self
+                .registrar
+                .lookup(&tenant.0, account, self.unix(now))
+                .is_empty();
+            let _ = h.actor.cast(AgentMsg::DeviceOnline(online));
         }
     }
 
@@ -307,6 +343,14 @@ impl SipCore {
                 }
             }
         }
+        let class = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"]
+            .get(usize::from(resp.code / 100).saturating_sub(1))
+            .copied()
+            .unwrap_or("other");
+        super::metrics::get()
+            .sip_responses
+            .with_label_values(&[class])
+            .inc();
         if let Err(e) = self.layer.respond(id, &resp, now) {
             tracing::debug!(error = %e, code = resp.code, "response not sent");
         }
@@ -350,6 +394,14 @@ impl SipCore {
         transport: Transport,
         now: Instant,
     ) {
+        let method = match &req.method {
+            Method::Extension(_) => "other",
+            m => m.as_str(),
+        };
+        super::metrics::get()
+            .sip_requests
+            .with_label_values(&[method])
+            .inc();
         if let Method::Extension(_) = req.method {
             return self.respond_code(id, &req, 501, now);
         }
@@ -691,6 +743,7 @@ impl SipCore {
         match notice {
             CallNotice::Hangup(id) => self.hang_up(&id, now),
             CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
+            CallNotice::CheckDevice { tenant, agent } => self.check_device(&tenant, &agent, now),
         }
     }
 

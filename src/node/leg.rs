@@ -91,6 +91,7 @@ impl Leg {
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (inbox, inbox_rx) = mpsc::channel(64);
         let state = State::new(tag, &name, events);
+        super::metrics::get().legs_active.inc();
         tokio::spawn(run(rtp, rtcp, cmd_rx, inbox_rx, state));
         Ok(Leg { local, cmds, inbox })
     }
@@ -382,6 +383,19 @@ impl State {
             }
         }
         if let Some(r) = self.rtcp.remote() {
+            let m = super::metrics::get();
+            let kind = if self.recording.is_some() || self.peer.is_some() {
+                "bridged"
+            } else {
+                "ivr"
+            };
+            m.rtp_received
+                .with_label_values(&[kind])
+                .inc_by(r.received());
+            m.rtp_lost
+                .with_label_values(&[kind])
+                .inc_by(u64::try_from(r.lost()).unwrap_or(0));
+            m.rtp_jitter.observe(f64::from(r.jitter()) / 8000.0);
             tracing::info!(
                 tag = %format!("{:016x}", self.tag),
                 received = r.received(),
@@ -466,6 +480,7 @@ async fn run(
     if let Some((bye, to)) = st.finish(Instant::now()) {
         let _ = rtcp.send_to(&bye, to).await;
     }
+    super::metrics::get().legs_active.dec();
 }
 
 async fn sleep_until(at: Option<Instant>) {

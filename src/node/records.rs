@@ -197,11 +197,29 @@ impl Writer {
     async fn flush(&mut self) {
         while !self.calls.is_empty() {
             let n = self.calls.len().min(BATCH);
-            match self.store.put_calls(&self.calls[..n]).await {
+            // A call shows in its customer's timeline: the number's
+            // customer profile, if there is one, is linked now.
+            for r in self.calls[..n].iter_mut().filter(|r| r.customer.is_none()) {
+                if let Ok(Some(c)) = self
+                    .store
+                    .customer_by_number(&r.tenant, &r.customer_number)
+                    .await
+                {
+                    r.customer = Some(c.id);
+                }
+            }
+            let timer = super::metrics::get().store_write.start_timer();
+            let r = self.store.put_calls(&self.calls[..n]).await;
+            timer.observe_duration();
+            match r {
                 Ok(()) => {
                     self.calls.drain(..n);
                 }
                 Err(e) => {
+                    super::metrics::get()
+                        .store_errors
+                        .with_label_values(&["call"])
+                        .inc();
                     tracing::warn!(error = %e, pending = self.calls.len(), "call records not written yet");
                     break;
                 }
@@ -209,11 +227,18 @@ impl Writer {
         }
         while !self.changes.is_empty() {
             let n = self.changes.len().min(BATCH);
-            match self.store.put_status_changes(&self.changes[..n]).await {
+            let timer = super::metrics::get().store_write.start_timer();
+            let r = self.store.put_status_changes(&self.changes[..n]).await;
+            timer.observe_duration();
+            match r {
                 Ok(()) => {
                     self.changes.drain(..n);
                 }
                 Err(e) => {
+                    super::metrics::get()
+                        .store_errors
+                        .with_label_values(&["status"])
+                        .inc();
                     tracing::warn!(error = %e, pending = self.changes.len(), "status log not written yet");
                     break;
                 }
@@ -227,7 +252,14 @@ impl Writer {
             if dirty.is_empty() {
                 continue;
             }
-            if let Err(e) = self.store.put_stats(&dirty).await {
+            let timer = super::metrics::get().store_write.start_timer();
+            let r = self.store.put_stats(&dirty).await;
+            timer.observe_duration();
+            if let Err(e) = r {
+                super::metrics::get()
+                    .store_errors
+                    .with_label_values(&["stats"])
+                    .inc();
                 // The totals stay in the aggregator: the next write of
                 // these hours carries them.
                 tracing::warn!(error = %e, "statistics not written yet");

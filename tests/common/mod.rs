@@ -32,6 +32,8 @@ pub fn free_port() -> u16 {
 pub struct Node {
     pub child: Child,
     pub sip: SocketAddr,
+    /// The HTTP API, as the node reported it.
+    pub http: SocketAddr,
     pub data_dir: std::path::PathBuf,
     pub log: mpsc::Receiver<String>,
     pub lines: Vec<String>,
@@ -101,15 +103,24 @@ impl Node {
         let mut node = Node {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], port)),
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data.clone(),
             log: rx,
             lines: Vec::new(),
         };
         assert!(
-            node.wait_log("listening", Duration::from_secs(10)),
+            node.wait_log("HTTP API listening", Duration::from_secs(20)),
             "node did not start: {:?}",
             node.lines
         );
+        node.http = node
+            .lines
+            .iter()
+            .find(|l| l.contains("HTTP API listening"))
+            .and_then(|l| l.split("http=").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("the HTTP address in the log");
         node
     }
 

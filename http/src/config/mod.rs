@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(crate) use agents::sync_agent_policies;
+pub use agents::DeviceDoc;
 pub(crate) use forms::{plain_fields, typed_fields, Form};
 
 /// Who may change configuration.

@@ -5,6 +5,9 @@
 //! legs (agents' phones) are our INVITEs, rung and cancelled here.
 
 use super::*;
+use switchboard_actors::shell::RingContext;
+use switchboard_http::live::{Event, ScreenPop};
+use switchboard_storage::model::{ContactPlanStatus, NumberLocation, TicketStatus, TimelineKind};
 
 /// Which side of a call-center call a leg is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub(super) struct CcCall {
     pub(super) started: Timestamp,
     /// The actor wrote the call record.
     pub(super) finished: bool,
+    /// When the INVITE arrived, until the first agent is rung (the ring
+    /// delay metric).
+    pub(super) invited: Option<Instant>,
     /// The customer's number, shown on the agent's phone.
     pub(super) caller: String,
     pub(super) customer: Option<DialogId>,
@@ -231,6 +237,9 @@ impl SipCore {
                 cc: Some((call, Party::Customer)),
             },
         );
+        let m = super::super::metrics::get();
+        m.calls_active.inc();
+        m.actors.with_label_values(&["call"]).inc();
         self.cc.insert(
             call,
             CcCall {
@@ -241,6 +250,7 @@ impl SipCore {
                 setup,
                 started,
                 finished: false,
+                invited: Some(now),
                 caller,
                 customer: Some(dialog_id),
                 customer_leg: leg,
@@ -325,7 +335,10 @@ impl SipCore {
                     c.customer_leg.send(LegCmd::Record { path, max_len });
                 }
             }
-            TelephonyCommand::Ring { agent } => self.ring_agent(call, agent, now).await,
+            TelephonyCommand::Ring { agent, context } => {
+                self.ring_agent(call, agent.clone(), now).await;
+                self.screen_pop(call, agent, *context);
+            }
             TelephonyCommand::StopRinging { agent } | TelephonyCommand::HangUpAgent { agent } => {
                 self.end_agent_leg(call, &agent, now)
             }
@@ -432,7 +445,87 @@ impl SipCore {
             .await
         {
             let _ = actor.cast(CallMsg::AgentFailed(agent));
+            return;
         }
+        if let Some(at) = self.cc.get_mut(&call).and_then(|c| c.invited.take()) {
+            super::super::metrics::get()
+                .ring_delay
+                .observe(now.saturating_duration_since(at).as_secs_f64());
+        }
+    }
+
+    /// The agent's workbench is told of the ringing call: what the IVR and
+    /// the queue saw, and the customer the number belongs to with the
+    /// latest of its timeline, open tickets and contact plans (read from
+    /// the store off the core's task).
+    pub(super) fn screen_pop(&self, call: CallId, agent: AgentId, context: RingContext) {
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        let (tenant, setup) = (c.tenant.clone(), c.setup.clone());
+        let (store, hub) = (self.store.clone(), self.hub.clone());
+        let now = self
+            .centers
+            .tenant(&tenant)
+            .map_or(Timestamp(0), |center| center.clock.now());
+        tokio::spawn(async move {
+            let location =
+                switchboard_actors::location::lookup(&setup.caller).map(|l| NumberLocation {
+                    place: l.place.to_owned(),
+                    carrier: l.carrier.map(str::to_owned),
+                });
+            let customer = store
+                .customer_by_number(&tenant, &setup.caller)
+                .await
+                .ok()
+                .flatten();
+            let mut timeline = Vec::new();
+            let mut open_tickets = Vec::new();
+            let mut contact_plans = Vec::new();
+            if let Some(cu) = &customer {
+                timeline = store
+                    .timeline(&tenant, &cu.id, None, 10)
+                    .await
+                    .unwrap_or_default();
+                for t in timeline.iter().filter(|t| t.kind == TimelineKind::Ticket) {
+                    if let Ok(Some(ticket)) = store.get_ticket(&tenant, &t.id).await {
+                        if matches!(ticket.status, TicketStatus::Open | TicketStatus::InProgress) {
+                            open_tickets.push(ticket);
+                        }
+                    }
+                }
+                contact_plans = store
+                    .contact_plans(&tenant, &agent)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| p.customer == cu.id && p.status == ContactPlanStatus::Pending)
+                    .collect();
+            }
+            let pop = ScreenPop {
+                call: call.to_string(),
+                caller: setup.caller,
+                dialed: setup.dialed,
+                location,
+                call_type: "inbound".into(),
+                ivr_keys: context.ivr_keys,
+                ivr_vars: context.ivr_vars,
+                group: context.group,
+                queue_wait_seconds: context.enqueued.map_or(0, |e| now.since(e).as_secs()),
+                customer,
+                timeline,
+                open_tickets,
+                contact_plans,
+            };
+            hub.publish(
+                &tenant,
+                Event::Ringing {
+                    version: 1,
+                    agent: agent.0,
+                    pop: Box::new(pop),
+                },
+            );
+        });
     }
 
     /// An INVITE to `number` through `trunk`: From is the trunk's caller
@@ -677,6 +770,16 @@ impl SipCore {
             }
             Target::Agent(agent) => {
                 tracing::info!(%call, %agent, "agent answered");
+                if let Some(c) = self.cc.get(&call) {
+                    self.hub.publish(
+                        &c.tenant,
+                        Event::CallAnswered {
+                            version: 1,
+                            agent: agent.0.clone(),
+                            call: call.to_string(),
+                        },
+                    );
+                }
                 let _ = actor.cast(CallMsg::AgentAnswered(agent));
             }
             Target::External => {
@@ -842,6 +945,9 @@ impl SipCore {
             .is_some_and(|c| c.customer.is_none() && c.agents.is_empty() && c.external.is_none())
         {
             self.cc.remove(&call);
+            let m = super::super::metrics::get();
+            m.calls_active.dec();
+            m.actors.with_label_values(&["call"]).dec();
         }
     }
 }

@@ -1,0 +1,600 @@
+//! The live half: what agents do from the phone bar (sign in with a
+//! device, sign out, change status), the live monitors (坐席监控), the
+//! WebSocket of events, and `/metrics`.
+//!
+//! The node implements [`Live`] over its actors; without it (a server of
+//! the store alone) these endpoints answer 503. Agents may act on
+//! themselves only; supervisors and tenant admins on any agent of their
+//! tenant (the change is logged as the supervisor's).
+//!
+//! The WebSocket at `/api/v1/ws` (authenticated like every endpoint: the
+//! bearer token, the session cookie, or `?token=` for browsers that cannot
+//! set headers on a WebSocket) carries [`Event`]s as JSON text frames. An
+//! agent receives its own events; supervisors and admins receive every
+//! event of the tenant. A client that falls behind by more than the
+//! channel's capacity is disconnected (it reconnects and takes a fresh
+//! snapshot from the REST monitors): a slow client never slows the node.
+//! The events are described in `docs/events.md`.
+
+use crate::auth::Caller;
+pub use crate::config::DeviceDoc;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::mirror::Role;
+use crate::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use switchboard_storage::model::{self as m, AgentId, TenantId};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What a [`Live`] call returns.
+pub type LiveFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LiveError>> + Send + 'a>>;
+
+/// Why a live operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    /// The agent's state does not allow it (409): "agent is talking".
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A value the node refuses (422), with the field.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> ApiError {
+        match e {
+            LiveError::Conflict(m) => ApiError::conflict(m),
+            LiveError::NotFound(m) => ApiError::not_found(m),
+            LiveError::Invalid { field, message } => ApiError::field(field, message),
+            LiveError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
+        }
+    }
+}
+
+/// Who changes an agent's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Agent,
+    Supervisor,
+}
+
+impl From<By> for m::Actor {
+    fn from(b: By) -> m::Actor {
+        match b {
+            By::Agent => m::Actor::Agent,
+            By::Supervisor => m::Actor::Supervisor,
+        }
+    }
+}
+
+/// An agent's status as the phone bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum StatusDoc {
+    Offline,
+    Ready,
+    Busy,
+    Break { reason: String },
+    Custom { id: String },
+    Ringing { call: String },
+    Talking { call: String },
+    AfterCallWork { call: String },
+}
+
+impl From<&m::Status> for StatusDoc {
+    fn from(s: &m::Status) -> StatusDoc {
+        match s {
+            m::Status::Offline => StatusDoc::Offline,
+            m::Status::Ready => StatusDoc::Ready,
+            m::Status::Busy => StatusDoc::Busy,
+            m::Status::Break { reason } => StatusDoc::Break {
+                reason: reason.clone(),
+            },
+            m::Status::Custom { id } => StatusDoc::Custom { id: id.clone() },
+            m::Status::Ringing { call } => StatusDoc::Ringing {
+                call: call.to_string(),
+            },
+            m::Status::Talking { call } => StatusDoc::Talking {
+                call: call.to_string(),
+            },
+            m::Status::AfterCallWork { call } => StatusDoc::AfterCallWork {
+                call: call.to_string(),
+            },
+        }
+    }
+}
+
+/// A status an agent (or a supervisor for it) may choose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChosenStatus {
+    Ready,
+    Busy,
+    Break { reason: String },
+    Custom { id: String },
+}
+
+impl From<ChosenStatus> for m::Status {
+    fn from(s: ChosenStatus) -> m::Status {
+        match s {
+            ChosenStatus::Ready => m::Status::Ready,
+            ChosenStatus::Busy => m::Status::Busy,
+            ChosenStatus::Break { reason } => m::Status::Break { reason },
+            ChosenStatus::Custom { id } => m::Status::Custom { id },
+        }
+    }
+}
+
+/// One agent now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentNow {
+    pub agent: String,
+    #[schema(value_type = Object)]
+    pub status: StatusDoc,
+    /// When the status began, ms since the Unix epoch.
+    pub since: u64,
+    /// The device it takes calls on, when signed in.
+    pub device: Option<DeviceDoc>,
+    /// Whether that device can ring now (a SIP phone while registered).
+    pub device_online: bool,
+    /// Calls answered and talk time today.
+    pub calls_today: u32,
+    pub talk_seconds_today: u64,
+}
+
+/// One skill group's queue now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupNow {
+    pub group: String,
+    /// Calls waiting (those ringing an agent included).
+    pub waiting: u32,
+    /// How long the first caller has waited, seconds.
+    pub longest_wait_seconds: u64,
+    pub agents_signed_in: u32,
+    pub agents_ready: u32,
+}
+
+/// What a screen pop shows when an agent's phone rings (来电弹屏).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreenPop {
+    pub call: String,
+    pub caller: String,
+    /// The hotline dialed.
+    pub dialed: String,
+    /// Province and city, and the carrier (归属地).
+    pub location: Option<m::NumberLocation>,
+    pub call_type: String,
+    /// Keys pressed in the IVR, and digits collected by variable.
+    pub ivr_keys: String,
+    pub ivr_vars: std::collections::BTreeMap<String, String>,
+    pub group: Option<String>,
+    pub queue_wait_seconds: u64,
+    /// The customer the number belongs to, if known; else an empty
+    /// profile is to be filled.
+    pub customer: Option<m::Customer>,
+    /// The customer's latest calls, tickets, summaries and plans.
+    pub timeline: Vec<m::TimelineEvent>,
+    pub open_tickets: Vec<m::Ticket>,
+    pub contact_plans: Vec<m::ContactPlan>,
+}
+
+/// An event of the WebSocket; `version` is 1 for these shapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum Event {
+    /// An agent's status changed.
+    #[serde(rename = "agent.status")]
+    AgentStatus {
+        version: u32,
+        agent: String,
+        status: StatusDoc,
+        since: u64,
+        reason: String,
+    },
+    /// An agent's phone rings with a call: the screen pop.
+    #[serde(rename = "agent.ringing")]
+    Ringing {
+        version: u32,
+        agent: String,
+        pop: Box<ScreenPop>,
+    },
+    #[serde(rename = "call.answered")]
+    CallAnswered {
+        version: u32,
+        agent: String,
+        call: String,
+    },
+    #[serde(rename = "call.ended")]
+    CallEnded {
+        version: u32,
+        agent: Option<String>,
+        call: String,
+        group: Option<String>,
+        hangup_reason: String,
+    },
+    /// A skill group's queue changed.
+    #[serde(rename = "group.queue")]
+    GroupQueue {
+        version: u32,
+        group: String,
+        waiting: u32,
+        longest_wait_seconds: u64,
+    },
+    /// A contact plan of the agent is due (a reminder to call back).
+    #[serde(rename = "contact_plan.due")]
+    ContactPlanDue {
+        version: u32,
+        agent: String,
+        plan: m::ContactPlan,
+    },
+}
+
+impl Event {
+    /// The agent the event is about; `None`: the tenant's (supervisors').
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            Event::AgentStatus { agent, .. }
+            | Event::Ringing { agent, .. }
+            | Event::CallAnswered { agent, .. }
+            | Event::ContactPlanDue { agent, .. } => Some(agent),
+            Event::CallEnded { agent, .. } => agent.as_deref(),
+            Event::GroupQueue { .. } => None,
+        }
+    }
+}
+
+/// What the node does for the live endpoints.
+pub trait Live: Send + Sync {
+    /// Signs `agent` in with `device` (its configured device if `None`),
+    /// ready.
+    fn sign_in<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        device: Option<m::Device>,
+    ) -> LiveFuture<'a, AgentNow>;
+    fn sign_out<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        by: By,
+    ) -> LiveFuture<'a, AgentNow>;
+    fn set_status<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        status: m::Status,
+        by: By,
+    ) -> LiveFuture<'a, AgentNow>;
+    fn agent<'a>(&'a self, tenant: &'a TenantId, agent: &'a AgentId) -> LiveFuture<'a, AgentNow>;
+    fn agents<'a>(&'a self, tenant: &'a TenantId) -> LiveFuture<'a, Vec<AgentNow>>;
+    fn groups<'a>(&'a self, tenant: &'a TenantId) -> LiveFuture<'a, Vec<GroupNow>>;
+    /// The tenant's events from now on.
+    fn events(&self, tenant: &TenantId) -> Option<broadcast::Receiver<Event>>;
+    /// The node's Prometheus metrics, in the text format.
+    fn metrics(&self) -> String;
+}
+
+fn live(state: &AppState) -> ApiResult<&dyn Live> {
+    state.live.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "live operations need a running node",
+        )
+    })
+}
+
+const SUPERVISING: &[Role] = &[Role::TenantAdmin, Role::Supervisor];
+
+/// May `caller` act on `agent`? Itself as an agent, anyone as supervisor.
+fn acting_on(caller: &Caller, agent: &AgentId) -> ApiResult<By> {
+    if caller
+        .require(SUPERVISING, "acting on another agent")
+        .is_ok()
+    {
+        return Ok(By::Supervisor);
+    }
+    if caller.is(Role::Agent) && caller.agent.as_ref() == Some(agent) {
+        return Ok(By::Agent);
+    }
+    // Another agent's state is not this caller's business: as if absent.
+    Err(ApiError::not_found(format!("no agent {}", agent.0)))
+}
+
+/// How to sign in.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// Where calls should ring this time; the agent's configured device
+    /// when left out.
+    pub device: Option<DeviceDoc>,
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/sign-in", tag = "live",
+    params(("id" = String, Path, description = "the agent")),
+    request_body = SignIn,
+    responses((status = 200, body = AgentNow), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn sign_in(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<AgentNow>> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    // The body is optional: none signs in with the configured device.
+    let body: SignIn = if body.iter().all(u8::is_ascii_whitespace) {
+        SignIn::default()
+    } else {
+        crate::extract::json_from_slice(&body)?
+    };
+    let device = match body.device {
+        None => None,
+        Some(DeviceDoc::Sip { account }) => {
+            if state
+                .store
+                .get::<m::SipAccount>(&caller.tenant, &account)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::field(
+                    "device.account",
+                    format!("no SIP account {account:?}"),
+                ));
+            }
+            Some(m::Device::Sip { account })
+        }
+        Some(DeviceDoc::Mobile { number }) => {
+            crate::common::check_number("device.number", &number)?;
+            Some(m::Device::Mobile { number })
+        }
+    };
+    Ok(Json(
+        live(&state)?
+            .sign_in(&caller.tenant, &agent, device)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/sign-out", tag = "live",
+    params(("id" = String, Path, description = "the agent")),
+    responses((status = 200, body = AgentNow), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn sign_out(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<AgentNow>> {
+    let agent = AgentId(id);
+    let by = acting_on(&caller, &agent)?;
+    Ok(Json(
+        live(&state)?.sign_out(&caller.tenant, &agent, by).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/status", tag = "live",
+    params(("id" = String, Path, description = "the agent")),
+    responses((status = 200, body = AgentNow), (status = 404, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn get_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<AgentNow>> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    Ok(Json(live(&state)?.agent(&caller.tenant, &agent).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/agents/{id}/status", tag = "live",
+    params(("id" = String, Path, description = "the agent")),
+    request_body = ChosenStatus,
+    responses((status = 200, body = AgentNow), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn set_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(status): ApiJson<ChosenStatus>,
+) -> ApiResult<Json<AgentNow>> {
+    let agent = AgentId(id);
+    let by = acting_on(&caller, &agent)?;
+    if let ChosenStatus::Break { reason } = &status {
+        crate::common::check_text("reason", reason, 100)?;
+    }
+    Ok(Json(
+        live(&state)?
+            .set_status(&caller.tenant, &agent, status.into(), by)
+            .await?,
+    ))
+}
+
+/// The agents' monitor (坐席监控): every agent now and the counts by
+/// status.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentsMonitor {
+    pub agents: Vec<AgentNow>,
+    /// Agents by status name (`ready`, `busy`, `break`, `custom`,
+    /// `ringing`, `talking`, `after_call_work`, `offline`).
+    pub counts: std::collections::BTreeMap<String, u32>,
+    /// Custom statuses by id.
+    pub custom: std::collections::BTreeMap<String, u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/monitor/agents", tag = "live",
+    responses((status = 200, body = AgentsMonitor), (status = 403, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn monitor_agents(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<AgentsMonitor>> {
+    caller.require(SUPERVISING, "the agents' monitor")?;
+    let agents = live(&state)?.agents(&caller.tenant).await?;
+    let mut counts = std::collections::BTreeMap::new();
+    let mut custom = std::collections::BTreeMap::new();
+    for a in &agents {
+        let name = match &a.status {
+            StatusDoc::Offline => "offline",
+            StatusDoc::Ready => "ready",
+            StatusDoc::Busy => "busy",
+            StatusDoc::Break { .. } => "break",
+            StatusDoc::Custom { id } => {
+                *custom.entry(id.clone()).or_insert(0) += 1;
+                "custom"
+            }
+            StatusDoc::Ringing { .. } => "ringing",
+            StatusDoc::Talking { .. } => "talking",
+            StatusDoc::AfterCallWork { .. } => "after_call_work",
+        };
+        *counts.entry(name.to_owned()).or_insert(0) += 1;
+    }
+    Ok(Json(AgentsMonitor {
+        agents,
+        counts,
+        custom,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/monitor/groups", tag = "live",
+    responses((status = 200, body = [GroupNow]), (status = 403, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn monitor_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<GroupNow>>> {
+    caller.require(SUPERVISING, "the groups' monitor")?;
+    Ok(Json(live(&state)?.groups(&caller.tenant).await?))
+}
+
+/// `?token=` for browsers, which cannot set headers on a WebSocket.
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+async fn ws(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let caller = match crate::auth::caller_of(&state, &headers, q.token.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Some(rx) = state.live.as_ref().and_then(|l| l.events(&caller.tenant)) else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "live events need a running node",
+        )
+        .into_response();
+    };
+    let everything = caller.require(SUPERVISING, "").is_ok();
+    let own = caller.agent.clone();
+    upgrade.on_upgrade(move |socket| pump(socket, rx, everything, own))
+}
+
+/// Sends the caller's events until it goes away or falls behind.
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<Event>,
+    everything: bool,
+    own: Option<AgentId>,
+) {
+    let hello = serde_json::json!({"type": "hello", "version": 1});
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            e = rx.recv() => match e {
+                Ok(event) => {
+                    let mine = everything
+                        || own.as_ref().is_some_and(|a| event.agent() == Some(a.0.as_str()));
+                    if !mine {
+                        continue;
+                    }
+                    let Ok(text) = serde_json::to_string(&event) else { continue };
+                    // A client that does not take a frame in 5 s is dropped.
+                    let sent = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        socket.send(Message::Text(text.into())),
+                    )
+                    .await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = socket
+                        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                            code: 1008,
+                            reason: format!("too slow: {n} events missed").into(),
+                        })))
+                        .await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            m = socket.recv() => match m {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.live.as_ref() {
+        Some(l) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            l.metrics(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "metrics need a running node",
+        )
+        .into_response(),
+    }
+}
+
+/// The live routes (absolute paths), for [`crate::router_with`].
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+        .routes(routes!(get_status, set_status))
+        .routes(routes!(monitor_agents))
+        .routes(routes!(monitor_groups))
+        .route("/api/v1/ws", axum::routing::get(ws))
+        .route("/metrics", axum::routing::get(metrics))
+}

@@ -1,0 +1,150 @@
+//! The node's Prometheus metrics, in the default registry (served at
+//! `/metrics` by the HTTP API). Names follow Prometheus conventions:
+//! `switchboard_…_total` for counters, `_seconds` for durations.
+
+use prometheus::{
+    register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Encoder, Histogram, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+};
+use std::sync::OnceLock;
+
+/// Every metric of the node.
+pub struct Metrics {
+    pub sip_requests: IntCounterVec,
+    pub sip_responses: IntCounterVec,
+    pub calls_active: IntGauge,
+    pub legs_active: IntGauge,
+    pub calls: IntCounterVec,
+    pub ring_delay: Histogram,
+    pub agents: IntGaugeVec,
+    pub queue_waiting: IntGaugeVec,
+    pub queue_oldest: IntGaugeVec,
+    pub rtp_received: IntCounterVec,
+    pub rtp_lost: IntCounterVec,
+    pub rtp_jitter: Histogram,
+    pub store_write: Histogram,
+    pub store_errors: IntCounterVec,
+    pub actors: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Registering a fixed, well-formed metric cannot fail but by a
+/// programming error (a duplicate name): that is a panic at start, caught
+/// by every test that starts a node.
+#[allow(clippy::expect_used)]
+fn build() -> Metrics {
+    Metrics {
+        sip_requests: register_int_counter_vec!(
+            "switchboard_sip_requests_total",
+            "SIP requests received, by method",
+            &["method"]
+        )
+        .expect("metric"),
+        sip_responses: register_int_counter_vec!(
+            "switchboard_sip_responses_total",
+            "SIP responses sent, by class (1xx..6xx)",
+            &["class"]
+        )
+        .expect("metric"),
+        calls_active: register_int_gauge!(
+            "switchboard_calls_active",
+            "Hotline calls in progress on this node"
+        )
+        .expect("metric"),
+        legs_active: register_int_gauge!(
+            "switchboard_legs_active",
+            "RTP legs (customers, agents, outside parties) in progress"
+        )
+        .expect("metric"),
+        calls: register_int_counter_vec!(
+            "switchboard_calls_total",
+            "Finished hotline calls, by hang-up reason",
+            &["reason"]
+        )
+        .expect("metric"),
+        ring_delay: register_histogram!(
+            "switchboard_ring_delay_seconds",
+            "From a hotline call's INVITE to the first INVITE sent to an agent",
+            vec![
+                0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
+            ]
+        )
+        .expect("metric"),
+        agents: register_int_gauge_vec!(
+            "switchboard_agents",
+            "Agents by status",
+            &["tenant", "status"]
+        )
+        .expect("metric"),
+        queue_waiting: register_int_gauge_vec!(
+            "switchboard_queue_waiting",
+            "Calls waiting in a skill group's queue",
+            &["tenant", "group"]
+        )
+        .expect("metric"),
+        queue_oldest: register_int_gauge_vec!(
+            "switchboard_queue_oldest_wait_seconds_at",
+            "Unix time at which the call waiting longest entered the queue (0: none)",
+            &["tenant", "group"]
+        )
+        .expect("metric"),
+        rtp_received: register_int_counter_vec!(
+            "switchboard_rtp_packets_received_total",
+            "RTP packets received on ended legs",
+            &["leg"]
+        )
+        .expect("metric"),
+        rtp_lost: register_int_counter_vec!(
+            "switchboard_rtp_packets_lost_total",
+            "RTP packets lost (RFC 3550 A.3) on ended legs",
+            &["leg"]
+        )
+        .expect("metric"),
+        rtp_jitter: register_histogram!(
+            "switchboard_rtp_jitter_seconds",
+            "Interarrival jitter (RFC 3550 A.8) of ended legs",
+            vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
+        )
+        .expect("metric"),
+        store_write: register_histogram!(
+            "switchboard_store_write_seconds",
+            "Latency of the records writer's store writes",
+            vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+        )
+        .expect("metric"),
+        store_errors: register_int_counter_vec!(
+            "switchboard_store_write_errors_total",
+            "Store writes that failed (and are retried), by kind of record",
+            &["record"]
+        )
+        .expect("metric"),
+        actors: register_int_gauge_vec!(
+            "switchboard_actors",
+            "Actors running on this node, by kind",
+            &["kind"]
+        )
+        .expect("metric"),
+    }
+}
+
+/// The node's metrics (registered on first use).
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(build)
+}
+
+/// Every registered metric in the text exposition format.
+pub fn render() -> String {
+    let families = prometheus::gather();
+    let mut out = Vec::new();
+    if TextEncoder::new().encode(&families, &mut out).is_err() {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -1,0 +1,316 @@
+//! The HTTP API of a running node, over real HTTP and a real WebSocket:
+//! agents signing in and out and changing status from the phone bar, the
+//! live monitors, the screen pop pushed when a real SIP phone rings, and
+//! `/metrics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::customer::Customer;
+use common::phone::Phone;
+use common::Node;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(node: &Node) -> Api {
+        Api {
+            base: format!("http://{}", node.http),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn login(&self, user: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({"tenant": "demo", "user": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login of {user}");
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .client
+            .request(m, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let v = r.json().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+}
+
+#[test]
+fn agents_sign_in_out_and_change_status_from_the_phone_bar() {
+    let node = Node::start();
+    let api = Api::new(&node);
+    rt().block_on(async {
+        let me = api.login("1001", "pass1001").await;
+        let (s, v) = api
+            .call("GET", "/api/v1/agents/1001/status", &me, None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["status"]["status"], "ready");
+        assert_eq!(v["device"]["account"], "1001");
+        assert_eq!(v["device_online"], false, "no phone registered");
+        // A break with its reason, then busy, then ready.
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1001/status",
+                &me,
+                Some(json!({"status": "break", "reason": "lunch"})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["status"], json!({"status": "break", "reason": "lunch"}));
+        // A custom status the tenant lets agents pick, and one it does not.
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1001/status",
+                &me,
+                Some(json!({"status": "custom", "id": "meeting"})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1001/status",
+                &me,
+                Some(json!({"status": "custom", "id": "training"})),
+            )
+            .await;
+        assert_eq!(s, 422, "{v}");
+        assert_eq!(v["details"][0]["field"], "id", "{v}");
+        // Talking is not a status one chooses.
+        let (s, _) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1001/status",
+                &me,
+                Some(json!({"status": "talking", "call": "1"})),
+            )
+            .await;
+        assert_eq!(s, 422);
+        // Sign out, and the conflicts that follow.
+        let (s, v) = api
+            .call("POST", "/api/v1/agents/1001/sign-out", &me, None)
+            .await;
+        assert_eq!(
+            (s, v["status"]["status"].clone()),
+            (200, json!("offline")),
+            "{v}"
+        );
+        let (s, v) = api
+            .call("POST", "/api/v1/agents/1001/sign-out", &me, None)
+            .await;
+        assert_eq!(s, 409, "{v}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains("signed out"),
+            "{v}"
+        );
+        let (s, _) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1001/status",
+                &me,
+                Some(json!({"status": "busy"})),
+            )
+            .await;
+        assert_eq!(s, 409);
+        // Sign in on a mobile number this time.
+        let (s, v) = api
+            .call(
+                "POST",
+                "/api/v1/agents/1001/sign-in",
+                &me,
+                Some(json!({"device": {"type": "mobile", "number": "13800138000"}})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["device"]["number"], "13800138000");
+        let (s, v) = api
+            .call("POST", "/api/v1/agents/1001/sign-in", &me, None)
+            .await;
+        assert_eq!(s, 409, "{v}");
+        // An agent cannot act on another agent; a supervisor can.
+        let (s, _) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1002/status",
+                &me,
+                Some(json!({"status": "busy"})),
+            )
+            .await;
+        assert_eq!(s, 404);
+        let (s, _) = api.call("GET", "/api/v1/monitor/agents", &me, None).await;
+        assert_eq!(s, 403);
+        let admin = api.login("admin", "demo-admin").await;
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/api/v1/agents/1002/status",
+                &admin,
+                Some(json!({"status": "busy"})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = api
+            .call("GET", "/api/v1/monitor/agents", &admin, None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["counts"]["busy"], 1, "{v}");
+        assert_eq!(v["counts"]["ready"], 2, "{v}");
+        let (s, v) = api
+            .call("GET", "/api/v1/monitor/groups", &admin, None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let groups: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["group"].as_str().unwrap())
+            .collect();
+        assert_eq!(groups, ["sales", "support"]);
+        // Without a token: 401.
+        let r = api
+            .client
+            .get(format!("{}/api/v1/monitor/agents", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    });
+    // The status log has the periods, with who chose them.
+    let log = common::records::status_log(&node.data_dir, "1001");
+    assert!(
+        log.iter().any(|c| matches!(&c.period.status, switchboard_storage::model::Status::Break { reason } if reason == "lunch")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_ringing_phone_pops_the_customer_on_the_agents_websocket() {
+    let mut node = Node::start();
+    let api = Api::new(&node);
+    let agent = Phone::auto_answer(&node, "1001", "pass1001");
+    let phone = agent.spawn(16);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let events = rt().block_on(async {
+        let admin = api.login("admin", "demo-admin").await;
+        // The caller is a known customer.
+        let (s, v) = api
+            .call(
+                "POST",
+                "/api/v1/customers",
+                &admin,
+                Some(json!({"name": "王小明", "numbers": ["13912345678"]})),
+            )
+            .await;
+        assert!(s == 200 || s == 201, "{s} {v}");
+        let me = api.login("1001", "pass1001").await;
+        let url = format!("ws://{}/api/v1/ws?token={me}", node.http);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket");
+        let sip = node.sip;
+        let caller = std::thread::spawn(move || {
+            let mut c = Customer::call(sip, "4000", "13912345678");
+            std::thread::sleep(Duration::from_secs(5));
+            c.press('1');
+            std::thread::sleep(Duration::from_secs(5));
+            c.hang_up();
+        });
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+            if let Ok(text) = msg.into_text() {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    let ended = v["type"] == "call.ended";
+                    got.push(v);
+                    if ended {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = caller.join();
+        got
+    });
+    let _ = Phone::output(phone);
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.first(), Some(&"hello"), "{types:?}");
+    let pop = events
+        .iter()
+        .find(|e| e["type"] == "agent.ringing")
+        .unwrap_or_else(|| panic!("no screen pop: {types:?}"));
+    assert_eq!(pop["version"], 1);
+    assert_eq!(pop["agent"], "1001");
+    let p = &pop["pop"];
+    assert_eq!(p["caller"], "13912345678");
+    assert_eq!(p["dialed"], "4000");
+    assert_eq!(p["location"]["place"], "江苏省常州市", "{p}");
+    assert_eq!(p["ivr_keys"], "1");
+    assert_eq!(p["group"], "support");
+    assert_eq!(p["customer"]["name"], "王小明", "{p}");
+    for t in ["call.answered", "call.ended"] {
+        assert!(types.contains(&t), "{t} missing: {types:?}");
+    }
+    let statuses: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "agent.status")
+        .filter_map(|e| e["status"]["status"].as_str())
+        .collect();
+    assert!(
+        statuses.starts_with(&["ringing", "talking"]),
+        "statuses {statuses:?}"
+    );
+    // The node's metrics saw the call.
+    let text = rt().block_on(async {
+        reqwest::get(format!("http://{}/metrics", node.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for name in [
+        "switchboard_sip_requests_total{method=\"INVITE\"}",
+        "switchboard_ring_delay_seconds_count 1",
+        "switchboard_calls_total{reason=\"normal\"} 1",
+        "switchboard_agents{status=\"talking\",tenant=\"demo\"}",
+    ] {
+        assert!(text.contains(name), "{name} not in /metrics:\n{text}");
+    }
+}
