@@ -137,6 +137,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             centers,
             store: store.clone(),
             hub: hub.clone(),
+            load: load.clone(),
             node,
             data_dir: cfg.data_dir.clone(),
         },
@@ -145,7 +146,8 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
     // The HTTP API, with the live half over this node's actors.
     let state = switchboard_http::AppState::new(store.clone(), cfg.data_dir.clone())
         .with_sip_realm(RegistrarConfig::default().realm)
-        .with_live(hub.clone());
+        .with_live(hub.clone())
+        .with_hooks(Arc::new(core::reload::Reloads(core.notices())));
     let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let api = tokio::spawn(async move {

@@ -314,3 +314,96 @@ fn a_ringing_phone_pops_the_customer_on_the_agents_websocket() {
         assert!(text.contains(name), "{name} not in /metrics:\n{text}");
     }
 }
+
+#[test]
+fn configuration_changes_reach_the_running_node() {
+    let node = Node::start();
+    let api = Api::new(&node);
+    let r = rt();
+    let admin = r.block_on(api.login("admin", "demo-admin"));
+    r.block_on(async {
+        // A new agent in sales: its actor starts, signed in and ready.
+        let (s, v) = api
+            .call("POST", "/api/v1/sip-accounts", &admin, Some(json!({"id": "1004", "password": "pass1004"})))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = api
+            .call(
+                "POST",
+                "/api/v1/agents",
+                &admin,
+                Some(json!({"id": "1004", "name": "Agent 1004", "seat": "1004",
+                            "device": {"type": "sip", "account": "1004"}, "groups": ["sales"]})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let mut ready = false;
+        for _ in 0..40 {
+            let (s, v) = api.call("GET", "/api/v1/agents/1004/status", &admin, None).await;
+            if s == 200 && v["status"]["status"] == "ready" {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "the new agent did not come up");
+        // Sales: 3 s in the queue, then the call ends.
+        let (s, mut g) = api.call("GET", "/api/v1/skill-groups/sales", &admin, None).await;
+        assert_eq!(s, 200, "{g}");
+        g["max_queue_time_secs"] = json!(3);
+        g["overflow"] = json!({"to": "hang_up"});
+        let (s, v) = api.call("PUT", "/api/v1/skill-groups/sales", &admin, Some(g)).await;
+        assert_eq!(s, 200, "{v}");
+        // A new greeting: a TTS prompt, approved, in a new version of the
+        // demo flow, published.
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/api/v1/prompts/fresh",
+                &admin,
+                Some(json!({"name": "Fresh", "text": "This greeting was published a moment ago.", "voice": "en-us"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = api
+            .call("POST", "/api/v1/prompts/fresh/review", &admin, Some(json!({"status": "approved"})))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let (s, flow) = api.call("GET", "/api/v1/flows/demo/versions/1", &admin, None).await;
+        assert_eq!(s, 200, "{flow}");
+        let mut d = flow["definition"].clone();
+        d["nodes"]["welcome"]["prompt"] = json!("fresh");
+        let (s, v) = api
+            .call("POST", "/api/v1/flows/demo/versions", &admin, Some(json!({"definition": d})))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let version = v["version"].clone();
+        let (s, v) = api
+            .call("POST", "/api/v1/flows/demo/publish", &admin, Some(json!({"version": version})))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    });
+    // The next caller hears the new greeting, presses 2 and, with nobody
+    // to answer in sales, is let go after 3 s instead of 60.
+    let c = Customer::call(node.sip, "4000", "13912345678");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(6));
+    c.press('2');
+    let pressed = c.elapsed();
+    assert!(
+        c.wait_bye(Duration::from_secs(15)),
+        "the queue did not overflow"
+    );
+    let waited = c.elapsed() - pressed;
+    assert!(
+        waited < Duration::from_secs(10),
+        "overflowed after {waited:?}"
+    );
+    let heard = c.heard();
+    let fresh = common::customer::match_score(
+        &heard,
+        &common::customer::spoken("This greeting was published a moment ago.", "en-us"),
+    );
+    assert!(fresh > 0.9, "the new greeting was not heard ({fresh:.2})");
+}

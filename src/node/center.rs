@@ -161,6 +161,10 @@ pub struct CallCenter {
     pub trunk: Option<Trunk>,
     pub clock: Clock,
     pub records: mpsc::UnboundedSender<m::CallRecord>,
+    /// Starts the actors that configuration changes add.
+    pub spawner: Spawner,
+    /// The SIP accounts' user names (to replace them on a change).
+    pub accounts: Vec<String>,
 }
 
 impl CallCenter {
@@ -264,17 +268,24 @@ pub async fn load(
     Ok(centers)
 }
 
-async fn load_tenant(
-    store: &dyn Store,
-    t: &Tenant,
-    opts: &Load,
-    recorder: &Recorder,
-    hub: &Arc<LiveHub>,
-    accounts: &mut Vec<Account>,
-) -> Result<CallCenter> {
-    let tenant = t.tenant.clone();
-    let clock = opts.clock;
+/// What of a tenant is plain data (no actors): rebuilt whole whenever
+/// its hotlines, schedules, flows, prompts, trunk, accounts or settings
+/// change.
+#[derive(Debug)]
+pub struct Statics {
+    pub utc_offset: i32,
+    pub allow_external: bool,
+    pub hotlines: HashMap<String, Hotline>,
+    pub survey: Option<Flow>,
+    pub prompts: Prompts,
+    pub trunk: Option<Trunk>,
+    pub accounts: Vec<Account>,
+}
 
+/// Reads a tenant's plain data.
+pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<Statics> {
+    let tenant = t.tenant.clone();
+    let mut accounts = Vec::new();
     for a in store.list::<SipAccount>(&tenant).await? {
         let a = a.record;
         if !a.enabled {
@@ -373,8 +384,123 @@ async fn load_tenant(
         );
     }
     let survey = t.survey_flow.as_ref().and_then(|id| flows.get(id).cloned());
+    Ok(Statics {
+        utc_offset: t.utc_offset_minutes,
+        allow_external: t.allow_external_transfer,
+        hotlines,
+        survey,
+        prompts,
+        trunk,
+        accounts,
+    })
+}
 
-    // Agents: actors, signed in with their device.
+/// What spawning a tenant's actors needs, kept for the actors a change
+/// adds later.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    pub tenant: TenantId,
+    pub clock: Clock,
+    /// Agents' status changes (the status log, the monitors, metrics).
+    pub status: mpsc::UnboundedSender<switchboard_actors::agent::AgentEvent>,
+    /// Groups' queue changes (the monitors, metrics).
+    pub queues: mpsc::UnboundedSender<GroupSnapshot>,
+}
+
+impl Spawner {
+    /// An agent's actor, signed in with its device and ready (a mobile
+    /// agent only when the tenant has a trunk).
+    pub async fn agent(&self, a: &m::Agent, has_trunk: bool) -> Result<AgentHandle> {
+        let (actor, _) = Actor::spawn(
+            None,
+            AgentActor {
+                id: a.id.clone(),
+                policy: a.policy.clone(),
+                clock: self.clock,
+                events: Some(self.status.clone()),
+            },
+            (),
+        )
+        .await?;
+        let reachable = match &a.device {
+            Device::Sip { .. } => true,
+            Device::Mobile { .. } => has_trunk,
+        };
+        if reachable {
+            let signed = ractor::call!(actor, |reply| AgentMsg::SignIn {
+                device: a.device.clone(),
+                initial: Status::Ready,
+                reply
+            })?;
+            if let Err(e) = signed {
+                tracing::warn!(tenant = %self.tenant, agent = %a.id, error = %e, "agent not signed in");
+            }
+        }
+        super::metrics::get()
+            .actors
+            .with_label_values(&["agent"])
+            .inc();
+        Ok(AgentHandle {
+            actor,
+            device: a.device.clone(),
+        })
+    }
+
+    /// A skill group's actor with its members.
+    pub async fn group(
+        &self,
+        g: &m::SkillGroup,
+        agents: &HashMap<AgentId, AgentHandle>,
+    ) -> Result<ActorRef<GroupMsg>> {
+        let (actor, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: g.id.clone(),
+                config: g.config.clone(),
+                clock: self.clock,
+                seed: rand::random(),
+                events: Some(self.queues.clone()),
+            },
+            (),
+        )
+        .await?;
+        actor.cast(GroupMsg::Members(members(g, agents)))?;
+        super::metrics::get()
+            .actors
+            .with_label_values(&["skill_group"])
+            .inc();
+        Ok(actor)
+    }
+}
+
+/// A group's members with their actors (members without one are left
+/// out: disabled or unknown agents).
+pub fn members(
+    g: &m::SkillGroup,
+    agents: &HashMap<AgentId, AgentHandle>,
+) -> Vec<(m::Member, ActorRef<AgentMsg>)> {
+    g.members
+        .iter()
+        .filter_map(|m| Some((m.clone(), agents.get(&m.agent)?.actor.clone())))
+        .collect()
+}
+
+/// Loads a tenant and starts its actors.
+pub async fn load_tenant(
+    store: &dyn Store,
+    t: &Tenant,
+    opts: &Load,
+    recorder: &Recorder,
+    hub: &Arc<LiveHub>,
+    accounts: &mut Vec<Account>,
+) -> Result<CallCenter> {
+    let tenant = t.tenant.clone();
+    let clock = opts.clock;
+    let statics = load_statics(store, t, opts).await?;
+    accounts.extend(statics.accounts.iter().cloned());
+    let trunk_present = statics.trunk.is_some();
+
+    // Status changes: the log line, the metrics, the monitors, the store.
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
     {
         let (recorder, tenant, hub) = (recorder.clone(), tenant.clone(), hub.clone());
@@ -409,46 +535,6 @@ async fn load_tenant(
             }
         });
     }
-    let mut agents = HashMap::new();
-    for a in store.list::<m::Agent>(&tenant).await? {
-        let a = a.record;
-        if !a.enabled || a.telesales {
-            continue;
-        }
-        let (actor, _) = Actor::spawn(
-            Some(format!("agent/{tenant}/{}", a.id)),
-            AgentActor {
-                id: a.id.clone(),
-                policy: a.policy.clone(),
-                clock,
-                events: Some(status_tx.clone()),
-            },
-            (),
-        )
-        .await?;
-        let reachable = match &a.device {
-            Device::Sip { .. } => true,
-            Device::Mobile { .. } => trunk.is_some(),
-        };
-        if reachable {
-            let signed = ractor::call!(actor, |reply| AgentMsg::SignIn {
-                device: a.device.clone(),
-                initial: Status::Ready,
-                reply
-            })?;
-            if let Err(e) = signed {
-                tracing::warn!(%tenant, agent = %a.id, error = %e, "agent not signed in");
-            }
-        }
-        agents.insert(
-            a.id.clone(),
-            AgentHandle {
-                actor,
-                device: a.device,
-            },
-        );
-    }
-
     // Queue changes go to the monitors and the metrics.
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<GroupSnapshot>();
     {
@@ -478,30 +564,28 @@ async fn load_tenant(
             }
         });
     }
+    let spawner = Spawner {
+        tenant: tenant.clone(),
+        clock,
+        status: status_tx,
+        queues: queue_tx,
+    };
+    let mut agents = HashMap::new();
+    for a in store.list::<m::Agent>(&tenant).await? {
+        let a = a.record;
+        if !a.enabled || a.telesales {
+            continue;
+        }
+        let handle = spawner.agent(&a, trunk_present).await?;
+        agents.insert(a.id.clone(), handle);
+    }
     let mut groups = HashMap::new();
     for g in store.list::<m::SkillGroup>(&tenant).await? {
         let g = g.record;
         if g.telesales {
             continue;
         }
-        let (actor, _) = Actor::spawn(
-            Some(format!("group/{tenant}/{}", g.id)),
-            SkillGroupActor {
-                id: g.id.clone(),
-                config: g.config.clone(),
-                clock,
-                seed: rand::random(),
-                events: Some(queue_tx.clone()),
-            },
-            (),
-        )
-        .await?;
-        let members = g
-            .members
-            .iter()
-            .filter_map(|m| Some((m.clone(), agents.get(&m.agent)?.actor.clone())))
-            .collect();
-        actor.cast(GroupMsg::Members(members))?;
+        let actor = spawner.group(&g, &agents).await?;
         groups.insert(g.id, actor);
     }
 
@@ -540,25 +624,24 @@ async fn load_tenant(
         });
     }
 
-    let m = super::metrics::get();
-    m.actors
-        .with_label_values(&["agent"])
-        .add(agents.len() as i64);
-    m.actors
-        .with_label_values(&["skill_group"])
-        .add(groups.len() as i64);
     Ok(CallCenter {
         tenant,
-        utc_offset: t.utc_offset_minutes,
-        allow_external: t.allow_external_transfer,
-        hotlines,
-        survey,
+        utc_offset: statics.utc_offset,
+        allow_external: statics.allow_external,
+        hotlines: statics.hotlines,
+        survey: statics.survey,
         agents,
         groups,
-        prompts,
-        trunk,
+        prompts: statics.prompts,
+        trunk: statics.trunk,
         clock,
         records: records_tx,
+        spawner,
+        accounts: statics
+            .accounts
+            .iter()
+            .map(|a| a.username.clone())
+            .collect(),
     })
 }
 

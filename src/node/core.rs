@@ -10,6 +10,7 @@
 //! One task owns all SIP state; each call's media runs in a task of its own.
 
 mod cc;
+pub mod reload;
 
 use super::center::Centers;
 use super::leg::{Leg, LegCmd, LegEvent};
@@ -79,6 +80,8 @@ pub struct CoreConfig {
     pub store: Arc<dyn Store>,
     /// Where live events go (the WebSocket clients).
     pub hub: Arc<LiveHub>,
+    /// How tenants were loaded, to load their changes the same way.
+    pub load: super::center::Load,
     /// This node's name in the records it writes.
     pub node: NodeId,
     /// Where voicemails are written.
@@ -94,6 +97,14 @@ pub enum CallNotice {
     ActorEnded(CallId),
     /// An agent signed in: does its SIP phone's registration let it ring?
     CheckDevice { tenant: TenantId, agent: AgentId },
+    /// The API wrote a configuration record.
+    Config {
+        tenant: TenantId,
+        kind: switchboard_storage::model::ConfigKind,
+        id: String,
+    },
+    /// What that change means, read from the store.
+    Apply(Box<reload::Change>),
 }
 
 struct Call {
@@ -130,6 +141,7 @@ pub struct SipCore {
     centers: Centers,
     store: Arc<dyn Store>,
     hub: Arc<LiveHub>,
+    load: super::center::Load,
     node: NodeId,
     data_dir: std::path::PathBuf,
     cc: HashMap<CallId, CcCall>,
@@ -183,6 +195,7 @@ impl SipCore {
             centers: config.centers,
             store: config.store,
             hub: config.hub,
+            load: config.load,
             node: config.node,
             data_dir: config.data_dir,
             cc: HashMap::new(),
@@ -219,7 +232,7 @@ impl SipCore {
                             self.handle_telephony(call, cmd, Instant::now()).await;
                         }
                     }
-                    self.handle_notice(n, Instant::now());
+                    self.handle_notice(n, Instant::now()).await;
                 }
                 Some((call, cmd)) = telephony.recv() => {
                     self.handle_telephony(call, cmd, Instant::now()).await;
@@ -739,8 +752,10 @@ impl SipCore {
         self.respond(id, resp, now);
     }
 
-    fn handle_notice(&mut self, notice: CallNotice, now: Instant) {
+    async fn handle_notice(&mut self, notice: CallNotice, now: Instant) {
         match notice {
+            CallNotice::Config { tenant, kind, id } => self.config_changed(tenant, kind, id),
+            CallNotice::Apply(change) => self.apply(*change).await,
             CallNotice::Hangup(id) => self.hang_up(&id, now),
             CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
             CallNotice::CheckDevice { tenant, agent } => self.check_device(&tenant, &agent, now),
