@@ -296,6 +296,37 @@ fn a_ringing_phone_pops_the_customer_on_the_agents_websocket() {
         statuses.starts_with(&["ringing", "talking"]),
         "statuses {statuses:?}"
     );
+    // The monitors count it: today's traffic and the group's day.
+    rt().block_on(async {
+        let admin = api.login("admin", "demo-admin").await;
+        let mut traffic = Value::Null;
+        for _ in 0..40 {
+            let (s, v) = api
+                .call("GET", "/api/v1/monitor/traffic", &admin, None)
+                .await;
+            assert_eq!(s, 200, "{v}");
+            traffic = v;
+            if traffic["today"]["answered"] == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(traffic["today"]["offered"], 1, "{traffic}");
+        assert_eq!(traffic["today"]["answered"], 1, "{traffic}");
+        assert_eq!(traffic["today"]["answer_rate"], 1.0, "{traffic}");
+        assert_eq!(traffic["hours"].as_array().map(Vec::len), Some(24));
+        let (s, v) = api
+            .call("GET", "/api/v1/monitor/groups", &admin, None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let support = v
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["group"] == "support"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(support["today"]["answered"], 1, "{v}");
+        assert_eq!(support["waiting"], 0, "{v}");
+    });
     // The node's metrics saw the call.
     let text = rt().block_on(async {
         reqwest::get(format!("http://{}/metrics", node.http))
@@ -310,6 +341,8 @@ fn a_ringing_phone_pops_the_customer_on_the_agents_websocket() {
         "switchboard_ring_delay_seconds_count 1",
         "switchboard_calls_total{reason=\"normal\"} 1",
         "switchboard_agents{status=\"talking\",tenant=\"demo\"}",
+        "switchboard_http_requests_total{route=\"/api/v1/auth/login\",status=\"200\"}",
+        "switchboard_queue_waiting{group=\"support\",tenant=\"demo\"} 0",
     ] {
         assert!(text.contains(name), "{name} not in /metrics:\n{text}");
     }

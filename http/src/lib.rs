@@ -59,6 +59,7 @@ mod error;
 mod extract;
 mod flows;
 pub mod live;
+mod metrics;
 mod mirror;
 mod prompts;
 mod reports;
@@ -260,6 +261,7 @@ pub fn router_with(state: AppState, extra: OpenApiRouter<AppState>) -> Router {
                 async move { axum::Json((*doc).clone()) }
             }),
         )
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -159,7 +159,7 @@ pub struct AgentNow {
     pub talk_seconds_today: u64,
 }
 
-/// One skill group's queue now.
+/// One skill group's queue now, and its day so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GroupNow {
     pub group: String,
@@ -477,15 +477,73 @@ async fn monitor_agents(
     }))
 }
 
+/// A skill group in the monitor: its queue now and today's counts
+/// (offered, answered, abandoned, service level…).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupMonitor {
+    #[serde(flatten)]
+    pub now: GroupNow,
+    pub today: crate::reports::HourRow,
+}
+
 #[utoipa::path(get, path = "/api/v1/monitor/groups", tag = "live",
-    responses((status = 200, body = [GroupNow]), (status = 403, body = crate::error::ErrorBody),
+    responses((status = 200, body = [GroupMonitor]), (status = 403, body = crate::error::ErrorBody),
         (status = 503, body = crate::error::ErrorBody)))]
 async fn monitor_groups(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<Vec<GroupNow>>> {
+) -> ApiResult<Json<Vec<GroupMonitor>>> {
     caller.require(SUPERVISING, "the groups' monitor")?;
-    Ok(Json(live(&state)?.groups(&caller.tenant).await?))
+    let groups = live(&state)?.groups(&caller.tenant).await?;
+    let tenant = crate::config::tenant_record(&state, &caller.tenant).await?;
+    let day = crate::common::day_or_today("day", None, tenant.utc_offset_minutes)?;
+    let rows = state
+        .store
+        .hourly_stats_of_kind(&caller.tenant, day, m::ScopeKind::Group)
+        .await?;
+    Ok(Json(
+        groups
+            .into_iter()
+            .map(|g| {
+                let scope = m::StatsScope::Group(g.group.clone());
+                let today = crate::reports::series(&scope, &rows).total;
+                GroupMonitor { now: g, today }
+            })
+            .collect(),
+    ))
+}
+
+/// Today's traffic so far (话务状况), and its 24 hours.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Traffic {
+    /// `YYYY-MM-DD`, the tenant's local day.
+    pub day: String,
+    /// The day so far: inbound offered and answered, outbound dialed and
+    /// connected, the rates.
+    pub today: crate::reports::HourRow,
+    /// Hours 0 to 23.
+    pub hours: Vec<crate::reports::HourRow>,
+}
+
+#[utoipa::path(get, path = "/api/v1/monitor/traffic", tag = "live",
+    responses((status = 200, body = Traffic), (status = 403, body = crate::error::ErrorBody)))]
+async fn monitor_traffic(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Traffic>> {
+    caller.require(SUPERVISING, "the traffic monitor")?;
+    let tenant = crate::config::tenant_record(&state, &caller.tenant).await?;
+    let day = crate::common::day_or_today("day", None, tenant.utc_offset_minutes)?;
+    let rows = state
+        .store
+        .hourly_stats(&caller.tenant, day, &m::StatsScope::Tenant)
+        .await?;
+    let s = crate::reports::series(&m::StatsScope::Tenant, &rows);
+    Ok(Json(Traffic {
+        day: crate::common::format_date(day.date()),
+        today: s.total,
+        hours: s.hours,
+    }))
 }
 
 /// `?token=` for browsers, which cannot set headers on a WebSocket.
@@ -595,6 +653,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_status, set_status))
         .routes(routes!(monitor_agents))
         .routes(routes!(monitor_groups))
+        .routes(routes!(monitor_traffic))
         .route("/api/v1/ws", axum::routing::get(ws))
         .route("/metrics", axum::routing::get(metrics))
 }

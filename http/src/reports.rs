@@ -53,7 +53,7 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-fn row(hour: Option<u8>, c: &Counters) -> HourRow {
+pub(crate) fn row(hour: Option<u8>, c: &Counters) -> HourRow {
     HourRow {
         hour,
         calls: c.calls,
@@ -109,7 +109,7 @@ struct ReportQuery {
     id: Option<String>,
 }
 
-fn series(scope: &StatsScope, rows: &[HourlyStats]) -> Series {
+pub(crate) fn series(scope: &StatsScope, rows: &[HourlyStats]) -> Series {
     let mut total = Counters::default();
     let hours = (0..24u8)
         .map(|h| {
