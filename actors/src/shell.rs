@@ -20,6 +20,7 @@ use crate::ivr::IvrOutcome;
 use crate::{AgentId, CallId, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -649,8 +650,9 @@ pub struct CallActor {
     pub clock: Clock,
     /// Commands for this call's legs, tagged with the call.
     pub telephony: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
-    pub groups: HashMap<String, ActorRef<GroupMsg>>,
-    pub agents: HashMap<AgentId, ActorRef<AgentMsg>>,
+    /// The tenant's groups and agents, shared by all its calls.
+    pub groups: Arc<HashMap<String, ActorRef<GroupMsg>>>,
+    pub agents: Arc<HashMap<AgentId, ActorRef<AgentMsg>>>,
     /// Where the finished call's summary goes (the call record).
     pub records: mpsc::UnboundedSender<CallRecord>,
 }
@@ -1187,8 +1189,8 @@ mod tests {
                 call: CallId(5),
                 clock,
                 telephony: tel_tx,
-                groups: [("support".to_string(), g.clone())].into_iter().collect(),
-                agents: [(AgentId::from("1001"), a.clone())].into_iter().collect(),
+                groups: Arc::new([("support".to_string(), g.clone())].into_iter().collect()),
+                agents: Arc::new([(AgentId::from("1001"), a.clone())].into_iter().collect()),
                 records: rec_tx,
             },
             machine,

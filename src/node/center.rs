@@ -165,9 +165,24 @@ pub struct CallCenter {
     pub spawner: Spawner,
     /// The SIP accounts' user names (to replace them on a change).
     pub accounts: Vec<String>,
+    /// The groups' and agents' actors as every call sees them: shared, and
+    /// rebuilt by [`CallCenter::refresh_call_refs`] when either changes.
+    pub call_groups: Arc<HashMap<String, ActorRef<GroupMsg>>>,
+    pub call_agents: Arc<HashMap<AgentId, ActorRef<AgentMsg>>>,
 }
 
 impl CallCenter {
+    /// Rebuilds the maps new calls share after agents or groups changed.
+    pub fn refresh_call_refs(&mut self) {
+        self.call_groups = Arc::new(self.groups.clone());
+        self.call_agents = Arc::new(
+            self.agents
+                .iter()
+                .map(|(k, a)| (k.clone(), a.actor.clone()))
+                .collect(),
+        );
+    }
+
     /// The agents whose device is SIP account `account`.
     pub fn agents_on_account<'a>(
         &'a self,
@@ -624,7 +639,7 @@ pub async fn load_tenant(
         });
     }
 
-    Ok(CallCenter {
+    let mut center = CallCenter {
         tenant,
         utc_offset: statics.utc_offset,
         allow_external: statics.allow_external,
@@ -642,7 +657,11 @@ pub async fn load_tenant(
             .iter()
             .map(|a| a.username.clone())
             .collect(),
-    })
+        call_groups: Arc::default(),
+        call_agents: Arc::default(),
+    };
+    center.refresh_call_refs();
+    Ok(center)
 }
 
 fn resolve(data_dir: &Path, file: &str) -> PathBuf {

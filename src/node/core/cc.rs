@@ -183,12 +183,8 @@ impl SipCore {
             call,
             clock: center.clock,
             telephony: self.telephony_tx.clone(),
-            groups: center.groups.clone(),
-            agents: center
-                .agents
-                .iter()
-                .map(|(k, a)| (k.clone(), a.actor.clone()))
-                .collect(),
+            groups: center.call_groups.clone(),
+            agents: center.call_agents.clone(),
             records: center.records.clone(),
         };
         let tenant = center.tenant.clone();

@@ -218,6 +218,7 @@ impl SipCore {
                 let _ = actor.cast(GroupMsg::Members(members(&g, &center.agents)));
             }
         }
+        center.refresh_call_refs();
         self.hub
             .set_actors(tenant, center.agents.clone(), center.groups.clone());
         // A new agent's SIP phone may be registered already.
@@ -256,6 +257,7 @@ impl SipCore {
             }
             (None, None) => {}
         }
+        center.refresh_call_refs();
         self.hub
             .set_actors(tenant, center.agents.clone(), center.groups.clone());
     }
