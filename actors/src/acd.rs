@@ -470,6 +470,11 @@ impl SkillGroup {
 
     /// Offers waiting calls, in queue order, while agents can take them.
     fn dispatch(&mut self, now: Timestamp) {
+        // Most agent updates find nobody waiting: nothing to walk then
+        // (a lapsed hold only matters to `poll_timeout` while calls wait).
+        if self.queue.is_empty() {
+            return;
+        }
         for info in self.agents.values_mut() {
             if info.hold_until.is_some_and(|h| h <= now) {
                 info.hold_until = None;

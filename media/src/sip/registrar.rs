@@ -409,6 +409,9 @@ pub struct Registrar {
     /// Every binding by expiry time, for [`Registrar::expire`] and
     /// [`Registrar::next_expiry`]; exactly one element per entry.
     by_expiry: BTreeSet<(u64, Aor, String)>,
+    /// The second nonces were last swept in: the sweep walks every used
+    /// nonce, so it runs at most once a second however often timers fire.
+    nonces_swept: u64,
 }
 
 impl Registrar {
@@ -421,6 +424,7 @@ impl Registrar {
             nonces,
             bindings: HashMap::new(),
             by_expiry: BTreeSet::new(),
+            nonces_swept: 0,
         }
     }
 
@@ -684,7 +688,10 @@ impl Registrar {
                 }
             }
         }
-        self.nonces.expire(now);
+        if now > self.nonces_swept {
+            self.nonces_swept = now;
+            self.nonces.expire(now);
+        }
     }
 
     /// When the next binding lapses: the time to call [`Registrar::expire`].
