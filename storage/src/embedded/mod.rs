@@ -14,6 +14,7 @@
 //!   power failure or an OS crash. [`Synchronous::Full`] fsyncs each
 //!   commit and survives those too, at a cost per batch.
 
+mod checkpoint;
 mod queries;
 mod schema;
 mod writer;
@@ -27,6 +28,7 @@ use crate::store::{
     CallFilter, Expect, Page, PageRequest, StatsFilter, Store, StoreFuture, TimeRange,
 };
 use crate::{Result, StoreError};
+use checkpoint::Checkpointer;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -137,11 +139,7 @@ impl EmbeddedStore {
         .map_err(sql_error)?;
         conn.busy_timeout(options.busy_timeout).map_err(sql_error)?;
         set_wal(&conn)?;
-        let sync = match options.synchronous {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        };
-        conn.pragma_update(None, "synchronous", sync)
+        conn.pragma_update(None, "synchronous", synchronous_pragma(options.synchronous))
             .map_err(sql_error)?;
         // Listing indexes take inserts at random places (a customer's
         // number, an agent): keep their pages in memory.
@@ -151,10 +149,17 @@ impl EmbeddedStore {
             -(i64::from(options.writer_cache_mib) * 1024),
         )
         .map_err(sql_error)?;
-        // Checkpoint less often than every 4 MB of WAL: a batch of call
-        // records touches that much, and each checkpoint syncs the file.
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+        // Checkpoints run on their own thread (see `checkpoint`); the
+        // writer's own auto-checkpoint is the backstop.
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(sql_error)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            BACKSTOP_CHECKPOINT_BYTES / page_size.max(512),
+        )
+        .map_err(sql_error)?;
         conn.pragma_update(None, "mmap_size", MMAP_BYTES)
             .map_err(sql_error)?;
         // Each job runs in a savepoint; keep its sub-journal in memory.
@@ -162,7 +167,13 @@ impl EmbeddedStore {
             .map_err(sql_error)?;
         migrate(&conn)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let writer = Writer::start(conn, options.max_batch_jobs, options.max_batch_rows)?;
+        let checkpoints = Checkpointer::start(checkpoint_connection(&path, &options)?)?;
+        let writer = Writer::start(
+            conn,
+            checkpoints,
+            options.max_batch_jobs,
+            options.max_batch_rows,
+        )?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 path,
@@ -235,6 +246,10 @@ impl EmbeddedStore {
 /// than the page cache alone).
 const MMAP_BYTES: i64 = 1 << 30;
 
+/// The WAL size at which the writer checkpoints by itself, when the
+/// checkpoint thread has not kept it smaller.
+const BACKSTOP_CHECKPOINT_BYTES: i64 = 256 << 20;
+
 /// Prepared statements kept per connection (rusqlite's default is 16, fewer
 /// than the store's distinct statements).
 const STATEMENT_CACHE: usize = 64;
@@ -272,6 +287,27 @@ impl Inner {
             }
         }
     }
+}
+
+fn synchronous_pragma(s: Synchronous) -> &'static str {
+    match s {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    }
+}
+
+/// The checkpoint thread's connection: it syncs the database file as the
+/// writer would.
+fn checkpoint_connection(path: &Path, options: &EmbeddedOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_error)?;
+    conn.busy_timeout(options.busy_timeout).map_err(sql_error)?;
+    conn.pragma_update(None, "synchronous", synchronous_pragma(options.synchronous))
+        .map_err(sql_error)?;
+    Ok(conn)
 }
 
 fn set_wal(conn: &Connection) -> Result<()> {

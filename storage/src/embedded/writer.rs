@@ -6,6 +6,7 @@
 //! in, commits, and only then answers each caller. An answer therefore
 //! means "committed": with WAL that survives the process being killed.
 
+use super::checkpoint::Checkpointer;
 use super::sql_error;
 use crate::{Result, StoreError};
 use rusqlite::Connection;
@@ -88,11 +89,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection, max_jobs: usize, max_weight: usize) -> Result<Writer> {
+    /// Starts the writer thread on `conn`; it reports its commits to
+    /// `checkpoints`.
+    pub(crate) fn start(
+        conn: Connection,
+        checkpoints: Checkpointer,
+        max_jobs: usize,
+        max_weight: usize,
+    ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let thread = thread::Builder::new()
             .name("storage-writer".into())
-            .spawn(move || run(conn, rx, max_jobs, max_weight))
+            .spawn(move || run(conn, rx, &checkpoints, max_jobs, max_weight))
             .map_err(|e| {
                 StoreError::unavailable("cannot start the writer thread").with_source(e)
             })?;
@@ -135,7 +143,13 @@ impl Drop for Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_jobs: usize, max_weight: usize) {
+fn run(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    checkpoints: &Checkpointer,
+    max_jobs: usize,
+    max_weight: usize,
+) {
     while let Ok(first) = rx.recv() {
         let mut weight = first.weight();
         let mut batch = vec![first];
@@ -149,8 +163,9 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_jobs: usize, max_
             }
         }
         let committed = run_batch(&conn, &mut batch);
-        if let Err(e) = &committed {
-            tracing::warn!(error = %e, jobs = batch.len(), "storage batch not committed");
+        match &committed {
+            Ok(()) => checkpoints.committed(weight),
+            Err(e) => tracing::warn!(error = %e, jobs = batch.len(), "storage batch not committed"),
         }
         for job in batch {
             job.finish(committed.as_ref().map(|_| ()));
