@@ -120,6 +120,16 @@ fn record(tenant: &TenantId, i: u64) -> CallRecord {
     }
 }
 
+/// The CPU time this process used so far, in seconds (Linux: user and
+/// system time from /proc/self/stat, in clock ticks of 1/100 s).
+fn process_cpu() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
 /// Best, median and worst; `higher_is_better` for rates.
 fn summary(name: &str, mut samples: Vec<f64>, unit: &str, higher_is_better: bool) {
     samples.sort_by(f64::total_cmp);
@@ -170,6 +180,7 @@ fn run(dir: &std::path::Path) -> Result<()> {
             aggregators[(r.call.0 % NODES) as usize].add_call(r);
         }
         let t0 = Instant::now();
+        let cpu0 = process_cpu();
         rt.block_on(async {
             let mut chunks = records.chunks(BATCH);
             loop {
@@ -193,7 +204,15 @@ fn run(dir: &std::path::Path) -> Result<()> {
             anyhow::Ok(())
         })?;
         let rate = per_run as f64 / t0.elapsed().as_secs_f64();
-        println!("write run {run}: {rate:.0} call records/s");
+        let cpu = process_cpu()
+            .zip(cpu0)
+            .map(|(b, a)| (b - a) / per_run as f64 * 1e6);
+        match cpu {
+            Some(us) => {
+                println!("write run {run}: {rate:.0} call records/s, {us:.1} µs of CPU per record")
+            }
+            None => println!("write run {run}: {rate:.0} call records/s"),
+        }
         rates.push(rate);
     }
     summary("batched call-record writes", rates, "records/s", true);
@@ -338,6 +357,12 @@ fn run(dir: &std::path::Path) -> Result<()> {
     );
 
     let size = std::fs::metadata(store.path())?.len();
-    println!("database: {} MB", size / 1_000_000);
+    let wal =
+        std::fs::metadata(dir.join(format!("{}-wal", EmbeddedStore::FILE))).map_or(0, |m| m.len());
+    println!(
+        "database: {} MB, WAL file: {} MB",
+        size / 1_000_000,
+        wal / 1_000_000
+    );
     Ok(())
 }
