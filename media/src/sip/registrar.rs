@@ -259,6 +259,36 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// Where requests for this binding go. Over UDP, a contact naming the
+    /// very IP address its REGISTER came from is reachable as written (no
+    /// NAT in between, though the phone may have sent from another port);
+    /// any other contact (a private address behind a NAT, a host name)
+    /// and every connection-oriented transport is reached at the source,
+    /// where the phone's NAT binding or connection is.
+    pub fn destination(&self) -> SocketAddr {
+        if !self.transport.eq_ignore_ascii_case("UDP") {
+            return self.source;
+        }
+        let Some(rest) = self.contact.strip_prefix("sip:") else {
+            return self.source;
+        };
+        if rest.to_ascii_lowercase().contains(";transport=")
+            && !rest.to_ascii_lowercase().contains(";transport=udp")
+        {
+            return self.source;
+        }
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let end = rest.find([';', '?', '>']).unwrap_or(rest.len());
+        let Ok((host, port)) = crate::sip::header::parse_host_port(&rest[..end]) else {
+            return self.source;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip == self.source.ip() => SocketAddr::new(ip, port.unwrap_or(5060)),
+            _ => self.source,
+        }
+    }
+
     /// The value for a `Contact` header of the 200 (RFC 3261 §10.3 step 8).
     pub fn contact_header(&self) -> String {
         let mut v = format!("<{}>;expires={}", self.contact, self.expires);
@@ -889,6 +919,40 @@ mod tests {
             assert_eq!(live[0].transport, "UDP");
             assert_eq!(live[0].raw, "<sip:1001@10.0.0.1:5062>");
             assert_eq!(live[0].expires, 3599);
+        }
+    }
+
+    #[test]
+    fn requests_go_to_the_contact_on_the_same_host_and_to_the_source_behind_a_nat() {
+        let binding = |contact: &str, transport: &str| Binding {
+            contact: contact.into(),
+            raw: format!("<{contact}>"),
+            source: "198.51.100.7:40000".parse().unwrap(),
+            transport: transport.into(),
+            q: None,
+            expires_at: T0,
+            expires: 60,
+            call_id: "c".into(),
+            cseq: 1,
+        };
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // Same IP, another port: the phone listens where its contact says.
+        let same = binding("sip:1001@198.51.100.7:5062;ob", "UDP");
+        assert_eq!(same.destination(), at("198.51.100.7:5062"));
+        assert_eq!(
+            binding("sip:1001@198.51.100.7", "UDP").destination(),
+            at("198.51.100.7:5060")
+        );
+        // Behind a NAT, over TCP, or asking for TCP: the source.
+        for (contact, transport) in [
+            ("sip:1001@10.0.0.1:5062", "UDP"),
+            ("sip:1001@phone.example.com:5062", "UDP"),
+            ("sip:1001@198.51.100.7:5062", "TCP"),
+            ("sip:1001@198.51.100.7:5062;transport=tcp", "UDP"),
+            ("tel:+15551234", "UDP"),
+        ] {
+            let b = binding(contact, transport);
+            assert_eq!(b.destination(), at("198.51.100.7:40000"), "{contact}");
         }
     }
 

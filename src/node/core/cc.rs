@@ -420,7 +420,7 @@ impl SipCore {
                     request_uri: binding.contact.clone(),
                     from: format!("\"{caller}\" <sip:{caller}@{host}>"),
                     to: format!("<sip:{account}@{host}>"),
-                    dest: binding.source,
+                    dest: binding.destination(),
                     transport,
                     credentials: None,
                 })
