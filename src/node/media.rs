@@ -58,11 +58,17 @@ impl MediaPorts {
         for _ in 0..pairs {
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % pairs;
             let port = self.lo + (i as u16) * 2;
-            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else {
-                continue;
+            // A port someone holds is skipped; any other failure (out of
+            // file descriptors, say) is the answer for every port.
+            let rtp = match UdpSocket::bind((self.ip, port)).await {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
             };
-            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else {
-                continue;
+            let rtcp = match UdpSocket::bind((self.ip, port + 1)).await {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
             };
             return Ok((rtp, rtcp));
         }
