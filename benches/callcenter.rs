@@ -199,6 +199,7 @@ fn calls_today(dir: &Path) -> usize {
 struct NodeProc {
     child: Child,
     sip: String,
+    http: String,
 }
 
 impl Drop for NodeProc {
@@ -224,16 +225,86 @@ fn start_node(dir: &Path, demo: bool) -> NodeProc {
     let mut child = cmd.spawn().expect("start switchboard");
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // The node's log is kept beside its data for a look after a failure.
+    let mut log = std::fs::File::create(dir.with_extension("log")).ok();
     std::thread::spawn(move || {
         for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if l.contains("listening") {
-                let _ = tx.send(());
+            if let Some(f) = log.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{l}");
+            }
+            if l.contains("HTTP API listening") {
+                let http = l
+                    .split("http=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(http);
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(60))
+    let http = rx
+        .recv_timeout(Duration::from_secs(60))
         .expect("the node did not start");
-    NodeProc { child, sip }
+    NodeProc { child, sip, http }
+}
+
+/// The node's /metrics text.
+fn metrics(http: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// One unlabelled gauge from the node's /metrics.
+fn gauge(http: &str, name: &str) -> Option<f64> {
+    metrics(http).lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The ring delay histogram from the node's /metrics: (upper bound in
+/// seconds, cumulative count) per bucket.
+fn ring_buckets(http: &str) -> Vec<(f64, u64)> {
+    metrics(http)
+        .lines()
+        .filter_map(|l| l.strip_prefix("switchboard_ring_delay_seconds_bucket{le=\""))
+        .filter_map(|r| {
+            let (le, n) = r.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound under which fraction `q` of the calls between two
+/// snapshots rang their agent, in milliseconds.
+fn ring_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let delta: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0, |(_, n)| *n);
+            (*le, n.saturating_sub(b))
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    delta
+        .iter()
+        .find(|(_, n)| *n as f64 >= q * total as f64)
+        .map(|(le, _)| le * 1000.0)
 }
 
 /// Resident memory of a process, bytes.
@@ -350,9 +421,11 @@ fn main() {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
 
-    // Memory of a node with no bench agents (the demo tenant only).
+    // Memory of a node serving the bench tenant with no agents.
     let empty_dir = base.join("empty");
-    let empty = start_node(&empty_dir, true);
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    seed(&empty_dir, 0);
+    let empty = start_node(&empty_dir, false);
     std::thread::sleep(Duration::from_secs(3));
     let rss_empty = rss(empty.child.id());
     drop(empty);
@@ -381,6 +454,7 @@ fn main() {
                 agent_port.to_string(),
                 "-mp".into(),
                 "40000".into(),
+                "-trace_err".into(),
             ],
         )
         .spawn()
@@ -395,7 +469,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let rss_idle = rss(pid);
     println!(
-        "memory: node with the demo only {:.1} MiB; with {agents} registered idle agents {:.1} MiB: {:.1} KiB per idle agent",
+        "memory: node with the bench tenant and no agents {:.1} MiB; with {agents} registered idle agents {:.1} MiB: {:.1} KiB per idle agent",
         rss_empty as f64 / 1048576.0,
         rss_idle as f64 / 1048576.0,
         (rss_idle.saturating_sub(rss_empty)) as f64 / agents as f64 / 1024.0
@@ -446,9 +520,10 @@ fn main() {
 
     let mut total_ok = ok;
     let mut best = None;
-    println!("| rate (calls/s) | calls | failed | call records |");
+    println!("| rate (calls/s) | calls | failed | call records | ring delay p50 | p99 |");
     for rate in rates {
         let n = rate * SECONDS_PER_RATE;
+        let ring_before = ring_buckets(&node.http);
         let stat = base.join(format!("stat-{rate}.csv"));
         let mut customers = sipp(
             &base,
@@ -497,7 +572,23 @@ fn main() {
         // Records are written within a second of the hang-up.
         std::thread::sleep(Duration::from_millis(1500));
         let records = calls_today(&dir);
-        println!("| {rate} | {n} | {failed} | {records} of {total_ok} answered so far |");
+        let ring_after = ring_buckets(&node.http);
+        let ms = |q| {
+            ring_quantile(&ring_before, &ring_after, q)
+                .map_or("-".to_owned(), |v| format!("≤ {v} ms"))
+        };
+        println!(
+            "| {rate} | {n} | {failed} | {records} of {total_ok} answered so far | {} | {} |",
+            ms(0.5),
+            ms(0.99)
+        );
+        // Every call is over: nothing should be left up.
+        let left = |g| gauge(&node.http, g).unwrap_or(f64::NAN);
+        println!(
+            "  left up after the rate: {} calls, {} media legs",
+            left("switchboard_calls_active"),
+            left("switchboard_legs_active")
+        );
         let passed = ok + failed >= n && (failed as f64) < (n as f64) * 0.001;
         if passed && records as u64 >= total_ok {
             best = Some(rate);
