@@ -278,7 +278,11 @@ fn ring_buckets(http: &str) -> Vec<(f64, u64)> {
         .filter_map(|l| l.strip_prefix("switchboard_ring_delay_seconds_bucket{le=\""))
         .filter_map(|r| {
             let (le, n) = r.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, n.trim().parse().ok()?))
         })
         .collect()
@@ -290,10 +294,7 @@ fn ring_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<
     let delta: Vec<(f64, u64)> = after
         .iter()
         .map(|(le, n)| {
-            let b = before
-                .iter()
-                .find(|(l, _)| l == le)
-                .map_or(0, |(_, n)| *n);
+            let b = before.iter().find(|(l, _)| l == le).map_or(0, |(_, n)| *n);
             (*le, n.saturating_sub(b))
         })
         .collect();
@@ -460,19 +461,25 @@ fn main() {
         .spawn()
         .unwrap(),
     );
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_loaded = rss(pid);
     let t0 = Instant::now();
     register_all(&node.sip, agents, agent_port);
     println!(
         "registered {agents} agents in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // The REGISTER transactions end after Timer J (32 s); idle is after.
+    std::thread::sleep(Duration::from_secs(35));
     let rss_idle = rss(pid);
+    let per_agent = |rss: u64| (rss.saturating_sub(rss_empty)) as f64 / agents as f64 / 1024.0;
     println!(
-        "memory: node with the bench tenant and no agents {:.1} MiB; with {agents} registered idle agents {:.1} MiB: {:.1} KiB per idle agent",
+        "memory: node with the bench tenant and no agents {:.1} MiB; with {agents} agents loaded {:.1} MiB ({:.1} KiB per agent); registered and idle {:.1} MiB: {:.1} KiB per idle agent",
         rss_empty as f64 / 1048576.0,
+        rss_loaded as f64 / 1048576.0,
+        per_agent(rss_loaded),
         rss_idle as f64 / 1048576.0,
-        (rss_idle.saturating_sub(rss_empty)) as f64 / agents as f64 / 1024.0
+        per_agent(rss_idle),
     );
 
     // Memory per live call: 400 calls set up within 4 s and held 20 s,

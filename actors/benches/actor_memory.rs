@@ -1,0 +1,74 @@
+//! Resident memory per actor: a bare `ractor` actor (the framework's own
+//! floor: its cell, two unbounded mailboxes and the task) and an Agent
+//! actor signed in and ready, as a node holds one per agent.
+//!
+//! Run: `cargo bench -p switchboard-actors --bench actor_memory`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use switchboard_actors::shell::{AgentActor, AgentMsg, Clock};
+use switchboard_storage::model::{AgentPolicy, Device, Status};
+
+const ACTORS: usize = 20_000;
+
+struct Bare;
+
+impl Actor for Bare {
+    type Msg = u32;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<u32>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+fn report(what: &str, before: u64) {
+    let per = rss().saturating_sub(before) as f64 / ACTORS as f64 / 1024.0;
+    println!("{what}: {per:.2} KiB per actor ({ACTORS} actors)");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let before = rss();
+    let mut bare = Vec::with_capacity(ACTORS);
+    for _ in 0..ACTORS {
+        bare.push(Actor::spawn(None, Bare, ()).await.unwrap().0);
+    }
+    report("bare ractor actor", before);
+
+    let before = rss();
+    let clock = Clock::system();
+    let mut agents = Vec::with_capacity(ACTORS);
+    for i in 0..ACTORS {
+        let (actor, _) = Actor::spawn(
+            None,
+            AgentActor {
+                id: format!("a{i:05}").as_str().into(),
+                policy: AgentPolicy::default(),
+                clock,
+                events: None,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        let signed = ractor::call!(actor, |reply| AgentMsg::SignIn {
+            device: Device::Sip {
+                account: format!("a{i:05}"),
+            },
+            initial: Status::Ready,
+            reply
+        })
+        .unwrap();
+        signed.unwrap();
+        agents.push(actor);
+    }
+    report("Agent actor, signed in and ready", before);
+}
