@@ -109,6 +109,8 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
         assert!(c.talk_ms >= 3000, "{scope:?}: {c:?}");
         assert_eq!(c.answered_in_service_level, 1, "{scope:?}: {c:?}");
     }
+    // Nothing of the call is left up on the node.
+    assert_nothing_left_up(&node);
     // The agent's status log: ringing, talking, then wrap-up, in order.
     let log = status_log(&node.data_dir, "1001");
     let kinds: Vec<&Status> = log.iter().map(|c| &c.period.status).collect();
@@ -159,4 +161,13 @@ fn when_the_agent_hangs_up_first_the_customer_rates_the_call() {
     assert_eq!(r.satisfaction, Some(4), "{r:?}");
     assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
     assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1003"));
+    assert_nothing_left_up(&node);
+}
+
+/// Once a call is over no call and no media leg stays up.
+fn assert_nothing_left_up(node: &Node) {
+    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
+        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
+        assert_eq!(left, Some(0.0), "{gauge} after the call");
+    }
 }

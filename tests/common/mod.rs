@@ -162,6 +162,35 @@ impl Node {
         }
     }
 
+    /// The value of an unlabelled sample on the node's `/metrics` now.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let req = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        );
+        s.write_all(req.as_bytes()).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits (bounded) until the metric `name` reads `value`; its last
+    /// reading.
+    pub fn wait_metric(&self, name: &str, value: f64, within: Duration) -> Option<f64> {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.metric(name);
+            if now == Some(value) || Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The number of log lines seen so far (and now) that contain `needle`.
     pub fn count_log(&mut self, needle: &str) -> usize {
         while let Ok(l) = self.log.try_recv() {
