@@ -29,7 +29,7 @@ enum Command {
         /// SIP address, UDP and TCP [default: 0.0.0.0:5060]
         #[arg(long, value_name = "ADDR")]
         sip: Option<String>,
-        /// HTTP API address [default: 0.0.0.0:8080] (not served yet)
+        /// HTTP API address [default: 0.0.0.0:8080]
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
         /// Data directory [default: ./switchboard-data]
