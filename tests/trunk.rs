@@ -1,6 +1,8 @@
 //! The tenant's trunk, with SIPp standing in for the carrier (it
 //! challenges with 401 and checks the digest answer): an IVR transfer to
-//! an outside number, and an agent signed in with a mobile number.
+//! an outside number, an agent signed in with a mobile number, and
+//! outbound calls from the phone bar (the agent's baresip phone rings
+//! first, then the carrier).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,18 +10,26 @@ mod common;
 
 use common::customer::{spoken, Customer};
 use common::phone::loud_windows;
+use common::phone::Phone;
+use common::records::status_log;
 use common::records::{seed_demo_then, wait_demo_calls};
 use common::{free_port, rand_u32, repo, require, Node};
+use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use switchboard_storage::model::{
-    Agent, Device, HangupReason, Node as IvrNode, RingOutcome, Tenant, TenantId, Trunk,
-    TrunkTransport,
+    Agent, ChangeReason, Device, DialOutcome, Direction, HangupReason, HangupSide, LegKind,
+    Node as IvrNode, RingOutcome, Status, Tenant, TenantId, Trunk, TrunkTransport,
 };
 use switchboard_storage::{Expect, Store};
 
 /// SIPp as the carrier on a port of its own, for one call.
 fn carrier() -> (Child, u16, std::path::PathBuf) {
+    carrier_with("carrier.xml")
+}
+
+/// SIPp running `scenario` (of `tests/sipp/`) as the carrier.
+fn carrier_with(scenario: &str) -> (Child, u16, std::path::PathBuf) {
     require("sipp", "sip-tester");
     let port = free_port();
     let dir =
@@ -29,7 +39,7 @@ fn carrier() -> (Child, u16, std::path::PathBuf) {
         .arg("40")
         .arg("sipp")
         .args(["-sf"])
-        .arg(repo("tests/sipp/carrier.xml"))
+        .arg(repo(&format!("tests/sipp/{scenario}")))
         .args([
             "-i",
             "127.0.0.1",
@@ -236,4 +246,132 @@ fn a_caller_from_outside_never_reaches_the_trunk() {
         gateway.recv_from(&mut buf).is_err(),
         "something reached the trunk"
     );
+}
+
+#[test]
+fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
+    let (sipp, port, sipp_dir) = carrier();
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    // 1001 answers its own phone at once and talks until its speech
+    // ends (about 4 s), then hangs up.
+    let agent = Phone::auto_answer(&node, "1001", "pass1001");
+    let running = agent.spawn(15);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&token),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(status, 202, "{v}");
+    let call = v["call"].as_str().expect("the call's id").to_owned();
+    // Busy for the ACD while on it: a second dial is refused.
+    std::thread::sleep(Duration::from_millis(300));
+    let (again, why) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&token),
+        Some(&json!({"number": "13800138001"})),
+    );
+    assert_eq!(again, 409, "{why}");
+    let out = Phone::output(running);
+    assert!(
+        out.contains("Call established"),
+        "the agent's phone never answered: {out}"
+    );
+    assert!(
+        out.contains("13800138000"),
+        "the agent's phone did not show the number dialed: {out}"
+    );
+    // The carrier echoes what it gets: the agent hearing its own speech
+    // went agent → trunk → agent through the bridge.
+    let (said, heard) = (loud_windows(&agent.said()), loud_windows(&agent.heard()));
+    assert!(said > 50, "agent speech too quiet: {said}");
+    assert!(
+        heard * 10 >= said * 5,
+        "the agent heard {heard} loud windows of the {said} it said"
+    );
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let r = calls.first().expect("call record");
+    assert_eq!(r.call.to_string(), call);
+    assert_eq!(r.direction, Direction::Outbound, "{r:?}");
+    assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
+    assert_eq!(r.caller, "4000", "the trunk's caller ID");
+    assert_eq!(r.dialed, "13800138000");
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    assert!(r.talk_time() >= Duration::from_secs(2), "{r:?}");
+    let legs: Vec<LegKind> = r.legs.iter().map(|l| l.kind).collect();
+    assert_eq!(legs, vec![LegKind::Agent, LegKind::Customer]);
+    assert!(r.recording.is_some(), "{r:?}");
+    // The API shows the outcome; the agent was talking from the dial on
+    // and is ready again.
+    let (status, doc) = node.api("GET", &format!("/api/v1/calls/{call}"), Some(&token), None);
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["outcome"], "answered", "{doc}");
+    let log = status_log(&node.data_dir, "1001");
+    assert!(
+        log.iter()
+            .any(|c| matches!(c.period.status, Status::Talking { .. })
+                && c.period.reason == ChangeReason::Dialed),
+        "no talking period begun by the dial: {log:?}"
+    );
+    let (_, now) = node.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
+    assert_eq!(now["status"]["status"], "ready", "{now}");
+}
+
+#[test]
+fn a_busy_number_is_a_busy_outcome_and_wrong_requests_are_refused() {
+    let (sipp, port, sipp_dir) = carrier_with("carrier_busy.xml");
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    let token = node.login("1001", "pass1001");
+    let dial = |node: &Node, token: &str, agent: &str, number: &str| {
+        node.api(
+            "POST",
+            &format!("/api/v1/agents/{agent}/calls"),
+            Some(token),
+            Some(&json!({ "number": number })),
+        )
+    };
+    // Its phone is not registered yet: 409, with the reason.
+    let (status, v) = dial(&node, &token, "1001", "13800138000");
+    assert_eq!(status, 409, "{v}");
+    assert!(v.to_string().contains("not registered"), "{v}");
+    // Not a number: 422 naming the field.
+    let (status, v) = dial(&node, &token, "1001", "call me");
+    assert_eq!(status, 422, "{v}");
+    assert!(v.to_string().contains("number"), "{v}");
+    // Another agent's phone bar is not 1001's.
+    let (status, v) = dial(&node, &token, "1002", "13800138000");
+    assert_eq!(status, 404, "{v}");
+    let agent = Phone::auto_answer(&node, "1001", "pass1001");
+    let running = agent.spawn(8);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let (status, v) = dial(&node, &token, "1001", "13800138000");
+    assert_eq!(status, 202, "{v}");
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let r = calls.first().expect("call record");
+    assert_eq!(r.outcome, Some(DialOutcome::Busy), "{r:?}");
+    assert_eq!(r.answered, None, "{r:?}");
+    assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    // The node hung up on the agent's phone.
+    let out = Phone::output(running);
+    assert!(out.contains("Call established"), "{out}");
+    assert!(
+        out.contains("terminated") || out.contains("closed"),
+        "the agent's call was not ended: {out}"
+    );
+    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
+        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
+        assert_eq!(left, Some(0.0), "{gauge} after the call");
+    }
 }

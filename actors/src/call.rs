@@ -195,6 +195,7 @@ impl InboundCall {
                 location,
                 recording: None,
                 node: setup.node,
+                outcome: None,
             },
             actions: VecDeque::new(),
         };

@@ -45,6 +45,7 @@ pub mod agent;
 pub mod call;
 pub mod ivr;
 pub mod location;
+pub mod outbound;
 pub mod shell;
 
 /// Identifiers and wall-clock time, shared with the store's records.

@@ -17,6 +17,7 @@ use crate::acd::{
 use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
 use crate::call::{CallAction, CallRecord, InboundCall};
 use crate::ivr::IvrOutcome;
+use crate::outbound::{OutboundAction, OutboundCall};
 use crate::{AgentId, CallId, Timestamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
@@ -85,6 +86,12 @@ pub enum AgentMsg {
         reply: RpcReplyPort<Result<(), AgentError>>,
     },
     Answered(CallId),
+    /// The agent places an outbound call from the phone bar; `Ok` means
+    /// the agent is now on it (busy for the ACD).
+    Dial {
+        call: CallId,
+        reply: RpcReplyPort<Result<(), AgentError>>,
+    },
     /// Not answered within the ring timeout.
     Missed(CallId),
     /// The offer ended without the agent's fault.
@@ -220,6 +227,9 @@ impl Actor for AgentActor {
                 let _ = reply.send(a.offer(call, now));
             }
             AgentMsg::Answered(call) => log_refusal(&self.id, a.answered(call, now)),
+            AgentMsg::Dial { call, reply } => {
+                let _ = reply.send(a.dialed(call, now));
+            }
             AgentMsg::Missed(call) => log_refusal(&self.id, a.missed(call, now)),
             AgentMsg::Withdrawn(call) => log_refusal(&self.id, a.offer_withdrawn(call, now)),
             AgentMsg::HungUp { call, wrap_up } => {
@@ -834,6 +844,139 @@ impl Actor for CallActor {
                 ..
             }) => m.queue_position(position, expected_wait),
             CallMsg::Tick => m.handle_timeout(now),
+        }
+        self.settle(&myself, state);
+        Ok(())
+    }
+}
+
+/// What an outbound call's actor asks of its legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundCommand {
+    DialAgent,
+    DialCustomer,
+    Ringback,
+    Bridge,
+    HangUpAgent,
+    HangUpCustomer,
+    /// The record is written; whatever leg is still up is the shell's to
+    /// end.
+    Finished,
+}
+
+/// Messages to an outbound call's actor: what happened on its legs.
+#[derive(Debug)]
+pub enum OutboundMsg {
+    AgentAnswered,
+    AgentFailed,
+    AgentHungUp,
+    CustomerRinging,
+    CustomerAnswered,
+    /// A final non-2xx response to the customer's INVITE (408: none).
+    CustomerFailed(u16),
+    CustomerHungUp,
+    /// The conversation is being recorded into this file.
+    Recording(String),
+    Tick,
+}
+
+/// An outbound call's actor: configuration. The machine is the spawn
+/// argument.
+#[derive(Debug)]
+pub struct OutboundActor {
+    pub call: CallId,
+    pub clock: Clock,
+    pub telephony: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
+    pub agent: ActorRef<AgentMsg>,
+    pub records: mpsc::UnboundedSender<CallRecord>,
+}
+
+/// An outbound call's actor state.
+#[derive(Debug)]
+pub struct OutboundState {
+    machine: OutboundCall,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<OutboundMsg>>>>,
+}
+
+impl OutboundActor {
+    fn settle(&self, myself: &ActorRef<OutboundMsg>, state: &mut OutboundState) {
+        let call = self.call;
+        let tell = |cmd| {
+            let _ = self.telephony.send((call, cmd));
+        };
+        while let Some(a) = state.machine.poll_action() {
+            match a {
+                OutboundAction::DialAgent => tell(OutboundCommand::DialAgent),
+                OutboundAction::DialCustomer => tell(OutboundCommand::DialCustomer),
+                OutboundAction::Ringback => tell(OutboundCommand::Ringback),
+                OutboundAction::Bridge => tell(OutboundCommand::Bridge),
+                OutboundAction::HangUpAgent => tell(OutboundCommand::HangUpAgent),
+                OutboundAction::HangUpCustomer => tell(OutboundCommand::HangUpCustomer),
+                OutboundAction::AgentFree => {
+                    let _ = self.agent.cast(AgentMsg::HungUp {
+                        call,
+                        wrap_up: Duration::ZERO,
+                    });
+                }
+                OutboundAction::Record(record) => {
+                    let _ = self.records.send(*record);
+                    tell(OutboundCommand::Finished);
+                    myself.stop(None);
+                }
+            }
+        }
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        if let Some(at) = state.machine.poll_timeout() {
+            state.timer = Some(myself.send_after(self.clock.until(at), || OutboundMsg::Tick));
+        }
+    }
+}
+
+impl Actor for OutboundActor {
+    type Msg = OutboundMsg;
+    type State = OutboundState;
+    type Arguments = OutboundCall;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<OutboundMsg>,
+        machine: OutboundCall,
+    ) -> Result<OutboundState, ActorProcessingErr> {
+        Ok(OutboundState {
+            machine,
+            timer: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<OutboundMsg>,
+        state: &mut OutboundState,
+    ) -> Result<(), ActorProcessingErr> {
+        self.settle(&myself, state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<OutboundMsg>,
+        msg: OutboundMsg,
+        state: &mut OutboundState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        let m = &mut state.machine;
+        match msg {
+            OutboundMsg::AgentAnswered => m.agent_answered(now),
+            OutboundMsg::AgentFailed => m.agent_failed(now),
+            OutboundMsg::AgentHungUp => m.agent_hung_up(now),
+            OutboundMsg::CustomerRinging => m.customer_ringing(),
+            OutboundMsg::CustomerAnswered => m.customer_answered(now),
+            OutboundMsg::CustomerFailed(code) => m.customer_failed(code, now),
+            OutboundMsg::CustomerHungUp => m.customer_hung_up(now),
+            OutboundMsg::Recording(file) => m.recording(file),
+            OutboundMsg::Tick => m.handle_timeout(now),
         }
         self.settle(&myself, state);
         Ok(())

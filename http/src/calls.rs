@@ -12,7 +12,7 @@ use crate::config::tenant_record;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::mirror::{
-    Direction, HangupReason, HangupSide, LegKind, OverflowReason, RingOutcome, Role,
+    DialOutcome, Direction, HangupReason, HangupSide, LegKind, OverflowReason, RingOutcome, Role,
 };
 use crate::AppState;
 use axum::body::Body;
@@ -137,6 +137,8 @@ pub struct CallDoc {
     pub legs: Vec<LegDoc>,
     /// Whether a recording can be downloaded.
     pub recorded: bool,
+    /// Outbound calls: how dialing the customer ended.
+    pub outcome: Option<DialOutcome>,
 }
 
 fn ms(d: std::time::Duration) -> u64 {
@@ -213,6 +215,7 @@ pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
             })
             .collect(),
         recorded: r.recording.is_some(),
+        outcome: r.outcome.map(Into::into),
     }
 }
 

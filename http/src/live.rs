@@ -216,6 +216,15 @@ pub enum Event {
         agent: String,
         pop: Box<ScreenPop>,
     },
+    /// An outbound call's agent answered its device: the customer's
+    /// number is being dialed.
+    #[serde(rename = "call.dialing")]
+    CallDialing {
+        version: u32,
+        agent: String,
+        call: String,
+        number: String,
+    },
     #[serde(rename = "call.answered")]
     CallAnswered {
         version: u32,
@@ -229,6 +238,9 @@ pub enum Event {
         call: String,
         group: Option<String>,
         hangup_reason: String,
+        /// Outbound calls: `answered`, `busy`, `no_answer`, `rejected`,
+        /// `unreachable`, `cancelled` or `agent_no_answer`.
+        outcome: Option<String>,
     },
     /// A skill group's queue changed.
     #[serde(rename = "group.queue")]
@@ -254,6 +266,7 @@ impl Event {
             Event::AgentStatus { agent, .. }
             | Event::Ringing { agent, .. }
             | Event::CallAnswered { agent, .. }
+            | Event::CallDialing { agent, .. }
             | Event::ContactPlanDue { agent, .. } => Some(agent),
             Event::CallEnded { agent, .. } => agent.as_deref(),
             Event::GroupQueue { .. } => None,
@@ -287,6 +300,14 @@ pub trait Live: Send + Sync {
     fn agent<'a>(&'a self, tenant: &'a TenantId, agent: &'a AgentId) -> LiveFuture<'a, AgentNow>;
     fn agents<'a>(&'a self, tenant: &'a TenantId) -> LiveFuture<'a, Vec<AgentNow>>;
     fn groups<'a>(&'a self, tenant: &'a TenantId) -> LiveFuture<'a, Vec<GroupNow>>;
+    /// `agent` calls `number` from the phone bar (外呼): its device rings
+    /// first, then the customer through the tenant's trunk.
+    fn dial<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        number: String,
+    ) -> LiveFuture<'a, Dialing>;
     /// The tenant's events from now on.
     fn events(&self, tenant: &TenantId) -> Option<broadcast::Receiver<Event>>;
     /// The node's Prometheus metrics, in the text format.
@@ -429,6 +450,45 @@ async fn set_status(
             .set_status(&caller.tenant, &agent, status.into(), by)
             .await?,
     ))
+}
+
+/// An outbound call to place from the phone bar.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dial {
+    /// The customer's number: digits, optionally with a leading `+`.
+    pub number: String,
+}
+
+/// An outbound call under way: the agent's device rings now; the
+/// customer is dialed once the agent answers. Its progress comes on the
+/// WebSocket (`call.dialing`, `call.answered`, `call.ended`) and its
+/// record, with the outcome, under `/api/v1/calls/{call}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Dialing {
+    /// The call's id (hex).
+    pub call: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/calls", tag = "live",
+    params(("agent" = String, Path, description = "the agent placing the call")),
+    request_body = Dial,
+    responses((status = 202, body = Dialing), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn dial(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Dial>,
+) -> ApiResult<(StatusCode, Json<Dialing>)> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    crate::common::check_number("number", &body.number)?;
+    let started = live(&state)?
+        .dial(&caller.tenant, &agent, body.number)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
 /// The agents' monitor (坐席监控): every agent now and the counts by
@@ -651,6 +711,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_in))
         .routes(routes!(sign_out))
         .routes(routes!(get_status, set_status))
+        .routes(routes!(dial))
         .routes(routes!(monitor_agents))
         .routes(routes!(monitor_groups))
         .routes(routes!(monitor_traffic))

@@ -101,6 +101,13 @@ mirror_enum!(RingOutcome => m::RingOutcome { Answered, NoAnswer, Failed, Cancell
 
 mirror_enum!(LegKind => m::LegKind { Customer, Agent, ThirdParty });
 
+mirror_enum!(
+    /// How an outbound call's dialing ended (外呼结果).
+    DialOutcome => m::DialOutcome {
+        Answered, Busy, NoAnswer, Rejected, Unreachable, Cancelled, AgentNoAnswer
+    }
+);
+
 mirror_enum!(OverflowReason => m::OverflowReason { MaxQueueTime, NoAgent });
 
 mirror_enum!(

@@ -624,6 +624,7 @@ pub async fn load_tenant(
                         call: r.call.to_string(),
                         group: r.group.clone(),
                         hangup_reason: reason,
+                        outcome: r.outcome.map(|o| o.as_str().to_owned()),
                     },
                 );
                 tracing::info!(
@@ -631,6 +632,7 @@ pub async fn load_tenant(
                     agent = r.agent.as_ref().map(|a| a.0.as_str()).unwrap_or("-"),
                     group = r.group.as_deref().unwrap_or("-"),
                     hangup = ?r.hangup_reason,
+                    outcome = r.outcome.map(|o| o.as_str()).unwrap_or("-"),
                     secs = r.end.since(r.start).as_secs(),
                     "call finished"
                 );

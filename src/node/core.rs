@@ -28,7 +28,7 @@ use switchboard_actors::agent::Device;
 use switchboard_actors::call::{CallSetup, InboundCall};
 use switchboard_actors::ivr::IvrOutcome;
 use switchboard_actors::ivr::{LocalTime, ScheduleExt};
-use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, TelephonyCommand};
+use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, OutboundCommand, TelephonyCommand};
 use switchboard_actors::{AgentId, CallId, TenantId, Timestamp};
 use switchboard_media::sip::dialog::{authenticated_retry, OutgoingInvite};
 use switchboard_media::sip::dialog::{
@@ -105,6 +105,13 @@ pub enum CallNotice {
     },
     /// What that change means, read from the store.
     Apply(Box<reload::Change>),
+    /// An agent dials a number from the phone bar.
+    Dial {
+        tenant: TenantId,
+        agent: AgentId,
+        number: String,
+        reply: cc::outbound::DialReply,
+    },
 }
 
 struct Call {
@@ -149,6 +156,10 @@ pub struct SipCore {
     outgoing: HashMap<TransactionId, (CallId, cc::Target)>,
     telephony_tx: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
     telephony_rx: Option<mpsc::UnboundedReceiver<(CallId, TelephonyCommand)>>,
+    /// Outbound calls from the phone bar, and what their actors ask.
+    ob: HashMap<CallId, cc::outbound::ObCall>,
+    ob_tx: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
+    ob_rx: Option<mpsc::UnboundedReceiver<(CallId, OutboundCommand)>>,
     leg_tx: mpsc::UnboundedSender<(u64, LegEvent)>,
     leg_rx: Option<mpsc::UnboundedReceiver<(u64, LegEvent)>>,
 }
@@ -174,6 +185,7 @@ impl SipCore {
         let timers = TimerConfig::default();
         let (telephony_tx, telephony_rx) = mpsc::unbounded_channel();
         let (leg_tx, leg_rx) = mpsc::unbounded_channel();
+        let (ob_tx, ob_rx) = mpsc::unbounded_channel();
         SipCore {
             transport,
             layer: TransactionLayer::new(timers),
@@ -202,6 +214,9 @@ impl SipCore {
             outgoing: HashMap::new(),
             telephony_tx,
             telephony_rx: Some(telephony_rx),
+            ob: HashMap::new(),
+            ob_tx,
+            ob_rx: Some(ob_rx),
             leg_tx,
             leg_rx: Some(leg_rx),
         }
@@ -212,8 +227,10 @@ impl SipCore {
             self.notices_rx.take(),
             self.telephony_rx.take(),
             self.leg_rx.take(),
+            self.ob_rx.take(),
         );
-        let (Some(mut notices), Some(mut telephony), Some(mut legs)) = started else {
+        let (Some(mut notices), Some(mut telephony), Some(mut legs), Some(mut outbound)) = started
+        else {
             anyhow::bail!("core started twice");
         };
         loop {
@@ -231,11 +248,17 @@ impl SipCore {
                         while let Ok((call, cmd)) = telephony.try_recv() {
                             self.handle_telephony(call, cmd, Instant::now()).await;
                         }
+                        while let Ok((call, cmd)) = outbound.try_recv() {
+                            self.handle_outbound(call, cmd, Instant::now()).await;
+                        }
                     }
                     self.handle_notice(n, Instant::now()).await;
                 }
                 Some((call, cmd)) = telephony.recv() => {
                     self.handle_telephony(call, cmd, Instant::now()).await;
+                }
+                Some((call, cmd)) = outbound.recv() => {
+                    self.handle_outbound(call, cmd, Instant::now()).await;
                 }
                 Some((tag, event)) = legs.recv() => self.handle_leg_event(CallId(tag), event),
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
@@ -759,6 +782,12 @@ impl SipCore {
             CallNotice::Hangup(id) => self.hang_up(&id, now),
             CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
             CallNotice::CheckDevice { tenant, agent } => self.check_device(&tenant, &agent, now),
+            CallNotice::Dial {
+                tenant,
+                agent,
+                number,
+                reply,
+            } => self.start_outbound(tenant, agent, number, reply, now).await,
         }
     }
 

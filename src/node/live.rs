@@ -13,7 +13,7 @@ use switchboard_actors::agent::{AgentError, Device};
 use switchboard_actors::shell::{AgentMsg, AgentSnapshot, GroupMsg};
 use switchboard_actors::{AgentId, TenantId};
 use switchboard_http::live::{
-    AgentNow, By, DeviceDoc, Event, GroupNow, Live, LiveError, LiveFuture, StatusDoc,
+    AgentNow, By, DeviceDoc, Dialing, Event, GroupNow, Live, LiveError, LiveFuture, StatusDoc,
 };
 use switchboard_storage::model::{self as m, Timestamp};
 use switchboard_storage::Store;
@@ -221,6 +221,35 @@ fn shell_by(by: By) -> m::Actor {
 }
 
 impl Live for LiveHub {
+    fn dial<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        number: String,
+    ) -> LiveFuture<'a, Dialing> {
+        Box::pin(async move {
+            let core = self
+                .core
+                .get()
+                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let (reply, placed) = tokio::sync::oneshot::channel();
+            core.send(CallNotice::Dial {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                number,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let call = placed
+                .await
+                .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))??;
+            Ok(Dialing {
+                call: call.to_string(),
+            })
+        })
+    }
+
     fn sign_in<'a>(
         &'a self,
         tenant: &'a TenantId,

@@ -178,6 +178,50 @@ impl Node {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
+    /// One request to the node's HTTP API: the status and the JSON body
+    /// (`null` when there is none).
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).expect("connect to the HTTP API");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        // HTTP/1.0: the answer is not chunked and the connection closes.
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.http,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text
+            .get(9..12)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text}"));
+        let json = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Logs `user` of the demo tenant in: its API token.
+    pub fn login(&self, user: &str, password: &str) -> String {
+        let body = serde_json::json!({"tenant": "demo", "user": user, "password": password});
+        let (status, v) = self.api("POST", "/api/v1/auth/login", None, Some(&body));
+        assert_eq!(status, 200, "login of {user}: {v}");
+        v["token"].as_str().expect("a token").to_owned()
+    }
+
     /// Waits (bounded) until the metric `name` reads `value`; its last
     /// reading.
     pub fn wait_metric(&self, name: &str, value: f64, within: Duration) -> Option<f64> {

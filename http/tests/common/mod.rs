@@ -111,6 +111,7 @@ pub fn call_record(
         location: None,
         recording: Some(format!("recordings/{}.wav", CallId(id))),
         node: NodeId::from("n1"),
+        outcome: None,
     }
 }
 

@@ -4,6 +4,8 @@
 //! legs and dialogs; what happens on them goes back to the actor. Outgoing
 //! legs (agents' phones) are our INVITEs, rung and cancelled here.
 
+pub(super) mod outbound;
+
 use super::*;
 use switchboard_actors::shell::RingContext;
 use switchboard_http::live::{Event, ScreenPop};
@@ -53,7 +55,7 @@ pub(super) enum Target {
 
 /// Where an INVITE of ours goes: a registered phone, or a number through
 /// the tenant's trunk.
-struct Dial {
+pub(super) struct Dial {
     request_uri: String,
     from: String,
     to: String,
@@ -397,12 +399,7 @@ impl SipCore {
             .unwrap_or_else(|| "switchboard".into());
         let dial = match handle.as_ref().map(|h| &h.device) {
             Some(Device::Sip { account }) => {
-                let binding = self
-                    .registrar
-                    .lookup(&c.tenant.0, account, unix)
-                    .into_iter()
-                    .next();
-                let Some(binding) = binding else {
+                let Some(dial) = self.phone_dial(&c.tenant, account, &caller, unix) else {
                     tracing::info!(%call, %agent, "agent phone not registered");
                     if let Some(h) = &handle {
                         let _ = h.actor.cast(AgentMsg::DeviceOnline(false));
@@ -410,20 +407,7 @@ impl SipCore {
                     let _ = actor.cast(CallMsg::AgentFailed(agent));
                     return;
                 };
-                let transport = if binding.transport.eq_ignore_ascii_case("TCP") {
-                    Transport::Tcp
-                } else {
-                    Transport::Udp
-                };
-                let host = self.contact_host_for(binding.source);
-                Some(Dial {
-                    request_uri: binding.contact.clone(),
-                    from: format!("\"{caller}\" <sip:{caller}@{host}>"),
-                    to: format!("<sip:{account}@{host}>"),
-                    dest: binding.destination(),
-                    transport,
-                    credentials: None,
-                })
+                Some(dial)
             }
             Some(Device::Mobile { number }) => match trunk {
                 Some(t) => self.trunk_dial(&t, number).await,
@@ -524,9 +508,39 @@ impl SipCore {
         });
     }
 
+    /// An INVITE to SIP account `account`'s registered phone, showing
+    /// `caller`; `None` while it is not registered.
+    pub(super) fn phone_dial(
+        &self,
+        tenant: &TenantId,
+        account: &str,
+        caller: &str,
+        unix: u64,
+    ) -> Option<Dial> {
+        let binding = self
+            .registrar
+            .lookup(&tenant.0, account, unix)
+            .into_iter()
+            .next()?;
+        let transport = if binding.transport.eq_ignore_ascii_case("TCP") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let host = self.contact_host_for(binding.source);
+        Some(Dial {
+            request_uri: binding.contact.clone(),
+            from: format!("\"{caller}\" <sip:{caller}@{host}>"),
+            to: format!("<sip:{account}@{host}>"),
+            dest: binding.destination(),
+            transport,
+            credentials: None,
+        })
+    }
+
     /// An INVITE to `number` through `trunk`: From is the trunk's caller
     /// ID, the gateway's name is looked up now.
-    async fn trunk_dial(&self, trunk: &Trunk, number: &str) -> Option<Dial> {
+    pub(super) async fn trunk_dial(&self, trunk: &Trunk, number: &str) -> Option<Dial> {
         let gateway = if trunk.gateway.contains(':') {
             trunk.gateway.clone()
         } else {
@@ -562,19 +576,44 @@ impl SipCore {
     /// Sends our INVITE with an offer for a new leg of `call`; false if it
     /// could not go out.
     async fn dial(&mut self, call: CallId, target: Target, dial: Dial, now: Instant) -> bool {
-        let advertise = self.media_ip_for(dial.dest);
-        // Outgoing legs report nothing the call needs: keys come from the
-        // customer.
-        let (quiet, _) = mpsc::unbounded_channel();
         let name = match &target {
             Target::Agent(a) => format!("agent-{a}-{call}@switchboard"),
             Target::External => format!("external-{call}@switchboard"),
         };
+        let Some(leg) = self.send_invite(call, &target, name, dial, now).await else {
+            return false;
+        };
+        if let Some(c) = self.cc.get_mut(&call) {
+            match target {
+                Target::Agent(a) => {
+                    c.agents.insert(a, leg);
+                }
+                Target::External => c.external = Some(leg),
+            }
+        }
+        true
+    }
+
+    /// A new media leg and our INVITE with its offer, for `target` of
+    /// `call` (its responses come to [`Self::handle_out_response`]);
+    /// `None` if it could not go out.
+    pub(super) async fn send_invite(
+        &mut self,
+        call: CallId,
+        target: &Target,
+        name: String,
+        dial: Dial,
+        now: Instant,
+    ) -> Option<OutLeg> {
+        let advertise = self.media_ip_for(dial.dest);
+        // Outgoing legs report nothing the call needs: keys come from the
+        // customer.
+        let (quiet, _) = mpsc::unbounded_channel();
         let leg = match Leg::start(&self.media.ports, advertise, call.0, name, quiet).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "no media for an outgoing leg");
-                return false;
+                return None;
             }
         };
         let local = LocalMedia::new(leg.local.ip(), leg.local.port());
@@ -599,12 +638,12 @@ impl SipCore {
             Ok(tx) => tx,
             Err(e) => {
                 tracing::warn!(error = %e, "INVITE not sent");
-                return false;
+                return None;
             }
         };
         tracing::info!(%call, target = ?target, uri = %dial.request_uri, "dialing");
         self.outgoing.insert(tx, (call, target.clone()));
-        let leg = OutLeg {
+        Some(OutLeg {
             leg,
             local,
             invite,
@@ -615,16 +654,7 @@ impl SipCore {
             credentials: dial.credentials,
             authenticated: false,
             cancelled: false,
-        };
-        if let Some(c) = self.cc.get_mut(&call) {
-            match target {
-                Target::Agent(a) => {
-                    c.agents.insert(a, leg);
-                }
-                Target::External => c.external = Some(leg),
-            }
-        }
-        true
+        })
     }
 
     /// A response to one of our INVITEs (`None`: no answer at all).
@@ -637,6 +667,9 @@ impl SipCore {
         let Some((call, target)) = self.outgoing.get(&tx).cloned() else {
             return;
         };
+        if self.is_outbound(call) {
+            return self.handle_ob_response(tx, call, target, resp, now);
+        }
         let code = resp.as_ref().map_or(408, |r| r.code);
         if code < 200 {
             if code == 180 || code == 183 {
@@ -662,32 +695,14 @@ impl SipCore {
         let Some(out) = out else {
             return;
         };
-        // RFC 3261 §22.2: a challenge from the trunk is answered once.
-        if let (Some(r), Some((user, pass)), false, false) = (
-            resp.as_ref().filter(|r| r.code == 401 || r.code == 407),
-            out.credentials.clone(),
-            out.authenticated,
-            out.cancelled,
-        ) {
-            let via = make_via(out.transport.as_str(), &host, &new_branch(rand::random()));
-            let cnonce = format!("{:016x}", rand::random::<u64>());
-            match authenticated_retry(&out.invite, r, &user, &pass, &via, &cnonce) {
-                Ok(retry) => match self
-                    .layer
-                    .send_request(&retry, out.dest, out.transport, now)
-                {
-                    Ok(new_tx) => {
-                        tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
-                        out.invite = retry;
-                        out.authenticated = true;
-                        self.outgoing.remove(&tx);
-                        self.outgoing.insert(new_tx, (call, target));
-                        return;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "authenticated INVITE not sent"),
-                },
-                Err(e) => tracing::warn!(error = %e, "cannot answer the trunk's challenge"),
-            }
+        if let Some(new_tx) = resp
+            .as_ref()
+            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
+        {
+            tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
+            self.outgoing.remove(&tx);
+            self.outgoing.insert(new_tx, (call, target));
+            return;
         }
         if code >= 300 {
             tracing::info!(%call, ?target, code, "the call was not taken");
@@ -716,49 +731,15 @@ impl SipCore {
         let Some(resp) = resp else {
             return;
         };
-        // A 2xx: the ACK goes out for every copy (§13.2.2.4).
-        if let Some(ack) = &out.ack {
-            let _ = self.layer.send_ack(ack, out.dest, out.transport);
+        let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) else {
             return;
-        }
-        let mut dialog = match Dialog::uac(&out.invite, &resp) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "unusable 2xx");
-                return;
-            }
         };
-        let via = make_via(out.transport.as_str(), &host, &new_branch(rand::random()));
-        let ack = dialog.request(Method::Ack, &via);
-        let _ = self.layer.send_ack(&ack, out.dest, out.transport);
-        out.ack = Some(ack);
-        let answer = std::str::from_utf8(&resp.body)
-            .map_err(|_| SdpError::NoAudio)
-            .and_then(|sdp| parse_answer(sdp, &out.local, Direction::SendRecv));
-        let dialog_id = dialog.id.clone();
-        out.dialog = Some(dialog_id.clone());
         let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
-        match answer {
-            Ok(answer) => out.leg.send(LegCmd::Remote(answer)),
-            Err(e) => tracing::warn!(error = %e, "the SDP answer is unusable"),
-        }
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
         };
-        self.calls.insert(
-            dialog_id.clone(),
-            Call {
-                dialog,
-                invite: None,
-                source: dest,
-                transport,
-                last_2xx: Vec::new(),
-                retransmit: None,
-                media: None,
-                cc: Some((call, party)),
-            },
-        );
+        self.add_out_dialog(dialog, dest, transport, (call, party));
         match target {
             Target::Agent(agent) if cancelled => {
                 // Answered as we gave up on it: end it at once.
@@ -788,6 +769,29 @@ impl SipCore {
                 }
             }
         }
+    }
+
+    /// Keeps the dialog one of our INVITEs made, for the requests in it.
+    pub(super) fn add_out_dialog(
+        &mut self,
+        dialog: Dialog,
+        dest: SocketAddr,
+        transport: Transport,
+        leg_of: (CallId, Party),
+    ) {
+        self.calls.insert(
+            dialog.id.clone(),
+            Call {
+                dialog,
+                invite: None,
+                source: dest,
+                transport,
+                last_2xx: Vec::new(),
+                retransmit: None,
+                media: None,
+                cc: Some(leg_of),
+            },
+        );
     }
 
     /// Hands the customer to an outside number through the trunk (an IVR
@@ -845,6 +849,9 @@ impl SipCore {
 
     /// A leg's peer sent BYE.
     pub(super) fn leg_hung_up(&mut self, call: CallId, party: Party, now: Instant) {
+        if self.is_outbound(call) {
+            return self.ob_leg_hung_up(call, party);
+        }
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
@@ -884,6 +891,9 @@ impl SipCore {
     /// before it (it failed), the node ends every leg, frees the agents
     /// and writes the record itself with what the media side knows.
     pub(super) fn call_actor_ended(&mut self, call: CallId, now: Instant) {
+        if self.is_outbound(call) {
+            return self.ob_actor_ended(call, now);
+        }
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
@@ -1008,5 +1018,78 @@ fn failed_record(
         location,
         recording: None,
         node: setup.node,
+        outcome: None,
     }
+}
+
+/// RFC 3261 §22.2: a 401/407 (from the trunk) to `out`'s INVITE is
+/// answered once, with its credentials; the new transaction, or `None`
+/// when there is nothing to answer with (no credentials, answered once
+/// already, given up) or the retry could not go out.
+pub(super) fn auth_retry(
+    layer: &mut TransactionLayer,
+    out: &mut OutLeg,
+    r: &Response,
+    host: &str,
+    now: Instant,
+) -> Option<TransactionId> {
+    if !matches!(r.code, 401 | 407) || out.authenticated || out.cancelled {
+        return None;
+    }
+    let (user, pass) = out.credentials.clone()?;
+    let via = make_via(out.transport.as_str(), host, &new_branch(rand::random()));
+    let cnonce = format!("{:016x}", rand::random::<u64>());
+    let retry = match authenticated_retry(&out.invite, r, &user, &pass, &via, &cnonce) {
+        Ok(retry) => retry,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot answer the trunk's challenge");
+            return None;
+        }
+    };
+    match layer.send_request(&retry, out.dest, out.transport, now) {
+        Ok(tx) => {
+            out.invite = retry;
+            out.authenticated = true;
+            Some(tx)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "authenticated INVITE not sent");
+            None
+        }
+    }
+}
+
+/// A 2xx to `out`'s INVITE: the ACK goes out for every copy
+/// (§13.2.2.4); the first makes the dialog (returned) and gives the leg
+/// its remote media.
+pub(super) fn accept_2xx(
+    layer: &mut TransactionLayer,
+    out: &mut OutLeg,
+    resp: &Response,
+    host: &str,
+) -> Option<Dialog> {
+    if let Some(ack) = &out.ack {
+        let _ = layer.send_ack(ack, out.dest, out.transport);
+        return None;
+    }
+    let mut dialog = match Dialog::uac(&out.invite, resp) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "unusable 2xx");
+            return None;
+        }
+    };
+    let via = make_via(out.transport.as_str(), host, &new_branch(rand::random()));
+    let ack = dialog.request(Method::Ack, &via);
+    let _ = layer.send_ack(&ack, out.dest, out.transport);
+    out.ack = Some(ack);
+    let answer = std::str::from_utf8(&resp.body)
+        .map_err(|_| SdpError::NoAudio)
+        .and_then(|sdp| parse_answer(sdp, &out.local, Direction::SendRecv));
+    match answer {
+        Ok(answer) => out.leg.send(LegCmd::Remote(answer)),
+        Err(e) => tracing::warn!(error = %e, "the SDP answer is unusable"),
+    }
+    out.dialog = Some(dialog.id.clone());
+    Some(dialog)
 }

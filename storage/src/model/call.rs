@@ -42,6 +42,57 @@ pub enum HangupReason {
     Failed,
 }
 
+/// How an outbound call's dialing ended (外呼结果).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DialOutcome {
+    /// The customer answered.
+    Answered,
+    /// The customer's line was busy (486, 600).
+    Busy,
+    /// It rang and nobody answered (480, 408 after ringing, our ring
+    /// timeout).
+    NoAnswer,
+    /// The customer declined (603, 403).
+    Rejected,
+    /// The number could not be reached (404, 484, 5xx, no answer at all,
+    /// no trunk).
+    Unreachable,
+    /// The agent gave up before the customer answered.
+    Cancelled,
+    /// The agent's own device did not answer, so the customer was never
+    /// dialed.
+    AgentNoAnswer,
+}
+
+impl DialOutcome {
+    /// The outcome of a final response to the customer's INVITE;
+    /// `rang`: a 180/183 came first.
+    pub fn of_final(code: u16, rang: bool) -> DialOutcome {
+        match code {
+            200..=299 => DialOutcome::Answered,
+            486 | 600 => DialOutcome::Busy,
+            480 => DialOutcome::NoAnswer,
+            408 if rang => DialOutcome::NoAnswer,
+            603 | 403 => DialOutcome::Rejected,
+            487 => DialOutcome::Cancelled,
+            _ => DialOutcome::Unreachable,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialOutcome::Answered => "answered",
+            DialOutcome::Busy => "busy",
+            DialOutcome::NoAnswer => "no_answer",
+            DialOutcome::Rejected => "rejected",
+            DialOutcome::Unreachable => "unreachable",
+            DialOutcome::Cancelled => "cancelled",
+            DialOutcome::AgentNoAnswer => "agent_no_answer",
+        }
+    }
+}
+
 /// How one ring attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,6 +219,9 @@ pub struct CallRecord {
     pub recording: Option<String>,
     /// The node that handled the call.
     pub node: NodeId,
+    /// Outbound calls: how dialing the customer ended.
+    #[serde(default)]
+    pub outcome: Option<DialOutcome>,
 }
 
 impl CallRecord {

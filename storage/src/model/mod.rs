@@ -40,8 +40,8 @@ pub use agent::{
     StatusKind, StatusPeriod,
 };
 pub use call::{
-    CallRecord, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind, NumberLocation,
-    RingAttempt, RingOutcome,
+    CallRecord, DialOutcome, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
+    NumberLocation, RingAttempt, RingOutcome,
 };
 pub use customer::{
     ContactPlan, ContactPlanStatus, Customer, ServiceSummary, Ticket, TicketStatus, TimelineEvent,

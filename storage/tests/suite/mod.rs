@@ -178,6 +178,7 @@ pub fn call(
         }),
         recording: agent.map(|_| format!("rec/{id}.wav")),
         node: NodeId::from("n1"),
+        outcome: None,
     }
 }
 

@@ -1,0 +1,444 @@
+//! Outbound calls from the phone bar (外呼): the agent's device is
+//! INVITEd first (its registered SIP phone, or its mobile number through
+//! the trunk); once it answers, the agent hears ring-back and the
+//! customer's number is INVITEd through the tenant's trunk with the
+//! tenant's caller ID; the customer's answer bridges the two legs and
+//! records the conversation. The [`OutboundActor`] decides; this side
+//! does what it asks and tells it what happened on the legs.
+
+use super::*;
+use switchboard_actors::outbound::{OutboundCall, OutboundSetup};
+use switchboard_actors::shell::{OutboundActor, OutboundCommand, OutboundMsg};
+use switchboard_http::live::LiveError;
+use switchboard_media::rtp::prompt::Prompt;
+use tokio::sync::oneshot;
+
+/// Where the node answers a phone-bar dial request: the new call's id.
+pub type DialReply = oneshot::Sender<Result<CallId, LiveError>>;
+
+/// An outbound call's legs and actor.
+pub(in crate::node::core) struct ObCall {
+    tenant: TenantId,
+    actor: ActorRef<OutboundMsg>,
+    agent: AgentId,
+    number: String,
+    agent_leg: Option<OutLeg>,
+    customer: Option<OutLeg>,
+    /// The actor wrote the record.
+    finished: bool,
+}
+
+/// The leg of an outbound call a target names.
+fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
+    match target {
+        Target::Agent(_) => &mut c.agent_leg,
+        Target::External => &mut c.customer,
+    }
+}
+
+/// China's ring-back tone: 450 Hz, one second on, four off.
+fn ringback() -> Prompt {
+    Prompt::tone(450.0, 5000, Duration::from_secs(1)).then(&Prompt::silence(Duration::from_secs(4)))
+}
+
+impl SipCore {
+    /// A phone-bar dial request.
+    pub(in crate::node::core) async fn start_outbound(
+        &mut self,
+        tenant: TenantId,
+        agent: AgentId,
+        number: String,
+        reply: DialReply,
+        now: Instant,
+    ) {
+        let placed = self.place(tenant, agent, number, now).await;
+        let _ = reply.send(placed);
+    }
+
+    async fn place(
+        &mut self,
+        tenant: TenantId,
+        agent: AgentId,
+        number: String,
+        now: Instant,
+    ) -> Result<CallId, LiveError> {
+        let unix = self.unix(now);
+        let center = self
+            .centers
+            .tenant(&tenant)
+            .ok_or_else(|| LiveError::NotFound(format!("no tenant {}", tenant.0)))?;
+        let handle = center
+            .agents
+            .get(&agent)
+            .cloned()
+            .ok_or_else(|| LiveError::NotFound(format!("no agent {}", agent.0)))?;
+        let trunk = center.trunk.clone().ok_or_else(|| {
+            LiveError::Conflict("the tenant has no trunk to call out through".into())
+        })?;
+        if let Device::Sip { account } = &handle.device {
+            if self.registrar.lookup(&tenant.0, account, unix).is_empty() {
+                return Err(LiveError::Conflict(format!(
+                    "the agent's phone (SIP account {account}) is not registered"
+                )));
+            }
+        }
+        let (clock, records, utc_offset) =
+            (center.clock, center.records.clone(), center.utc_offset);
+        let call = CallId(rand::random());
+        let on_it = ractor::call!(handle.actor, |reply| AgentMsg::Dial { call, reply })
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        on_it.map_err(|e| LiveError::Conflict(e.to_string()))?;
+        let setup = OutboundSetup {
+            tenant: tenant.clone(),
+            node: self.node.clone(),
+            utc_offset_minutes: utc_offset,
+            call,
+            agent: agent.clone(),
+            caller_id: trunk.caller_id.clone(),
+            number: number.clone(),
+        };
+        let machine = OutboundCall::start(setup, clock.now());
+        let shell = OutboundActor {
+            call,
+            clock,
+            telephony: self.ob_tx.clone(),
+            agent: handle.actor.clone(),
+            records,
+        };
+        let actor = match Actor::spawn(None, shell, machine).await {
+            Ok((a, done)) => {
+                let notices = self.notices_tx.clone();
+                tokio::spawn(async move {
+                    let _ = done.await;
+                    let _ = notices.send(CallNotice::ActorEnded(call)).await;
+                });
+                a
+            }
+            Err(e) => {
+                let _ = handle.actor.cast(AgentMsg::HungUp {
+                    call,
+                    wrap_up: Duration::ZERO,
+                });
+                return Err(LiveError::Unavailable(format!(
+                    "the call's actor did not start: {e}"
+                )));
+            }
+        };
+        tracing::info!(%call, %agent, %number, "outbound call: ringing the agent first");
+        let m = crate::node::metrics::get();
+        m.calls_active.inc();
+        m.actors.with_label_values(&["call"]).inc();
+        self.ob.insert(
+            call,
+            ObCall {
+                tenant,
+                actor,
+                agent,
+                number,
+                agent_leg: None,
+                customer: None,
+                finished: false,
+            },
+        );
+        Ok(call)
+    }
+
+    /// What an outbound call's actor asks of its legs.
+    pub(in crate::node::core) async fn handle_outbound(
+        &mut self,
+        call: CallId,
+        cmd: OutboundCommand,
+        now: Instant,
+    ) {
+        let Some(c) = self.ob.get(&call) else {
+            return;
+        };
+        let (tenant, agent, number, actor) = (
+            c.tenant.clone(),
+            c.agent.clone(),
+            c.number.clone(),
+            c.actor.clone(),
+        );
+        let center = self.centers.tenant(&tenant);
+        let trunk = center.and_then(|x| x.trunk.clone());
+        match cmd {
+            OutboundCommand::DialAgent => {
+                let device = center
+                    .and_then(|x| x.agents.get(&agent))
+                    .map(|h| h.device.clone());
+                let dial = match (device, &trunk) {
+                    (Some(Device::Sip { account }), _) => {
+                        self.phone_dial(&tenant, &account, &number, self.unix(now))
+                    }
+                    (Some(Device::Mobile { number: mobile }), Some(t)) => {
+                        self.trunk_dial(t, &mobile).await
+                    }
+                    _ => None,
+                };
+                let target = Target::Agent(agent.clone());
+                let leg = match dial {
+                    Some(d) => {
+                        let name = format!("agent-{agent}-{call}@switchboard");
+                        self.send_invite(call, &target, name, d, now).await
+                    }
+                    None => None,
+                };
+                match (leg, self.ob.get_mut(&call)) {
+                    (Some(leg), Some(c)) => c.agent_leg = Some(leg),
+                    _ => {
+                        tracing::info!(%call, %agent, "the agent's device cannot be reached");
+                        let _ = actor.cast(OutboundMsg::AgentFailed);
+                    }
+                }
+            }
+            OutboundCommand::DialCustomer => {
+                let dial = match &trunk {
+                    Some(t) => self.trunk_dial(t, &number).await,
+                    None => None,
+                };
+                let leg = match dial {
+                    Some(d) => {
+                        let name = format!("customer-{call}@switchboard");
+                        self.send_invite(call, &Target::External, name, d, now)
+                            .await
+                    }
+                    None => None,
+                };
+                match (leg, self.ob.get_mut(&call)) {
+                    (Some(leg), Some(c)) => {
+                        c.customer = Some(leg);
+                        self.hub.publish(
+                            &tenant,
+                            Event::CallDialing {
+                                version: 1,
+                                agent: agent.0.clone(),
+                                call: call.to_string(),
+                                number,
+                            },
+                        );
+                    }
+                    _ => {
+                        tracing::warn!(%call, "the customer cannot be dialed (no trunk, or its gateway is unreachable)");
+                        let _ = actor.cast(OutboundMsg::CustomerFailed(503));
+                    }
+                }
+            }
+            OutboundCommand::Ringback => {
+                if let Some(a) = self.ob.get(&call).and_then(|c| c.agent_leg.as_ref()) {
+                    a.leg.send(LegCmd::Play {
+                        prompt: ringback(),
+                        looped: true,
+                    });
+                }
+            }
+            OutboundCommand::Bridge => {
+                let legs = self
+                    .ob
+                    .get(&call)
+                    .and_then(|c| c.agent_leg.as_ref().zip(c.customer.as_ref()));
+                if let Some((a, cu)) = legs {
+                    a.leg.send(LegCmd::Stop);
+                    a.leg.send(LegCmd::Connect(cu.leg.inbox()));
+                    cu.leg.send(LegCmd::Connect(a.leg.inbox()));
+                    // Customer on the left, agent on the right.
+                    let file = format!("recordings/{call}.wav");
+                    cu.leg.send(LegCmd::RecordCall {
+                        path: self.data_dir.join(&file),
+                    });
+                    let _ = actor.cast(OutboundMsg::Recording(file));
+                    tracing::info!(%call, %agent, "agent and customer bridged");
+                    self.hub.publish(
+                        &tenant,
+                        Event::CallAnswered {
+                            version: 1,
+                            agent: agent.0.clone(),
+                            call: call.to_string(),
+                        },
+                    );
+                }
+            }
+            OutboundCommand::HangUpAgent => self.end_ob_leg(call, &Target::Agent(agent), now),
+            OutboundCommand::HangUpCustomer => self.end_ob_leg(call, &Target::External, now),
+            OutboundCommand::Finished => {
+                if let Some(c) = self.ob.get_mut(&call) {
+                    c.finished = true;
+                }
+                self.forget_ob_if_done(call);
+            }
+        }
+    }
+
+    /// Ends one leg: CANCEL while it rings, BYE once answered.
+    fn end_ob_leg(&mut self, call: CallId, target: &Target, now: Instant) {
+        let Some(c) = self.ob.get_mut(&call) else {
+            return;
+        };
+        let leg = slot(c, target);
+        let Some(out) = leg.as_mut() else {
+            return;
+        };
+        out.cancelled = true;
+        if let Some(d) = out.dialog.clone() {
+            *leg = None;
+            self.hang_up(&d, now);
+        } else {
+            // The leg stays until the INVITE's final response (487).
+            let cancel = cancel_for(&out.invite);
+            let (dest, transport) = (out.dest, out.transport);
+            if let Err(e) = self.layer.send_request(&cancel, dest, transport, now) {
+                tracing::debug!(error = %e, "CANCEL not sent");
+            }
+        }
+        self.forget_ob_if_done(call);
+    }
+
+    /// Whether `call` is an outbound call.
+    pub(in crate::node::core) fn is_outbound(&self, call: CallId) -> bool {
+        self.ob.contains_key(&call)
+    }
+
+    /// A response to one of an outbound call's INVITEs (`None`: none).
+    pub(in crate::node::core) fn handle_ob_response(
+        &mut self,
+        tx: TransactionId,
+        call: CallId,
+        target: Target,
+        resp: Option<Response>,
+        now: Instant,
+    ) {
+        let code = resp.as_ref().map_or(408, |r| r.code);
+        let Some(c) = self.ob.get_mut(&call) else {
+            return;
+        };
+        let actor = c.actor.clone();
+        if code < 200 {
+            if target == Target::External && matches!(code, 180 | 183) {
+                tracing::info!(%call, "the customer's phone rings");
+                let _ = actor.cast(OutboundMsg::CustomerRinging);
+            }
+            return;
+        }
+        let Some(dest) = slot(c, &target).as_ref().map(|o| o.dest) else {
+            return;
+        };
+        let host = self.contact_host_for(dest);
+        let Some(c) = self.ob.get_mut(&call) else {
+            return;
+        };
+        let leg = slot(c, &target);
+        let Some(out) = leg.as_mut() else {
+            return;
+        };
+        if let Some(new_tx) = resp
+            .as_ref()
+            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
+        {
+            tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
+            self.outgoing.remove(&tx);
+            self.outgoing.insert(new_tx, (call, target));
+            return;
+        }
+        if code >= 300 {
+            let cancelled = out.cancelled;
+            *leg = None;
+            self.outgoing.remove(&tx);
+            tracing::info!(%call, ?target, code, "outbound leg not answered");
+            if !cancelled {
+                let _ = actor.cast(match target {
+                    Target::Agent(_) => OutboundMsg::AgentFailed,
+                    Target::External => OutboundMsg::CustomerFailed(code),
+                });
+            }
+            self.forget_ob_if_done(call);
+            return;
+        }
+        let Some(resp) = resp else {
+            return;
+        };
+        let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) else {
+            return;
+        };
+        let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
+        let party = match &target {
+            Target::Agent(a) => Party::Agent(a.clone()),
+            Target::External => Party::External,
+        };
+        self.add_out_dialog(dialog, dest, transport, (call, party));
+        if cancelled {
+            // Answered as we gave up on it: end it at once.
+            self.end_ob_leg(call, &target, now);
+            return;
+        }
+        let _ = actor.cast(match target {
+            Target::Agent(_) => {
+                tracing::info!(%call, "the agent answered: dialing the customer");
+                OutboundMsg::AgentAnswered
+            }
+            Target::External => {
+                tracing::info!(%call, "the customer answered");
+                OutboundMsg::CustomerAnswered
+            }
+        });
+    }
+
+    /// A leg's peer sent BYE.
+    pub(in crate::node::core) fn ob_leg_hung_up(&mut self, call: CallId, party: Party) {
+        let Some(c) = self.ob.get_mut(&call) else {
+            return;
+        };
+        let msg = match party {
+            Party::Agent(_) => {
+                c.agent_leg = None;
+                OutboundMsg::AgentHungUp
+            }
+            Party::Customer | Party::External => {
+                c.customer = None;
+                OutboundMsg::CustomerHungUp
+            }
+        };
+        let _ = c.actor.cast(msg);
+        self.forget_ob_if_done(call);
+    }
+
+    /// The actor stopped. Before its record (it failed), the node ends
+    /// the legs and frees the agent.
+    pub(in crate::node::core) fn ob_actor_ended(&mut self, call: CallId, now: Instant) {
+        let Some(c) = self.ob.get_mut(&call) else {
+            return;
+        };
+        if c.finished {
+            return;
+        }
+        tracing::error!(%call, "the outbound call's actor failed: the node ends the call");
+        c.finished = true;
+        let (tenant, agent) = (c.tenant.clone(), c.agent.clone());
+        self.end_ob_leg(call, &Target::Agent(agent.clone()), now);
+        self.end_ob_leg(call, &Target::External, now);
+        let handle = self
+            .centers
+            .tenant(&tenant)
+            .and_then(|x| x.agents.get(&agent));
+        if let Some(h) = handle {
+            let _ = h.actor.cast(AgentMsg::HungUp {
+                call,
+                wrap_up: Duration::ZERO,
+            });
+        }
+        self.forget_ob_if_done(call);
+    }
+
+    /// Drops an outbound call once its record is written and no leg is
+    /// left.
+    fn forget_ob_if_done(&mut self, call: CallId) {
+        if self
+            .ob
+            .get(&call)
+            .is_some_and(|c| c.finished && c.agent_leg.is_none() && c.customer.is_none())
+        {
+            self.ob.remove(&call);
+            let m = crate::node::metrics::get();
+            m.calls_active.dec();
+            m.actors.with_label_values(&["call"]).dec();
+        }
+    }
+}
