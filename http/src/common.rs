@@ -113,10 +113,19 @@ pub fn check_number(field: &str, n: &str) -> ApiResult<()> {
     }
 }
 
-/// A non-empty text of at most `max` characters.
+/// A non-empty text of at most `max` characters, without control
+/// characters but line breaks and tabs.
 pub fn check_text(field: &str, s: &str, max: usize) -> ApiResult<()> {
     if s.trim().is_empty() {
         Err(ApiError::field(field, "must not be empty"))
+    } else if let Some(c) = s
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        Err(ApiError::field(
+            field,
+            format!("contains the control character {c:?}"),
+        ))
     } else if s.chars().count() > max {
         Err(ApiError::field(
             field,
