@@ -171,3 +171,108 @@ fn assert_nothing_left_up(node: &Node) {
         assert_eq!(left, Some(0.0), "{gauge} after the call");
     }
 }
+
+/// How much of `w` is one of the notes of the node's music on hold
+/// (Goertzel power at the note over the window's energy: 1.0 is a pure
+/// tone of that note, speech stays far below).
+fn music_share(w: &[i16]) -> f64 {
+    let energy: f64 = w.iter().map(|&x| f64::from(x).powi(2)).sum();
+    if energy == 0.0 {
+        return 0.0;
+    }
+    [523.25f64, 659.25, 783.99]
+        .iter()
+        .map(|hz| {
+            let k = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for &x in w {
+                let s0 = f64::from(x) + k * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            (s1 * s1 + s2 * s2 - k * s1 * s2) / (energy * w.len() as f64 / 2.0)
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The share of the loud 20 ms windows of `s` that are music on hold.
+fn music_windows(s: &[i16]) -> (usize, usize) {
+    let loud: Vec<&[i16]> = s.chunks(160).filter(|w| loud_windows(w) > 0).collect();
+    let music = loud.iter().filter(|w| music_share(w) > 0.5).count();
+    (music, loud.len())
+}
+
+#[test]
+fn the_agent_puts_the_customer_on_hold_with_music_and_takes_it_back() {
+    let mut node = Node::start();
+    // 1001 talks for about ten seconds once it answers.
+    let agent = Phone::auto_answer_saying(
+        &node,
+        "1001",
+        "pass1001",
+        "one two three four five six seven eight nine ten eleven twelve thirteen \
+         fourteen fifteen sixteen seventeen eighteen nineteen twenty",
+    );
+    let running = agent.spawn(30);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    // Not on a call yet: nothing to hold.
+    let (status, v) = node.api("POST", "/api/v1/agents/1001/hold", Some(&token), None);
+    assert_eq!(status, 409, "{v}");
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(
+        node.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "the agent never answered"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = c.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (music, loud) = music_windows(&c.heard_since(before));
+    assert!(loud > 20, "the customer did not hear the agent: {loud}");
+    assert!(
+        music * 10 < loud,
+        "music before the hold: {music} of {loud}"
+    );
+
+    let (status, v) = node.api("POST", "/api/v1/agents/1001/hold", Some(&token), None);
+    assert_eq!(status, 204, "{v}");
+    let held = c.elapsed();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        c.reinvites(),
+        vec!["sendonly"],
+        "hold is a sendonly re-INVITE"
+    );
+    let (music, loud) = music_windows(&c.heard_since(held + Duration::from_millis(300)));
+    assert!(loud > 50, "the held customer heard nothing: {loud}");
+    assert!(
+        music * 10 >= loud * 8,
+        "the held customer heard {music} windows of music in {loud}: the agent came through"
+    );
+    let (status, v) = node.api("POST", "/api/v1/agents/1001/hold", Some(&token), None);
+    assert_eq!(status, 409, "{v}");
+
+    let (status, v) = node.api("POST", "/api/v1/agents/1001/unhold", Some(&token), None);
+    assert_eq!(status, 204, "{v}");
+    let back = c.elapsed();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(c.reinvites(), vec!["sendonly", "sendrecv"]);
+    let (music, loud) = music_windows(&c.heard_since(back + Duration::from_millis(300)));
+    assert!(
+        loud > 20,
+        "the customer does not hear the agent again: {loud}"
+    );
+    assert!(music * 10 < loud, "music after the hold: {music} of {loud}");
+    let (status, v) = node.api("POST", "/api/v1/agents/1001/unhold", Some(&token), None);
+    assert_eq!(status, 409, "{v}");
+
+    assert!(c.hang_up());
+    let _ = Phone::output(running);
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    let r = calls.first().expect("call record");
+    assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    assert_nothing_left_up(&node);
+}

@@ -18,8 +18,9 @@ use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use switchboard_storage::model::{
-    Agent, ChangeReason, Device, DialOutcome, Direction, HangupReason, HangupSide, LegKind,
-    Node as IvrNode, RingOutcome, Status, Tenant, TenantId, Trunk, TrunkTransport,
+    Agent, ChangeReason, ContactPlan, ContactPlanStatus, Customer as Profile, Device, DialOutcome,
+    Direction, HangupReason, HangupSide, LegKind, Node as IvrNode, RingOutcome, Status, Tenant,
+    TenantId, Timestamp, Trunk, TrunkTransport,
 };
 use switchboard_storage::{Expect, Store};
 
@@ -252,7 +253,41 @@ fn a_caller_from_outside_never_reaches_the_trunk() {
 fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
     let (sipp, port, sipp_dir) = carrier();
     let dir = Node::fresh_data_dir();
-    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    // A customer 1001 planned to call back (回访).
+    seed_with_trunk(&dir, port, |store| {
+        Box::pin(async move {
+            let tenant = TenantId::from("demo");
+            let now = Timestamp(1_796_000_000_000);
+            store
+                .put_customer(&Profile {
+                    tenant: tenant.clone(),
+                    id: "c-wang".into(),
+                    name: "王先生".into(),
+                    numbers: vec!["13800138000".into()],
+                    fields: Default::default(),
+                    created: now,
+                    updated: now,
+                })
+                .await
+                .unwrap();
+            store
+                .put_contact_plan(&ContactPlan {
+                    tenant,
+                    id: "plan-1".into(),
+                    customer: "c-wang".into(),
+                    number: "13800138000".into(),
+                    agent: "1001".into(),
+                    due: now,
+                    note: "call back about the refund".into(),
+                    status: ContactPlanStatus::Pending,
+                    created: now,
+                    call: None,
+                    outcome: None,
+                })
+                .await
+                .unwrap();
+        })
+    });
     let mut node = Node::start_in(dir, &[]);
     // 1001 answers its own phone at once and talks until its speech
     // ends (about 4 s), then hangs up.
@@ -260,11 +295,12 @@ fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
     let running = agent.spawn(15);
     assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
     let token = node.login("1001", "pass1001");
+    // The phone bar dials the plan.
     let (status, v) = node.api(
         "POST",
         "/api/v1/agents/1001/calls",
         Some(&token),
-        Some(&json!({"number": "13800138000"})),
+        Some(&json!({"plan": "plan-1"})),
     );
     assert_eq!(status, 202, "{v}");
     let call = v["call"].as_str().expect("the call's id").to_owned();
@@ -323,6 +359,36 @@ fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
     );
     let (_, now) = node.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
     assert_eq!(now["status"]["status"], "ready", "{now}");
+    // The call is in the customer's timeline, and the plan is done with
+    // the call and its outcome.
+    assert_eq!(r.customer.as_deref(), Some("c-wang"), "{r:?}");
+    let mut plans = serde_json::Value::Null;
+    for _ in 0..50 {
+        plans = node
+            .api(
+                "GET",
+                "/api/v1/agents/1001/contact-plans",
+                Some(&token),
+                None,
+            )
+            .1;
+        if plans[0]["status"] == "done" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let plan = &plans[0];
+    assert_eq!(plan["status"], "done", "{plans}");
+    assert_eq!(plan["outcome"], "answered", "{plans}");
+    assert_eq!(plan["call"], call.as_str(), "{plans}");
+    // A done plan is not dialed again.
+    let (again, why) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&token),
+        Some(&json!({"plan": "plan-1"})),
+    );
+    assert_eq!(again, 409, "{why}");
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub struct OutboundSetup {
     pub caller_id: String,
     /// The customer's number.
     pub number: String,
+    /// Its customer profile, if known (the call joins its timeline).
+    pub customer: Option<String>,
 }
 
 /// What the machine asks its shell to do.
@@ -273,7 +275,7 @@ impl OutboundCall {
             caller: s.caller_id.clone(),
             dialed: s.number.clone(),
             customer_number: s.number.clone(),
-            customer: None,
+            customer: s.customer.clone(),
             start: self.started,
             end: now,
             ivr: IvrTrace::default(),
@@ -317,6 +319,7 @@ mod tests {
             agent: AgentId::from("1001"),
             caller_id: "02110000".into(),
             number: "13800138000".into(),
+            customer: Some("c1".into()),
         }
     }
 
@@ -366,6 +369,11 @@ mod tests {
             ("02110000", "13800138000")
         );
         assert_eq!(r.customer_number, "13800138000");
+        assert_eq!(
+            r.customer.as_deref(),
+            Some("c1"),
+            "in the customer's timeline"
+        );
         assert_eq!(r.hangup_side, HangupSide::Customer);
         assert_eq!(r.talk_time(), Duration::from_secs(60));
         assert_eq!(r.ring_time(), Duration::from_secs(10));

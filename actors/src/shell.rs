@@ -859,9 +859,11 @@ pub enum OutboundCommand {
     Bridge,
     HangUpAgent,
     HangUpCustomer,
-    /// The record is written; whatever leg is still up is the shell's to
-    /// end.
-    Finished,
+    /// The record is written, with this outcome; whatever leg is still
+    /// up is the shell's to end.
+    Finished {
+        outcome: Option<crate::outbound::DialOutcome>,
+    },
 }
 
 /// Messages to an outbound call's actor: what happened on its legs.
@@ -919,8 +921,9 @@ impl OutboundActor {
                     });
                 }
                 OutboundAction::Record(record) => {
+                    let outcome = record.outcome;
                     let _ = self.records.send(*record);
-                    tell(OutboundCommand::Finished);
+                    tell(OutboundCommand::Finished { outcome });
                     myself.stop(None);
                 }
             }

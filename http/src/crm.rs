@@ -617,6 +617,10 @@ pub struct ContactPlanDoc {
     /// Pending and past its time.
     pub overdue: bool,
     pub created: u64,
+    /// The outbound call that carried it out (dialed from the phone bar
+    /// with this plan), and how its dialing ended.
+    pub call: Option<String>,
+    pub outcome: Option<crate::mirror::DialOutcome>,
 }
 
 /// A new contact plan for a number.
@@ -665,6 +669,8 @@ fn plan_doc(p: ContactPlan, now: Timestamp) -> ContactPlanDoc {
         note: p.note,
         status: p.status.into(),
         created: p.created.0,
+        call: p.call.map(|c| c.to_string()),
+        outcome: p.outcome.map(Into::into),
     }
 }
 
@@ -778,6 +784,8 @@ async fn create_plan(
         note: body.note,
         status: m::ContactPlanStatus::Pending,
         created: now(),
+        call: None,
+        outcome: None,
     };
     state.store.put_contact_plan(&p).await?;
     Ok((StatusCode::CREATED, Json(plan_doc(p, now()))))

@@ -225,6 +225,14 @@ pub enum Event {
         call: String,
         number: String,
     },
+    /// The agent put its customer on hold (`held`) or took it off.
+    #[serde(rename = "call.held")]
+    CallHeld {
+        version: u32,
+        agent: String,
+        call: String,
+        held: bool,
+    },
     #[serde(rename = "call.answered")]
     CallAnswered {
         version: u32,
@@ -267,6 +275,7 @@ impl Event {
             | Event::Ringing { agent, .. }
             | Event::CallAnswered { agent, .. }
             | Event::CallDialing { agent, .. }
+            | Event::CallHeld { agent, .. }
             | Event::ContactPlanDue { agent, .. } => Some(agent),
             Event::CallEnded { agent, .. } => agent.as_deref(),
             Event::GroupQueue { .. } => None,
@@ -306,8 +315,12 @@ pub trait Live: Send + Sync {
         &'a self,
         tenant: &'a TenantId,
         agent: &'a AgentId,
-        number: String,
+        call: OutboundRequest,
     ) -> LiveFuture<'a, Dialing>;
+    /// Puts the customer `agent` talks to on hold (`on`), or takes it
+    /// off.
+    fn hold<'a>(&'a self, tenant: &'a TenantId, agent: &'a AgentId, on: bool)
+        -> LiveFuture<'a, ()>;
     /// The tenant's events from now on.
     fn events(&self, tenant: &TenantId) -> Option<broadcast::Receiver<Event>>;
     /// The node's Prometheus metrics, in the text format.
@@ -452,12 +465,27 @@ async fn set_status(
     ))
 }
 
-/// An outbound call to place from the phone bar.
+/// An outbound call to place from the phone bar: a number, or one of the
+/// agent's pending contact plans (its number is dialed and the plan is
+/// marked done with the call's outcome).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dial {
     /// The customer's number: digits, optionally with a leading `+`.
+    pub number: Option<String>,
+    /// A contact plan of the agent's.
+    pub plan: Option<String>,
+}
+
+/// What the node is asked to dial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
     pub number: String,
+    /// The customer profile of the number (the call shows in its
+    /// timeline).
+    pub customer: Option<String>,
+    /// The contact plan carried out.
+    pub plan: Option<String>,
 }
 
 /// An outbound call under way: the agent's device rings now; the
@@ -484,11 +512,78 @@ async fn dial(
 ) -> ApiResult<(StatusCode, Json<Dialing>)> {
     let agent = AgentId(id);
     acting_on(&caller, &agent)?;
-    crate::common::check_number("number", &body.number)?;
-    let started = live(&state)?
-        .dial(&caller.tenant, &agent, body.number)
-        .await?;
+    let request = match (body.number, body.plan) {
+        (Some(number), None) => {
+            crate::common::check_number("number", &number)?;
+            let customer = state
+                .store
+                .customer_by_number(&caller.tenant, &number)
+                .await?
+                .map(|c| c.id);
+            OutboundRequest {
+                number,
+                customer,
+                plan: None,
+            }
+        }
+        (None, Some(plan)) => {
+            let p = state
+                .store
+                .contact_plans(&caller.tenant, &agent)
+                .await?
+                .into_iter()
+                .find(|p| p.id == plan)
+                .ok_or_else(|| {
+                    ApiError::field("plan", format!("the agent has no contact plan {plan:?}"))
+                })?;
+            if p.status != m::ContactPlanStatus::Pending {
+                return Err(ApiError::conflict(format!(
+                    "contact plan {plan:?} is {:?}, not pending",
+                    p.status
+                )));
+            }
+            OutboundRequest {
+                number: p.number,
+                customer: Some(p.customer),
+                plan: Some(p.id),
+            }
+        }
+        _ => return Err(ApiError::field("number", "give either a number or a plan")),
+    };
+    let started = live(&state)?.dial(&caller.tenant, &agent, request).await?;
     Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/hold", tag = "live",
+    params(("agent" = String, Path, description = "the agent talking to the customer")),
+    responses((status = 204, description = "the customer is on hold and hears music"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    live(&state)?.hold(&caller.tenant, &agent, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/unhold", tag = "live",
+    params(("agent" = String, Path, description = "the agent whose customer is on hold")),
+    responses((status = 204, description = "agent and customer hear each other again"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn unhold(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    live(&state)?.hold(&caller.tenant, &agent, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The agents' monitor (坐席监控): every agent now and the counts by
@@ -712,6 +807,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_out))
         .routes(routes!(get_status, set_status))
         .routes(routes!(dial))
+        .routes(routes!(hold))
+        .routes(routes!(unhold))
         .routes(routes!(monitor_agents))
         .routes(routes!(monitor_groups))
         .routes(routes!(monitor_traffic))

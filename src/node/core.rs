@@ -105,11 +105,18 @@ pub enum CallNotice {
     },
     /// What that change means, read from the store.
     Apply(Box<reload::Change>),
+    /// An agent puts its customer on hold (`on`) or takes it off.
+    Hold {
+        tenant: TenantId,
+        agent: AgentId,
+        on: bool,
+        reply: cc::hold::HoldReply,
+    },
     /// An agent dials a number from the phone bar.
     Dial {
         tenant: TenantId,
         agent: AgentId,
-        number: String,
+        request: switchboard_http::live::OutboundRequest,
         reply: cc::outbound::DialReply,
     },
 }
@@ -156,6 +163,8 @@ pub struct SipCore {
     outgoing: HashMap<TransactionId, (CallId, cc::Target)>,
     telephony_tx: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
     telephony_rx: Option<mpsc::UnboundedReceiver<(CallId, TelephonyCommand)>>,
+    /// Our re-INVITEs (hold, unhold), by client transaction.
+    reinvites: HashMap<TransactionId, cc::hold::ReInvite>,
     /// Outbound calls from the phone bar, and what their actors ask.
     ob: HashMap<CallId, cc::outbound::ObCall>,
     ob_tx: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
@@ -214,6 +223,7 @@ impl SipCore {
             outgoing: HashMap::new(),
             telephony_tx,
             telephony_rx: Some(telephony_rx),
+            reinvites: HashMap::new(),
             ob: HashMap::new(),
             ob_tx,
             ob_rx: Some(ob_rx),
@@ -325,6 +335,15 @@ impl SipCore {
                 TransactionEvent::Terminated => {
                     self.invites.remove(&id);
                     self.outgoing.remove(&id);
+                    self.reinvite_done(&id);
+                }
+                TransactionEvent::Response(r) if self.is_reinvite(&id) => {
+                    self.handle_reinvite_response(id, Some(r));
+                }
+                TransactionEvent::Timeout(_) | TransactionEvent::TransportError
+                    if self.is_reinvite(&id) =>
+                {
+                    self.handle_reinvite_response(id, None);
                 }
                 TransactionEvent::Response(r) if self.outgoing.contains_key(&id) => {
                     agent_responses.push((id, Some(r)));
@@ -782,12 +801,21 @@ impl SipCore {
             CallNotice::Hangup(id) => self.hang_up(&id, now),
             CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
             CallNotice::CheckDevice { tenant, agent } => self.check_device(&tenant, &agent, now),
+            CallNotice::Hold {
+                tenant,
+                agent,
+                on,
+                reply,
+            } => self.hold(tenant, agent, on, reply, now),
             CallNotice::Dial {
                 tenant,
                 agent,
-                number,
+                request,
                 reply,
-            } => self.start_outbound(tenant, agent, number, reply, now).await,
+            } => {
+                self.start_outbound(tenant, agent, request, reply, now)
+                    .await
+            }
         }
     }
 

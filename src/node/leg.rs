@@ -44,6 +44,10 @@ pub enum LegCmd {
     /// Record the conversation: this leg's phone on the left, the bridged
     /// peer on the right, into a stereo WAV file.
     RecordCall { path: PathBuf },
+    /// Hold (with this music, looped) or take off hold (`None`): while
+    /// held nothing is relayed either way between this leg's phone and
+    /// the bridged peer; the recording goes on.
+    Hold(Option<Prompt>),
 }
 
 /// What a leg reports.
@@ -61,6 +65,22 @@ pub enum LegEvent {
 pub struct PeerPacket {
     pub bytes: Bytes,
     pub format: LegFormat,
+}
+
+/// Music on hold: a slow C-major arpeggio of pure tones (C5 E5 G5 E5,
+/// 300 ms each with 20 ms fades), quiet enough to sit under speech.
+pub fn music_on_hold() -> Prompt {
+    let mut samples = Vec::new();
+    for hz in [523.25f32, 659.25, 783.99, 659.25] {
+        let note = Prompt::tone(hz, 3000, Duration::from_millis(300));
+        let n = note.samples().len();
+        let fade = 160;
+        samples.extend(note.samples().iter().enumerate().map(|(i, &x)| {
+            let edge = i.min(n - 1 - i).min(fade);
+            (i32::from(x) * edge as i32 / fade as i32) as i16
+        }));
+    }
+    Prompt::new(samples)
 }
 
 /// One leg's media; dropping it ends the task and frees the ports.
@@ -140,6 +160,9 @@ struct State {
     /// What an announcement interrupted, resumed after it.
     paused: Option<Player>,
     peer: Option<mpsc::Sender<PeerPacket>>,
+    /// On hold: the phone hears music, not the peer, and the peer hears
+    /// nothing of it.
+    held: bool,
     voicemail: Option<Voicemail>,
     recording: Option<(CallRecording, PathBuf)>,
     dtmf: DtmfReceiver,
@@ -161,6 +184,7 @@ impl State {
             player: None,
             paused: None,
             peer: None,
+            held: false,
             voicemail: None,
             recording: None,
             dtmf: DtmfReceiver::new(8000),
@@ -203,6 +227,12 @@ impl State {
                 self.player = None;
                 self.paused = None;
                 self.peer = Some(p);
+            }
+            LegCmd::Hold(music) => {
+                self.held = music.is_some();
+                self.paused = None;
+                self.player = music.map(|m| Player::new(m, true));
+                self.out.mark();
             }
             LegCmd::Record { path, max_len } => {
                 let spec = hound::WavSpec {
@@ -271,6 +301,9 @@ impl State {
                 rec.push(Channel::Left, (h.ssrc, h.seq, h.ts), self.pcm.clone(), now);
             }
         }
+        if self.held {
+            return;
+        }
         if let (Some(p), Some(format)) = (&self.peer, self.format()) {
             let _ = p.try_send(PeerPacket {
                 bytes: Bytes::copy_from_slice(data),
@@ -303,7 +336,7 @@ impl State {
                 }
             }
         }
-        if !a.direction.sends() {
+        if !a.direction.sends() || self.held {
             return None;
         }
         match bridge::relay(&p.bytes, &p.format, &to, &mut self.out, &mut self.pkt) {

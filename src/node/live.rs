@@ -13,7 +13,8 @@ use switchboard_actors::agent::{AgentError, Device};
 use switchboard_actors::shell::{AgentMsg, AgentSnapshot, GroupMsg};
 use switchboard_actors::{AgentId, TenantId};
 use switchboard_http::live::{
-    AgentNow, By, DeviceDoc, Dialing, Event, GroupNow, Live, LiveError, LiveFuture, StatusDoc,
+    AgentNow, By, DeviceDoc, Dialing, Event, GroupNow, Live, LiveError, LiveFuture,
+    OutboundRequest, StatusDoc,
 };
 use switchboard_storage::model::{self as m, Timestamp};
 use switchboard_storage::Store;
@@ -221,11 +222,37 @@ fn shell_by(by: By) -> m::Actor {
 }
 
 impl Live for LiveHub {
+    fn hold<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        on: bool,
+    ) -> LiveFuture<'a, ()> {
+        Box::pin(async move {
+            self.agent_handle(tenant, agent)?;
+            let core = self
+                .core
+                .get()
+                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let (reply, done) = tokio::sync::oneshot::channel();
+            core.send(CallNotice::Hold {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                on,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            done.await
+                .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
+        })
+    }
+
     fn dial<'a>(
         &'a self,
         tenant: &'a TenantId,
         agent: &'a AgentId,
-        number: String,
+        request: OutboundRequest,
     ) -> LiveFuture<'a, Dialing> {
         Box::pin(async move {
             let core = self
@@ -236,7 +263,7 @@ impl Live for LiveHub {
             core.send(CallNotice::Dial {
                 tenant: tenant.clone(),
                 agent: agent.clone(),
-                number,
+                request,
                 reply,
             })
             .await

@@ -37,6 +37,9 @@ pub struct Customer {
     out: mpsc::Sender<Outgoing>,
     /// The node sent BYE (answered with 200 by the SIP thread).
     bye: Arc<AtomicBool>,
+    /// The directions the node's re-INVITEs offered (`sendonly` is hold),
+    /// in order; each was answered with 200 and the mirror direction.
+    reinvites: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     /// Messages the SIP thread did not handle itself.
     inbox: mpsc::Receiver<String>,
@@ -133,6 +136,7 @@ impl Customer {
             started,
             out: out_tx,
             bye: Arc::new(AtomicBool::new(false)),
+            reinvites: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             inbox,
             answered: status == 200,
@@ -146,6 +150,7 @@ impl Customer {
         // SIP: re-ACK retransmitted 200s, answer the node's BYE.
         {
             let (sip, ack, bye, stop) = (sip.clone(), ack.clone(), c.bye.clone(), c.stop.clone());
+            let (reinvites, contact) = (c.reinvites.clone(), c.contact.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 65536];
                 while !stop.load(Ordering::Relaxed) {
@@ -158,6 +163,32 @@ impl Customer {
                     } else if msg.starts_with("BYE ") {
                         let _ = sip.send_to(ok_for(&msg).as_bytes(), src);
                         bye.store(true, Ordering::Relaxed);
+                    } else if msg.starts_with("INVITE ") {
+                        // A re-INVITE: answered with the mirror direction.
+                        let offered = ["sendonly", "recvonly", "inactive"]
+                            .into_iter()
+                            .find(|d| msg.contains(&format!("a={d}")))
+                            .unwrap_or("sendrecv");
+                        let mine = match offered {
+                            "sendonly" => "recvonly",
+                            "recvonly" => "sendonly",
+                            other => other,
+                        };
+                        if let Ok(mut r) = reinvites.lock() {
+                            r.push(offered.to_owned());
+                        }
+                        let sdp = format!(
+                            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na={mine}\r\n"
+                        );
+                        let ok = ok_for(&msg).replace(
+                            "Content-Length: 0\r\n\r\n",
+                            &format!(
+                                "Contact: {contact}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                                sdp.len()
+                            ),
+                        );
+                        let _ = sip.send_to(ok.as_bytes(), src);
+                    } else if msg.starts_with("ACK ") {
                     } else if !msg.starts_with("SIP/2.0 1") {
                         let _ = inbox_tx.send(msg);
                     }
@@ -205,6 +236,11 @@ impl Customer {
             cid = self.call_id,
             contact = self.contact,
         )
+    }
+
+    /// The directions the node's re-INVITEs offered so far.
+    pub fn reinvites(&self) -> Vec<String> {
+        self.reinvites.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Presses `key` (RFC 4733: 100 ms, end packet sent three times).

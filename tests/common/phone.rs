@@ -6,6 +6,9 @@ use super::{free_port, rand_u32, require, Node};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// What a phone's user says.
+const SPEECH: &str = "one two three four five six seven eight nine ten";
+
 pub struct Phone {
     pub dir: PathBuf,
 }
@@ -13,16 +16,22 @@ pub struct Phone {
 impl Phone {
     /// A phone for account `user` that answers only what it dials.
     pub fn new(node: &Node, user: &str, password: &str) -> Phone {
-        Phone::with(node, user, password, false)
+        Phone::with(node, user, password, false, SPEECH)
     }
 
     /// A phone that answers incoming calls at once (an agent's desk phone
     /// in auto-answer mode).
     pub fn auto_answer(node: &Node, user: &str, password: &str) -> Phone {
-        Phone::with(node, user, password, true)
+        Phone::with(node, user, password, true, SPEECH)
     }
 
-    fn with(node: &Node, user: &str, password: &str, auto: bool) -> Phone {
+    /// An auto-answering phone whose user says `text` (and hangs up when
+    /// it is said).
+    pub fn auto_answer_saying(node: &Node, user: &str, password: &str, text: &str) -> Phone {
+        Phone::with(node, user, password, true, text)
+    }
+
+    fn with(node: &Node, user: &str, password: &str, auto: bool, text: &str) -> Phone {
         require("baresip", "baresip");
         require("espeak-ng", "espeak-ng");
         let dir =
@@ -33,7 +42,7 @@ impl Phone {
         let ok = Command::new("espeak-ng")
             .args(["-v", "en-us", "-w"])
             .arg(&speech)
-            .arg("one two three four five six seven eight nine ten")
+            .arg(text)
             .status()
             .map(|s| s.success())
             .unwrap_or(false);

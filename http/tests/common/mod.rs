@@ -324,6 +324,8 @@ async fn seed_other(store: &dyn Store, now: Timestamp) -> Result<()> {
             note: "call back".into(),
             status: m::ContactPlanStatus::Pending,
             created: now,
+            call: None,
+            outcome: None,
         })
         .await?;
     store

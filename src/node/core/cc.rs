@@ -4,6 +4,7 @@
 //! legs and dialogs; what happens on them goes back to the actor. Outgoing
 //! legs (agents' phones) are our INVITEs, rung and cancelled here.
 
+pub(super) mod hold;
 pub(super) mod outbound;
 
 use super::*;
@@ -40,6 +41,10 @@ pub(super) struct CcCall {
     pub(super) caller: String,
     pub(super) customer: Option<DialogId>,
     pub(super) customer_leg: Leg,
+    /// Our side of the customer's SDP, for the re-INVITEs of hold.
+    customer_sdp: (LocalSession, LocalMedia),
+    /// The agent put the customer on hold.
+    held: bool,
     pub(super) agents: HashMap<AgentId, OutLeg>,
     /// The outside number the customer was transferred to, through the
     /// trunk (the call record ended with the transfer; the legs live on).
@@ -70,6 +75,8 @@ pub(super) struct Dial {
 pub(super) struct OutLeg {
     leg: Leg,
     local: LocalMedia,
+    /// Our side of its SDP, for later offers (hold).
+    session: LocalSession,
     invite: Request,
     dest: SocketAddr,
     transport: Transport,
@@ -252,6 +259,8 @@ impl SipCore {
                 caller,
                 customer: Some(dialog_id),
                 customer_leg: leg,
+                customer_sdp: (session, local),
+                held: false,
                 agents: HashMap::new(),
                 external: None,
             },
@@ -617,8 +626,8 @@ impl SipCore {
             }
         };
         let local = LocalMedia::new(leg.local.ip(), leg.local.port());
-        let sdp = LocalSession::new(u64::from(rand::random::<u32>()), 1)
-            .offer(&local, Direction::SendRecv);
+        let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
+        let sdp = session.offer(&local, Direction::SendRecv);
         let host = self.contact_host_for(dial.dest);
         let out = OutgoingInvite {
             request_uri: dial.request_uri.clone(),
@@ -646,6 +655,7 @@ impl SipCore {
         Some(OutLeg {
             leg,
             local,
+            session,
             invite,
             dest: dial.dest,
             transport: dial.transport,

@@ -1,7 +1,7 @@
 //! Customers (客户信息), tickets (工单), service summaries (服务小结),
 //! contact plans (联系计划) and the customer timeline (历史动态).
 
-use super::{AgentId, CallId, CustomFields, TenantId, Timestamp};
+use super::{AgentId, CallId, CustomFields, DialOutcome, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A customer profile, matched to calls by its numbers.
@@ -83,6 +83,11 @@ pub struct ContactPlan {
     pub note: String,
     pub status: ContactPlanStatus,
     pub created: Timestamp,
+    /// The outbound call that carried it out, and how its dialing ended.
+    #[serde(default)]
+    pub call: Option<CallId>,
+    #[serde(default)]
+    pub outcome: Option<DialOutcome>,
 }
 
 /// What a timeline entry is about.

@@ -959,6 +959,8 @@ pub async fn customer_timeline(s: &dyn Store) -> Result<()> {
         note: "回访".into(),
         status: ContactPlanStatus::Pending,
         created: at(day0(), 10, 1, 0),
+        call: None,
+        outcome: None,
     };
     s.put_contact_plan(&plan).await?;
 
@@ -993,6 +995,8 @@ pub async fn contact_plans_by_agent(s: &dyn Store) -> Result<()> {
         note: String::new(),
         status: ContactPlanStatus::Pending,
         created: at(day0(), 1, 0, 0),
+        call: None,
+        outcome: None,
     };
     for p in [mk("p1", "a1", 15), mk("p2", "a1", 11), mk("p3", "a2", 9)] {
         s.put_contact_plan(&p).await?;

@@ -9,8 +9,9 @@
 use super::*;
 use switchboard_actors::outbound::{OutboundCall, OutboundSetup};
 use switchboard_actors::shell::{OutboundActor, OutboundCommand, OutboundMsg};
-use switchboard_http::live::LiveError;
+use switchboard_http::live::{LiveError, OutboundRequest};
 use switchboard_media::rtp::prompt::Prompt;
+use switchboard_storage::model::DialOutcome;
 use tokio::sync::oneshot;
 
 /// Where the node answers a phone-bar dial request: the new call's id.
@@ -18,14 +19,18 @@ pub type DialReply = oneshot::Sender<Result<CallId, LiveError>>;
 
 /// An outbound call's legs and actor.
 pub(in crate::node::core) struct ObCall {
-    tenant: TenantId,
-    actor: ActorRef<OutboundMsg>,
-    agent: AgentId,
-    number: String,
-    agent_leg: Option<OutLeg>,
-    customer: Option<OutLeg>,
+    pub(super) tenant: TenantId,
+    pub(super) actor: ActorRef<OutboundMsg>,
+    pub(super) agent: AgentId,
+    pub(super) number: String,
+    /// The contact plan the call carries out.
+    pub(super) plan: Option<String>,
+    pub(super) agent_leg: Option<OutLeg>,
+    pub(super) customer: Option<OutLeg>,
     /// The actor wrote the record.
-    finished: bool,
+    pub(super) finished: bool,
+    /// The agent put the customer on hold.
+    pub(super) held: bool,
 }
 
 /// The leg of an outbound call a target names.
@@ -47,11 +52,11 @@ impl SipCore {
         &mut self,
         tenant: TenantId,
         agent: AgentId,
-        number: String,
+        request: OutboundRequest,
         reply: DialReply,
         now: Instant,
     ) {
-        let placed = self.place(tenant, agent, number, now).await;
+        let placed = self.place(tenant, agent, request, now).await;
         let _ = reply.send(placed);
     }
 
@@ -59,9 +64,14 @@ impl SipCore {
         &mut self,
         tenant: TenantId,
         agent: AgentId,
-        number: String,
+        request: OutboundRequest,
         now: Instant,
     ) -> Result<CallId, LiveError> {
+        let OutboundRequest {
+            number,
+            customer,
+            plan,
+        } = request;
         let unix = self.unix(now);
         let center = self
             .centers
@@ -96,6 +106,7 @@ impl SipCore {
             agent: agent.clone(),
             caller_id: trunk.caller_id.clone(),
             number: number.clone(),
+            customer,
         };
         let machine = OutboundCall::start(setup, clock.now());
         let shell = OutboundActor {
@@ -135,9 +146,11 @@ impl SipCore {
                 actor,
                 agent,
                 number,
+                plan,
                 agent_leg: None,
                 customer: None,
                 finished: false,
+                held: false,
             },
         );
         Ok(call)
@@ -259,13 +272,50 @@ impl SipCore {
             }
             OutboundCommand::HangUpAgent => self.end_ob_leg(call, &Target::Agent(agent), now),
             OutboundCommand::HangUpCustomer => self.end_ob_leg(call, &Target::External, now),
-            OutboundCommand::Finished => {
-                if let Some(c) = self.ob.get_mut(&call) {
+            OutboundCommand::Finished { outcome } => {
+                let plan = self.ob.get_mut(&call).and_then(|c| {
                     c.finished = true;
+                    c.plan.take()
+                });
+                if let Some(plan) = plan {
+                    self.plan_done(tenant, agent, plan, call, outcome);
                 }
                 self.forget_ob_if_done(call);
             }
         }
+    }
+
+    /// Marks the contact plan a call carried out done, with the call and
+    /// its outcome (off the core's task).
+    fn plan_done(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        plan: String,
+        call: CallId,
+        outcome: Option<DialOutcome>,
+    ) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let found = match store.contact_plans(&tenant, &agent).await {
+                Ok(plans) => plans.into_iter().find(|p| p.id == plan),
+                Err(e) => {
+                    tracing::warn!(%call, plan, error = %e, "contact plan not read");
+                    return;
+                }
+            };
+            let Some(mut p) = found else {
+                tracing::warn!(%call, plan, "the call's contact plan is gone");
+                return;
+            };
+            p.status = ContactPlanStatus::Done;
+            p.call = Some(call);
+            p.outcome = outcome;
+            match store.put_contact_plan(&p).await {
+                Ok(()) => tracing::info!(%call, plan, "contact plan done"),
+                Err(e) => tracing::warn!(%call, plan, error = %e, "contact plan not marked done"),
+            }
+        });
     }
 
     /// Ends one leg: CANCEL while it rings, BYE once answered.
