@@ -11,7 +11,7 @@ use common::records::{status_log, wait_demo_calls, wait_demo_counters};
 use common::{sipp, Node};
 use std::time::Duration;
 use switchboard_storage::model::{
-    HangupReason, HangupSide, LegKind, RingOutcome, StatsScope, Status,
+    HangupReason, HangupSide, LegKind, RingOutcome, StatsScope, Status, TransferTarget,
 };
 
 #[test]
@@ -213,7 +213,7 @@ fn the_agent_puts_the_customer_on_hold_with_music_and_takes_it_back() {
         "one two three four five six seven eight nine ten eleven twelve thirteen \
          fourteen fifteen sixteen seventeen eighteen nineteen twenty",
     );
-    let running = agent.spawn(30);
+    let running = agent.spawn(25);
     assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
     let token = node.login("1001", "pass1001");
     // Not on a call yet: nothing to hold.
@@ -274,5 +274,133 @@ fn the_agent_puts_the_customer_on_hold_with_music_and_takes_it_back() {
     let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
     let r = calls.first().expect("call record");
     assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    assert_nothing_left_up(&node);
+}
+
+/// The words an agent's phone says: about ten seconds of speech.
+const LONG_SPEECH: &str = "one two three four five six seven eight nine ten eleven twelve \
+     thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty";
+
+#[test]
+fn blind_transfers_to_an_agent_and_to_a_group_keep_one_call_record() {
+    let mut node = Node::start();
+    // 1001 (support) takes the call; 1003 (sales) waits for the group
+    // transfer; 1002's phone comes up later (so the queue offers to 1001).
+    let first = Phone::auto_answer_saying(&node, "1001", "pass1001", LONG_SPEECH);
+    let sales = Phone::auto_answer_saying(&node, "1003", "pass1003", LONG_SPEECH);
+    let (first_run, sales_run) = (first.spawn(25), sales.spawn(25));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let t1001 = node.login("1001", "pass1001");
+    let body = |v: serde_json::Value| Some(v);
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/transfer",
+        Some(&t1001),
+        body(serde_json::json!({"group": "sales"})).as_ref(),
+    );
+    assert_eq!(status, 409, "not on a call: {v}");
+
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let second = Phone::auto_answer_saying(&node, "1002", "pass1002", LONG_SPEECH);
+    let second_run = second.spawn(20);
+    assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
+    let hears_an_agent = |c: &common::customer::Customer, what: &str| {
+        let from = c.elapsed();
+        std::thread::sleep(Duration::from_millis(1500));
+        let loud = loud_windows(&c.heard_since(from));
+        assert!(loud > 20, "the customer does not hear {what}: {loud}");
+    };
+    hears_an_agent(&c, "1001");
+
+    // To an agent directly; a group that does not exist is refused.
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/transfer",
+        Some(&t1001),
+        body(serde_json::json!({"group": "nobody"})).as_ref(),
+    );
+    assert_eq!(status, 422, "{v}");
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/transfer",
+        Some(&t1001),
+        body(serde_json::json!({"agent": "1002"})).as_ref(),
+    );
+    assert_eq!(status, 204, "{v}");
+    let bridged = |node: &mut Node, n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while node.count_log("customer and agent bridged") < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bridge {n} never came"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    bridged(&mut node, 2);
+    hears_an_agent(&c, "1002");
+
+    // 1002 sends it on to the sales queue, where 1003 answers.
+    let t1002 = node.login("1002", "pass1002");
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/agents/1002/transfer",
+        Some(&t1002),
+        body(serde_json::json!({"group": "sales"})).as_ref(),
+    );
+    assert_eq!(status, 204, "{v}");
+    bridged(&mut node, 3);
+    hears_an_agent(&c, "1003");
+    assert!(c.hang_up());
+    for run in [first_run, second_run, sales_run] {
+        let _ = Phone::output(run);
+    }
+
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "one record for the whole call: {calls:?}");
+    let r = &calls[0];
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1003"),
+        "{r:?}"
+    );
+    assert_eq!(r.group.as_deref(), Some("sales"));
+    assert_eq!(r.hangup_side, HangupSide::Customer);
+    let transfers: Vec<(&str, &TransferTarget)> = r
+        .transfers
+        .iter()
+        .map(|t| (t.by.0.as_str(), &t.to))
+        .collect();
+    assert_eq!(
+        transfers,
+        vec![
+            ("1001", &TransferTarget::Agent("1002".into())),
+            ("1002", &TransferTarget::Group("sales".into())),
+        ]
+    );
+    let legs: Vec<(LegKind, &str)> = r.legs.iter().map(|l| (l.kind, l.party.as_str())).collect();
+    assert_eq!(
+        legs,
+        vec![
+            (LegKind::Customer, "13800138000"),
+            (LegKind::Agent, "1001"),
+            (LegKind::Agent, "1002"),
+            (LegKind::Agent, "1003"),
+        ]
+    );
+    assert!(r.recording.is_some(), "{r:?}");
+    let admin = node.login("admin", "demo-admin");
+    let (_, doc) = node.api(
+        "GET",
+        &format!("/api/v1/calls/{}", r.call),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(doc["transfers"][1]["to"], "group", "{doc}");
     assert_nothing_left_up(&node);
 }

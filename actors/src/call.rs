@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
     CallRecord, Day, Direction, HangupReason, HangupSide, Leg, LegKind, NodeId, NumberLocation,
-    RingAttempt, RingOutcome,
+    RingAttempt, RingOutcome, Transfer, TransferTarget,
 };
 
 /// Who and what a call is, given when it starts.
@@ -103,8 +103,37 @@ pub enum CallAction {
     TransferOut {
         to: IvrOutcome,
     },
+    /// Offer the call to this agent directly (a transfer to it); the
+    /// answer comes back through [`InboundCall::direct_offer`].
+    OfferDirect {
+        agent: AgentId,
+    },
+    /// Tell the agent rung directly how its ring ended.
+    DirectAnswered {
+        agent: AgentId,
+    },
+    DirectFailed {
+        agent: AgentId,
+        missed: bool,
+    },
     /// The call is over.
     Finished(Box<CallRecord>),
+}
+
+/// Why a transfer was refused; the call is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    #[error("the call is not being talked on by an agent")]
+    NotTalking,
+    #[error("the agent cannot transfer a call to itself")]
+    ToItself,
+    #[error("transfers to outside numbers are not allowed for this tenant (or it has no trunk)")]
+    ExternalNotAllowed,
+    #[error("no agent {0}")]
+    UnknownAgent(String),
+    #[error("no skill group {0}")]
+    UnknownGroup(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +145,12 @@ enum Phase {
     Talking {
         group: String,
         agent: AgentId,
+    },
+    /// Transferred to `agent`: offered to it, then ringing; back to the
+    /// queue of `fallback` if it cannot take it.
+    Direct {
+        agent: AgentId,
+        fallback: String,
     },
     /// The agent hung up; the customer takes the survey.
     Survey,
@@ -141,6 +176,11 @@ pub struct InboundCall {
     survey: Option<Flow>,
     ringing: Vec<Ringing>,
     wrap_up: Duration,
+    /// Whether the customer may be transferred to an outside number.
+    allow_external: bool,
+    /// Each agent's talk with the customer: who, rung when, answered
+    /// when, ended when (the call record's agent legs).
+    talks: Vec<(AgentId, Timestamp, Timestamp, Option<Timestamp>)>,
     summary: CallRecord,
     actions: VecDeque<CallAction>,
 }
@@ -167,6 +207,8 @@ impl InboundCall {
             survey,
             ringing: Vec::new(),
             wrap_up: Duration::ZERO,
+            allow_external,
+            talks: Vec::new(),
             summary: CallRecord {
                 tenant: setup.tenant,
                 call: setup.call,
@@ -196,6 +238,7 @@ impl InboundCall {
                 recording: None,
                 node: setup.node,
                 outcome: None,
+                transfers: Vec::new(),
             },
             actions: VecDeque::new(),
         };
@@ -372,10 +415,13 @@ impl InboundCall {
             });
             return;
         };
-        let Phase::Queued { group } = self.phase.clone() else {
-            return;
+        let (group, direct) = match self.phase.clone() {
+            Phase::Queued { group } => (group, false),
+            Phase::Direct { fallback, .. } => (fallback, true),
+            _ => return,
         };
         let r = self.ringing.remove(i);
+        self.talks.push((agent.clone(), r.start, now, None));
         self.summary.rings.push(RingAttempt {
             agent: r.agent,
             start: r.start,
@@ -385,16 +431,25 @@ impl InboundCall {
         let others: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
         self.stop_ringing(&others, now);
         self.actions.push_back(CallAction::StopWaiting);
-        self.actions.push_back(CallAction::OfferAnswered {
-            group: group.clone(),
-            agent: agent.clone(),
+        self.actions.push_back(if direct {
+            CallAction::DirectAnswered {
+                agent: agent.clone(),
+            }
+        } else {
+            CallAction::OfferAnswered {
+                group: group.clone(),
+                agent: agent.clone(),
+            }
         });
         self.actions.push_back(CallAction::Bridge {
             agent: agent.clone(),
         });
-        self.summary.dequeued = Some(now);
+        if !direct {
+            self.summary.dequeued = Some(now);
+        }
         self.summary.agent = Some(agent.clone());
-        self.summary.answered = Some(now);
+        // The service level counts the first answer.
+        self.summary.answered.get_or_insert(now);
         self.phase = Phase::Talking {
             group,
             agent: agent.clone(),
@@ -415,6 +470,7 @@ impl InboundCall {
             return;
         };
         self.summary.talk_end = Some(now);
+        self.end_talk(now);
         self.actions.push_back(CallAction::AgentHungUp {
             agent,
             wrap_up: self.wrap_up,
@@ -451,8 +507,21 @@ impl InboundCall {
                 self.summary.dequeued = Some(now);
                 self.finish(HangupSide::Customer, reason, now);
             }
+            Phase::Direct { .. } => {
+                let ringing: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
+                self.stop_ringing(&ringing, now);
+                // No group ends this offer: the agent hears it here.
+                for agent in ringing {
+                    self.actions.push_back(CallAction::DirectFailed {
+                        agent,
+                        missed: false,
+                    });
+                }
+                self.finish(HangupSide::Customer, HangupReason::AbandonedRinging, now);
+            }
             Phase::Talking { agent, .. } => {
                 self.summary.talk_end = Some(now);
+                self.end_talk(now);
                 self.actions.push_back(CallAction::HangUpAgent {
                     agent: agent.clone(),
                 });
@@ -481,12 +550,116 @@ impl InboundCall {
             end: now,
             outcome,
         });
-        if let Phase::Queued { group } = &self.phase {
-            self.actions.push_back(CallAction::OfferFailed {
-                group: group.clone(),
-                agent: r.agent,
-                missed: outcome == RingOutcome::NoAnswer,
+        match self.phase.clone() {
+            Phase::Queued { group } => {
+                self.actions.push_back(CallAction::OfferFailed {
+                    group,
+                    agent: r.agent,
+                    missed: outcome == RingOutcome::NoAnswer,
+                });
+            }
+            Phase::Direct { agent, fallback } if agent == r.agent => {
+                self.actions.push_back(CallAction::DirectFailed {
+                    agent,
+                    missed: outcome == RingOutcome::NoAnswer,
+                });
+                self.enqueue(fallback, now);
+            }
+            _ => {}
+        }
+    }
+
+    /// The current agent's talk ends now.
+    fn end_talk(&mut self, now: Timestamp) {
+        if let Some(t) = self.talks.last_mut() {
+            t.3.get_or_insert(now);
+        }
+    }
+
+    /// The talking agent transfers the customer (blind): its leg ends and
+    /// it goes to wrap-up; the customer is rung at another agent (back to
+    /// the current group's queue if that agent cannot take it), queued in
+    /// a group (keeping its first enqueue time, so its wait counts from
+    /// then), or handed to an outside number (the record ends there).
+    pub fn transfer(&mut self, to: TransferTarget, now: Timestamp) -> Result<(), TransferError> {
+        let Phase::Talking { group, agent } = self.phase.clone() else {
+            return Err(TransferError::NotTalking);
+        };
+        match &to {
+            TransferTarget::Agent(a) if *a == agent => return Err(TransferError::ToItself),
+            TransferTarget::Number(_) if !self.allow_external => {
+                return Err(TransferError::ExternalNotAllowed)
+            }
+            _ => {}
+        }
+        self.end_talk(now);
+        self.summary.transfers.push(Transfer {
+            at: now,
+            by: agent.clone(),
+            to: to.clone(),
+        });
+        self.actions.push_back(CallAction::HangUpAgent {
+            agent: agent.clone(),
+        });
+        self.actions.push_back(CallAction::AgentHungUp {
+            agent,
+            wrap_up: self.wrap_up,
+        });
+        match to {
+            TransferTarget::Group(g) => self.enqueue(g, now),
+            TransferTarget::Agent(a) => {
+                self.actions.push_back(CallAction::PlayWaiting);
+                self.actions
+                    .push_back(CallAction::OfferDirect { agent: a.clone() });
+                self.phase = Phase::Direct {
+                    agent: a,
+                    fallback: group,
+                };
+            }
+            TransferTarget::Number(number) => {
+                self.summary.talk_end = Some(now);
+                self.transfer_out(IvrOutcome::TransferNumber { number }, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent a transfer went to took the offer (`ok`: it rings now,
+    /// for `ring_timeout`) or could not (not ready, offline): back to the
+    /// queue.
+    pub fn direct_offer(
+        &mut self,
+        agent: &AgentId,
+        ok: bool,
+        ring_timeout: Duration,
+        now: Timestamp,
+    ) {
+        let Phase::Direct {
+            agent: target,
+            fallback,
+        } = self.phase.clone()
+        else {
+            if ok {
+                // The customer left meanwhile: give the offer back.
+                self.actions.push_back(CallAction::DirectFailed {
+                    agent: agent.clone(),
+                    missed: false,
+                });
+            }
+            return;
+        };
+        if target != *agent {
+            return;
+        }
+        if ok {
+            self.ringing.push(Ringing {
+                agent: target.clone(),
+                start: now,
+                deadline: now.after(ring_timeout),
             });
+            self.actions.push_back(CallAction::Ring { agent: target });
+        } else {
+            self.enqueue(fallback, now);
         }
     }
 
@@ -557,19 +730,14 @@ impl InboundCall {
             end: now,
             sip_call_id: None,
         }];
-        legs.extend(
-            s.rings
-                .iter()
-                .filter(|r| r.outcome == RingOutcome::Answered)
-                .map(|r| Leg {
-                    kind: LegKind::Agent,
-                    party: r.agent.0.clone(),
-                    start: r.start,
-                    answered: Some(r.end),
-                    end: s.talk_end.unwrap_or(now),
-                    sip_call_id: None,
-                }),
-        );
+        legs.extend(self.talks.iter().map(|(agent, start, answered, end)| Leg {
+            kind: LegKind::Agent,
+            party: agent.0.clone(),
+            start: *start,
+            answered: Some(*answered),
+            end: end.or(s.talk_end).unwrap_or(now),
+            sip_call_id: None,
+        }));
         legs
     }
 
@@ -698,6 +866,193 @@ mod tests {
             ]
         );
         c
+    }
+
+    /// A queued call answered by 1001 at t(10).
+    fn talking() -> InboundCall {
+        let mut c = queued(None);
+        let a: AgentId = "1001".into();
+        c.ring(
+            std::slice::from_ref(&a),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+            t(6),
+        );
+        c.agent_answered(&a, t(10));
+        actions(&mut c);
+        c
+    }
+
+    #[test]
+    fn blind_transfers_to_an_agent_then_to_a_group_make_one_record() {
+        let mut c = talking();
+        let (a, b, d): (AgentId, AgentId, AgentId) = ("1001".into(), "1002".into(), "1003".into());
+        assert_eq!(
+            c.transfer(TransferTarget::Agent(a.clone()), t(20)),
+            Err(TransferError::ToItself)
+        );
+        assert_eq!(
+            c.transfer(TransferTarget::Number("13900001111".into()), t(20)),
+            Err(TransferError::ExternalNotAllowed)
+        );
+        c.transfer(TransferTarget::Agent(b.clone()), t(20)).unwrap();
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::HangUpAgent { agent: a.clone() },
+                CallAction::AgentHungUp {
+                    agent: a.clone(),
+                    wrap_up: Duration::from_secs(5)
+                },
+                CallAction::PlayWaiting,
+                CallAction::OfferDirect { agent: b.clone() },
+            ]
+        );
+        // Only the talking agent transfers.
+        assert_eq!(
+            c.transfer(TransferTarget::Group("sales".into()), t(21)),
+            Err(TransferError::NotTalking)
+        );
+        c.direct_offer(&b, true, Duration::from_secs(20), t(21));
+        assert_eq!(actions(&mut c), vec![CallAction::Ring { agent: b.clone() }]);
+        c.agent_answered(&b, t(23));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::StopWaiting,
+                CallAction::DirectAnswered { agent: b.clone() },
+                CallAction::Bridge { agent: b.clone() }
+            ]
+        );
+        c.transfer(TransferTarget::Group("sales".into()), t(40))
+            .unwrap();
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::HangUpAgent { agent: b.clone() },
+                CallAction::AgentHungUp {
+                    agent: b.clone(),
+                    wrap_up: Duration::from_secs(5)
+                },
+                CallAction::PlayWaiting,
+                // The first enqueue time is kept.
+                CallAction::Enqueue {
+                    group: "sales".into(),
+                    enqueued: t(4)
+                },
+            ]
+        );
+        c.ring(
+            std::slice::from_ref(&d),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+            t(41),
+        );
+        c.agent_answered(&d, t(43));
+        actions(&mut c);
+        c.customer_hung_up(t(100));
+        let r = finished(&actions(&mut c)).unwrap();
+        assert_eq!(r.agent, Some(d.clone()), "the last agent");
+        assert_eq!(r.group.as_deref(), Some("sales"));
+        assert_eq!(r.answered, Some(t(10)), "the first answer counts");
+        assert_eq!(
+            r.transfers,
+            vec![
+                Transfer {
+                    at: t(20),
+                    by: a.clone(),
+                    to: TransferTarget::Agent(b.clone())
+                },
+                Transfer {
+                    at: t(40),
+                    by: b.clone(),
+                    to: TransferTarget::Group("sales".into())
+                },
+            ]
+        );
+        let legs: Vec<(LegKind, &str, Timestamp, Timestamp)> = r
+            .legs
+            .iter()
+            .map(|l| {
+                (
+                    l.kind,
+                    l.party.as_str(),
+                    l.answered.unwrap_or(l.start),
+                    l.end,
+                )
+            })
+            .collect();
+        assert_eq!(
+            legs,
+            vec![
+                (LegKind::Customer, "13800138000", t(0), t(100)),
+                (LegKind::Agent, "1001", t(10), t(20)),
+                (LegKind::Agent, "1002", t(23), t(40)),
+                (LegKind::Agent, "1003", t(43), t(100)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_transfer_to_an_agent_who_cannot_take_it_goes_back_to_the_queue() {
+        // Not ready: refused at once.
+        let mut c = talking();
+        let b: AgentId = "1002".into();
+        c.transfer(TransferTarget::Agent(b.clone()), t(20)).unwrap();
+        actions(&mut c);
+        c.direct_offer(&b, false, Duration::from_secs(20), t(20));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::PlayWaiting,
+                CallAction::Enqueue {
+                    group: "support".into(),
+                    enqueued: t(4)
+                }
+            ]
+        );
+        // Rings out: missed, and back to the queue.
+        let mut c = talking();
+        c.transfer(TransferTarget::Agent(b.clone()), t(20)).unwrap();
+        c.direct_offer(&b, true, Duration::from_secs(20), t(20));
+        actions(&mut c);
+        assert_eq!(c.poll_timeout(), Some(t(40)));
+        c.handle_timeout(t(40));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::StopRinging { agent: b.clone() },
+                CallAction::DirectFailed {
+                    agent: b.clone(),
+                    missed: true
+                },
+                CallAction::PlayWaiting,
+                CallAction::Enqueue {
+                    group: "support".into(),
+                    enqueued: t(4)
+                }
+            ]
+        );
+        // The customer leaves while it rings.
+        let mut c = talking();
+        c.transfer(TransferTarget::Agent(b.clone()), t(20)).unwrap();
+        c.direct_offer(&b, true, Duration::from_secs(20), t(20));
+        actions(&mut c);
+        c.customer_hung_up(t(25));
+        let a = actions(&mut c);
+        assert!(
+            a.contains(&CallAction::StopRinging { agent: b.clone() }),
+            "{a:?}"
+        );
+        assert!(
+            a.contains(&CallAction::DirectFailed {
+                agent: b.clone(),
+                missed: false
+            }),
+            "the agent is freed: {a:?}"
+        );
+        let r = finished(&a).unwrap();
+        assert_eq!(r.hangup_reason, HangupReason::AbandonedRinging);
     }
 
     #[test]

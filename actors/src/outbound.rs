@@ -299,6 +299,7 @@ impl OutboundCall {
             recording: self.recording.clone(),
             node: s.node.clone(),
             outcome: Some(outcome),
+            transfers: Vec::new(),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::acd::{
     AcdEvent, Availability, GroupConfig, Member, Overflow, OverflowReason, SkillGroup,
 };
 use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
-use crate::call::{CallAction, CallRecord, InboundCall};
+use crate::call::{CallAction, CallRecord, InboundCall, TransferError, TransferTarget};
 use crate::ivr::IvrOutcome;
 use crate::outbound::{OutboundAction, OutboundCall};
 use crate::{AgentId, CallId, Timestamp};
@@ -649,8 +649,21 @@ pub enum CallMsg {
     /// The conversation is being recorded into this file.
     Recording(String),
     Queue(QueueNotice),
+    /// The talking agent transfers the customer.
+    Transfer {
+        to: TransferTarget,
+        reply: RpcReplyPort<Result<(), TransferError>>,
+    },
+    /// The agent a transfer went to took the offer, or not.
+    DirectOffered {
+        agent: AgentId,
+        ok: bool,
+    },
     Tick,
 }
+
+/// How long an agent a call was transferred to may ring.
+pub const DIRECT_RING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A Call actor: configuration. The machine itself is handed over as the
 /// spawn argument.
@@ -769,6 +782,30 @@ impl CallActor {
                 CallAction::AgentHungUp { agent, wrap_up } => {
                     self.agent(&agent, AgentMsg::HungUp { call, wrap_up })
                 }
+                CallAction::OfferDirect { agent } => {
+                    let (me, to) = (myself.clone(), self.agents.get(&agent).cloned());
+                    tokio::spawn(async move {
+                        let ok = match to {
+                            Some(r) => matches!(
+                                ractor::call!(r, |reply| AgentMsg::Offer { call, reply }),
+                                Ok(Ok(()))
+                            ),
+                            None => false,
+                        };
+                        let _ = me.cast(CallMsg::DirectOffered { agent, ok });
+                    });
+                }
+                CallAction::DirectAnswered { agent } => {
+                    self.agent(&agent, AgentMsg::Answered(call))
+                }
+                CallAction::DirectFailed { agent, missed } => {
+                    let msg = if missed {
+                        AgentMsg::Missed(call)
+                    } else {
+                        AgentMsg::Withdrawn(call)
+                    };
+                    self.agent(&agent, msg);
+                }
                 CallAction::Finished(summary) => {
                     let _ = self.records.send(*summary);
                     self.tell(TelephonyCommand::Finished);
@@ -843,6 +880,21 @@ impl Actor for CallActor {
                 expected_wait,
                 ..
             }) => m.queue_position(position, expected_wait),
+            CallMsg::Transfer { to, reply } => {
+                let known = match &to {
+                    TransferTarget::Agent(a) if !self.agents.contains_key(a) => {
+                        Err(TransferError::UnknownAgent(a.0.clone()))
+                    }
+                    TransferTarget::Group(g) if !self.groups.contains_key(g) => {
+                        Err(TransferError::UnknownGroup(g.clone()))
+                    }
+                    _ => Ok(()),
+                };
+                let _ = reply.send(known.and_then(|()| m.transfer(to, now)));
+            }
+            CallMsg::DirectOffered { agent, ok } => {
+                m.direct_offer(&agent, ok, DIRECT_RING_TIMEOUT, now)
+            }
             CallMsg::Tick => m.handle_timeout(now),
         }
         self.settle(&myself, state);

@@ -78,6 +78,18 @@ pub struct LegDoc {
     pub end: u64,
 }
 
+/// One blind transfer (转接).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransferDoc {
+    pub at: u64,
+    /// The agent who transferred.
+    pub by: String,
+    /// `agent`, `group` or `number`.
+    pub to: String,
+    /// The agent's id, the group's id or the number.
+    pub target: String,
+}
+
 /// Where the number is from (归属地).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LocationDoc {
@@ -139,6 +151,8 @@ pub struct CallDoc {
     pub recorded: bool,
     /// Outbound calls: how dialing the customer ended.
     pub outcome: Option<DialOutcome>,
+    /// The agents' transfers, in order.
+    pub transfers: Vec<TransferDoc>,
 }
 
 fn ms(d: std::time::Duration) -> u64 {
@@ -216,6 +230,23 @@ pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
             .collect(),
         recorded: r.recording.is_some(),
         outcome: r.outcome.map(Into::into),
+        transfers: r
+            .transfers
+            .into_iter()
+            .map(|x| {
+                let (to, target) = match x.to {
+                    m::TransferTarget::Agent(a) => ("agent", a.0),
+                    m::TransferTarget::Group(g) => ("group", g),
+                    m::TransferTarget::Number(n) => ("number", n),
+                };
+                TransferDoc {
+                    at: x.at.0,
+                    by: x.by.0,
+                    to: to.into(),
+                    target,
+                }
+            })
+            .collect(),
     }
 }
 

@@ -225,6 +225,16 @@ pub enum Event {
         call: String,
         number: String,
     },
+    /// The agent transferred its customer: `to` is `agent`, `group` or
+    /// `number`, `target` its id or number.
+    #[serde(rename = "call.transferred")]
+    CallTransferred {
+        version: u32,
+        agent: String,
+        call: String,
+        to: String,
+        target: String,
+    },
     /// The agent put its customer on hold (`held`) or took it off.
     #[serde(rename = "call.held")]
     CallHeld {
@@ -276,6 +286,7 @@ impl Event {
             | Event::CallAnswered { agent, .. }
             | Event::CallDialing { agent, .. }
             | Event::CallHeld { agent, .. }
+            | Event::CallTransferred { agent, .. }
             | Event::ContactPlanDue { agent, .. } => Some(agent),
             Event::CallEnded { agent, .. } => agent.as_deref(),
             Event::GroupQueue { .. } => None,
@@ -317,6 +328,13 @@ pub trait Live: Send + Sync {
         agent: &'a AgentId,
         call: OutboundRequest,
     ) -> LiveFuture<'a, Dialing>;
+    /// The customer `agent` talks to goes elsewhere (blind transfer).
+    fn transfer<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        to: m::TransferTarget,
+    ) -> LiveFuture<'a, ()>;
     /// Puts the customer `agent` talks to on hold (`on`), or takes it
     /// off.
     fn hold<'a>(&'a self, tenant: &'a TenantId, agent: &'a AgentId, on: bool)
@@ -552,6 +570,58 @@ async fn dial(
     };
     let started = live(&state)?.dial(&caller.tenant, &agent, request).await?;
     Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Where to transfer the customer: exactly one of the three.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferTo {
+    /// An agent, rung directly (the call goes back to the current
+    /// group's queue if it cannot take it).
+    pub agent: Option<String>,
+    /// A skill group: queued there, keeping the call's first enqueue time.
+    pub group: Option<String>,
+    /// An outside number through the trunk (if the tenant allows it).
+    pub number: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/transfer", tag = "live",
+    params(("agent" = String, Path, description = "the agent talking to the customer")),
+    request_body = TransferTo,
+    responses((status = 204, description = "the agent is off the call; the customer goes to the target"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<TransferTo>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    let to = match (body.agent, body.group, body.number) {
+        (Some(a), None, None) => {
+            crate::common::check_id("agent", &a)?;
+            m::TransferTarget::Agent(AgentId(a))
+        }
+        (None, Some(g), None) => {
+            crate::common::check_id("group", &g)?;
+            m::TransferTarget::Group(g)
+        }
+        (None, None, Some(n)) => {
+            crate::common::check_number("number", &n)?;
+            m::TransferTarget::Number(n)
+        }
+        _ => {
+            return Err(ApiError::field(
+                "agent",
+                "give exactly one of agent, group and number",
+            ))
+        }
+    };
+    live(&state)?.transfer(&caller.tenant, &agent, to).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent}/hold", tag = "live",
@@ -808,6 +878,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_status, set_status))
         .routes(routes!(dial))
         .routes(routes!(hold))
+        .routes(routes!(transfer))
         .routes(routes!(unhold))
         .routes(routes!(monitor_agents))
         .routes(routes!(monitor_groups))

@@ -112,6 +112,13 @@ pub enum CallNotice {
         on: bool,
         reply: cc::hold::HoldReply,
     },
+    /// An agent transfers its customer.
+    Transfer {
+        tenant: TenantId,
+        agent: AgentId,
+        to: switchboard_storage::model::TransferTarget,
+        reply: cc::hold::HoldReply,
+    },
     /// An agent dials a number from the phone bar.
     Dial {
         tenant: TenantId,
@@ -807,6 +814,12 @@ impl SipCore {
                 on,
                 reply,
             } => self.hold(tenant, agent, on, reply, now),
+            CallNotice::Transfer {
+                tenant,
+                agent,
+                to,
+                reply,
+            } => self.transfer(tenant, agent, to, reply, now),
             CallNotice::Dial {
                 tenant,
                 agent,

@@ -226,6 +226,7 @@ impl State {
             LegCmd::Connect(p) => {
                 self.player = None;
                 self.paused = None;
+                self.held = false;
                 self.peer = Some(p);
             }
             LegCmd::Hold(music) => {

@@ -222,6 +222,32 @@ fn shell_by(by: By) -> m::Actor {
 }
 
 impl Live for LiveHub {
+    fn transfer<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        to: m::TransferTarget,
+    ) -> LiveFuture<'a, ()> {
+        Box::pin(async move {
+            self.agent_handle(tenant, agent)?;
+            let core = self
+                .core
+                .get()
+                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let (reply, done) = tokio::sync::oneshot::channel();
+            core.send(CallNotice::Transfer {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                to,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            done.await
+                .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
+        })
+    }
+
     fn hold<'a>(
         &'a self,
         tenant: &'a TenantId,

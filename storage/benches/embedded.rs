@@ -118,6 +118,7 @@ fn record(tenant: &TenantId, i: u64) -> CallRecord {
         recording: (!abandoned).then(|| format!("recordings/2026-12-01/{i:016x}.wav")),
         node: NodeId(format!("n{}", i % NODES)),
         outcome: None,
+        transfers: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ pub fn call_record(
         recording: Some(format!("recordings/{}.wav", CallId(id))),
         node: NodeId::from("n1"),
         outcome: None,
+        transfers: Vec::new(),
     }
 }
 

@@ -45,6 +45,8 @@ pub(super) struct CcCall {
     customer_sdp: (LocalSession, LocalMedia),
     /// The agent put the customer on hold.
     held: bool,
+    /// The conversation is being recorded (from the first bridge).
+    recording: bool,
     pub(super) agents: HashMap<AgentId, OutLeg>,
     /// The outside number the customer was transferred to, through the
     /// trunk (the call record ended with the transfer; the legs live on).
@@ -261,6 +263,7 @@ impl SipCore {
                 customer_leg: leg,
                 customer_sdp: (session, local),
                 held: false,
+                recording: false,
                 agents: HashMap::new(),
                 external: None,
             },
@@ -350,17 +353,21 @@ impl SipCore {
                 self.end_agent_leg(call, &agent, now)
             }
             TelephonyCommand::Bridge { agent } => {
-                if let Some(c) = self.cc.get(&call) {
+                if let Some(c) = self.cc.get_mut(&call) {
                     if let Some(a) = c.agents.get(&agent) {
                         c.customer_leg.send(LegCmd::Connect(a.leg.inbox()));
                         a.leg.send(LegCmd::Connect(c.customer_leg.inbox()));
-                        // One stereo file per call: the customer's leg
-                        // hears both sides.
-                        let file = format!("recordings/{call}.wav");
-                        c.customer_leg.send(LegCmd::RecordCall {
-                            path: self.data_dir.join(&file),
-                        });
-                        let _ = c.actor.cast(CallMsg::Recording(file));
+                        // One stereo file per call, from the first bridge
+                        // on (a transferred call goes on in it): the
+                        // customer's leg hears both sides.
+                        if !c.recording {
+                            let file = format!("recordings/{call}.wav");
+                            c.customer_leg.send(LegCmd::RecordCall {
+                                path: self.data_dir.join(&file),
+                            });
+                            let _ = c.actor.cast(CallMsg::Recording(file));
+                        }
+                        c.recording = true;
                         tracing::info!(%call, %agent, "customer and agent bridged");
                     }
                 }
@@ -1029,6 +1036,7 @@ fn failed_record(
         recording: None,
         node: setup.node,
         outcome: None,
+        transfers: Vec::new(),
     }
 }
 

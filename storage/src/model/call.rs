@@ -42,6 +42,27 @@ pub enum HangupReason {
     Failed,
 }
 
+/// Where an agent transferred the customer (转接).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferTarget {
+    /// Rung directly.
+    Agent(AgentId),
+    /// Queued in the group, keeping the call's first enqueue time.
+    Group(String),
+    /// An outside number through the trunk.
+    Number(String),
+}
+
+/// One blind transfer of the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub at: Timestamp,
+    /// The agent who transferred.
+    pub by: AgentId,
+    pub to: TransferTarget,
+}
+
 /// How an outbound call's dialing ended (外呼结果).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -222,6 +243,9 @@ pub struct CallRecord {
     /// Outbound calls: how dialing the customer ended.
     #[serde(default)]
     pub outcome: Option<DialOutcome>,
+    /// The agents' transfers, in order.
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
 }
 
 impl CallRecord {

@@ -179,6 +179,7 @@ pub fn call(
         recording: agent.map(|_| format!("rec/{id}.wav")),
         node: NodeId::from("n1"),
         outcome: None,
+        transfers: Vec::new(),
     }
 }
 

@@ -1,4 +1,6 @@
-//! Hold (保持) and unhold from the phone bar: a re-INVITE towards the
+//! Hold (保持) and unhold from the phone bar, and blind transfers (转接).
+//!
+//! Hold: a re-INVITE towards the
 //! customer offering `sendonly` (held: we send music on hold and expect
 //! nothing) or `sendrecv` (back), and the customer's leg stops relaying
 //! both ways meanwhile, so neither side hears the other. The recording
@@ -8,10 +10,12 @@
 
 use super::*;
 use crate::node::leg::music_on_hold;
+use switchboard_actors::call::TransferError;
 use switchboard_http::live::LiveError;
+use switchboard_storage::model::TransferTarget;
 use tokio::sync::oneshot;
 
-/// Where the node answers a hold or unhold request.
+/// Where the node answers a hold, unhold or transfer request.
 pub type HoldReply = oneshot::Sender<Result<(), LiveError>>;
 
 /// A re-INVITE of ours in progress.
@@ -111,6 +115,80 @@ impl SipCore {
             },
         );
         Ok(())
+    }
+
+    /// A phone-bar blind transfer: the Call actor decides (and answers);
+    /// a held customer is taken off hold first, so the next agent hears
+    /// it.
+    pub(in crate::node::core) fn transfer(
+        &mut self,
+        tenant: TenantId,
+        agent: AgentId,
+        to: TransferTarget,
+        reply: HoldReply,
+        now: Instant,
+    ) {
+        let talking = self.cc.iter().find(|(_, c)| {
+            c.tenant == tenant
+                && c.customer.is_some()
+                && c.agents.get(&agent).is_some_and(|a| a.dialog.is_some())
+        });
+        let Some((&call, c)) = talking else {
+            let outbound = self
+                .ob
+                .values()
+                .any(|c| c.tenant == tenant && c.agent == agent);
+            let why = if outbound {
+                "outbound calls cannot be transferred yet"
+            } else {
+                "the agent is not talking to a customer"
+            };
+            let _ = reply.send(Err(LiveError::Conflict(why.into())));
+            return;
+        };
+        let (actor, held) = (c.actor.clone(), c.held);
+        if held {
+            if let Err(e) = self.set_hold(&tenant, &agent, false, now) {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let (kind, target) = match &to {
+                TransferTarget::Agent(a) => ("agent", a.0.clone()),
+                TransferTarget::Group(g) => ("group", g.clone()),
+                TransferTarget::Number(n) => ("number", n.clone()),
+            };
+            let asked = ractor::call!(actor, |r| CallMsg::Transfer { to, reply: r });
+            let done = match asked {
+                Err(e) => Err(LiveError::Unavailable(e.to_string())),
+                Ok(Err(TransferError::UnknownAgent(a))) => Err(LiveError::Invalid {
+                    field: "agent".into(),
+                    message: format!("no agent {a}"),
+                }),
+                Ok(Err(TransferError::UnknownGroup(g))) => Err(LiveError::Invalid {
+                    field: "group".into(),
+                    message: format!("no skill group {g}"),
+                }),
+                Ok(Err(e)) => Err(LiveError::Conflict(e.to_string())),
+                Ok(Ok(())) => {
+                    tracing::info!(%call, %agent, to = kind, %target, "transferred");
+                    hub.publish(
+                        &tenant,
+                        Event::CallTransferred {
+                            version: 1,
+                            agent: agent.0.clone(),
+                            call: call.to_string(),
+                            to: kind.into(),
+                            target,
+                        },
+                    );
+                    Ok(())
+                }
+            };
+            let _ = reply.send(done);
+        });
     }
 
     /// Sends a re-INVITE with `sdp` in `dialog`.
