@@ -183,6 +183,9 @@ impl AgentActor {
     }
 }
 
+// Local only: these messages carry channels and actor references.
+impl ractor::Message for AgentMsg {}
+
 impl Actor for AgentActor {
     type Msg = AgentMsg;
     type State = AgentState;
@@ -497,6 +500,9 @@ fn notify(state: &GroupState, call: CallId, notice: QueueNotice) -> bool {
         None => true,
     }
 }
+
+// Local only: these messages carry channels and actor references.
+impl ractor::Message for GroupMsg {}
 
 impl Actor for SkillGroupActor {
     type Msg = GroupMsg;
@@ -822,6 +828,9 @@ impl CallActor {
     }
 }
 
+// Local only: these messages carry channels and actor references.
+impl ractor::Message for CallMsg {}
+
 impl Actor for CallActor {
     type Msg = CallMsg;
     type State = CallState;
@@ -988,6 +997,9 @@ impl OutboundActor {
         }
     }
 }
+
+// Local only: these messages carry channels and actor references.
+impl ractor::Message for OutboundMsg {}
 
 impl Actor for OutboundActor {
     type Msg = OutboundMsg;
