@@ -23,6 +23,25 @@ pub struct FileConfig {
     /// ScyllaDB contact points, e.g. `["10.0.0.1:9042", "10.0.0.2:9042"]`.
     pub scylla: Option<Vec<String>>,
     pub scylla_keyspace: Option<String>,
+    /// This node's cluster address, e.g. `"10.0.0.1:7100"`.
+    pub cluster: Option<String>,
+    /// Members to join through, e.g. `["10.0.0.2:7100"]`.
+    pub join: Option<Vec<String>>,
+    /// The cluster's shared secret.
+    pub cookie: Option<String>,
+    /// Silence after which a member is down, in milliseconds.
+    pub cluster_down_after_ms: Option<u64>,
+}
+
+/// Cluster settings, when the node joins one.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub listen: SocketAddr,
+    pub join: Vec<String>,
+    /// `None`: the cookie file in the data directory (created on first
+    /// use), shared by the nodes on one data directory.
+    pub cookie: Option<String>,
+    pub down_after: std::time::Duration,
 }
 
 /// The settings a node runs with.
@@ -46,6 +65,8 @@ pub struct NodeConfig {
     /// ScyllaDB contact points; empty: the embedded store in `data_dir`.
     pub scylla: Vec<String>,
     pub scylla_keyspace: String,
+    /// `None`: a node on its own.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Flags as given on the command line (all optional).
@@ -63,6 +84,11 @@ pub struct Flags {
     /// Comma-separated `host:port` list.
     pub scylla: Option<String>,
     pub scylla_keyspace: Option<String>,
+    pub cluster: Option<String>,
+    /// Comma-separated `host:port` list.
+    pub join: Option<String>,
+    pub cookie: Option<String>,
+    pub down_after_ms: Option<u64>,
 }
 
 /// The machine's host name, the default node name.
@@ -129,9 +155,68 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
             .clone()
             .or(file.scylla_keyspace)
             .unwrap_or_else(|| "switchboard".into()),
+        cluster: None,
+    };
+    let config = NodeConfig {
+        cluster: cluster_settings(
+            flags,
+            file.cluster,
+            file.join,
+            file.cookie,
+            file.cluster_down_after_ms,
+        )?,
+        ..config
     };
     config.validate()?;
     Ok(config)
+}
+
+fn cluster_settings(
+    flags: &Flags,
+    listen: Option<String>,
+    join: Option<Vec<String>>,
+    cookie: Option<String>,
+    down_after_ms: Option<u64>,
+) -> Result<Option<ClusterSettings>> {
+    let join: Vec<String> = match (&flags.join, join) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (None, Some(list)) => list,
+        (None, None) => Vec::new(),
+    };
+    let Some(listen) = flags.cluster.clone().or(listen) else {
+        if !join.is_empty() {
+            bail!("--join needs --cluster: the address this node takes cluster connections on");
+        }
+        return Ok(None);
+    };
+    let listen = parse_addr("cluster", &listen)?;
+    if listen.ip().is_unspecified() || listen.port() == 0 {
+        bail!("--cluster: {listen} must be the address and port other nodes reach this node at (not 0.0.0.0, not port 0)");
+    }
+    for j in &join {
+        if !j.contains(':') {
+            bail!("--join: {j:?} is not host:port (e.g. 10.0.0.2:7100)");
+        }
+    }
+    let down_after_ms = flags.down_after_ms.or(down_after_ms).unwrap_or(2000);
+    if !(300..=60_000).contains(&down_after_ms) {
+        bail!("--down-after-ms: {down_after_ms} must be 300 to 60000");
+    }
+    let cookie = flags.cookie.clone().or(cookie);
+    if cookie.as_deref().is_some_and(|c| c.len() < 8) {
+        bail!("--cookie: use at least 8 characters");
+    }
+    Ok(Some(ClusterSettings {
+        listen,
+        join,
+        cookie,
+        down_after: std::time::Duration::from_millis(down_after_ms),
+    }))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -312,5 +397,55 @@ mod tests {
         .unwrap();
         assert_eq!(c.scylla.len(), 2);
         assert_eq!(c.node_name, "sb-1");
+    }
+
+    #[test]
+    fn cluster_settings() {
+        assert!(load(&Flags::default()).unwrap().cluster.is_none());
+        let c = load(&Flags {
+            cluster: Some("127.0.0.1:7100".into()),
+            join: Some("127.0.0.2:7100, 127.0.0.3:7100".into()),
+            ..Flags::default()
+        })
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(c.join.len(), 2);
+        assert_eq!(c.down_after.as_millis(), 2000);
+        for (flags, want) in [
+            (
+                Flags {
+                    join: Some("127.0.0.2:7100".into()),
+                    ..Flags::default()
+                },
+                "needs --cluster",
+            ),
+            (
+                Flags {
+                    cluster: Some("0.0.0.0:7100".into()),
+                    ..Flags::default()
+                },
+                "other nodes reach",
+            ),
+            (
+                Flags {
+                    cluster: Some("127.0.0.1:7100".into()),
+                    down_after_ms: Some(10),
+                    ..Flags::default()
+                },
+                "300 to 60000",
+            ),
+            (
+                Flags {
+                    cluster: Some("127.0.0.1:7100".into()),
+                    cookie: Some("short".into()),
+                    ..Flags::default()
+                },
+                "8 characters",
+            ),
+        ] {
+            let e = load(&flags).unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
+        }
     }
 }

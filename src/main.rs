@@ -1,5 +1,6 @@
 //! `switchboard`: one node of the Switchboard call center.
 
+mod cluster_cli;
 mod config;
 mod node;
 mod tts;
@@ -55,6 +56,57 @@ enum Command {
         /// ScyllaDB keyspace [default: switchboard]
         #[arg(long, value_name = "NAME")]
         scylla_keyspace: Option<String>,
+        /// Join a cluster: the address other nodes reach this node at
+        /// (TCP), e.g. 10.0.0.1:7100 [default: a node on its own]
+        #[arg(long, value_name = "ADDR")]
+        cluster: Option<String>,
+        /// Members to join through: host:port,...
+        #[arg(long, value_name = "ADDRS")]
+        join: Option<String>,
+        /// The cluster's shared secret [default: the file cluster.cookie in
+        /// the data directory, created on first use]
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "SWITCHBOARD_COOKIE",
+            hide_env_values = true
+        )]
+        cookie: Option<String>,
+        /// Silence after which a member is down, in ms [default: 2000]
+        #[arg(long, value_name = "MS")]
+        down_after_ms: Option<u64>,
+    },
+    /// Ask a running node about its cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The members as a node sees them (GET /api/v1/cluster).
+    Status {
+        /// The node's HTTP API [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: String,
+        /// The cluster cookie [default: read from the data directory]
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "SWITCHBOARD_COOKIE",
+            hide_env_values = true
+        )]
+        cookie: Option<String>,
+        /// The node's data directory, for its cookie file
+        #[arg(long, value_name = "DIR", default_value = "./switchboard-data")]
+        data_dir: PathBuf,
+        /// Where this entity lives instead: KIND:ID (agent:1001, group:support)
+        #[arg(long, value_name = "KIND:ID")]
+        placement: Option<String>,
+        /// The tenant of --placement
+        #[arg(long, value_name = "TENANT", default_value = "demo")]
+        tenant: String,
     },
 }
 
@@ -80,6 +132,10 @@ fn main() -> ExitCode {
             node_name,
             scylla,
             scylla_keyspace,
+            cluster,
+            join,
+            cookie,
+            down_after_ms,
         } => {
             let flags = config::Flags {
                 config,
@@ -92,6 +148,10 @@ fn main() -> ExitCode {
                 node_name,
                 scylla,
                 scylla_keyspace,
+                cluster,
+                join,
+                cookie,
+                down_after_ms,
             };
             let cfg = match config::load(&flags) {
                 Ok(c) => c,
@@ -112,5 +172,21 @@ fn main() -> ExitCode {
             };
             runtime.block_on(node::run(cfg))
         }
+        Command::Cluster {
+            command:
+                ClusterCommand::Status {
+                    http,
+                    cookie,
+                    data_dir,
+                    placement,
+                    tenant,
+                },
+        } => match cluster_cli::status(&http, cookie, &data_dir, placement.as_deref(), &tenant) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

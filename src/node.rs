@@ -13,11 +13,12 @@ use switchboard_storage::model::NodeId;
 use switchboard_storage::{seed, EmbeddedStore, ScyllaOptions, ScyllaStore, Store};
 
 mod center;
+pub mod cluster;
 mod core;
 mod leg;
 mod live;
 mod media;
-mod metrics;
+pub mod metrics;
 mod records;
 
 /// The local address the kernel would use to reach `peer` (no packet is
@@ -69,6 +70,18 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let membership =
+        match cluster::Membership::start(&cfg.node_name, cfg.cluster.as_ref(), &cfg.data_dir).await
+        {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                eprintln!("switchboard: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+    let cluster_watch = membership
+        .cluster()
+        .map(|c| cluster::watch(c.clone(), store.clone()));
     let realm = RegistrarConfig::default().realm;
     let node = NodeId(cfg.node_name.clone());
     let now = Clock::system().now();
@@ -147,6 +160,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
     let state = switchboard_http::AppState::new(store.clone(), cfg.data_dir.clone())
         .with_sip_realm(RegistrarConfig::default().realm)
         .with_live(hub.clone())
+        .with_cluster(membership.clone())
         .with_hooks(Arc::new(core::reload::Reloads(core.notices())));
     let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -185,6 +199,10 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         }
     };
     reminders.abort();
+    if let Some(w) = cluster_watch {
+        w.abort();
+    }
+    membership.stop();
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(3), api).await;
     // What finished calls left is written before the process ends.

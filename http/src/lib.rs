@@ -52,6 +52,7 @@
 
 mod auth;
 mod calls;
+pub mod cluster;
 mod common;
 mod config;
 mod crm;
@@ -119,6 +120,8 @@ pub struct AppState {
     pub sip_realm: String,
     /// The node's actors, for the live endpoints (503 without).
     pub live: Option<Arc<dyn live::Live>>,
+    /// The node's cluster membership, for `/cluster` (503 without).
+    pub cluster: Option<Arc<dyn cluster::ClusterInfo>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -144,12 +147,19 @@ impl AppState {
             speaker: Arc::new(EspeakNg),
             sip_realm: switchboard_media::sip::registrar::RegistrarConfig::default().realm,
             live: None,
+            cluster: None,
         }
     }
 
     /// The node's live operations (agent status, monitors, events).
     pub fn with_live(mut self, live: Arc<dyn live::Live>) -> AppState {
         self.live = Some(live);
+        self
+    }
+
+    /// The node's cluster membership.
+    pub fn with_cluster(mut self, cluster: Arc<dyn cluster::ClusterInfo>) -> AppState {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -194,7 +204,7 @@ pub enum SeedError {
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "auth"), (name = "config"), (name = "flows"), (name = "prompts"),
-        (name = "crm"), (name = "calls"), (name = "reports"), (name = "live"),
+        (name = "crm"), (name = "calls"), (name = "reports"), (name = "live"), (name = "cluster"),
     )
 )]
 struct ApiDoc;
@@ -227,6 +237,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crm::routes())
         .merge(calls::routes())
         .merge(reports::routes())
+        .merge(cluster::routes())
 }
 
 /// The API's OpenAPI document (the store-backed half).

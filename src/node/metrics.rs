@@ -3,8 +3,9 @@
 //! `switchboard_…_total` for counters, `_seconds` for durations.
 
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Encoder, Histogram, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_gauge_vec, register_histogram, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Encoder, GaugeVec, Histogram, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -25,6 +26,10 @@ pub struct Metrics {
     pub store_write: Histogram,
     pub store_errors: IntCounterVec,
     pub actors: IntGaugeVec,
+    pub cluster_members: IntGaugeVec,
+    pub cluster_heartbeat_rtt: GaugeVec,
+    pub cluster_decode_errors: IntCounter,
+    pub cluster_placement_moves: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +133,28 @@ fn build() -> Metrics {
             "switchboard_actors",
             "Actors running on this node, by kind",
             &["kind"]
+        )
+        .expect("metric"),
+        cluster_members: register_int_gauge_vec!(
+            "switchboard_cluster_members",
+            "Cluster members as this node sees them (itself included), by health",
+            &["health"]
+        )
+        .expect("metric"),
+        cluster_heartbeat_rtt: register_gauge_vec!(
+            "switchboard_cluster_heartbeat_rtt_seconds",
+            "The last heartbeat round trip to each member",
+            &["peer"]
+        )
+        .expect("metric"),
+        cluster_decode_errors: register_int_counter!(
+            "switchboard_cluster_decode_errors_total",
+            "Messages from other nodes that could not be decoded (dropped)"
+        )
+        .expect("metric"),
+        cluster_placement_moves: register_int_counter!(
+            "switchboard_cluster_placement_moves_total",
+            "Agents and skill groups whose home node changed with the members"
         )
         .expect("metric"),
     }

@@ -1,0 +1,140 @@
+//! `switchboard cluster status`: asks a running node's HTTP API about
+//! its cluster, authenticated with the cluster cookie.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// GET `path` from the node at `http`; the JSON body of a 200.
+fn get(http: &str, path: &str, cookie: &str) -> Result<Value> {
+    let addr = http
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_socket_addrs()
+        .with_context(|| format!("--http: {http:?} is not host:port"))?
+        .next()
+        .with_context(|| format!("--http: {http:?} has no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .with_context(|| format!("cannot reach the node's HTTP API at {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nX-Switchboard-Cookie: {cookie}\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("no answer from {addr}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{addr} did not answer HTTP"))?;
+    let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if status != 200 {
+        let msg = json["message"].as_str().unwrap_or(body.trim());
+        bail!("{addr} answered {status}: {msg}");
+    }
+    Ok(json)
+}
+
+fn secs(ms: &Value) -> String {
+    ms.as_u64()
+        .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+}
+
+pub fn status(
+    http: &str,
+    cookie: Option<String>,
+    data_dir: &Path,
+    placement: Option<&str>,
+    tenant: &str,
+) -> Result<()> {
+    let cookie = match cookie {
+        Some(c) => c,
+        None => {
+            crate::node::cluster::read_cookie(&data_dir.join(crate::node::cluster::COOKIE_FILE))
+                .context("give --cookie, or --data-dir of a node on this host")?
+        }
+    };
+    if let Some(p) = placement {
+        let Some((kind, id)) = p.split_once(':') else {
+            bail!("--placement: {p:?} is not KIND:ID (agent:1001, group:support)");
+        };
+        let kind = match kind {
+            "group" | "skill_group" => "skill_group",
+            "agent" => "agent",
+            "telesales_task" | "task" => "telesales_task",
+            _ => bail!("--placement: unknown kind {kind:?} (agent, group, telesales_task)"),
+        };
+        let v = get(
+            http,
+            &format!(
+                "/api/v1/cluster/placement?kind={kind}&id={}&tenant={}",
+                encode(id),
+                encode(tenant)
+            ),
+            &cookie,
+        )?;
+        let members: Vec<&str> = v["members"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "{kind} {id} of {tenant} lives on {} (members up: {})",
+            v["node"].as_str().unwrap_or("?"),
+            members.join(", ")
+        );
+        return Ok(());
+    }
+    let v = get(http, "/api/v1/cluster", &cookie)?;
+    let node = v["node"].as_str().unwrap_or("?");
+    if v["standalone"].as_bool() == Some(true) {
+        println!("node {node}: on its own (started without --cluster)");
+    } else {
+        println!(
+            "node {node}: a member is down after {} ms of silence",
+            v["down_after_ms"]
+        );
+    }
+    println!(
+        "{:<16} {:<22} {:<8} {:>9} {:>11} {:>9}",
+        "NAME", "ADDRESS", "HEALTH", "FOR", "LAST HEARD", "RTT"
+    );
+    for m in v["members"].as_array().into_iter().flatten() {
+        let rtt = m["rtt_us"]
+            .as_u64()
+            .map_or("-".into(), |us| format!("{:.2}ms", us as f64 / 1000.0));
+        println!(
+            "{:<16} {:<22} {:<8} {:>9} {:>11} {:>9}{}",
+            m["name"].as_str().unwrap_or("?"),
+            m["addr"].as_str().unwrap_or(""),
+            m["health"].as_str().unwrap_or("?"),
+            secs(&m["for_ms"]),
+            secs(&m["last_heard_ms"]),
+            rtt,
+            if m["me"].as_bool() == Some(true) {
+                "  (this node)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}

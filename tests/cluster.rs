@@ -1,0 +1,239 @@
+//! Several node processes on loopback forming one cluster over one
+//! shared data directory: joining, the failure detector, placement, and
+//! re-joining after a `kill -9`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{free_port, Node};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn start(data: &std::path::Path, name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Node {
+    let cluster = format!("127.0.0.1:{port}");
+    let mut args = vec!["--node-name", name, "--cluster", &cluster];
+    let seed = join.map(|p| format!("127.0.0.1:{p}"));
+    if let Some(s) = &seed {
+        args.extend(["--join", s.as_str()]);
+    }
+    args.extend(extra);
+    Node::start_in(data.to_path_buf(), &args)
+}
+
+/// The members `node` sees, name → health.
+fn members(node: &Node, token: &str) -> BTreeMap<String, String> {
+    let (status, v) = node.api("GET", "/api/v1/cluster", Some(token), None);
+    assert_eq!(status, 200, "{v}");
+    v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m["name"].as_str()?.to_owned(),
+                m["health"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until `node` sees exactly these members up; how long
+/// it took.
+fn wait_up(node: &Node, token: &str, want: &[&str], within: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let m = members(node, token);
+        let up: Vec<&str> = m
+            .iter()
+            .filter(|(_, h)| *h == "up")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if up == want {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < within, "still {m:?}, want up {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn home(node: &Node, token: &str, kind: &str, id: &str) -> String {
+    let (status, v) = node.api(
+        "GET",
+        &format!("/api/v1/cluster/placement?kind={kind}&id={id}"),
+        Some(token),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    v["node"].as_str().unwrap().to_owned()
+}
+
+const ENTITIES: [(&str, &str); 5] = [
+    ("agent", "1001"),
+    ("agent", "1002"),
+    ("agent", "1003"),
+    ("skill_group", "support"),
+    ("skill_group", "sales"),
+];
+
+/// Where each demo entity lives, as `node` says.
+fn homes(node: &Node, token: &str) -> Vec<String> {
+    ENTITIES
+        .iter()
+        .map(|(k, id)| home(node, token, k, id))
+        .collect()
+}
+
+#[test]
+fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
+    let data = Node::fresh_data_dir();
+    let ports = [free_port(), free_port(), free_port()];
+    let a = start(&data, "a", ports[0], None, &[]);
+    let b = start(&data, "b", ports[1], Some(ports[0]), &[]);
+    let mut c = start(&data, "c", ports[2], Some(ports[0]), &[]);
+    // One store: a token from one node is good on all.
+    let token = a.login("admin", "demo-admin");
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &["a", "b", "c"], Duration::from_secs(15));
+    }
+    // c learned of b through a's heartbeats, and b of c.
+    let placed = homes(&a, &token);
+    assert_eq!(placed, homes(&b, &token));
+    assert_eq!(placed, homes(&c, &token));
+    assert!(placed.iter().all(|n| ["a", "b", "c"].contains(&n.as_str())));
+    let (status, v) = a.api(
+        "GET",
+        "/api/v1/cluster/placement?kind=planet&id=x",
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["details"][0]["field"], "kind", "{v}");
+    assert_eq!(
+        a.metric("switchboard_cluster_members{health=\"up\"}"),
+        Some(3.0)
+    );
+
+    // kill -9: a and b notice by the silence (the default 2 s), with
+    // placement moving off c and nowhere else.
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let killed = Instant::now();
+    wait_up(&a, &token, &["a", "b"], Duration::from_secs(6));
+    wait_up(&b, &token, &["a", "b"], Duration::from_secs(6));
+    let detected = killed.elapsed();
+    assert!(
+        detected >= Duration::from_millis(1500),
+        "down after {detected:?}: too early for a 2 s silence"
+    );
+    assert_eq!(members(&a, &token)["c"], "down");
+    let after = homes(&a, &token);
+    assert_eq!(after, homes(&b, &token));
+    for (was, now) in placed.iter().zip(&after) {
+        if was == "c" {
+            assert_ne!(now, "c");
+        } else {
+            assert_eq!(was, now, "an entity moved off a node that is still up");
+        }
+    }
+
+    // c comes back on the same address: re-dialed, up everywhere again,
+    // and placement as before.
+    c = start(&data, "c", ports[2], Some(ports[0]), &[]);
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &["a", "b", "c"], Duration::from_secs(15));
+    }
+    assert_eq!(homes(&b, &token), placed);
+
+    // The operator's view from the command line, with the data
+    // directory's cookie.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "cluster",
+            "status",
+            "--http",
+            &b.http.to_string(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" up ")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("(this node)"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "cluster",
+            "status",
+            "--http",
+            &a.http.to_string(),
+            "--placement",
+            "group:support",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("lives on {}", placed[3])), "{text}");
+    drop(c);
+}
+
+#[test]
+fn a_node_with_another_cookie_never_joins() {
+    let (pa, pd) = (free_port(), free_port());
+    let a = start(
+        &Node::fresh_data_dir(),
+        "a",
+        pa,
+        None,
+        &["--cookie", "the-right-secret"],
+    );
+    let d = start(
+        &Node::fresh_data_dir(),
+        "d",
+        pd,
+        Some(pa),
+        &["--cookie", "a-wrong-secret"],
+    );
+    let ta = a.login("admin", "demo-admin");
+    let td = d.login("admin", "demo-admin");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        members(&a, &ta)
+            .into_iter()
+            .filter(|(_, h)| h == "up")
+            .count(),
+        1
+    );
+    let seen = members(&d, &td);
+    assert_eq!(seen.len(), 1, "d heard nobody: {seen:?}");
+    let (_, v) = d.api("GET", "/api/v1/cluster", Some(&td), None);
+    let seed: &Value = &v["members"][1];
+    assert_eq!(seed["health"], "joining", "{v}");
+    assert_eq!(seed["addr"], format!("127.0.0.1:{pa}"));
+    // The status command refuses a wrong cookie.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "cluster",
+            "status",
+            "--http",
+            &a.http.to_string(),
+            "--cookie",
+            "a-wrong-secret",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
