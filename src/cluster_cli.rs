@@ -22,6 +22,11 @@ fn encode(s: &str) -> String {
 
 /// GET `path` from the node at `http`; the JSON body of a 200.
 fn get(http: &str, path: &str, cookie: &str) -> Result<Value> {
+    request(http, "GET", path, cookie)
+}
+
+/// `method` `path` at the node at `http`; the JSON body of a 2xx.
+fn request(http: &str, method: &str, path: &str, cookie: &str) -> Result<Value> {
     let addr = http
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -34,7 +39,7 @@ fn get(http: &str, path: &str, cookie: &str) -> Result<Value> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nX-Switchboard-Cookie: {cookie}\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nX-Switchboard-Cookie: {cookie}\r\nContent-Length: 0\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
@@ -47,7 +52,7 @@ fn get(http: &str, path: &str, cookie: &str) -> Result<Value> {
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("{addr} did not answer HTTP"))?;
     let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    if status != 200 {
+    if !(200..300).contains(&status) {
         let msg = json["message"].as_str().unwrap_or(body.trim());
         bail!("{addr} answered {status}: {msg}");
     }
@@ -57,6 +62,29 @@ fn get(http: &str, path: &str, cookie: &str) -> Result<Value> {
 fn secs(ms: &Value) -> String {
     ms.as_u64()
         .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+}
+
+fn cookie_of(cookie: Option<String>, data_dir: &Path) -> Result<String> {
+    match cookie {
+        Some(c) => Ok(c),
+        None => {
+            crate::node::cluster::read_cookie(&data_dir.join(crate::node::cluster::COOKIE_FILE))
+                .context("give --cookie, or --data-dir of a node on this host")
+        }
+    }
+}
+
+/// `switchboard drain`: asks the node to drain and says how many calls
+/// it waits for.
+pub fn drain(http: &str, cookie: Option<String>, data_dir: &Path) -> Result<()> {
+    let cookie = cookie_of(cookie, data_dir)?;
+    let v = request(http, "POST", "/api/v1/cluster/drain", &cookie)?;
+    println!(
+        "node {} is draining: new calls are refused; it exits once its {} call(s) have ended",
+        v["node"].as_str().unwrap_or("?"),
+        v["calls"]
+    );
+    Ok(())
 }
 
 pub fn status(
@@ -105,6 +133,9 @@ pub fn status(
     }
     let v = get(http, "/api/v1/cluster", &cookie)?;
     let node = v["node"].as_str().unwrap_or("?");
+    if v["draining"].as_bool() == Some(true) {
+        println!("node {node}: draining, {} call(s) up", v["calls"]);
+    }
     if v["standalone"].as_bool() == Some(true) {
         println!("node {node}: on its own (started without --cluster)");
     } else {

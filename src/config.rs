@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub cookie: Option<String>,
     /// Silence after which a member is down, in milliseconds.
     pub cluster_down_after_ms: Option<u64>,
+    /// How long a draining node waits for its calls, in seconds.
+    pub drain_timeout_secs: Option<u64>,
 }
 
 /// Cluster settings, when the node joins one.
@@ -67,6 +69,8 @@ pub struct NodeConfig {
     pub scylla_keyspace: String,
     /// `None`: a node on its own.
     pub cluster: Option<ClusterSettings>,
+    /// How long a draining node (SIGTERM) waits for its calls to end.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// Flags as given on the command line (all optional).
@@ -89,6 +93,7 @@ pub struct Flags {
     pub join: Option<String>,
     pub cookie: Option<String>,
     pub down_after_ms: Option<u64>,
+    pub drain_timeout_secs: Option<u64>,
 }
 
 /// The machine's host name, the default node name.
@@ -156,6 +161,12 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
             .or(file.scylla_keyspace)
             .unwrap_or_else(|| "switchboard".into()),
         cluster: None,
+        drain_timeout: std::time::Duration::from_secs(
+            flags
+                .drain_timeout_secs
+                .or(file.drain_timeout_secs)
+                .unwrap_or(300),
+        ),
     };
     let config = NodeConfig {
         cluster: cluster_settings(

@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of `Serve` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: SIP on UDP and TCP, RTP media, the diagnostic numbers.
@@ -75,6 +77,28 @@ enum Command {
         /// Silence after which a member is down, in ms [default: 2000]
         #[arg(long, value_name = "MS")]
         down_after_ms: Option<u64>,
+        /// On SIGTERM (or `switchboard drain`) refuse new calls and wait
+        /// this long for the calls up to end [default: 300]
+        #[arg(long, value_name = "SECS")]
+        drain_timeout_secs: Option<u64>,
+    },
+    /// Drain a running node: it refuses new calls, hands its entities
+    /// to the other members and exits once its calls have ended.
+    Drain {
+        /// The node's HTTP API [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        http: String,
+        /// The cluster cookie [default: read from the data directory]
+        #[arg(
+            long,
+            value_name = "SECRET",
+            env = "SWITCHBOARD_COOKIE",
+            hide_env_values = true
+        )]
+        cookie: Option<String>,
+        /// The node's data directory, for its cookie file
+        #[arg(long, value_name = "DIR", default_value = "./switchboard-data")]
+        data_dir: PathBuf,
     },
     /// Ask a running node about its cluster.
     Cluster {
@@ -136,6 +160,7 @@ fn main() -> ExitCode {
             join,
             cookie,
             down_after_ms,
+            drain_timeout_secs,
         } => {
             let flags = config::Flags {
                 config,
@@ -152,6 +177,7 @@ fn main() -> ExitCode {
                 join,
                 cookie,
                 down_after_ms,
+                drain_timeout_secs,
             };
             let cfg = match config::load(&flags) {
                 Ok(c) => c,
@@ -172,6 +198,17 @@ fn main() -> ExitCode {
             };
             runtime.block_on(node::run(cfg))
         }
+        Command::Drain {
+            http,
+            cookie,
+            data_dir,
+        } => match cluster_cli::drain(&http, cookie, &data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Cluster {
             command:
                 ClusterCommand::Status {

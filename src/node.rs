@@ -184,18 +184,46 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             }
         })
     };
-    let stop = shutdown_signal();
+    membership.set_calls(core.active_calls());
+    let notices = core.notices();
+    let core_run = core.run(inbound);
+    tokio::pin!(core_run);
+    let core_ended = |r: anyhow::Result<()>| match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            ExitCode::from(1)
+        }
+    };
     let code = tokio::select! {
-        r = core.run(inbound) => match r {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("switchboard: {e:#}");
-                ExitCode::from(1)
+        r = &mut core_run => core_ended(r),
+        why = async {
+            tokio::select! {
+                _ = shutdown_signal() => "signal received",
+                _ = membership.drain_requested() => "drain asked for",
             }
-        },
-        _ = stop => {
-            tracing::info!("stopping: signal received");
-            ExitCode::SUCCESS
+        } => {
+            // SIGTERM drains: new calls are refused, the others take
+            // this node's entities, the calls up end on their own
+            // (bounded); a second signal stops at once.
+            tracing::info!(reason = why, "stopping: draining first");
+            membership.request_drain();
+            let _ = notices.send(core::CallNotice::Drain).await;
+            tokio::select! {
+                r = &mut core_run => core_ended(r),
+                drained = membership.drain(cfg.drain_timeout) => {
+                    if drained {
+                        tracing::info!("drained: every call has ended");
+                    } else {
+                        tracing::warn!(timeout_s = cfg.drain_timeout.as_secs(), "drain timed out with calls still up");
+                    }
+                    ExitCode::SUCCESS
+                }
+                _ = shutdown_signal() => {
+                    tracing::warn!("second signal: stopping now");
+                    ExitCode::SUCCESS
+                }
+            }
         }
     };
     reminders.abort();

@@ -237,3 +237,91 @@ fn a_node_with_another_cookie_never_joins() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+fn wait_exit(node: &mut Node, within: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// An INVITE with no dialog to the node; the status of its answer.
+fn invite_status(node: &Node) -> Option<u16> {
+    let peer = common::Peer::new(node);
+    let n = common::rand_u32();
+    peer.send(&format!(
+        "INVITE sip:4000@{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{1};branch=z9hG4bK{n}\r\nMax-Forwards: 70\r\nFrom: <sip:13800138000@127.0.0.1>;tag=d{n}\r\nTo: <sip:4000@{0}>\r\nCall-ID: drain-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:13800138000@127.0.0.1:{1}>\r\nContent-Length: 0\r\n\r\n",
+        node.sip,
+        peer.port()
+    ));
+    let answers = peer.recv_all(Duration::from_secs(2));
+    answers
+        .iter()
+        .filter_map(|m| m.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok())
+        .find(|c: &u16| *c >= 200)
+}
+
+#[test]
+fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
+    let data = Node::fresh_data_dir();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = start(&data, "a", pa, None, &[]);
+    let mut b = start(&data, "b", pb, Some(pa), &["--drain-timeout-secs", "60"]);
+    let token = a.login("admin", "demo-admin");
+    wait_up(&a, &token, &["a", "b"], Duration::from_secs(15));
+
+    // A caller is in b's IVR when b is told to stop.
+    let mut caller = common::customer::Customer::call(b.sip, "4000", "13800138000");
+    assert!(caller.answered, "the hotline answered");
+    let pid = b.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        b.wait_log("draining: new calls are refused", Duration::from_secs(5)),
+        "{:?}",
+        b.lines
+    );
+    // a takes b's entities at once: b said it leaves, a does not wait
+    // for 2 s of silence.
+    let t0 = Instant::now();
+    wait_up(&a, &token, &["a"], Duration::from_secs(2));
+    assert!(t0.elapsed() < Duration::from_millis(1500));
+    assert_eq!(members(&a, &token)["b"], "left");
+    assert!(homes(&a, &token).iter().all(|n| n == "a"));
+    // b refuses a new call and keeps the one up.
+    assert_eq!(invite_status(&b), Some(503));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        b.child.try_wait().unwrap().is_none(),
+        "b left with a call up"
+    );
+    assert!(!caller.node_hung_up(), "the caller was cut off");
+    let (status, v) = b.api("GET", "/api/v1/cluster", Some(&token), None);
+    assert_eq!((status, &v["draining"]), (200, &Value::Bool(true)), "{v}");
+    // The call ends: b exits, cleanly.
+    assert!(caller.hang_up());
+    let code = wait_exit(&mut b, Duration::from_secs(10)).expect("b exits once its call ended");
+    assert!(code.success(), "{code:?}");
+
+    // `switchboard drain` does the same through the API, with the cookie.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["drain", "--http", &a.http.to_string(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is draining"));
+    let code = wait_exit(&mut a, Duration::from_secs(10)).expect("a exits: it had no calls");
+    assert!(code.success(), "{code:?}");
+}

@@ -70,6 +70,8 @@ pub enum Health {
     Up,
     /// Not heard for `down_after`.
     Down,
+    /// Said it is leaving (draining before it stops).
+    Left,
 }
 
 impl Health {
@@ -78,6 +80,7 @@ impl Health {
             Health::Joining => "joining",
             Health::Up => "up",
             Health::Down => "down",
+            Health::Left => "left",
         }
     }
 }
@@ -91,6 +94,8 @@ pub enum Action {
     Dial(String),
     /// Tear down the sessions with this address: it went silent.
     Disconnect(String),
+    /// Tell every connected member this node is leaving.
+    Leave,
     /// The set of members up changed: recompute placement.
     MembersChanged,
 }
@@ -158,6 +163,7 @@ pub struct Membership {
     peers: BTreeMap<String, Peer>,
     seq: u64,
     next_heartbeat: Instant,
+    leaving: bool,
 }
 
 impl Membership {
@@ -179,6 +185,7 @@ impl Membership {
             peers: BTreeMap::new(),
             seq: 0,
             next_heartbeat: now,
+            leaving: false,
         };
         for s in seeds {
             m.learn(s, now);
@@ -218,15 +225,42 @@ impl Membership {
         );
     }
 
-    /// A heartbeat arrived; returns the [`Ack`] to send back.
-    pub fn heard(&mut self, hb: &Heartbeat, now: Instant) -> (Ack, Vec<Action>) {
+    /// This node leaves: it stops heartbeating and answering, and is no
+    /// longer among the members up, so its entities go to the others.
+    pub fn leave(&mut self) -> Vec<Action> {
+        if std::mem::replace(&mut self.leaving, true) {
+            return Vec::new();
+        }
+        vec![Action::Leave, Action::MembersChanged]
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// The member at `addr` said it is leaving.
+    pub fn left(&mut self, addr: &str, now: Instant) -> Vec<Action> {
+        match self.peers.get_mut(addr) {
+            Some(p) if p.health != Health::Left => {
+                p.health = Health::Left;
+                p.since = now;
+                p.rtt = None;
+                vec![Action::MembersChanged]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A heartbeat arrived; returns the [`Ack`] to send back (none while
+    /// this node leaves: an answer would make it look up).
+    pub fn heard(&mut self, hb: &Heartbeat, now: Instant) -> (Option<Ack>, Vec<Action>) {
         let mut actions = Vec::new();
-        let ack = Ack {
+        let ack = (!self.leaving).then(|| Ack {
             name: self.name.clone(),
             addr: self.addr.clone(),
             seq: hb.seq,
             sent: hb.sent,
-        };
+        });
         if hb.addr == self.addr {
             return (ack, actions);
         }
@@ -323,7 +357,7 @@ impl Membership {
                 p.backoff = (p.backoff * 2).min(self.settings.redial_max);
             }
         }
-        if now >= self.next_heartbeat {
+        if now >= self.next_heartbeat && !self.leaving {
             self.seq += 1;
             actions.push(Action::Heartbeat(Heartbeat {
                 name: self.name.clone(),
@@ -353,7 +387,11 @@ impl Membership {
         let mut members = vec![Member {
             name: Some(self.name.clone()),
             addr: self.addr.clone(),
-            health: Health::Up,
+            health: if self.leaving {
+                Health::Left
+            } else {
+                Health::Up
+            },
             for_: now.duration_since(self.started),
             last_heard: None,
             rtt: None,
@@ -456,7 +494,7 @@ mod tests {
         m.tick(t0);
         m.connected("10.0.0.2:7100", t0 + 5 * MS);
         let (ack, a) = m.heard(&hb("b", "10.0.0.2:7100"), t0 + 10 * MS);
-        assert_eq!(ack.name, "a");
+        assert_eq!(ack.unwrap().name, "a");
         assert_eq!(a, [Action::MembersChanged]);
         assert_eq!(m.view(t0).live(), ["a", "b"]);
         // Heard every 250 ms: stays up.
@@ -505,6 +543,38 @@ mod tests {
         assert_eq!(m.acked(&ack, 3 * MS, t0), [Action::MembersChanged]);
         let b = &m.view(t0).members[1];
         assert_eq!((b.health, b.rtt), (Health::Up, Some(3 * MS)));
+    }
+
+    #[test]
+    fn leaving_stops_heartbeats_and_answers_and_leaves_placement() {
+        let t0 = Instant::now();
+        let mut m = node(t0);
+        m.heard(&hb("b", "10.0.0.2:7100"), t0);
+        assert_eq!(m.leave(), [Action::Leave, Action::MembersChanged]);
+        assert!(m.leave().is_empty());
+        assert_eq!(m.view(t0).live(), ["b"]);
+        let (ack, _) = m.heard(&hb("b", "10.0.0.2:7100"), t0 + 10 * MS);
+        assert!(ack.is_none());
+        let later = m.tick(t0 + Duration::from_secs(1));
+        assert!(!later.iter().any(|a| matches!(a, Action::Heartbeat(_))));
+    }
+
+    #[test]
+    fn a_member_that_left_is_not_live_until_heard_again() {
+        let t0 = Instant::now();
+        let mut m = node(t0);
+        m.heard(&hb("b", "10.0.0.2:7100"), t0);
+        assert_eq!(m.left("10.0.0.2:7100", t0), [Action::MembersChanged]);
+        assert!(m.left("10.0.0.2:7100", t0).is_empty());
+        assert_eq!(m.view(t0).live(), ["a"]);
+        assert_eq!(m.view(t0).members[1].health, Health::Left);
+        // Its silence is no news.
+        assert!(!m
+            .tick(t0 + Duration::from_secs(5))
+            .contains(&Action::MembersChanged));
+        // Restarted: heard, up.
+        let (_, a) = m.heard(&hb("b", "10.0.0.2:7100"), t0 + Duration::from_secs(6));
+        assert_eq!(a, [Action::MembersChanged]);
     }
 
     proptest! {

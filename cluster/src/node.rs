@@ -76,6 +76,11 @@ pub struct Stats {
 pub enum Wire {
     Heartbeat(Heartbeat),
     Ack(Ack),
+    /// The sender is leaving (draining).
+    Leaving {
+        name: String,
+        addr: String,
+    },
 }
 
 /// Messages to the membership actor.
@@ -86,6 +91,8 @@ pub enum PeerMsg {
     Tick,
     SessionUp(String),
     SessionDown(String),
+    /// This node leaves the cluster.
+    Leave,
 }
 
 impl ractor::Message for PeerMsg {
@@ -122,6 +129,7 @@ struct MembershipActor;
 
 struct MembershipState {
     machine: Membership,
+    addr: String,
     server: ActorRef<NodeServerMessage>,
     clock: Instant,
     view: watch::Sender<View>,
@@ -131,6 +139,7 @@ struct MembershipState {
 
 struct MembershipArgs {
     machine: Membership,
+    addr: String,
     server: ActorRef<NodeServerMessage>,
     view: watch::Sender<View>,
     stats: Arc<Stats>,
@@ -151,6 +160,7 @@ impl Actor for MembershipActor {
         let ticker = myself.send_interval(TICK, || PeerMsg::Tick);
         Ok(MembershipState {
             machine: args.machine,
+            addr: args.addr,
             server: args.server,
             clock: Instant::now(),
             view: args.view,
@@ -182,13 +192,20 @@ impl Actor for MembershipActor {
             PeerMsg::Wire(Ok(Wire::Heartbeat(hb))) => {
                 st.stats.heartbeats_received.fetch_add(1, Ordering::Relaxed);
                 let (ack, actions) = st.machine.heard(&hb, now);
-                send_to(&own_group(&hb.name), &Wire::Ack(ack));
+                if let Some(ack) = ack {
+                    send_to(&own_group(&hb.name), &Wire::Ack(ack));
+                }
                 actions
             }
             PeerMsg::Wire(Ok(Wire::Ack(ack))) => {
                 let rtt = Duration::from_nanos(nanos_since(st.clock).saturating_sub(ack.sent));
                 st.machine.acked(&ack, rtt, now)
             }
+            PeerMsg::Wire(Ok(Wire::Leaving { name, addr })) => {
+                tracing::info!(%name, %addr, "cluster member leaving");
+                st.machine.left(&addr, now)
+            }
+            PeerMsg::Leave => st.machine.leave(),
             PeerMsg::Wire(Err(e)) => {
                 st.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "dropped a cluster message that could not be decoded");
@@ -209,6 +226,13 @@ impl Actor for MembershipActor {
                     hb.sent = nanos_since(st.clock);
                     send_to(GROUP, &Wire::Heartbeat(hb));
                 }
+                Action::Leave => send_to(
+                    GROUP,
+                    &Wire::Leaving {
+                        name: st.machine.name().to_string(),
+                        addr: st.addr.clone(),
+                    },
+                ),
                 Action::Dial(addr) => {
                     let server = st.server.clone();
                     tokio::spawn(async move {
@@ -360,6 +384,7 @@ impl Cluster {
             MembershipActor,
             MembershipArgs {
                 machine,
+                addr: addr.clone(),
                 server: server.clone(),
                 view: tx,
                 stats: stats.clone(),
@@ -424,7 +449,14 @@ impl Cluster {
             .to_string()
     }
 
-    /// Leaves: stops heartbeating and closes every session.
+    /// Tells the others this node is leaving: they stop placing entities
+    /// on it at once, and it stops heartbeating (it keeps its sessions
+    /// until [`Cluster::stop`]).
+    pub fn leave(&self) {
+        let _ = self.membership.cast(PeerMsg::Leave);
+    }
+
+    /// Stops heartbeating and closes every session.
     pub fn stop(&self) {
         self.membership.stop(None);
         self.server.stop(None);

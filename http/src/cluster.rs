@@ -29,6 +29,9 @@ pub trait ClusterInfo: Send + Sync {
     fn home(&self, tenant: &str, kind: EntityKind, id: &str) -> String;
     /// Whether `cookie` is the cluster's (compared in constant time).
     fn cookie_ok(&self, cookie: &str) -> bool;
+    /// Starts draining this node (idempotent): no new calls, the others
+    /// take its entities, it exits once its calls have ended.
+    fn drain(&self) -> ClusterNow;
 }
 
 /// The members, this node first.
@@ -38,6 +41,11 @@ pub struct ClusterNow {
     pub node: String,
     /// A node on its own (started without `--cluster`).
     pub standalone: bool,
+    /// The answering node is draining: it takes no new calls and exits
+    /// once its calls have ended.
+    pub draining: bool,
+    /// Calls up on the answering node.
+    pub calls: u64,
     /// Silence after which a member is down.
     pub down_after_ms: u64,
     pub members: Vec<MemberNow>,
@@ -50,7 +58,7 @@ pub struct MemberNow {
     pub name: Option<String>,
     /// Its cluster address.
     pub addr: String,
-    /// `up`, `down`, or `joining` (known, never heard).
+    /// `up`, `down`, `left` (drained) or `joining` (known, never heard).
     pub health: String,
     /// Time in this health.
     pub for_ms: u64,
@@ -180,8 +188,31 @@ async fn placement(
     }))
 }
 
+/// Drains the answering node: it refuses new calls (SIP 503), its
+/// entities go to the other members, and it exits once its calls have
+/// ended (bounded by its drain timeout). Only with the cluster cookie:
+/// this is the operator's, not a tenant's.
+#[utoipa::path(post, path = "/cluster/drain", tag = "cluster",
+    responses((status = 202, body = ClusterNow), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn drain(
+    State(state): State<AppState>,
+    reader: Reader,
+) -> ApiResult<(axum::http::StatusCode, Json<ClusterNow>)> {
+    if let Reader::User(_) = reader {
+        return Err(ApiError::forbidden(
+            "draining a node takes the cluster cookie (X-Switchboard-Cookie)",
+        ));
+    }
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(info(&state)?.drain()),
+    ))
+}
+
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(drain))
         .routes(routes!(status))
         .routes(routes!(placement))
 }

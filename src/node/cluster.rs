@@ -64,7 +64,16 @@ pub fn read_cookie(path: &Path) -> anyhow::Result<String> {
 
 /// This node's membership.
 #[derive(Debug)]
-pub enum Membership {
+pub struct Membership {
+    kind: Joined,
+    /// Set once a drain is asked for (by the API or a signal).
+    drain: tokio::sync::watch::Sender<bool>,
+    /// Calls up on this node, once the core runs.
+    calls: std::sync::OnceLock<tokio::sync::watch::Receiver<usize>>,
+}
+
+#[derive(Debug)]
+enum Joined {
     Alone {
         name: String,
         started: Instant,
@@ -102,13 +111,18 @@ impl Membership {
         settings: Option<&ClusterSettings>,
         data_dir: &Path,
     ) -> anyhow::Result<Membership> {
+        let new = |kind| Membership {
+            kind,
+            drain: tokio::sync::watch::channel(false).0,
+            calls: std::sync::OnceLock::new(),
+        };
         let Some(s) = settings else {
-            return Ok(Membership::Alone {
+            return Ok(new(Joined::Alone {
                 name: name.to_string(),
                 started: Instant::now(),
                 started_at_ms: epoch_ms(),
                 cookie: cookie(None, data_dir)?,
-            });
+            }));
         };
         let cookie = cookie(s.cookie.as_deref(), data_dir)?;
         let cluster = Cluster::start(ClusterConfig {
@@ -122,17 +136,52 @@ impl Membership {
             },
         })
         .await?;
-        Ok(Membership::Joined {
+        Ok(new(Joined::Joined {
             cluster: Arc::new(cluster),
             cookie,
-        })
+        }))
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        match self {
-            Membership::Joined { cluster, .. } => Some(cluster),
-            Membership::Alone { .. } => None,
+        match &self.kind {
+            Joined::Joined { cluster, .. } => Some(cluster),
+            Joined::Alone { .. } => None,
         }
+    }
+
+    /// Where the core tells how many calls are up.
+    pub fn set_calls(&self, calls: tokio::sync::watch::Receiver<usize>) {
+        let _ = self.calls.set(calls);
+    }
+
+    /// Asks for a drain (again: nothing more).
+    pub fn request_drain(&self) {
+        self.drain.send_if_modified(|d| !std::mem::replace(d, true));
+    }
+
+    /// Resolves once a drain is asked for.
+    pub async fn drain_requested(&self) {
+        let mut rx = self.drain.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// The drain: others stop placing entities here; the node keeps its
+    /// calls until they end or `timeout`. Whether every call ended.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        if let Some(c) = self.cluster() {
+            c.leave();
+        }
+        let Some(mut calls) = self.calls.get().cloned() else {
+            return true;
+        };
+        tracing::info!(
+            calls = *calls.borrow(),
+            timeout_s = timeout.as_secs(),
+            "draining: waiting for the calls to end"
+        );
+        tokio::time::timeout(timeout, calls.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Leaves the cluster (a node on its own has nothing to do).
@@ -140,6 +189,12 @@ impl Membership {
         if let Some(c) = self.cluster() {
             c.stop();
         }
+    }
+
+    fn calls_now(&self) -> u64 {
+        self.calls
+            .get()
+            .map_or(0, |c| u64::try_from(*c.borrow()).unwrap_or(u64::MAX))
     }
 }
 
@@ -161,8 +216,10 @@ fn member(m: &switchboard_cluster::Member) -> MemberNow {
 
 impl ClusterInfo for Membership {
     fn status(&self) -> ClusterNow {
-        match self {
-            Membership::Alone {
+        let draining = *self.drain.borrow();
+        let calls = self.calls_now();
+        match &self.kind {
+            Joined::Alone {
                 name,
                 started,
                 started_at_ms,
@@ -170,11 +227,15 @@ impl ClusterInfo for Membership {
             } => ClusterNow {
                 node: name.clone(),
                 standalone: true,
+                draining,
+                calls,
                 down_after_ms: ms(Settings::default().down_after),
                 members: vec![MemberNow {
                     name: Some(name.clone()),
                     addr: String::new(),
-                    health: Health::Up.as_str().to_string(),
+                    health: if draining { Health::Left } else { Health::Up }
+                        .as_str()
+                        .to_string(),
                     for_ms: ms(started.elapsed()),
                     last_heard_ms: None,
                     rtt_us: None,
@@ -183,11 +244,13 @@ impl ClusterInfo for Membership {
                     me: true,
                 }],
             },
-            Membership::Joined { cluster, .. } => {
+            Joined::Joined { cluster, .. } => {
                 let view = cluster.view();
                 ClusterNow {
                     node: view.me.clone(),
                     standalone: false,
+                    draining,
+                    calls,
                     down_after_ms: ms(cluster.settings().down_after),
                     members: view.members.iter().map(member).collect(),
                 }
@@ -196,17 +259,20 @@ impl ClusterInfo for Membership {
     }
 
     fn home(&self, tenant: &str, k: EntityKind, id: &str) -> String {
-        match self {
-            Membership::Alone { name, .. } => name.clone(),
-            Membership::Joined { cluster, .. } => {
-                cluster.home(&EntityKey::new(tenant, kind(k), id))
-            }
+        match &self.kind {
+            Joined::Alone { name, .. } => name.clone(),
+            Joined::Joined { cluster, .. } => cluster.home(&EntityKey::new(tenant, kind(k), id)),
         }
     }
 
+    fn drain(&self) -> ClusterNow {
+        self.request_drain();
+        self.status()
+    }
+
     fn cookie_ok(&self, given: &str) -> bool {
-        let mine = match self {
-            Membership::Alone { cookie, .. } | Membership::Joined { cookie, .. } => cookie,
+        let mine = match &self.kind {
+            Joined::Alone { cookie, .. } | Joined::Joined { cookie, .. } => cookie,
         };
         // Constant time in the cookie's content.
         given.len() == mine.len()
@@ -249,7 +315,7 @@ pub fn watch(cluster: Arc<Cluster>, store: Arc<dyn Store>) -> tokio::task::JoinH
         loop {
             every.tick().await;
             let view: View = rx.borrow_and_update().clone();
-            for h in [Health::Up, Health::Down, Health::Joining] {
+            for h in [Health::Up, Health::Down, Health::Joining, Health::Left] {
                 let n = view.members.iter().filter(|x| x.health == h).count();
                 m.cluster_members
                     .with_label_values(&[h.as_str()])

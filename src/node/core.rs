@@ -119,6 +119,8 @@ pub enum CallNotice {
         to: switchboard_storage::model::TransferTarget,
         reply: cc::hold::HoldReply,
     },
+    /// The node is draining: refuse new calls, keep the ones up.
+    Drain,
     /// An agent dials a number from the phone bar.
     Dial {
         tenant: TenantId,
@@ -178,6 +180,10 @@ pub struct SipCore {
     ob_rx: Option<mpsc::UnboundedReceiver<(CallId, OutboundCommand)>>,
     leg_tx: mpsc::UnboundedSender<(u64, LegEvent)>,
     leg_rx: Option<mpsc::UnboundedReceiver<(u64, LegEvent)>>,
+    /// New calls are refused (503) while the node drains.
+    draining: bool,
+    /// Calls up on this node (dialogs, call-center and outbound calls).
+    active: tokio::sync::watch::Sender<usize>,
 }
 
 impl SipCore {
@@ -236,7 +242,14 @@ impl SipCore {
             ob_rx: Some(ob_rx),
             leg_tx,
             leg_rx: Some(leg_rx),
+            draining: false,
+            active: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// The number of calls up on this node, as it changes.
+    pub fn active_calls(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.active.subscribe()
     }
 
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) -> Result<()> {
@@ -281,6 +294,9 @@ impl SipCore {
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
             self.flush().await;
+            let active = self.calls.len() + self.cc.len() + self.ob.len();
+            self.active
+                .send_if_modified(|n| std::mem::replace(n, active) != active);
         }
     }
 
@@ -491,6 +507,13 @@ impl SipCore {
             }
             (Method::Register, _) => {
                 let resp = self.register(&req, source, transport, now);
+                self.respond(id, resp, now);
+            }
+            (Method::Invite, None) if self.draining => {
+                // RFC 3261 §21.5.4: another node (the carrier's next
+                // route) takes it.
+                let mut resp = Response::to(&req, 503, "Service Unavailable");
+                resp.headers.push("Retry-After", "30");
                 self.respond(id, resp, now);
             }
             (Method::Invite, None) => self.handle_invite(id, req, source, transport, now).await,
@@ -820,6 +843,18 @@ impl SipCore {
                 to,
                 reply,
             } => self.transfer(tenant, agent, to, reply, now),
+            CallNotice::Drain => {
+                self.draining = true;
+                tracing::info!(
+                    calls = self.calls.len() + self.ob.len(),
+                    "draining: new calls are refused"
+                );
+            }
+            CallNotice::Dial { reply, .. } if self.draining => {
+                let _ = reply.send(Err(switchboard_http::live::LiveError::Unavailable(
+                    "this node is draining: dial through another node".into(),
+                )));
+            }
             CallNotice::Dial {
                 tenant,
                 agent,
