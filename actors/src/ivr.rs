@@ -456,8 +456,13 @@ impl IvrSession {
         }
     }
 
-    /// The prompt the shell was asked to play has ended.
+    /// The prompt the shell was asked to play has ended. Said when no
+    /// prompt plays (a late report of one a key stopped), it changes
+    /// nothing.
     pub fn prompt_done(&mut self, now: Timestamp) {
+        if !matches!(self.wait, Wait::Prompt { .. }) {
+            return;
+        }
         let Wait::Prompt { then } = std::mem::replace(&mut self.wait, Wait::Finished) else {
             return;
         };
@@ -885,6 +890,24 @@ mod tests {
         s.prompt_done(t(14_000));
         assert_eq!(actions(&mut s), vec![IvrAction::Done(IvrOutcome::HangUp)]);
         assert_eq!(s.trace().keys, "9*7");
+    }
+
+    #[test]
+    fn a_prompt_end_while_waiting_for_a_key_changes_nothing() {
+        let mut s = IvrSession::start(demo_flow(), true, false, t(0));
+        s.prompt_done(t(1000));
+        s.prompt_done(t(2000)); // menu prompt over: listening
+        assert_eq!(s.poll_timeout(), Some(t(7000)));
+        s.prompt_done(t(2500));
+        assert!(!s.is_finished());
+        assert_eq!(s.poll_timeout(), Some(t(7000)));
+        s.digit('2', t(3000));
+        assert_eq!(
+            actions(&mut s).last(),
+            Some(&IvrAction::Done(IvrOutcome::TransferGroup {
+                group: "sales".into()
+            }))
+        );
     }
 
     #[test]
