@@ -7,11 +7,15 @@
 mod common;
 
 use common::phone::{loud_windows, Phone};
-use common::records::{status_log, wait_demo_calls, wait_demo_counters};
+use common::records::{
+    add_prompt, publish_flow, seed_demo_then, status_log, wait_demo_calls, wait_demo_counters,
+};
 use common::{sipp, Node};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_storage::model::{
-    HangupReason, HangupSide, LegKind, RingOutcome, StatsScope, Status, TransferTarget,
+    Flow, HangupReason, HangupSide, LegKind, Node as FlowNode, RingOutcome, Satisfaction,
+    StatsScope, Status, Survey, SurveyLevel, TransferTarget,
 };
 
 #[test]
@@ -126,41 +130,149 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
     );
 }
 
-#[test]
-fn when_the_agent_hangs_up_first_the_customer_rates_the_call() {
-    let node = Node::start();
-    // 1003 (sales) answers and hangs up when its speech ends (~4 s).
-    let agent = Phone::auto_answer(&node, "1003", "pass1003");
-    let running = agent.spawn(15);
-    let mut node = node;
-    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13912345678");
+/// The demo tenant's survey, reconfigured: key 1 is the best answer.
+const RATE_US: &str =
+    "Press 1 if you were very satisfied, 2 if you were satisfied, 3 if you were not.";
+
+fn rate_us() -> Flow {
+    let level = |key, score, label: &str| SurveyLevel {
+        key,
+        score,
+        label: label.into(),
+    };
+    Flow {
+        id: "survey".into(),
+        start: "rate".into(),
+        nodes: BTreeMap::from([(
+            "rate".into(),
+            FlowNode::Survey(Survey {
+                prompt: "rate-us".into(),
+                levels: vec![
+                    level('1', 5, "very satisfied"),
+                    level('2', 3, "satisfied"),
+                    level('3', 1, "not satisfied"),
+                ],
+                timeout: Duration::from_secs(8),
+                invalid_prompt: Some("invalid".into()),
+                thanks: Some("thanks".into()),
+            }),
+        )]),
+    }
+}
+
+/// Waits (bounded) until the customer has heard `prompt` since `from`.
+fn hears(c: &common::customer::Customer, prompt: &[i16], from: Duration) -> bool {
+    (0..80).any(|_| {
+        std::thread::sleep(Duration::from_millis(250));
+        common::customer::match_score(&c.heard_since(from), prompt) > 0.9
+    })
+}
+
+/// A customer calls 4000 from `caller` and presses `menu_key`; the agent
+/// talks, hangs up, and the customer hears the survey's question.
+fn call_until_the_survey(
+    node: &Node,
+    caller: &str,
+    menu_key: char,
+    question: &[i16],
+) -> common::customer::Customer {
+    let c = common::customer::Customer::call(node.sip, "4000", caller);
     assert!(c.answered);
     std::thread::sleep(Duration::from_secs(5));
-    c.press('2');
-    // The conversation, then the survey prompt; the customer gives a 4
-    // once it has heard the question.
-    let survey = common::customer::spoken(
-        "Please rate our service from 1 to 5, 5 being the best.",
-        "en-us",
+    c.press(menu_key);
+    assert!(
+        hears(&c, question, Duration::ZERO),
+        "{caller} never heard the survey"
     );
-    let asked = (0..60).any(|_| {
-        std::thread::sleep(Duration::from_millis(250));
-        common::customer::match_score(&c.heard(), &survey) > 0.9
+    c
+}
+
+#[test]
+fn when_the_agent_hangs_up_first_the_customer_rates_the_call() {
+    let dir = Node::fresh_data_dir();
+    seed_demo_then(&dir, |store| {
+        Box::pin(async move {
+            add_prompt(store, "rate-us", RATE_US).await;
+            publish_flow(store, rate_us()).await;
+        })
     });
-    assert!(asked, "the survey was never heard");
-    c.press('4');
+    let mut node = Node::start_in(dir, &[]);
+    // 1003 (sales), then 1001 (support), answer and hang up when their
+    // speech ends (~4 s).
+    let sales = Phone::auto_answer(&node, "1003", "pass1003").spawn(25);
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let question = common::customer::spoken(RATE_US, "en-us");
+
+    // The best answer is key 1: 5 points.
+    let mut c = call_until_the_survey(&node, "13912345678", '2', &question);
+    c.press('1');
     assert!(
         c.wait_bye(Duration::from_secs(10)),
         "the node did not end the call after the survey"
     );
-    let _ = Phone::output(running);
     c.hang_up();
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
-    let r = calls.first().expect("call record");
-    assert_eq!(r.satisfaction, Some(4), "{r:?}");
-    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
-    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1003"));
+    let _ = Phone::output(sales);
+
+    // A key that is no answer: "not a valid choice", the question again,
+    // and another wrong key ends it.
+    let support = Phone::auto_answer(&node, "1001", "pass1001").spawn(30);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let mut c = call_until_the_survey(&node, "13812345678", '1', &question);
+    let pressed = c.elapsed();
+    c.press('7');
+    let sorry = common::customer::spoken("Sorry, that is not a valid choice.", "en-us");
+    assert!(hears(&c, &sorry, pressed), "no invalid-key prompt");
+    c.press('8');
+    assert!(
+        c.wait_bye(Duration::from_secs(10)),
+        "the node did not end the call after two wrong keys"
+    );
+    c.hang_up();
+    let _ = Phone::output(support);
+
+    let calls = wait_demo_calls(&node.data_dir, 2, Duration::from_secs(5));
+    let by = |caller: &str| {
+        calls
+            .iter()
+            .find(|r| r.caller == caller)
+            .unwrap_or_else(|| panic!("no record of {caller}: {calls:?}"))
+    };
+    let (rated, wrong) = (by("13912345678"), by("13812345678"));
+    assert_eq!(
+        rated.satisfaction,
+        Satisfaction::Scored { score: 5, key: '1' },
+        "{rated:?}"
+    );
+    assert_eq!(wrong.satisfaction, Satisfaction::InvalidKey { key: '8' });
+    for (r, agent) in [(rated, "1003"), (wrong, "1001")] {
+        assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+        assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some(agent));
+    }
+
+    // The API's call records say the same.
+    let token = node.login("admin", "demo-admin");
+    let (status, page) = node.api("GET", "/api/v1/calls", Some(&token), None);
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    let doc = |caller: &str| {
+        items
+            .iter()
+            .find(|c| c["caller"] == caller)
+            .cloned()
+            .unwrap_or_else(|| panic!("no call of {caller} in {page}"))
+    };
+    let rated = doc("13912345678");
+    assert_eq!(rated["satisfaction"], 5);
+    assert_eq!(
+        rated["survey"],
+        serde_json::json!({"outcome": "scored", "score": 5, "key": "1"})
+    );
+    let wrong = doc("13812345678");
+    assert_eq!(wrong["satisfaction"], serde_json::Value::Null);
+    assert_eq!(
+        wrong["survey"],
+        serde_json::json!({"outcome": "invalid_key", "score": null, "key": "8"})
+    );
     assert_nothing_left_up(&node);
 }
 

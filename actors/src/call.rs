@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
     CallRecord, Day, Direction, HangupReason, HangupSide, Leg, LegKind, NodeId, NumberLocation,
-    RingAttempt, RingOutcome, Transfer, TransferTarget,
+    RingAttempt, RingOutcome, Satisfaction, Transfer, TransferTarget,
 };
 
 /// Who and what a call is, given when it starts.
@@ -232,7 +232,7 @@ impl InboundCall {
                 hangup_side: HangupSide::System,
                 hangup_reason: HangupReason::IvrHangUp,
                 voicemail: false,
-                satisfaction: None,
+                satisfaction: Satisfaction::NotOffered,
                 legs: Vec::new(),
                 location,
                 recording: None,
@@ -532,7 +532,8 @@ impl InboundCall {
                 self.finish(HangupSide::Customer, HangupReason::Normal, now);
             }
             Phase::Survey => {
-                // Hung up instead of scoring: the agent ended the talk.
+                // Hung up during the survey (the record says so): the
+                // agent ended the talk.
                 let (side, reason) = (self.summary.hangup_side, self.summary.hangup_reason);
                 self.finish(side, reason, now);
             }
@@ -701,7 +702,6 @@ impl InboundCall {
 
     fn ivr_done(&mut self, outcome: IvrOutcome, now: Timestamp) {
         if self.phase == Phase::Survey {
-            self.summary.satisfaction = self.ivr.trace().satisfaction;
             self.actions.push_back(CallAction::HangUpCustomer);
             let (side, reason) = (self.summary.hangup_side, self.summary.hangup_reason);
             return self.finish(side, reason, now);
@@ -748,6 +748,11 @@ impl InboundCall {
         if self.phase == Phase::Ivr {
             self.summary.ivr = self.ivr.trace().clone();
         }
+        // The survey after the agent, or one in the flow itself; hanging
+        // up during it is its outcome.
+        if let Some(s) = self.ivr.satisfaction() {
+            self.summary.satisfaction = s;
+        }
         self.phase = Phase::Done;
         self.ringing.clear();
         self.summary.end = now;
@@ -762,7 +767,7 @@ impl InboundCall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ivr::Node;
+    use crate::ivr::{Node, Survey, SurveyLevel};
     use std::collections::BTreeMap;
 
     fn t(s: u64) -> Timestamp {
@@ -808,16 +813,27 @@ mod tests {
         }
     }
 
+    /// Key 9 is the best (5), key 1 the worst (1).
     fn survey() -> Flow {
+        let level = |key, score, label: &str| SurveyLevel {
+            key,
+            score,
+            label: label.into(),
+        };
         let mut nodes = BTreeMap::new();
         nodes.insert(
             "s".into(),
-            Node::Survey {
+            Node::Survey(Survey {
                 prompt: "rate".into(),
-                max: 5,
+                levels: vec![
+                    level('9', 5, "very satisfied"),
+                    level('5', 3, "satisfied"),
+                    level('1', 1, "not satisfied"),
+                ],
                 timeout: Duration::from_secs(5),
+                invalid_prompt: Some("sorry".into()),
                 thanks: None,
-            },
+            }),
         );
         Flow {
             id: "survey".into(),
@@ -870,7 +886,12 @@ mod tests {
 
     /// A queued call answered by 1001 at t(10).
     fn talking() -> InboundCall {
-        let mut c = queued(None);
+        talking_with(None)
+    }
+
+    /// The same, with a survey after the agent if `survey_flow` is one.
+    fn talking_with(survey_flow: Option<Flow>) -> InboundCall {
+        let mut c = queued(survey_flow);
         let a: AgentId = "1001".into();
         c.ring(
             std::slice::from_ref(&a),
@@ -1112,11 +1133,12 @@ mod tests {
             ]
         );
         c.prompt_done(t(127));
-        c.digit('5', t(128));
+        c.digit('9', t(128));
         let a = actions(&mut c);
         assert!(a.contains(&CallAction::HangUpCustomer));
         let s = finished(&a).unwrap();
-        assert_eq!(s.satisfaction, Some(5));
+        assert_eq!(s.satisfaction, Satisfaction::Scored { score: 5, key: '9' });
+        assert_eq!(s.satisfaction.score(), Some(5));
         assert_eq!(
             (s.hangup_side, s.hangup_reason),
             (HangupSide::Agent, HangupReason::Normal)
@@ -1148,6 +1170,83 @@ mod tests {
         assert_eq!(s.legs[1].end, t(125));
         assert_eq!(s.legs[0].end, t(128));
         assert!(c.is_finished());
+    }
+
+    /// The agent hangs up at t(60) and the survey asks; the record once
+    /// `then` has done its part.
+    fn surveyed(then: impl FnOnce(&mut InboundCall)) -> CallRecord {
+        let mut c = talking_with(Some(survey()));
+        c.agent_hung_up(t(60));
+        assert_eq!(
+            actions(&mut c).last(),
+            Some(&CallAction::Play {
+                prompt: "rate".into()
+            })
+        );
+        then(&mut c);
+        let a = actions(&mut c);
+        let r = finished(&a).unwrap_or_else(|| panic!("not finished: {a:?}"));
+        assert!(c.is_finished());
+        assert_eq!(
+            (r.hangup_side, r.hangup_reason),
+            (HangupSide::Agent, HangupReason::Normal)
+        );
+        assert_eq!(r.talk_end, Some(t(60)));
+        r
+    }
+
+    #[test]
+    fn every_survey_outcome_lands_in_the_record() {
+        // A wrong key: asked once more; a level's key then scores.
+        let r = surveyed(|c| {
+            c.prompt_done(t(62));
+            c.digit('7', t(63));
+            assert_eq!(
+                actions(c),
+                vec![CallAction::Play {
+                    prompt: "sorry".into()
+                }]
+            );
+            c.prompt_done(t(65));
+            c.prompt_done(t(67));
+            c.digit('1', t(68));
+        });
+        assert_eq!(r.satisfaction, Satisfaction::Scored { score: 1, key: '1' });
+        // Two wrong keys.
+        let r = surveyed(|c| {
+            c.prompt_done(t(62));
+            c.digit('7', t(63));
+            c.digit('#', t(64));
+        });
+        assert_eq!(r.satisfaction, Satisfaction::InvalidKey { key: '#' });
+        assert_eq!(r.end, t(64));
+        // No key: the survey's timeout, in simulated time.
+        let r = surveyed(|c| {
+            c.prompt_done(t(62));
+            assert_eq!(c.poll_timeout(), Some(t(67)));
+            c.handle_timeout(t(67));
+        });
+        assert_eq!(r.satisfaction, Satisfaction::Timeout);
+        assert_eq!(r.end, t(67));
+        // The customer hangs up during the question.
+        let r = surveyed(|c| c.customer_hung_up(t(61)));
+        assert_eq!(r.satisfaction, Satisfaction::HungUp);
+        assert_eq!(r.end, t(61));
+    }
+
+    #[test]
+    fn no_survey_is_offered_when_the_customer_hangs_up_first() {
+        let mut c = talking_with(Some(survey()));
+        c.customer_hung_up(t(60));
+        let r = finished(&actions(&mut c)).unwrap();
+        assert_eq!(r.hangup_side, HangupSide::Customer);
+        assert_eq!(r.satisfaction, Satisfaction::NotOffered);
+        // Nor without a survey flow.
+        let mut c = talking();
+        c.agent_hung_up(t(60));
+        let a = actions(&mut c);
+        assert!(a.contains(&CallAction::HangUpCustomer));
+        assert_eq!(finished(&a).unwrap().satisfaction, Satisfaction::NotOffered);
     }
 
     #[test]

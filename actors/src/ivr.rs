@@ -7,8 +7,15 @@
 //! the day the closed flow runs. [`IvrSession`] then interprets the flow's
 //! nodes (节点): it asks its shell to play prompts, listens to DTMF digits
 //! and timeouts, and ends with a transfer, a voicemail or a hang-up. What
-//! the caller did (nodes visited, keys pressed, digits collected, survey
-//! score) is kept for the call record.
+//! the caller did (nodes visited, keys pressed, digits collected) and how a
+//! survey went ([`IvrSession::satisfaction`]) are kept for the call record.
+//!
+//! A survey node asks once more after a key that is no level's (its
+//! invalid-key prompt first, if it has one), as menus do; a second wrong
+//! key ends it as [`Satisfaction::InvalidKey`]. Silence is not asked
+//! again: the customer has usually put the phone down, and the line is
+//! not held for it. A valid answer plays the thanks prompt; the others
+//! end the call without it.
 //!
 //! Prompts are named by id; the shell resolves an id to audio (TTS or an
 //! approved WAV) and says when playback ended with
@@ -19,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 pub use switchboard_storage::model::{
-    Date, Day, Flow, Hours, IvrTrace, Node, Schedule, SpecialDates,
+    Date, Day, Flow, Hours, IvrTrace, Node, Satisfaction, Schedule, SpecialDates, Survey,
+    SurveyLevel,
 };
 use thiserror::Error;
 
@@ -173,7 +181,13 @@ fn node_prompts(node: &Node) -> Vec<&str> {
             .chain(invalid_prompt)
             .map(String::as_str)
             .collect(),
-        Node::Survey { prompt, thanks, .. } => std::iter::once(prompt)
+        Node::Survey(Survey {
+            prompt,
+            invalid_prompt,
+            thanks,
+            ..
+        }) => std::iter::once(prompt)
+            .chain(invalid_prompt)
             .chain(thanks)
             .map(String::as_str)
             .collect(),
@@ -272,8 +286,11 @@ impl FlowExt for Flow {
                     vec![next, on_fail]
                 }
                 Node::TimeBranch { open, closed } => vec![open, closed],
-                Node::Survey { max, .. } if !(1..=9).contains(max) => {
-                    return Err(invalid("a survey scores 1 to at most 9"));
+                Node::Survey(survey) => {
+                    if let Some(problem) = survey_problem(survey) {
+                        return Err(invalid(&problem));
+                    }
+                    Vec::new()
                 }
                 _ => Vec::new(),
             };
@@ -329,6 +346,57 @@ impl FlowExt for Flow {
 
 fn is_dtmf(c: char) -> bool {
     c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+/// The fewest and the most levels a survey has.
+pub const SURVEY_LEVELS: std::ops::RangeInclusive<usize> = 2..=5;
+/// The highest score a level may give.
+pub const SURVEY_MAX_SCORE: u8 = 10;
+/// How many times a survey asks again after a wrong key.
+const SURVEY_RETRIES: u8 = 1;
+
+/// What is wrong with a survey's levels, in words for the person who
+/// configured them.
+fn survey_problem(s: &Survey) -> Option<String> {
+    let n = s.levels.len();
+    if !SURVEY_LEVELS.contains(&n) {
+        return Some(format!(
+            "a survey has {} to {} levels; this one has {n}",
+            SURVEY_LEVELS.start(),
+            SURVEY_LEVELS.end()
+        ));
+    }
+    for (i, l) in s.levels.iter().enumerate() {
+        // A-D are DTMF too, but phones have no such keys.
+        if !(l.key.is_ascii_digit() || matches!(l.key, '*' | '#')) {
+            return Some(format!(
+                "level {:?}: {:?} is not a phone key (0-9, * or #)",
+                l.label, l.key
+            ));
+        }
+        if l.label.trim().is_empty() {
+            return Some(format!("the level of key {:?} has no label", l.key));
+        }
+        if l.score > SURVEY_MAX_SCORE {
+            return Some(format!(
+                "level {:?}: score {} is above {SURVEY_MAX_SCORE}",
+                l.label, l.score
+            ));
+        }
+        if let Some(o) = s.levels[..i].iter().find(|o| o.key == l.key) {
+            return Some(format!(
+                "levels {:?} and {:?} both use key {:?}",
+                o.label, l.label, l.key
+            ));
+        }
+        if let Some(o) = s.levels[..i].iter().find(|o| o.score == l.score) {
+            return Some(format!(
+                "levels {:?} and {:?} both score {}: the score should tell the answers apart",
+                o.label, l.label, l.score
+            ));
+        }
+    }
+    None
 }
 
 /// What the session asks its shell to do.
@@ -402,6 +470,9 @@ pub struct IvrSession {
     tries: u8,
     digits: String,
     trace: IvrTrace,
+    /// How a survey node went; `HungUp` from its start until a key or
+    /// the timeout decides.
+    survey: Option<Satisfaction>,
     actions: VecDeque<IvrAction>,
 }
 
@@ -420,6 +491,7 @@ impl IvrSession {
             tries: 0,
             digits: String::new(),
             trace: IvrTrace::default(),
+            survey: None,
             actions: VecDeque::new(),
         };
         s.enter(start, now);
@@ -428,6 +500,14 @@ impl IvrSession {
 
     pub fn trace(&self) -> &IvrTrace {
         &self.trace
+    }
+
+    /// How the survey went, if the flow reached a survey node. Until the
+    /// customer answers or the timeout passes it is
+    /// [`Satisfaction::HungUp`]: what the record says if the call ends
+    /// now.
+    pub fn satisfaction(&self) -> Option<Satisfaction> {
+        self.survey
     }
 
     /// Goes back into the flow at `node` (a queue overflowing to an IVR
@@ -456,8 +536,13 @@ impl IvrSession {
         }
     }
 
-    /// The prompt the shell was asked to play has ended.
+    /// The prompt the shell was asked to play has ended. Said when no
+    /// prompt plays (a late report of one a key stopped), it changes
+    /// nothing.
     pub fn prompt_done(&mut self, now: Timestamp) {
+        if !matches!(self.wait, Wait::Prompt { .. }) {
+            return;
+        }
         let Wait::Prompt { then } = std::mem::replace(&mut self.wait, Wait::Finished) else {
             return;
         };
@@ -528,18 +613,7 @@ impl IvrSession {
                     }
                 }
             }
-            Node::Survey { max, thanks, .. } => {
-                let score = key
-                    .to_digit(10)
-                    .filter(|d| (1..=u32::from(max)).contains(d));
-                self.trace.satisfaction = score.map(|d| d as u8);
-                match thanks {
-                    Some(p) if score.is_some() => {
-                        self.play(p, AfterPrompt::Finish(IvrOutcome::HangUp))
-                    }
-                    _ => self.finish(IvrOutcome::HangUp),
-                }
-            }
+            Node::Survey(survey) => self.survey_key(survey, key, now),
             _ => {}
         }
     }
@@ -555,7 +629,13 @@ impl IvrSession {
         match self.flow.nodes.get(&self.node) {
             Some(Node::Menu { .. }) => self.menu_failed(now),
             Some(Node::Collect { .. }) => self.collect_done(now),
-            Some(Node::Survey { .. }) => self.finish(IvrOutcome::HangUp),
+            Some(Node::Survey(_)) => {
+                // A wrong key before the silence says more than the silence.
+                if !matches!(self.survey, Some(Satisfaction::InvalidKey { .. })) {
+                    self.survey = Some(Satisfaction::Timeout);
+                }
+                self.finish(IvrOutcome::HangUp)
+            }
             _ => {}
         }
     }
@@ -589,9 +669,13 @@ impl IvrSession {
         };
         match node {
             Node::Play { prompt, next } => self.play(prompt, AfterPrompt::Goto(next)),
-            Node::Menu { prompt, .. }
-            | Node::Collect { prompt, .. }
-            | Node::Survey { prompt, .. } => self.play(prompt, AfterPrompt::Listen),
+            Node::Menu { prompt, .. } | Node::Collect { prompt, .. } => {
+                self.play(prompt, AfterPrompt::Listen)
+            }
+            Node::Survey(Survey { prompt, .. }) => {
+                self.survey.get_or_insert(Satisfaction::HungUp);
+                self.play(prompt, AfterPrompt::Listen)
+            }
             Node::TimeBranch { .. } => self.enter(id.to_owned(), now),
             Node::TransferGroup { group } => self.finish(IvrOutcome::TransferGroup { group }),
             Node::TransferAgent { agent } => self.finish(IvrOutcome::TransferAgent { agent }),
@@ -624,7 +708,7 @@ impl IvrSession {
         let timeout = match self.flow.nodes.get(&self.node) {
             Some(Node::Menu { timeout, .. })
             | Some(Node::Collect { timeout, .. })
-            | Some(Node::Survey { timeout, .. }) => *timeout,
+            | Some(Node::Survey(Survey { timeout, .. })) => *timeout,
             _ => Duration::from_secs(5),
         };
         self.wait = Wait::Keys {
@@ -647,6 +731,33 @@ impl IvrSession {
         }
         self.tries += 1;
         match invalid_prompt {
+            Some(p) => self.play(p, AfterPrompt::Replay),
+            None => {
+                let id = self.node.clone();
+                self.present(&id, now);
+            }
+        }
+    }
+
+    /// A key at a survey: a level's key scores; another key asks once
+    /// more (see the module docs), then ends it as invalid.
+    fn survey_key(&mut self, survey: Survey, key: char, now: Timestamp) {
+        if let Some(level) = survey.level(key) {
+            self.survey = Some(Satisfaction::Scored {
+                score: level.score,
+                key,
+            });
+            return match survey.thanks {
+                Some(p) => self.play(p, AfterPrompt::Finish(IvrOutcome::HangUp)),
+                None => self.finish(IvrOutcome::HangUp),
+            };
+        }
+        self.survey = Some(Satisfaction::InvalidKey { key });
+        if self.tries >= SURVEY_RETRIES {
+            return self.finish(IvrOutcome::HangUp);
+        }
+        self.tries += 1;
+        match survey.invalid_prompt {
             Some(p) => self.play(p, AfterPrompt::Replay),
             None => {
                 let id = self.node.clone();
@@ -888,6 +999,24 @@ mod tests {
     }
 
     #[test]
+    fn a_prompt_end_while_waiting_for_a_key_changes_nothing() {
+        let mut s = IvrSession::start(demo_flow(), true, false, t(0));
+        s.prompt_done(t(1000));
+        s.prompt_done(t(2000)); // menu prompt over: listening
+        assert_eq!(s.poll_timeout(), Some(t(7000)));
+        s.prompt_done(t(2500));
+        assert!(!s.is_finished());
+        assert_eq!(s.poll_timeout(), Some(t(7000)));
+        s.digit('2', t(3000));
+        assert_eq!(
+            actions(&mut s).last(),
+            Some(&IvrAction::Done(IvrOutcome::TransferGroup {
+                group: "sales".into()
+            }))
+        );
+    }
+
+    #[test]
     fn collect_digits_with_terminator_and_minimum() {
         let mut s = IvrSession::start(demo_flow(), true, false, t(0));
         s.prompt_done(t(1));
@@ -955,37 +1084,239 @@ mod tests {
         }
     }
 
-    #[test]
-    fn survey_records_the_score() {
+    fn level(key: char, score: u8, label: &str) -> SurveyLevel {
+        SurveyLevel {
+            key,
+            score,
+            label: label.into(),
+        }
+    }
+
+    /// Key 1 is the best answer (5), key 3 the worst (1).
+    fn survey(invalid_prompt: Option<&str>) -> Flow {
         let mut nodes = BTreeMap::new();
         nodes.insert(
             "s".into(),
-            Node::Survey {
+            Node::Survey(Survey {
                 prompt: "rate".into(),
-                max: 5,
+                levels: vec![
+                    level('1', 5, "very satisfied"),
+                    level('2', 3, "satisfied"),
+                    level('3', 1, "not satisfied"),
+                ],
                 timeout: Duration::from_secs(5),
+                invalid_prompt: invalid_prompt.map(str::to_owned),
                 thanks: Some("thanks".into()),
-            },
+            }),
         );
-        let flow = Flow {
+        Flow {
             id: "survey".into(),
             start: "s".into(),
             nodes,
-        };
+        }
+    }
+
+    fn hang_up() -> IvrAction {
+        IvrAction::Done(IvrOutcome::HangUp)
+    }
+
+    #[test]
+    fn a_level_key_records_its_score_and_thanks() {
+        let flow = survey(Some("sorry"));
         flow.validate().unwrap();
+        let mut s = IvrSession::start(flow.clone(), true, false, t(0));
+        assert_eq!(actions(&mut s), vec![play("rate")]);
+        // Until it is answered, leaving means hanging up on the survey.
+        assert_eq!(s.satisfaction(), Some(Satisfaction::HungUp));
+        s.prompt_done(t(1000));
+        s.digit('1', t(2000));
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::Scored { score: 5, key: '1' })
+        );
+        assert_eq!(actions(&mut s), vec![play("thanks")]);
+        // Keys during the thanks change nothing.
+        s.digit('3', t(2500));
+        s.prompt_done(t(3000));
+        assert_eq!(actions(&mut s), vec![hang_up()]);
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::Scored { score: 5, key: '1' })
+        );
+        // Barge-in: a key during the question answers it.
+        let mut s = IvrSession::start(flow, true, false, t(0));
+        actions(&mut s);
+        s.digit('3', t(500));
+        assert_eq!(actions(&mut s), vec![IvrAction::StopPrompt, play("thanks")]);
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::Scored { score: 1, key: '3' })
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_asks_once_more() {
+        // With an invalid-key prompt: it plays, then the question again.
+        let mut s = IvrSession::start(survey(Some("sorry")), true, false, t(0));
+        actions(&mut s);
+        s.prompt_done(t(1000));
+        s.digit('9', t(2000));
+        assert_eq!(actions(&mut s), vec![play("sorry")]);
+        assert_eq!(s.poll_timeout(), None, "no wait during the prompt");
+        s.prompt_done(t(3000));
+        assert_eq!(actions(&mut s), vec![play("rate")]);
+        s.prompt_done(t(4000));
+        assert_eq!(s.poll_timeout(), Some(t(9000)));
+        s.digit('2', t(5000));
+        assert_eq!(actions(&mut s), vec![play("thanks")]);
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::Scored { score: 3, key: '2' })
+        );
+        // Without one: the question again at once; a second wrong key
+        // ends the survey, without thanks.
+        let mut s = IvrSession::start(survey(None), true, false, t(0));
+        actions(&mut s);
+        s.prompt_done(t(1000));
+        s.digit('#', t(2000));
+        assert_eq!(actions(&mut s), vec![play("rate")]);
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::InvalidKey { key: '#' })
+        );
+        s.digit('7', t(2500));
+        assert_eq!(actions(&mut s), vec![IvrAction::StopPrompt, hang_up()]);
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::InvalidKey { key: '7' })
+        );
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn silence_ends_the_survey_as_a_timeout() {
+        let mut s = IvrSession::start(survey(Some("sorry")), true, false, t(0));
+        actions(&mut s);
+        s.prompt_done(t(1000));
+        assert_eq!(s.poll_timeout(), Some(t(6000)));
+        s.handle_timeout(t(5999));
+        assert!(actions(&mut s).is_empty());
+        s.handle_timeout(t(6000));
+        assert_eq!(actions(&mut s), vec![hang_up()]);
+        assert_eq!(s.satisfaction(), Some(Satisfaction::Timeout));
+        // Silence after a wrong key: the wrong key is what is recorded.
+        let mut s = IvrSession::start(survey(None), true, false, t(0));
+        actions(&mut s);
+        s.prompt_done(t(1000));
+        s.digit('0', t(2000));
+        s.prompt_done(t(3000));
+        let deadline = s.poll_timeout().unwrap();
+        s.handle_timeout(deadline);
+        assert_eq!(actions(&mut s).last(), Some(&hang_up()));
+        assert_eq!(
+            s.satisfaction(),
+            Some(Satisfaction::InvalidKey { key: '0' })
+        );
+    }
+
+    #[test]
+    fn a_flow_without_a_survey_has_no_outcome() {
+        let mut s = IvrSession::start(demo_flow(), true, false, t(0));
+        s.prompt_done(t(1));
+        s.prompt_done(t(2));
+        s.digit('1', t(3));
+        assert!(s.is_finished());
+        assert_eq!(s.satisfaction(), None);
+    }
+
+    fn survey_error(levels: Vec<SurveyLevel>) -> String {
+        let mut flow = survey(None);
+        if let Some(Node::Survey(s)) = flow.nodes.get_mut("s") {
+            s.levels = levels;
+        }
+        match flow.validate() {
+            Err(e @ FlowError::Invalid { .. }) => e.to_string(),
+            other => panic!("not refused as invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn survey_levels_are_checked() {
+        let five: Vec<SurveyLevel> = (1..=5)
+            .map(|i| level(char::from(b'0' + i), i, "ok"))
+            .collect();
+        let mut six = five.clone();
+        six.push(level('6', 6, "more"));
+        for (levels, says) in [
+            (
+                vec![level('1', 1, "only")],
+                "a survey has 2 to 5 levels; this one has 1",
+            ),
+            (six, "a survey has 2 to 5 levels; this one has 6"),
+            (
+                vec![level('1', 5, "good"), level('1', 1, "bad")],
+                r#"levels "good" and "bad" both use key '1'"#,
+            ),
+            (
+                vec![level('1', 5, "good"), level('A', 1, "bad")],
+                r#"level "bad": 'A' is not a phone key (0-9, * or #)"#,
+            ),
+            (
+                vec![level('1', 5, "good"), level('x', 1, "bad")],
+                "'x' is not a phone key",
+            ),
+            (
+                vec![level('1', 5, "good"), level('2', 5, "also good")],
+                "both score 5",
+            ),
+            (
+                vec![level('1', 11, "good"), level('2', 1, "bad")],
+                "score 11 is above 10",
+            ),
+            (
+                vec![level('1', 5, "good"), level('2', 1, " ")],
+                "the level of key '2' has no label",
+            ),
+        ] {
+            let e = survey_error(levels);
+            assert!(e.contains(says), "{e:?} should say {says:?}");
+            assert!(e.starts_with("flow survey: node \"s\": "), "{e}");
+        }
+        assert_eq!(
+            survey_error(Vec::new()),
+            "flow survey: node \"s\": a survey has 2 to 5 levels; this one has 0"
+        );
+        let mut flow = survey(None);
+        if let Some(Node::Survey(s)) = flow.nodes.get_mut("s") {
+            s.levels = five;
+            s.levels[4].key = '#';
+        }
+        assert_eq!(flow.validate(), Ok(()));
+    }
+
+    /// Flows stored before levels existed have `max`; storage reads them
+    /// as these levels.
+    #[test]
+    fn levels_from_an_old_max_run_as_keys_1_to_max() {
+        let mut flow = survey(None);
+        if let Some(Node::Survey(s)) = flow.nodes.get_mut("s") {
+            s.levels = Survey::levels_up_to(5);
+        }
+        assert_eq!(flow.validate(), Ok(()));
         let mut s = IvrSession::start(flow.clone(), true, false, t(0));
         s.prompt_done(t(1));
         s.digit('4', t(2));
-        assert_eq!(s.trace().satisfaction, Some(4));
-        assert_eq!(actions(&mut s).last(), Some(&play("thanks")));
-        let mut s = IvrSession::start(flow, true, false, t(0));
-        s.prompt_done(t(1));
-        s.digit('8', t(2));
-        assert_eq!(s.trace().satisfaction, None);
         assert_eq!(
-            actions(&mut s).last(),
-            Some(&IvrAction::Done(IvrOutcome::HangUp))
+            s.satisfaction(),
+            Some(Satisfaction::Scored { score: 4, key: '4' })
         );
+        // Those that scored up to 9 are refused now, with the reason.
+        if let Some(Node::Survey(s)) = flow.nodes.get_mut("s") {
+            s.levels = Survey::levels_up_to(9);
+        }
+        assert!(flow
+            .validate()
+            .is_err_and(|e| e.to_string().contains("this one has 9")));
     }
 
     #[test]
@@ -1096,5 +1427,120 @@ mod tests {
             flow.groups().into_iter().collect::<Vec<_>>(),
             ["sales", "support"]
         );
+    }
+
+    /// What the customer does at a survey.
+    #[derive(Debug, Clone)]
+    enum Input {
+        Key(char),
+        /// The prompt playing ends.
+        PromptDone,
+        /// Time passes to the key deadline, if one is set.
+        Silence,
+    }
+
+    fn input() -> impl proptest::strategy::Strategy<Value = Input> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::sample::select("0123456789*#ABCD".chars().collect::<Vec<_>>())
+                .prop_map(Input::Key),
+            Just(Input::PromptDone),
+            Just(Input::Silence),
+        ]
+    }
+
+    /// 2 to 5 levels on distinct keys with distinct scores.
+    fn levels() -> impl proptest::strategy::Strategy<Value = Vec<SurveyLevel>> {
+        use proptest::prelude::*;
+        let keys: Vec<char> = "0123456789*#".chars().collect();
+        (2usize..=5)
+            .prop_flat_map(move |n| {
+                (
+                    proptest::sample::subsequence(keys.clone(), n).prop_shuffle(),
+                    proptest::sample::subsequence((0..=SURVEY_MAX_SCORE).collect::<Vec<_>>(), n)
+                        .prop_shuffle(),
+                )
+            })
+            .prop_map(|(keys, scores)| {
+                keys.into_iter()
+                    .zip(scores)
+                    .map(|(key, score)| level(key, score, "some label"))
+                    .collect()
+            })
+    }
+
+    proptest::proptest! {
+        /// Whatever the customer presses and whenever it stays silent, the
+        /// outcome follows the rule: the first level key before a second
+        /// wrong key scores that level; a second wrong key, or silence
+        /// after a wrong key, records the last wrong key; silence alone is
+        /// a timeout; leaving before any of that is hanging up. The
+        /// session ends as soon as the outcome is decided.
+        #[test]
+        fn survey_outcomes_follow_the_keys(
+            levels in levels(),
+            with_invalid_prompt in proptest::bool::ANY,
+            inputs in proptest::collection::vec(input(), 0..12),
+        ) {
+            let flow = Flow {
+                id: "p".into(),
+                start: "s".into(),
+                nodes: BTreeMap::from([(
+                    "s".into(),
+                    Node::Survey(Survey {
+                        prompt: "rate".into(),
+                        levels: levels.clone(),
+                        timeout: Duration::from_secs(5),
+                        invalid_prompt: with_invalid_prompt.then(|| "sorry".into()),
+                        thanks: None,
+                    }),
+                )]),
+            };
+            proptest::prop_assert_eq!(flow.validate(), Ok(()));
+            let mut s = IvrSession::start(flow, true, false, t(0));
+            let mut now = t(0);
+            // The rule, over the inputs that reach the survey.
+            let mut wrong: Option<char> = None;
+            let mut decided: Option<Satisfaction> = None;
+            for i in inputs {
+                now = now.after(Duration::from_millis(10));
+                match i {
+                    Input::Key(k) => {
+                        s.digit(k, now);
+                        if decided.is_none() {
+                            decided = match (levels.iter().find(|l| l.key == k), wrong) {
+                                (Some(l), _) => Some(Satisfaction::Scored { score: l.score, key: k }),
+                                (None, Some(_)) => Some(Satisfaction::InvalidKey { key: k }),
+                                (None, None) => {
+                                    wrong = Some(k);
+                                    None
+                                }
+                            };
+                        }
+                    }
+                    Input::PromptDone => s.prompt_done(now),
+                    Input::Silence => {
+                        if let Some(deadline) = s.poll_timeout() {
+                            proptest::prop_assert!(decided.is_none(), "a deadline after the end");
+                            now = deadline;
+                            s.handle_timeout(now);
+                            decided = Some(match wrong {
+                                Some(key) => Satisfaction::InvalidKey { key },
+                                None => Satisfaction::Timeout,
+                            });
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(s.is_finished(), decided.is_some());
+            }
+            let want = decided.or(wrong.map(|key| Satisfaction::InvalidKey { key }))
+                .unwrap_or(Satisfaction::HungUp);
+            proptest::prop_assert_eq!(s.satisfaction(), Some(want));
+            let done: Vec<IvrAction> = actions(&mut s)
+                .into_iter()
+                .filter(|a| matches!(a, IvrAction::Done(_)))
+                .collect();
+            proptest::prop_assert_eq!(done.len(), usize::from(decided.is_some()));
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
     CallRecord, Day, DialOutcome, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
-    NodeId, NumberLocation, RingAttempt, RingOutcome,
+    NodeId, NumberLocation, RingAttempt, RingOutcome, Satisfaction,
 };
 
 /// How long the agent's own device may ring.
@@ -290,7 +290,7 @@ impl OutboundCall {
             hangup_side: side,
             hangup_reason: HangupReason::Normal,
             voicemail: false,
-            satisfaction: None,
+            satisfaction: Satisfaction::NotOffered,
             legs,
             location: crate::location::lookup(&s.number).map(|l| NumberLocation {
                 place: l.place.to_owned(),

@@ -106,6 +106,49 @@ pub struct IvrDoc {
     pub vars: BTreeMap<String, String>,
 }
 
+/// How a call's satisfaction survey went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyOutcome {
+    /// No survey ran (the customer hung up first, no survey configured,
+    /// no agent talked).
+    NotOffered,
+    /// The customer pressed a level's key.
+    Scored,
+    /// A key that is no level's, and no valid answer when asked once more.
+    InvalidKey,
+    /// No key before the survey's timeout.
+    Timeout,
+    /// The customer hung up during the survey.
+    HungUp,
+}
+
+/// The survey's outcome with its key and score.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SurveyDoc {
+    pub outcome: SurveyOutcome,
+    /// The level's score; only when `scored`.
+    pub score: Option<u8>,
+    /// The key pressed: the level's when `scored`, the last wrong key
+    /// when `invalid_key`.
+    pub key: Option<String>,
+}
+
+fn survey_doc(s: m::Satisfaction) -> SurveyDoc {
+    let (outcome, key) = match s {
+        m::Satisfaction::NotOffered => (SurveyOutcome::NotOffered, None),
+        m::Satisfaction::Scored { key, .. } => (SurveyOutcome::Scored, Some(key)),
+        m::Satisfaction::InvalidKey { key } => (SurveyOutcome::InvalidKey, Some(key)),
+        m::Satisfaction::Timeout => (SurveyOutcome::Timeout, None),
+        m::Satisfaction::HungUp => (SurveyOutcome::HungUp, None),
+    };
+    SurveyDoc {
+        outcome,
+        score: s.score(),
+        key: key.map(String::from),
+    }
+}
+
 /// Where an unanswered call went.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OverflowDoc {
@@ -145,7 +188,10 @@ pub struct CallDoc {
     pub hangup_side: HangupSide,
     pub hangup_reason: HangupReason,
     pub voicemail: bool,
+    /// The survey score, if the customer gave one (`survey.score`).
     pub satisfaction: Option<u8>,
+    /// How the survey went.
+    pub survey: SurveyDoc,
     pub legs: Vec<LegDoc>,
     /// Whether a recording can be downloaded.
     pub recorded: bool,
@@ -216,7 +262,8 @@ pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
         hangup_side: r.hangup_side.into(),
         hangup_reason: r.hangup_reason.into(),
         voicemail: r.voicemail,
-        satisfaction: r.satisfaction,
+        satisfaction: r.satisfaction.score(),
+        survey: survey_doc(r.satisfaction),
         legs: r
             .legs
             .into_iter()

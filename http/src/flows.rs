@@ -3,9 +3,10 @@
 //!
 //! A version is checked before it is published: the flow's own structure
 //! ([`FlowExt::validate`]: start node, dangling branches, unreachable
-//! nodes, loops without exit, menu keys), then what it names in the
-//! tenant: prompts that exist and are approved, skill groups and agents
-//! that exist, and outside transfers only where the tenant allows them.
+//! nodes, loops without exit, menu keys, survey levels), then what it
+//! names in the tenant: prompts that exist and are approved, skill groups
+//! and agents that exist, and outside transfers only where the tenant
+//! allows them.
 
 use crate::auth::Caller;
 use crate::common::{check_id, check_number, check_text, paginate, Page};
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_actors::ivr::{FlowError, FlowExt};
 use switchboard_storage::model::{
-    self as m, AgentId, ConfigKind, Flow, FlowVersion, IvrFlow, Node, TenantId,
+    self as m, AgentId, ConfigKind, Flow, FlowVersion, IvrFlow, Node, Survey, SurveyLevel, TenantId,
 };
 use switchboard_storage::ErrorKind;
 use utoipa::ToSchema;
@@ -81,11 +82,22 @@ pub enum NodeDoc {
     TransferNumber {
         number: String,
     },
-    /// Satisfaction survey (满意度): a key 1..=max.
+    /// Satisfaction survey (满意度), played after the agent hangs up
+    /// first: 2 to 5 levels, each a key (`0`-`9`, `*`, `#`) with a score
+    /// (0 to 10) and a label; keys and scores differ between levels. A
+    /// key that is no level's plays `invalid_prompt` (if any) and asks once
+    /// more; a valid answer plays `thanks`.
     Survey {
         prompt: String,
-        max: u8,
+        #[serde(default)]
+        levels: Vec<SurveyLevelDoc>,
+        /// Instead of `levels` (the form before them): keys 1 to `max`,
+        /// each scoring its digit. Never in answers, which show the
+        /// levels.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u8>,
         timeout_secs: u32,
+        invalid_prompt: Option<String>,
         thanks: Option<String>,
     },
     Voicemail {
@@ -95,6 +107,16 @@ pub enum NodeDoc {
     HangUp {
         prompt: Option<String>,
     },
+}
+
+/// One answer of a survey, e.g. key `1`, score 5, "very satisfied".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyLevelDoc {
+    pub key: String,
+    /// What the call record keeps: 0 to 10.
+    pub score: u8,
+    pub label: String,
 }
 
 /// A flow definition: where it starts and its nodes by id.
@@ -237,15 +259,25 @@ fn node_doc(n: &Node) -> NodeDoc {
         Node::TransferGroup { group } => NodeDoc::TransferGroup { group },
         Node::TransferAgent { agent } => NodeDoc::TransferAgent { agent: agent.0 },
         Node::TransferNumber { number } => NodeDoc::TransferNumber { number },
-        Node::Survey {
+        Node::Survey(Survey {
             prompt,
-            max,
+            levels,
             timeout,
+            invalid_prompt,
             thanks,
-        } => NodeDoc::Survey {
+        }) => NodeDoc::Survey {
             prompt,
-            max,
+            levels: levels
+                .into_iter()
+                .map(|l| SurveyLevelDoc {
+                    key: key_str(l.key),
+                    score: l.score,
+                    label: l.label,
+                })
+                .collect(),
+            max: None,
             timeout_secs: secs(timeout),
+            invalid_prompt,
             thanks,
         },
         Node::Voicemail { prompt, max_len } => NodeDoc::Voicemail {
@@ -287,6 +319,38 @@ fn seconds(field: &str, v: u32, range: std::ops::RangeInclusive<u32>) -> ApiResu
             field,
             format!("must be within {}..={} seconds", range.start(), range.end()),
         ))
+    }
+}
+
+/// A survey's levels, given as such or as `max`; how many there are, and
+/// whether keys or scores repeat, is the flow check's to say.
+fn survey_levels(
+    f: impl Fn(&str) -> String,
+    levels: Vec<SurveyLevelDoc>,
+    max: Option<u8>,
+) -> ApiResult<Vec<SurveyLevel>> {
+    match max {
+        Some(_) if !levels.is_empty() => Err(ApiError::field(
+            f("max"),
+            "give either levels or max, not both",
+        )),
+        Some(max) if max > 9 => Err(ApiError::field(
+            f("max"),
+            "keys 1 to max: max is at most 9 (and a survey has at most 5 levels)",
+        )),
+        Some(max) => Ok(Survey::levels_up_to(max)),
+        None => levels
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                check_text(&f(&format!("levels.{i}.label")), &l.label, 100)?;
+                Ok(SurveyLevel {
+                    key: key(&f(&format!("levels.{i}.key")), &l.key)?,
+                    score: l.score,
+                    label: l.label,
+                })
+            })
+            .collect(),
     }
 }
 
@@ -371,15 +435,18 @@ fn flow_of(id: &str, d: &FlowDefinition) -> ApiResult<Flow> {
             }
             NodeDoc::Survey {
                 prompt,
+                levels,
                 max,
                 timeout_secs,
+                invalid_prompt,
                 thanks,
-            } => Node::Survey {
+            } => Node::Survey(Survey {
                 prompt,
-                max,
+                levels: survey_levels(f, levels, max)?,
                 timeout: seconds(&f("timeout_secs"), timeout_secs, 1..=60)?,
+                invalid_prompt,
                 thanks,
-            },
+            }),
             NodeDoc::Voicemail {
                 prompt,
                 max_len_secs,

@@ -693,6 +693,130 @@ async fn flows_are_drafted_checked_published_and_rolled_back() -> Result<()> {
     Ok(())
 }
 
+fn survey_flow(levels: Value) -> Value {
+    json!({
+        "start": "rate",
+        "nodes": {
+            "rate": {"type": "survey", "prompt": "survey", "levels": levels,
+                     "timeout_secs": 8, "invalid_prompt": "invalid", "thanks": "thanks"}
+        }
+    })
+}
+
+fn levels(keys: &[&str]) -> Value {
+    keys.iter()
+        .zip(1..)
+        .map(|(k, score)| json!({"key": k, "score": score, "label": format!("level {score}")}))
+        .collect()
+}
+
+/// A draft version of the flow `rate` with `definition`: its number, or
+/// the refusal.
+async fn draft(admin: &Api, definition: Value, status: u16) -> Result<common::Answer> {
+    admin
+        .post("/flows/rate/versions", json!({ "definition": definition }))
+        .await?
+        .expect(status)
+}
+
+async fn refused_at_publish(admin: &Api, definition: Value, says: &str) -> Result<()> {
+    let v = draft(admin, definition, 201).await?;
+    let n = v.body["version"].as_u64().context("version")?;
+    let p = admin
+        .post("/flows/rate/publish", json!({ "version": n }))
+        .await?
+        .expect(422)?;
+    assert_eq!(p.fields(), ["definition.nodes.rate"], "{}", p.body);
+    let message = p.body["message"].as_str().unwrap_or("");
+    assert!(message.contains(says), "{message:?} should say {says:?}");
+    let r = admin
+        .post(&format!("/flows/rate/versions/{n}/validate"), json!({}))
+        .await?
+        .expect(200)?;
+    assert_eq!(r.body["problems"][0]["code"], "invalid_node");
+    Ok(())
+}
+
+#[tokio::test]
+async fn survey_levels_are_checked() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    // Key 1 is the best answer: 5 points.
+    let good = json!([
+        {"key": "1", "score": 5, "label": "very satisfied"},
+        {"key": "2", "score": 3, "label": "satisfied"},
+        {"key": "#", "score": 1, "label": "not satisfied"},
+    ]);
+    let v = admin
+        .post(
+            "/flows",
+            json!({"id": "rate", "name": "Rate us", "definition": survey_flow(good.clone())}),
+        )
+        .await?
+        .expect(201)?;
+    assert_eq!(v.body["definition"]["nodes"]["rate"]["levels"], good);
+    admin
+        .post("/flows/rate/publish", json!({"version": 1}))
+        .await?
+        .expect(200)?;
+
+    // How many levels, which keys, which scores: refused at publishing.
+    refused_at_publish(
+        &admin,
+        survey_flow(levels(&["1"])),
+        "2 to 5 levels; this one has 1",
+    )
+    .await?;
+    refused_at_publish(
+        &admin,
+        survey_flow(levels(&["1", "2", "3", "4", "5", "6"])),
+        "2 to 5 levels; this one has 6",
+    )
+    .await?;
+    refused_at_publish(
+        &admin,
+        survey_flow(levels(&["1", "2", "1"])),
+        r#"levels "level 1" and "level 3" both use key '1'"#,
+    )
+    .await?;
+    refused_at_publish(
+        &admin,
+        survey_flow(levels(&["1", "D"])),
+        r#"level "level 2": 'D' is not a phone key (0-9, * or #)"#,
+    )
+    .await?;
+    let mut same = levels(&["1", "2"]);
+    same[1]["score"] = json!(1);
+    refused_at_publish(&admin, survey_flow(same), "both score 1").await?;
+
+    // What is not one key, or not a label, is refused when saved.
+    let a = draft(&admin, survey_flow(levels(&["1", "12"])), 422).await?;
+    assert_eq!(a.fields(), ["definition.nodes.rate.levels.1.key"]);
+    let mut blank = levels(&["1", "2"]);
+    blank[0]["label"] = json!(" ");
+    let a = draft(&admin, survey_flow(blank), 422).await?;
+    assert_eq!(a.fields(), ["definition.nodes.rate.levels.0.label"]);
+
+    // `max`, the form before levels: keys 1 to max scoring their digit.
+    let mut d = survey_flow(json!([]));
+    d["nodes"]["rate"]
+        .as_object_mut()
+        .context("node")?
+        .remove("levels");
+    d["nodes"]["rate"]["max"] = json!(4);
+    let v = draft(&admin, d.clone(), 201).await?;
+    let node = &v.body["definition"]["nodes"]["rate"];
+    assert_eq!(
+        node["levels"][3],
+        json!({"key": "4", "score": 4, "label": "4"})
+    );
+    assert_eq!(node.get("max"), None, "{node}");
+    d["nodes"]["rate"]["levels"] = good;
+    let a = draft(&admin, d, 422).await?;
+    assert_eq!(a.fields(), ["definition.nodes.rate.max"]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn wav_uploads_are_checked_and_converted() -> Result<()> {
     let s = server().await?;
@@ -850,6 +974,19 @@ async fn listings_page_with_cursors() -> Result<()> {
     let one = admin.get("/calls/0000000000000100").await?.expect(200)?;
     assert_eq!(one.body["talk_ms"], 105_000);
     assert_eq!(one.body["recorded"], true);
+    assert_eq!(one.body["satisfaction"], 5);
+    assert_eq!(
+        one.body["survey"],
+        json!({"outcome": "scored", "score": 5, "key": "1"})
+    );
+    let wrong = admin.get("/calls/0000000000000101").await?.expect(200)?;
+    assert_eq!(wrong.body["satisfaction"], Value::Null);
+    assert_eq!(
+        wrong.body["survey"],
+        json!({"outcome": "invalid_key", "score": null, "key": "#"})
+    );
+    let none = admin.get("/calls/0000000000000200").await?.expect(200)?;
+    assert_eq!(none.body["survey"]["outcome"], "not_offered");
     let a = admin
         .get(&format!("/calls?day={DAY}&cursor=garbage"))
         .await?;

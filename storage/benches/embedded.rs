@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use switchboard_storage::model::{
     AgentId, CallId, CallRecord, Day, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
-    LocalHour, NodeId, NumberLocation, RingAttempt, RingOutcome, ScopeKind, StatsAggregator,
-    StatsScope, TenantId, Ticket, TicketStatus, Timestamp,
+    LocalHour, NodeId, NumberLocation, RingAttempt, RingOutcome, Satisfaction, ScopeKind,
+    StatsAggregator, StatsScope, TenantId, Ticket, TicketStatus, Timestamp,
 };
 use switchboard_storage::{CallFilter, EmbeddedStore, PageRequest, Store, TimeRange};
 
@@ -66,7 +66,6 @@ fn record(tenant: &TenantId, i: u64) -> CallRecord {
             path: vec!["welcome".into(), "menu".into(), "support".into()],
             keys: "1".into(),
             vars: BTreeMap::new(),
-            satisfaction: None,
         },
         group: Some(format!("g{}", i % 10)),
         enqueued: Some(enq),
@@ -92,7 +91,13 @@ fn record(tenant: &TenantId, i: u64) -> CallRecord {
             HangupReason::Normal
         },
         voicemail: false,
-        satisfaction: (!abandoned).then_some((i % 5) as u8 + 1),
+        satisfaction: match (abandoned, (i % 5) as u8 + 1) {
+            (true, _) => Satisfaction::NotOffered,
+            (false, score) => Satisfaction::Scored {
+                score,
+                key: char::from(b'0' + score),
+            },
+        },
         legs: vec![
             Leg {
                 kind: LegKind::Customer,

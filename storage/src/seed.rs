@@ -8,7 +8,8 @@
 use crate::model::{
     Agent, AgentPolicy, CustomStatus, Device, Flow, FlowVersion, GroupConfig, Hotline, IvrFlow,
     IvrSchedule, IvrSettings, Member, NoAgentRule, Node, Overflow, Prompt, PromptSource, Retention,
-    Review, ReviewStatus, Schedule, SipAccount, SkillGroup, Strategy, Tenant, TenantId, Timestamp,
+    Review, ReviewStatus, Schedule, SipAccount, SkillGroup, Strategy, Survey, SurveyLevel, Tenant,
+    TenantId, Timestamp,
 };
 use crate::{ErrorKind, Result, Store};
 use md5::{Digest, Md5};
@@ -100,12 +101,26 @@ fn survey_flow() -> Flow {
     let mut nodes = BTreeMap::new();
     nodes.insert(
         "rate".to_owned(),
-        Node::Survey {
+        Node::Survey(Survey {
             prompt: "survey".into(),
-            max: 5,
+            levels: [
+                ('1', 1, "very dissatisfied"),
+                ('2', 2, "dissatisfied"),
+                ('3', 3, "neither"),
+                ('4', 4, "satisfied"),
+                ('5', 5, "very satisfied"),
+            ]
+            .into_iter()
+            .map(|(key, score, label)| SurveyLevel {
+                key,
+                score,
+                label: label.into(),
+            })
+            .collect(),
             timeout: Duration::from_secs(8),
+            invalid_prompt: Some("invalid".into()),
             thanks: Some("thanks".into()),
-        },
+        }),
     );
     Flow {
         id: "survey".into(),

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use suite::{all_pages, at, call, day0, ids, sorted_desc, TempDir};
 use switchboard_storage::model::{
-    Agent, AgentId, AgentPolicy, CallId, CallRecord, ChangeReason, Day, Device, NodeId, Status,
-    StatusChange, StatusPeriod, TenantId, TimelineKind, Timestamp,
+    Agent, AgentId, AgentPolicy, CallId, CallRecord, ChangeReason, Day, Device, NodeId,
+    Satisfaction, Status, StatusChange, StatusPeriod, TenantId, TimelineKind, Timestamp,
 };
 use switchboard_storage::{EmbeddedStore, Expect, Store, TimeRange};
 
@@ -269,6 +269,47 @@ fn a_version_1_directory_is_migrated() {
     calls.retain(|c| c.call != more[more.len() - 1].call);
     calls.extend(more);
     rt.block_on(check_listings(s, &t, &calls));
+}
+
+/// Call records written before survey outcomes existed kept a bare score
+/// (and another, unused, in the IVR trace): they read as scored, or as no
+/// survey when the score was null.
+#[test]
+fn calls_written_with_a_bare_score_still_read() {
+    let dir = TempDir::new("sb-score");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let t = TenantId::from("old");
+    let calls: Vec<CallRecord> = (1..=2)
+        .map(|i| call(&t, i, at(day0(), 9, i, 0), Some("g"), Some("a"), "1"))
+        .collect();
+    rt.block_on(store.put_calls(&calls)).unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    for (r, score) in calls
+        .iter()
+        .zip([serde_json::json!(4), serde_json::Value::Null])
+    {
+        let mut old = serde_json::to_value(r).unwrap();
+        old["satisfaction"] = score.clone();
+        old["ivr"]["satisfaction"] = score;
+        conn.execute(
+            "UPDATE calls SET body = ?1 WHERE tenant = ?2 AND call = ?3",
+            rusqlite::params![
+                old.to_string(),
+                r.tenant.0,
+                i64::from_ne_bytes(r.call.0.to_ne_bytes())
+            ],
+        )
+        .unwrap();
+    }
+    let s: &dyn Store = &store;
+    let read = |id| {
+        rt.block_on(s.get_call(&t, CallId(id)))
+            .unwrap()
+            .map(|r| r.satisfaction)
+    };
+    assert_eq!(read(1), Some(Satisfaction::Scored { score: 4, key: '4' }));
+    assert_eq!(read(2), Some(Satisfaction::NotOffered));
 }
 
 /// Writing a call again with another number, customer, agent and start

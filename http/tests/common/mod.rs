@@ -106,7 +106,7 @@ pub fn call_record(
         hangup_side: HangupSide::Customer,
         hangup_reason: HangupReason::Normal,
         voicemail: false,
-        satisfaction: None,
+        satisfaction: m::Satisfaction::NotOffered,
         legs: Vec::new(),
         location: None,
         recording: Some(format!("recordings/{}.wav", CallId(id))),
@@ -374,6 +374,10 @@ pub async fn start() -> Result<Server> {
         ));
     }
     calls.push(call_record("demo", 0x200, at(30), "1002", "13700000000"));
+    // Key 1 is the best answer of the survey; 0x101's customer pressed
+    // a key that is no level's, twice.
+    calls[0].satisfaction = m::Satisfaction::Scored { score: 5, key: '1' };
+    calls[1].satisfaction = m::Satisfaction::InvalidKey { key: '#' };
     store.put_calls(&calls).await?;
     std::fs::create_dir_all(dir.join("recordings"))?;
     for c in &calls {

@@ -985,7 +985,7 @@ fn failed_record(
 ) -> switchboard_storage::model::CallRecord {
     use switchboard_storage::model::{
         CallRecord, Day, Direction, HangupReason, HangupSide, IvrTrace, Leg as RecordLeg, LegKind,
-        NumberLocation,
+        NumberLocation, Satisfaction,
     };
     let location = switchboard_actors::location::lookup(&setup.caller).map(|l| NumberLocation {
         place: l.place.to_owned(),
@@ -1030,7 +1030,7 @@ fn failed_record(
         hangup_side: HangupSide::System,
         hangup_reason: HangupReason::Failed,
         voicemail: false,
-        satisfaction: None,
+        satisfaction: Satisfaction::NotOffered,
         legs,
         location,
         recording: None,

@@ -142,7 +142,76 @@ pub struct IvrTrace {
     pub keys: String,
     /// Collected digits by variable.
     pub vars: BTreeMap<String, String>,
-    pub satisfaction: Option<u8>,
+}
+
+/// How the satisfaction survey (满意度) of a call went.
+///
+/// Records written before this type existed kept only a score: a number
+/// reads as [`Satisfaction::Scored`] with the key of that digit, `null` as
+/// [`Satisfaction::NotOffered`] (they did not tell a survey without an
+/// answer from no survey).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Satisfaction {
+    /// No survey ran: the customer hung up first, the tenant has no
+    /// survey, or the call never reached an agent.
+    #[default]
+    NotOffered,
+    /// The customer pressed the key of a level.
+    Scored { score: u8, key: char },
+    /// The customer pressed a key that is no level's and, asked once
+    /// more, gave no valid answer either (another wrong key, silence or
+    /// hanging up): the last wrong key.
+    InvalidKey { key: char },
+    /// No key came before the survey's timeout.
+    Timeout,
+    /// The customer hung up during the survey without pressing a key.
+    HungUp,
+}
+
+impl Satisfaction {
+    /// The score, if the customer gave one.
+    pub fn score(self) -> Option<u8> {
+        match self {
+            Satisfaction::Scored { score, .. } => Some(score),
+            _ => None,
+        }
+    }
+
+    /// Whether a survey was played.
+    pub fn offered(self) -> bool {
+        self != Satisfaction::NotOffered
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Satisfaction::NotOffered => "not_offered",
+            Satisfaction::Scored { .. } => "scored",
+            Satisfaction::InvalidKey { .. } => "invalid_key",
+            Satisfaction::Timeout => "timeout",
+            Satisfaction::HungUp => "hung_up",
+        }
+    }
+
+    /// Reads the current form and the older bare score (see the type's
+    /// docs).
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Satisfaction, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Score(Option<u8>),
+            Outcome(Satisfaction),
+        }
+        match Stored::deserialize(d)? {
+            Stored::Outcome(s) => Ok(s),
+            Stored::Score(None) => Ok(Satisfaction::NotOffered),
+            Stored::Score(Some(score)) => char::from_digit(u32::from(score), 10)
+                .map(|key| Satisfaction::Scored { score, key })
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("satisfaction score {score} is not a key"))
+                }),
+        }
+    }
 }
 
 /// Which way the call went.
@@ -232,8 +301,9 @@ pub struct CallRecord {
     pub hangup_side: HangupSide,
     pub hangup_reason: HangupReason,
     pub voicemail: bool,
-    /// The survey score, if the customer gave one.
-    pub satisfaction: Option<u8>,
+    /// How the survey went (the score, if the customer gave one).
+    #[serde(default, deserialize_with = "Satisfaction::read")]
+    pub satisfaction: Satisfaction,
     pub legs: Vec<Leg>,
     pub location: Option<NumberLocation>,
     /// The recording's file or object key.
@@ -279,5 +349,69 @@ impl CallRecord {
     /// Time from entering the queue to the answer: the service-level wait.
     pub fn wait_to_answer(&self) -> Option<Duration> {
         Some(self.answered?.since(self.enqueued?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Deserialize, Serialize)]
+    struct Holder {
+        #[serde(default, deserialize_with = "Satisfaction::read")]
+        satisfaction: Satisfaction,
+    }
+
+    fn read(json: &str) -> Result<Satisfaction, serde_json::Error> {
+        serde_json::from_str::<Holder>(json).map(|h| h.satisfaction)
+    }
+
+    #[test]
+    fn every_outcome_round_trips_through_json() {
+        for s in [
+            Satisfaction::NotOffered,
+            Satisfaction::Scored { score: 5, key: '1' },
+            Satisfaction::InvalidKey { key: '#' },
+            Satisfaction::Timeout,
+            Satisfaction::HungUp,
+        ] {
+            let json = serde_json::to_string(&Holder { satisfaction: s }).unwrap();
+            assert!(json.contains(s.as_str()), "{json}");
+            assert_eq!(read(&json).ok(), Some(s), "{json}");
+        }
+        assert_eq!(
+            serde_json::to_value(Satisfaction::Scored { score: 4, key: '*' }).ok(),
+            Some(serde_json::json!({"outcome": "scored", "score": 4, "key": "*"}))
+        );
+    }
+
+    #[test]
+    fn older_records_with_a_bare_score_still_read() {
+        assert_eq!(
+            read(r#"{"satisfaction": 4}"#).ok(),
+            Some(Satisfaction::Scored { score: 4, key: '4' })
+        );
+        assert_eq!(
+            read(r#"{"satisfaction": null}"#).ok(),
+            Some(Satisfaction::NotOffered)
+        );
+        assert_eq!(read("{}").ok(), Some(Satisfaction::NotOffered));
+        // No build ever wrote these.
+        assert!(read(r#"{"satisfaction": 12}"#).is_err());
+        assert!(read(r#"{"satisfaction": {"outcome": "maybe"}}"#).is_err());
+    }
+
+    #[test]
+    fn only_a_scored_answer_has_a_score() {
+        assert_eq!(Satisfaction::Scored { score: 2, key: '9' }.score(), Some(2));
+        for s in [
+            Satisfaction::NotOffered,
+            Satisfaction::InvalidKey { key: '7' },
+            Satisfaction::Timeout,
+            Satisfaction::HungUp,
+        ] {
+            assert_eq!(s.score(), None);
+            assert_eq!(s.offered(), s != Satisfaction::NotOffered);
+        }
     }
 }

@@ -117,17 +117,98 @@ pub enum Node {
     TransferAgent { agent: AgentId },
     /// Out through the trunk; only if the tenant allows it.
     TransferNumber { number: String },
-    /// Satisfaction survey (满意度): a key 1..=max is the score.
-    Survey {
-        prompt: String,
-        max: u8,
-        timeout: Duration,
-        thanks: Option<String>,
-    },
+    /// Satisfaction survey (满意度): the customer presses the key of one
+    /// of the survey's levels.
+    Survey(Survey),
     /// Leave a message after the prompt.
     Voicemail { prompt: String, max_len: Duration },
     /// End the call, after an optional prompt.
     HangUp { prompt: Option<String> },
+}
+
+/// A satisfaction survey (满意度), played after the agent hangs up first.
+///
+/// The customer presses the key of one of [`Survey::levels`]; its score
+/// goes into the call record. Stored flows from before levels existed
+/// have `max` instead: keys 1 to `max`, each scoring its own digit; they
+/// are read as those levels (labels are the digits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SurveyRepr")]
+pub struct Survey {
+    pub prompt: String,
+    /// The answers the customer can give, each on a key of its own.
+    pub levels: Vec<SurveyLevel>,
+    /// Wait for a key after the prompt.
+    pub timeout: Duration,
+    /// Played after a key that is no level's, before the survey is asked
+    /// once more; `None`: it is asked again at once.
+    pub invalid_prompt: Option<String>,
+    /// Played after a valid answer.
+    pub thanks: Option<String>,
+}
+
+impl Survey {
+    /// The levels of the stored form from before levels existed: keys 1
+    /// to `max` (at most 9), each scoring its digit, labelled with it.
+    pub fn levels_up_to(max: u8) -> Vec<SurveyLevel> {
+        (1..=max.min(9))
+            .filter_map(|score| {
+                let key = char::from_digit(u32::from(score), 10)?;
+                Some(SurveyLevel {
+                    key,
+                    score,
+                    label: score.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The level of `key`, if one has it.
+    pub fn level(&self, key: char) -> Option<&SurveyLevel> {
+        self.levels.iter().find(|l| l.key == key)
+    }
+}
+
+/// One answer of a survey: e.g. key `1`, score 5, "very satisfied".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyLevel {
+    /// The phone key: `0`-`9`, `*` or `#`.
+    pub key: char,
+    /// What the call record keeps and reports average.
+    pub score: u8,
+    /// What the level means, for people reading the flow.
+    pub label: String,
+}
+
+/// What a stored survey node may look like: `levels`, or the older `max`.
+#[derive(Deserialize)]
+struct SurveyRepr {
+    prompt: String,
+    #[serde(default)]
+    levels: Vec<SurveyLevel>,
+    #[serde(default)]
+    max: Option<u8>,
+    timeout: Duration,
+    #[serde(default)]
+    invalid_prompt: Option<String>,
+    #[serde(default)]
+    thanks: Option<String>,
+}
+
+impl From<SurveyRepr> for Survey {
+    fn from(r: SurveyRepr) -> Survey {
+        let levels = match (r.levels.is_empty(), r.max) {
+            (true, Some(max)) => Survey::levels_up_to(max),
+            _ => r.levels,
+        };
+        Survey {
+            prompt: r.prompt,
+            levels,
+            timeout: r.timeout,
+            invalid_prompt: r.invalid_prompt,
+            thanks: r.thanks,
+        }
+    }
 }
 
 /// A flow definition: its nodes and where it starts.
@@ -187,3 +268,58 @@ pub struct Hotline {
     pub enabled: bool,
 }
 config_record!(Hotline, Hotline, number);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_survey_stored_with_max_reads_as_levels() {
+        let old = r#"{"type": "survey", "prompt": "rate", "max": 3,
+            "timeout": {"secs": 8, "nanos": 0}, "thanks": "thanks"}"#;
+        let node: Node = serde_json::from_str(old).unwrap();
+        let Node::Survey(s) = node else {
+            panic!("not a survey: {node:?}");
+        };
+        let levels: Vec<(char, u8, &str)> = s
+            .levels
+            .iter()
+            .map(|l| (l.key, l.score, l.label.as_str()))
+            .collect();
+        assert_eq!(levels, [('1', 1, "1"), ('2', 2, "2"), ('3', 3, "3")]);
+        assert_eq!(s.invalid_prompt, None);
+        assert_eq!(s.thanks.as_deref(), Some("thanks"));
+        assert_eq!(s.timeout, Duration::from_secs(8));
+        // Keys are digits, so at most nine levels come from `max`.
+        assert_eq!(Survey::levels_up_to(12).len(), 9);
+        assert!(Survey::levels_up_to(0).is_empty());
+    }
+
+    #[test]
+    fn a_survey_with_levels_round_trips() {
+        let node = Node::Survey(Survey {
+            prompt: "rate".into(),
+            levels: vec![
+                SurveyLevel {
+                    key: '1',
+                    score: 5,
+                    label: "very satisfied".into(),
+                },
+                SurveyLevel {
+                    key: '#',
+                    score: 1,
+                    label: "not satisfied".into(),
+                },
+            ],
+            timeout: Duration::from_secs(5),
+            invalid_prompt: Some("invalid".into()),
+            thanks: None,
+        });
+        let json = serde_json::to_value(&node).unwrap();
+        assert_eq!(json["type"], "survey");
+        assert_eq!(json["levels"][1]["key"], "#");
+        assert_eq!(json.get("max"), None);
+        let back: Option<Node> = serde_json::from_value(json).ok();
+        assert_eq!(back, Some(node));
+    }
+}

@@ -41,7 +41,7 @@ pub use agent::{
 };
 pub use call::{
     CallRecord, DialOutcome, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
-    NumberLocation, RingAttempt, RingOutcome, Transfer, TransferTarget,
+    NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferTarget,
 };
 pub use customer::{
     ContactPlan, ContactPlanStatus, Customer, ServiceSummary, Ticket, TicketStatus, TimelineEvent,
@@ -49,7 +49,7 @@ pub use customer::{
 };
 pub use ivr::{
     Date, Flow, FlowVersion, Hotline, Hours, IvrFlow, IvrSchedule, IvrSettings, Node, Schedule,
-    SpecialDates,
+    SpecialDates, Survey, SurveyLevel,
 };
 pub use lease::Lease;
 pub use prompt::{Prompt, PromptSource, Review, ReviewStatus};

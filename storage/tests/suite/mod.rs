@@ -12,9 +12,9 @@ use switchboard_storage::model::{
     Agent, AgentId, AgentPolicy, CallId, CallRecord, ChangeReason, ConfigKind, ContactPlan,
     ContactPlanStatus, Counters, Customer, Day, Device, Direction, FieldValue, Flow, HangupReason,
     HangupSide, Hotline, IvrFlow, IvrSettings, IvrTrace, Leg, LegKind, NodeId, Prompt,
-    PromptSource, Review, ReviewStatus, RingAttempt, RingOutcome, ScopeKind, ServiceSummary,
-    StatsPartial, StatsScope, Status, StatusChange, StatusPeriod, Tenant, TenantId, Ticket,
-    TicketStatus, TimelineKind, Timestamp,
+    PromptSource, Review, ReviewStatus, RingAttempt, RingOutcome, Satisfaction, ScopeKind,
+    ServiceSummary, StatsPartial, StatsScope, Status, StatusChange, StatusPeriod, Survey,
+    SurveyLevel, Tenant, TenantId, Ticket, TicketStatus, TimelineKind, Timestamp,
 };
 use switchboard_storage::{
     CallFilter, ErrorKind, Expect, PageRequest, StatsFilter, Store, TimeRange,
@@ -29,7 +29,8 @@ macro_rules! suite_tests {
         $crate::suite_tests!($open;
             config_crud, config_update_retries, tenants_are_listed, hotlines_are_global,
             flows_are_versioned_and_published, prompts_are_reviewed, calls_by_day_page_and_filter,
-            calls_by_agent_and_number, calls_rewritten_are_replaced, status_log_by_day,
+            calls_by_agent_and_number, calls_rewritten_are_replaced,
+            survey_outcomes_and_levels_are_kept, status_log_by_day,
             stats_partials_replace_and_sum, customers_and_numbers, customer_timeline,
             contact_plans_by_agent, leases_fence_with_epochs, demo_seed_is_idempotent,
             bad_requests_are_invalid,
@@ -150,7 +151,6 @@ pub fn call(
             path: vec!["welcome".into(), "menu".into()],
             keys: "1".into(),
             vars: BTreeMap::new(),
-            satisfaction: None,
         },
         group: group.map(str::to_owned),
         enqueued: group.map(|_| enq),
@@ -163,7 +163,10 @@ pub fn call(
         hangup_side: side,
         hangup_reason: reason,
         voicemail: false,
-        satisfaction: agent.map(|_| 5),
+        satisfaction: match agent {
+            Some(_) => Satisfaction::Scored { score: 5, key: '1' },
+            None => Satisfaction::NotOffered,
+        },
         legs: vec![Leg {
             kind: LegKind::Customer,
             party: number.into(),
@@ -695,7 +698,7 @@ pub async fn calls_rewritten_are_replaced(s: &dyn Store) -> Result<()> {
     s.put_calls(std::slice::from_ref(&c)).await?;
     // A retry of the same write, then a corrected one: one record.
     s.put_calls(std::slice::from_ref(&c)).await?;
-    c.satisfaction = Some(2);
+    c.satisfaction = Satisfaction::Scored { score: 2, key: '4' };
     s.put_calls(std::slice::from_ref(&c)).await?;
     let page = s
         .calls_by_day(&t, day0(), &CallFilter::default(), &PageRequest::first(10))
@@ -710,6 +713,81 @@ pub async fn calls_rewritten_are_replaced(s: &dyn Store) -> Result<()> {
         )
         .await?;
     ensure!(by_agent.items.len() == 1);
+    Ok(())
+}
+
+/// Every survey outcome comes back as written, and so does a survey
+/// node's key mapping.
+pub async fn survey_outcomes_and_levels_are_kept(s: &dyn Store) -> Result<()> {
+    let t = tenant();
+    let outcomes = [
+        Satisfaction::NotOffered,
+        Satisfaction::Scored { score: 5, key: '1' },
+        Satisfaction::Scored { score: 1, key: '#' },
+        Satisfaction::InvalidKey { key: '*' },
+        Satisfaction::Timeout,
+        Satisfaction::HungUp,
+    ];
+    let calls: Vec<CallRecord> = outcomes
+        .iter()
+        .zip(0u64..)
+        .map(|(o, i)| {
+            let mut c = call(
+                &t,
+                300 + i,
+                at(day0(), 10, i, 0),
+                Some("sales"),
+                Some("a1"),
+                "13900000000",
+            );
+            c.satisfaction = *o;
+            c
+        })
+        .collect();
+    s.put_calls(&calls).await?;
+    for c in &calls {
+        let back = s.get_call(&t, c.call).await?;
+        ensure!(back.as_ref() == Some(c), "{:?}: {back:?}", c.satisfaction);
+    }
+    let day = all_pages(10, |p| {
+        let t = t.clone();
+        async move { s.calls_by_day(&t, day0(), &CallFilter::default(), &p).await }
+    })
+    .await?;
+    let mut read: Vec<Satisfaction> = day.iter().map(|c| c.satisfaction).collect();
+    read.reverse();
+    ensure!(read == outcomes, "{read:?}");
+
+    let survey = Flow {
+        id: "survey".into(),
+        start: "rate".into(),
+        nodes: BTreeMap::from([(
+            "rate".into(),
+            switchboard_storage::model::Node::Survey(Survey {
+                prompt: "rate".into(),
+                levels: vec![
+                    SurveyLevel {
+                        key: '1',
+                        score: 5,
+                        label: "very satisfied".into(),
+                    },
+                    SurveyLevel {
+                        key: '#',
+                        score: 1,
+                        label: "very dissatisfied".into(),
+                    },
+                ],
+                timeout: Duration::from_secs(7),
+                invalid_prompt: Some("sorry".into()),
+                thanks: None,
+            }),
+        )]),
+    };
+    let v = s
+        .save_flow(&t, "survey", "Survey", &survey, at(day0(), 9, 0, 0), None)
+        .await?;
+    let back = s.flow_version(&t, "survey", v).await?;
+    ensure!(back.map(|b| b.definition) == Some(survey));
     Ok(())
 }
 
