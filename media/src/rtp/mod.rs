@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod mixer;
 pub mod prompt;
 pub mod recorder;
 pub mod rtcp;
