@@ -516,3 +516,163 @@ fn blind_transfers_to_an_agent_and_to_a_group_keep_one_call_record() {
     assert_eq!(doc["transfers"][1]["to"], "group", "{doc}");
     assert_nothing_left_up(&node);
 }
+
+/// The share of `w`'s energy at `hz` (Goertzel; 1.0 is a pure tone).
+fn tone_share(w: &[i16], hz: f64) -> f64 {
+    let energy: f64 = w.iter().map(|&x| f64::from(x).powi(2)).sum();
+    if energy == 0.0 {
+        return 0.0;
+    }
+    let k = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in w {
+        let s0 = f64::from(x) + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - k * s1 * s2) / (energy * w.len() as f64 / 2.0)
+}
+
+/// Loud 20 ms windows of `s`: (those that are the 1 kHz tone, the others).
+fn tone_and_other(s: &[i16]) -> (usize, usize) {
+    let loud: Vec<&[i16]> = s.chunks(160).filter(|w| loud_windows(w) > 0).collect();
+    let tone = loud.iter().filter(|w| tone_share(w, 1000.0) > 0.5).count();
+    (tone, loud.len() - tone)
+}
+
+#[test]
+fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
+    let mut node = Node::start();
+    // The agent (1001) says nothing; the supervisor (1003's phone) talks
+    // all along: whoever hears speech hears the supervisor.
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 45);
+    let supervisor = Phone::auto_answer_saying(
+        &node,
+        "1003",
+        "pass1003",
+        &format!("{LONG_SPEECH} {LONG_SPEECH} {LONG_SPEECH}"),
+    );
+    let (agent_run, sup_run) = (agent.spawn(45), supervisor.spawn(45));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let listen = serde_json::json!({"mode": "listen", "supervisor": "1003"});
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1001",
+        Some(&admin),
+        Some(&listen),
+    );
+    assert_eq!(status, 409, "not on a call: {v}");
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1001",
+        Some(&admin),
+        Some(&serde_json::json!({"mode": "listen"})),
+    );
+    assert_eq!(status, 422, "the admin has no phone of its own: {v}");
+    let agent_token = node.login("1001", "pass1001");
+    let (status, _) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1002",
+        Some(&agent_token),
+        Some(&listen),
+    );
+    assert_eq!(status, 403, "agents do not monitor");
+
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+
+    // Listen: the supervisor hears the customer's tone; the customer
+    // hears nobody (the agent is quiet, the supervisor muted).
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1001",
+        Some(&admin),
+        Some(&listen),
+    );
+    assert_eq!(status, 202, "{v}");
+    assert!(node.wait_log("the supervisor is on the call", Duration::from_secs(5)));
+    let t = c.elapsed();
+    let tone: Vec<i16> = (0..3 * 8000)
+        .map(|i| (8000.0 * (std::f64::consts::TAU * 1000.0 * f64::from(i) / 8000.0).sin()) as i16)
+        .collect();
+    c.say(tone);
+    std::thread::sleep(Duration::from_millis(3300));
+    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(
+        heard < 5,
+        "the customer heard the supervisor while listened to: {heard} windows"
+    );
+
+    // Whisper: the agent hears the supervisor; the customer still not.
+    let whisper = serde_json::json!({"mode": "whisper", "supervisor": "1003"});
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1001",
+        Some(&admin),
+        Some(&whisper),
+    );
+    assert_eq!(status, 202, "{v}");
+    let t = c.elapsed();
+    std::thread::sleep(Duration::from_millis(3000));
+    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(heard < 5, "the customer heard the whisper: {heard} windows");
+
+    // Barge: now the customer hears the supervisor.
+    let barge = serde_json::json!({"mode": "barge", "supervisor": "1003"});
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1001",
+        Some(&admin),
+        Some(&barge),
+    );
+    assert_eq!(status, 202, "{v}");
+    let t = c.elapsed();
+    std::thread::sleep(Duration::from_millis(3000));
+    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(
+        heard > 40,
+        "the customer did not hear the barged-in supervisor: {heard} windows"
+    );
+
+    // Another supervisor cannot take the call over; the supervisor leaves.
+    let other = serde_json::json!({"mode": "listen", "supervisor": "1002"});
+    let (status, v) = node.api(
+        "POST",
+        "/api/v1/monitor/agents/1001",
+        Some(&admin),
+        Some(&other),
+    );
+    assert_eq!(status, 409, "{v}");
+    let (status, v) = node.api("DELETE", "/api/v1/monitor/agents/1001", Some(&admin), None);
+    assert_eq!(status, 204, "{v}");
+    let t = c.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(
+        heard < 5,
+        "the supervisor's voice outlived the supervision: {heard}"
+    );
+    let (status, _) = node.api("DELETE", "/api/v1/monitor/agents/1001", Some(&admin), None);
+    assert_eq!(status, 409);
+
+    assert!(c.hang_up());
+    let _ = (Phone::output(agent_run), Phone::output(sup_run));
+    let (tone, _) = tone_and_other(&supervisor.heard());
+    assert!(
+        tone > 50,
+        "the supervisor did not hear the customer: {tone} tone windows"
+    );
+    let (_, speech) = tone_and_other(&agent.heard());
+    assert!(
+        speech > 50,
+        "the agent did not hear the supervisor: {speech} windows"
+    );
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "one call record: {calls:?}");
+    assert_nothing_left_up(&node);
+}

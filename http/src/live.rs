@@ -235,6 +235,16 @@ pub enum Event {
         to: String,
         target: String,
     },
+    /// A supervisor joined the agent's call, changed mode (`listen`,
+    /// `whisper`, `barge`) or left it (`mode` null).
+    #[serde(rename = "call.monitored")]
+    CallMonitored {
+        version: u32,
+        agent: String,
+        call: String,
+        supervisor: String,
+        mode: Option<String>,
+    },
     /// The agent put its customer on hold (`held`) or took it off.
     #[serde(rename = "call.held")]
     CallHeld {
@@ -286,6 +296,7 @@ impl Event {
             | Event::CallAnswered { agent, .. }
             | Event::CallDialing { agent, .. }
             | Event::CallHeld { agent, .. }
+            | Event::CallMonitored { agent, .. }
             | Event::CallTransferred { agent, .. }
             | Event::ContactPlanDue { agent, .. } => Some(agent),
             Event::CallEnded { agent, .. } => agent.as_deref(),
@@ -339,6 +350,15 @@ pub trait Live: Send + Sync {
     /// off.
     fn hold<'a>(&'a self, tenant: &'a TenantId, agent: &'a AgentId, on: bool)
         -> LiveFuture<'a, ()>;
+    /// `supervisor`'s phone joins `agent`'s call in `mode`, or changes
+    /// mode; `None` ends the supervision.
+    fn monitor<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        supervisor: &'a AgentId,
+        mode: Option<MonitorMode>,
+    ) -> LiveFuture<'a, ()>;
     /// The tenant's events from now on.
     fn events(&self, tenant: &TenantId) -> Option<broadcast::Receiver<Event>>;
     /// The node's Prometheus metrics, in the text format.
@@ -640,6 +660,81 @@ async fn hold(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// How a supervisor is on an agent's call (监听 / 耳语 / 强插).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorMode {
+    /// Hears both sides; nobody hears the supervisor.
+    Listen,
+    /// The agent hears the supervisor too; the customer does not.
+    Whisper,
+    /// Everyone hears everyone.
+    Barge,
+}
+
+/// A supervisor joins (or changes mode on) an agent's call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorRequest {
+    pub mode: MonitorMode,
+    /// The agent whose phone the supervisor uses; the caller's own agent
+    /// if absent.
+    pub supervisor: Option<String>,
+}
+
+/// The supervisor's agent: named, or the caller's own.
+fn supervisor_of(caller: &Caller, named: Option<String>) -> ApiResult<AgentId> {
+    match named.or_else(|| caller.agent.as_ref().map(|a| a.0.clone())) {
+        Some(s) if !s.is_empty() && !s.chars().any(char::is_control) => Ok(AgentId(s)),
+        _ => Err(ApiError::field(
+            "supervisor",
+            "name the agent whose phone the supervisor uses (this user has no agent)",
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/monitor/agents/{agent}", tag = "live",
+    params(("agent" = String, Path, description = "the agent talking to a customer")),
+    request_body = MonitorRequest,
+    responses((status = 202, description = "the supervisor's phone rings (or the mode changed)"),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn monitor_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<MonitorRequest>,
+) -> ApiResult<StatusCode> {
+    caller.require(SUPERVISING, "monitoring a call")?;
+    let supervisor = supervisor_of(&caller, req.supervisor)?;
+    let agent = AgentId(id);
+    live(&state)?
+        .monitor(&caller.tenant, &agent, &supervisor, Some(req.mode))
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(delete, path = "/api/v1/monitor/agents/{agent}", tag = "live",
+    params(("agent" = String, Path, description = "the agent whose call is monitored")),
+    responses((status = 204, description = "the supervisor's leg ended"),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn unmonitor_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(SUPERVISING, "monitoring a call")?;
+    let agent = AgentId(id);
+    // Whoever monitors it: the supervisor named is not checked here.
+    let anyone = AgentId(String::new());
+    live(&state)?
+        .monitor(&caller.tenant, &agent, &anyone, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(post, path = "/api/v1/agents/{agent}/unhold", tag = "live",
     params(("agent" = String, Path, description = "the agent whose customer is on hold")),
     responses((status = 204, description = "agent and customer hear each other again"),
@@ -881,6 +976,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transfer))
         .routes(routes!(unhold))
         .routes(routes!(monitor_agents))
+        .routes(routes!(monitor_call, unmonitor_call))
         .routes(routes!(monitor_groups))
         .routes(routes!(monitor_traffic))
         .route("/api/v1/ws", axum::routing::get(ws))

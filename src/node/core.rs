@@ -121,6 +121,14 @@ pub enum CallNotice {
     },
     /// The node is draining: refuse new calls, keep the ones up.
     Drain,
+    /// A supervisor joins an agent's call, changes mode or leaves.
+    Monitor {
+        tenant: TenantId,
+        agent: AgentId,
+        supervisor: AgentId,
+        mode: Option<switchboard_http::live::MonitorMode>,
+        reply: cc::monitor::MonitorReply,
+    },
     /// An agent dials a number from the phone bar.
     Dial {
         tenant: TenantId,
@@ -843,6 +851,16 @@ impl SipCore {
                 to,
                 reply,
             } => self.transfer(tenant, agent, to, reply, now),
+            CallNotice::Monitor {
+                tenant,
+                agent,
+                supervisor,
+                mode,
+                reply,
+            } => {
+                self.monitor(tenant, agent, supervisor, mode, reply, now)
+                    .await
+            }
             CallNotice::Drain => {
                 self.draining = true;
                 tracing::info!(

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::rtp::bridge::{self, LegFormat};
 use switchboard_media::rtp::dtmf::DtmfReceiver;
 use switchboard_media::rtp::g711;
+use switchboard_media::rtp::mixer::Mixer;
 use switchboard_media::rtp::prompt::{Player, Prompt, FRAME};
 use switchboard_media::rtp::recorder::{Channel, StereoRecorder};
 use switchboard_media::rtp::rtcp::{Ntp, Rtcp};
@@ -48,6 +49,12 @@ pub enum LegCmd {
     /// held nothing is relayed either way between this leg's phone and
     /// the bridged peer; the recording goes on.
     Hold(Option<Prompt>),
+    /// Also send what this leg's phone says to these legs (a supervisor
+    /// listening); replaces the previous list.
+    Listeners(Vec<mpsc::Sender<PeerPacket>>),
+    /// Mix what the other legs send (more than one may: the customer and
+    /// a whispering supervisor) instead of relaying one of them.
+    Mix(bool),
 }
 
 /// What a leg reports.
@@ -65,6 +72,8 @@ pub enum LegEvent {
 pub struct PeerPacket {
     pub bytes: Bytes,
     pub format: LegFormat,
+    /// The sending leg (its own random id), for the mixer.
+    pub from: u64,
 }
 
 /// Music on hold: a slow C-major arpeggio of pure tones (C5 E5 G5 E5,
@@ -160,6 +169,12 @@ struct State {
     /// What an announcement interrupted, resumed after it.
     paused: Option<Player>,
     peer: Option<mpsc::Sender<PeerPacket>>,
+    /// Other legs that hear this leg's phone too.
+    listeners: Vec<mpsc::Sender<PeerPacket>>,
+    /// This leg's id in the packets it relays.
+    source: u64,
+    /// Mixing what the other legs send (instead of relaying).
+    mixer: Option<Mixer>,
     /// On hold: the phone hears music, not the peer, and the peer hears
     /// nothing of it.
     held: bool,
@@ -184,6 +199,9 @@ impl State {
             player: None,
             paused: None,
             peer: None,
+            listeners: Vec::new(),
+            source: rand::random(),
+            mixer: None,
             held: false,
             voicemail: None,
             recording: None,
@@ -228,6 +246,13 @@ impl State {
                 self.paused = None;
                 self.held = false;
                 self.peer = Some(p);
+            }
+            LegCmd::Listeners(l) => self.listeners = l,
+            LegCmd::Mix(on) => {
+                if on != self.mixer.is_some() {
+                    self.mixer = on.then(Mixer::new);
+                    self.out.mark();
+                }
             }
             LegCmd::Hold(music) => {
                 self.held = music.is_some();
@@ -302,14 +327,22 @@ impl State {
                 rec.push(Channel::Left, (h.ssrc, h.seq, h.ts), self.pcm.clone(), now);
             }
         }
+        let Some(format) = self.format() else {
+            return;
+        };
+        let packet = PeerPacket {
+            bytes: Bytes::copy_from_slice(data),
+            format,
+            from: self.source,
+        };
+        for l in &self.listeners {
+            let _ = l.try_send(packet.clone());
+        }
         if self.held {
             return;
         }
-        if let (Some(p), Some(format)) = (&self.peer, self.format()) {
-            let _ = p.try_send(PeerPacket {
-                bytes: Bytes::copy_from_slice(data),
-                format,
-            });
+        if let Some(p) = &self.peer {
+            let _ = p.try_send(packet);
         }
     }
 
@@ -324,6 +357,22 @@ impl State {
     fn peer_in(&mut self, p: PeerPacket, now: Instant) -> Option<SocketAddr> {
         let a = self.answer?;
         let to = self.format()?;
+        if let Some(mixer) = self.mixer.as_mut() {
+            // Audio joins the mix (sent on the tick); keys of the others
+            // are theirs.
+            if let Ok(h) = bridge::parse(&p.bytes) {
+                if h.pt == p.format.pt {
+                    self.pcm.clear();
+                    g711::decode(
+                        p.format.codec,
+                        &p.bytes[h.payload_at..h.payload_end],
+                        &mut self.pcm,
+                    );
+                    mixer.push(p.from, &self.pcm);
+                }
+            }
+            return None;
+        }
         if let Some((rec, _)) = self.recording.as_mut() {
             if let Ok(h) = bridge::parse(&p.bytes) {
                 if h.pt == p.format.pt {
@@ -364,6 +413,9 @@ impl State {
             }
         }
         let a = self.answer?;
+        if self.player.is_none() && !self.held {
+            return self.tick_mix(a, now);
+        }
         let player = self.player.as_mut()?;
         let mut frame = [0i16; FRAME];
         if !player.next_frame(&mut frame) {
@@ -375,6 +427,27 @@ impl State {
         self.rtcp.on_sent(ts, FRAME, now);
         if player.finished() {
             self.prompt_ended();
+        }
+        if a.direction.sends() {
+            self.rtp_to.dest()
+        } else {
+            None
+        }
+    }
+
+    /// The mixed frame of the other legs, when mixing: sent, and recorded
+    /// as what this leg's phone hears.
+    fn tick_mix(&mut self, a: Answer, now: Instant) -> Option<SocketAddr> {
+        let mixer = self.mixer.as_mut()?;
+        let mut frame = [0i16; FRAME];
+        if !mixer.mix(&mut frame) {
+            return None;
+        }
+        let ts = self.out.own(&mut self.pkt, a.pt, FRAME as u32);
+        g711::encode(a.codec, &frame, &mut self.pkt);
+        self.rtcp.on_sent(ts, FRAME, now);
+        if let (Some((rec, _)), Ok(h)) = (self.recording.as_mut(), bridge::parse(&self.pkt)) {
+            rec.push(Channel::Right, (h.ssrc, h.seq, h.ts), frame.to_vec(), now);
         }
         if a.direction.sends() {
             self.rtp_to.dest()
@@ -396,7 +469,7 @@ impl State {
     }
 
     fn ticking(&self) -> bool {
-        self.player.is_some() || self.recording.is_some()
+        self.player.is_some() || self.recording.is_some() || self.mixer.is_some()
     }
 
     /// The leg ends: recordings closed, what RTCP learned logged.

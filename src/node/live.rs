@@ -248,6 +248,37 @@ impl Live for LiveHub {
         })
     }
 
+    fn monitor<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        supervisor: &'a AgentId,
+        mode: Option<switchboard_http::live::MonitorMode>,
+    ) -> LiveFuture<'a, ()> {
+        Box::pin(async move {
+            self.agent_handle(tenant, agent)?;
+            if mode.is_some() {
+                self.agent_handle(tenant, supervisor)?;
+            }
+            let core = self
+                .core
+                .get()
+                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let (reply, done) = tokio::sync::oneshot::channel();
+            core.send(CallNotice::Monitor {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                supervisor: supervisor.clone(),
+                mode,
+                reply,
+            })
+            .await
+            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            done.await
+                .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
+        })
+    }
+
     fn hold<'a>(
         &'a self,
         tenant: &'a TenantId,

@@ -31,6 +31,24 @@ impl Phone {
         Phone::with(node, user, password, true, text)
     }
 
+    /// An auto-answering phone whose user says nothing for `secs` (it
+    /// sends silence), then hangs up.
+    pub fn auto_answer_quiet(node: &Node, user: &str, password: &str, secs: u32) -> Phone {
+        let p = Phone::with(node, user, password, true, "quiet");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(p.dir.join("in.wav"), spec).expect("wav");
+        for _ in 0..secs * 8000 {
+            let _ = w.write_sample(0i16);
+        }
+        let _ = w.finalize();
+        p
+    }
+
     fn with(node: &Node, user: &str, password: &str, auto: bool, text: &str) -> Phone {
         require("baresip", "baresip");
         require("espeak-ng", "espeak-ng");

@@ -5,6 +5,7 @@
 //! legs (agents' phones) are our INVITEs, rung and cancelled here.
 
 pub(super) mod hold;
+pub(super) mod monitor;
 pub(super) mod outbound;
 
 use super::*;
@@ -19,6 +20,8 @@ pub(super) enum Party {
     Agent(AgentId),
     /// The outside number of a transfer.
     External,
+    /// A supervisor monitoring the call.
+    Supervisor,
 }
 
 /// A call-center call: the customer's leg, the agents' legs, the actor.
@@ -51,6 +54,8 @@ pub(super) struct CcCall {
     /// The outside number the customer was transferred to, through the
     /// trunk (the call record ended with the transfer; the legs live on).
     pub(super) external: Option<OutLeg>,
+    /// A supervisor listening, whispering or barged in.
+    pub(super) monitor: Option<monitor::Monitor>,
 }
 
 /// Whom one of our INVITEs is for.
@@ -58,6 +63,8 @@ pub(super) struct CcCall {
 pub(super) enum Target {
     Agent(AgentId),
     External,
+    /// A supervisor's phone (inbound calls only).
+    Supervisor,
 }
 
 /// Where an INVITE of ours goes: a registered phone, or a number through
@@ -266,6 +273,7 @@ impl SipCore {
                 recording: false,
                 agents: HashMap::new(),
                 external: None,
+                monitor: None,
             },
         );
     }
@@ -377,6 +385,7 @@ impl SipCore {
                 if let Some(d) = customer {
                     self.hang_up(&d, now);
                 }
+                self.check_monitor(call, now);
                 self.forget_if_done(call);
             }
             TelephonyCommand::TransferOut { to } => self.transfer_out(call, to, now).await,
@@ -595,6 +604,7 @@ impl SipCore {
         let name = match &target {
             Target::Agent(a) => format!("agent-{a}-{call}@switchboard"),
             Target::External => format!("external-{call}@switchboard"),
+            Target::Supervisor => format!("supervisor-{call}@switchboard"),
         };
         let Some(leg) = self.send_invite(call, &target, name, dial, now).await else {
             return false;
@@ -605,6 +615,8 @@ impl SipCore {
                     c.agents.insert(a, leg);
                 }
                 Target::External => c.external = Some(leg),
+                // Rung by `monitor`, which keeps the leg itself.
+                Target::Supervisor => {}
             }
         }
         true
@@ -697,6 +709,7 @@ impl SipCore {
         let Some(dest) = self.cc.get(&call).and_then(|c| match &target {
             Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
             Target::External => c.external.as_ref().map(|o| o.dest),
+            Target::Supervisor => c.monitor.as_ref().map(|m| m.leg.dest),
         }) else {
             return;
         };
@@ -708,6 +721,7 @@ impl SipCore {
         let out = match &target {
             Target::Agent(a) => c.agents.get_mut(a),
             Target::External => c.external.as_mut(),
+            Target::Supervisor => c.monitor.as_mut().map(|m| &mut m.leg),
         };
         let Some(out) = out else {
             return;
@@ -733,6 +747,10 @@ impl SipCore {
                         let _ = actor.cast(CallMsg::AgentFailed(agent));
                     }
                 }
+                Target::Supervisor => {
+                    self.monitor_answered(call, None, now);
+                    return;
+                }
                 Target::External => {
                     c.external = None;
                     // The transfer failed: the customer is told goodbye.
@@ -755,6 +773,7 @@ impl SipCore {
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
+            Target::Supervisor => return self.monitor_answered(call, Some(dialog), now),
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
         match target {
@@ -776,6 +795,7 @@ impl SipCore {
                 }
                 let _ = actor.cast(CallMsg::AgentAnswered(agent));
             }
+            Target::Supervisor => {}
             Target::External => {
                 if let Some(c) = self.cc.get(&call) {
                     if let Some(x) = &c.external {
@@ -852,6 +872,7 @@ impl SipCore {
         if let Some(d) = a.dialog.clone() {
             c.agents.remove(agent);
             self.hang_up(&d, now);
+            self.check_monitor(call, now);
         } else {
             // §9.1: CANCEL only for an INVITE that has no final response;
             // a 2xx crossing it is answered with ACK and BYE above.
@@ -895,12 +916,17 @@ impl SipCore {
                 }
                 None
             }
+            Party::Supervisor => {
+                self.monitor_hung_up(call);
+                None
+            }
         };
         if let Some(msg) = msg {
             if let Some(c) = self.cc.get(&call) {
                 let _ = c.actor.cast(msg);
             }
         }
+        self.check_monitor(call, now);
         self.forget_if_done(call);
     }
 
@@ -937,6 +963,12 @@ impl SipCore {
             }
         }
         dialogs.extend(c.customer.take());
+        if let Some(m) = c.monitor.take() {
+            match m.leg.dialog {
+                Some(d) => dialogs.push(d),
+                None => cancels.push((cancel_for(&m.leg.invite), m.leg.dest, m.leg.transport)),
+            }
+        }
         let (tenant, setup, started) = (c.tenant.clone(), c.setup.clone(), c.started);
         for d in dialogs {
             self.hang_up(&d, now);

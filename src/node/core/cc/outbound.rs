@@ -37,7 +37,8 @@ pub(in crate::node::core) struct ObCall {
 fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
     match target {
         Target::Agent(_) => &mut c.agent_leg,
-        Target::External => &mut c.customer,
+        // Outbound calls have no supervisor leg (yet): never asked for.
+        Target::External | Target::Supervisor => &mut c.customer,
     }
 }
 
@@ -396,7 +397,7 @@ impl SipCore {
             if !cancelled {
                 let _ = actor.cast(match target {
                     Target::Agent(_) => OutboundMsg::AgentFailed,
-                    Target::External => OutboundMsg::CustomerFailed(code),
+                    Target::External | Target::Supervisor => OutboundMsg::CustomerFailed(code),
                 });
             }
             self.forget_ob_if_done(call);
@@ -411,7 +412,7 @@ impl SipCore {
         let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
-            Target::External => Party::External,
+            Target::External | Target::Supervisor => Party::External,
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
         if cancelled {
@@ -424,7 +425,7 @@ impl SipCore {
                 tracing::info!(%call, "the agent answered: dialing the customer");
                 OutboundMsg::AgentAnswered
             }
-            Target::External => {
+            Target::External | Target::Supervisor => {
                 tracing::info!(%call, "the customer answered");
                 OutboundMsg::CustomerAnswered
             }
@@ -441,7 +442,7 @@ impl SipCore {
                 c.agent_leg = None;
                 OutboundMsg::AgentHungUp
             }
-            Party::Customer | Party::External => {
+            Party::Customer | Party::External | Party::Supervisor => {
                 c.customer = None;
                 OutboundMsg::CustomerHungUp
             }

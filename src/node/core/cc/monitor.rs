@@ -1,0 +1,289 @@
+//! Supervision of a live inbound call (监听 / 耳语 / 强插): the node rings
+//! the supervisor's phone and, once it answers, wires the legs:
+//!
+//! - listen: the supervisor hears the customer and the agent, mixed;
+//!   nobody hears the supervisor;
+//! - whisper: the agent also hears the supervisor (mixed with the
+//!   customer); the customer does not;
+//! - barge: everyone hears everyone (each leg mixes the other two).
+//!
+//! The mode can change while the supervisor's phone is up (no new call);
+//! the supervisor's leg ends when the supervisor hangs up, when the
+//! monitored agent leaves the call, or when the call ends.
+
+use super::*;
+use switchboard_http::live::{LiveError, MonitorMode};
+use tokio::sync::oneshot;
+
+/// Where the node answers a monitor request.
+pub type MonitorReply = oneshot::Sender<Result<(), LiveError>>;
+
+/// A supervisor on a call.
+pub(in crate::node::core) struct Monitor {
+    pub(super) supervisor: AgentId,
+    /// The agent whose call it is.
+    pub(super) agent: AgentId,
+    pub(super) mode: MonitorMode,
+    pub(super) leg: OutLeg,
+}
+
+fn mode_name(m: MonitorMode) -> &'static str {
+    match m {
+        MonitorMode::Listen => "listen",
+        MonitorMode::Whisper => "whisper",
+        MonitorMode::Barge => "barge",
+    }
+}
+
+impl SipCore {
+    /// `supervisor` monitors `agent`'s call in `mode` (`None`: stops).
+    pub(in crate::node::core) async fn monitor(
+        &mut self,
+        tenant: TenantId,
+        agent: AgentId,
+        supervisor: AgentId,
+        mode: Option<MonitorMode>,
+        reply: MonitorReply,
+        now: Instant,
+    ) {
+        let done = self
+            .set_monitor(&tenant, &agent, &supervisor, mode, now)
+            .await;
+        let _ = reply.send(done);
+    }
+
+    async fn set_monitor(
+        &mut self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        supervisor: &AgentId,
+        mode: Option<MonitorMode>,
+        now: Instant,
+    ) -> Result<(), LiveError> {
+        let found = self.cc.iter().find(|(_, c)| {
+            &c.tenant == tenant
+                && c.customer.is_some()
+                && c.agents.get(agent).is_some_and(|a| a.dialog.is_some())
+        });
+        let Some((&call, c)) = found else {
+            return Err(LiveError::Conflict(format!(
+                "agent {agent} is not talking to a customer"
+            )));
+        };
+        let Some(mode) = mode else {
+            if c.monitor.is_none() {
+                return Err(LiveError::Conflict("nobody monitors this call".into()));
+            }
+            self.end_monitor(call, now);
+            return Ok(());
+        };
+        if let Some(m) = &c.monitor {
+            if &m.supervisor != supervisor {
+                return Err(LiveError::Conflict(format!(
+                    "supervisor {} already monitors this call",
+                    m.supervisor
+                )));
+            }
+            if let Some(c) = self.cc.get_mut(&call) {
+                if let Some(m) = c.monitor.as_mut() {
+                    m.mode = mode;
+                }
+            }
+            self.rewire(call);
+            self.monitor_event(call, Some(mode));
+            return Ok(());
+        }
+        if supervisor == agent {
+            return Err(LiveError::Conflict("an agent cannot monitor itself".into()));
+        }
+        if self.cc.values().any(|c| {
+            c.agents.contains_key(supervisor)
+                || c.monitor
+                    .as_ref()
+                    .is_some_and(|m| &m.supervisor == supervisor)
+        }) {
+            return Err(LiveError::Conflict(format!(
+                "supervisor {supervisor} is on another call"
+            )));
+        }
+        let Some(center) = self.centers.tenant(tenant) else {
+            return Err(LiveError::NotFound("no such tenant".into()));
+        };
+        let Some(handle) = center.agents.get(supervisor).cloned() else {
+            return Err(LiveError::NotFound(format!("no agent {supervisor}")));
+        };
+        let trunk = center.trunk.clone();
+        let shown = format!("monitor-{agent}");
+        let dial = match &handle.device {
+            Device::Sip { account } => self.phone_dial(tenant, account, &shown, self.unix(now)),
+            Device::Mobile { number } => match trunk {
+                Some(t) => self.trunk_dial(&t, number).await,
+                None => None,
+            },
+        };
+        let Some(dial) = dial else {
+            return Err(LiveError::Conflict(format!(
+                "supervisor {supervisor}'s phone cannot be reached (not registered?)"
+            )));
+        };
+        let name = format!("monitor-{supervisor}-{call}@switchboard");
+        let Some(leg) = self
+            .send_invite(call, &Target::Supervisor, name, dial, now)
+            .await
+        else {
+            return Err(LiveError::Unavailable(
+                "the supervisor's phone could not be called".into(),
+            ));
+        };
+        if let Some(c) = self.cc.get_mut(&call) {
+            c.monitor = Some(Monitor {
+                supervisor: supervisor.clone(),
+                agent: agent.clone(),
+                mode,
+                leg,
+            });
+        }
+        tracing::info!(%call, %agent, %supervisor, mode = mode_name(mode), "ringing the supervisor");
+        Ok(())
+    }
+
+    /// The supervisor answered, or the mode changed: every leg hears
+    /// whom the mode says.
+    pub(super) fn rewire(&self, call: CallId) {
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        let monitor = c
+            .monitor
+            .as_ref()
+            .filter(|m| m.leg.dialog.is_some())
+            .and_then(|m| Some((m, c.agents.get(&m.agent)?)));
+        let customer = &c.customer_leg;
+        let Some((m, agent)) = monitor else {
+            customer.send(LegCmd::Listeners(Vec::new()));
+            customer.send(LegCmd::Mix(false));
+            for a in c.agents.values() {
+                a.leg.send(LegCmd::Listeners(Vec::new()));
+                a.leg.send(LegCmd::Mix(false));
+            }
+            return;
+        };
+        let (agent, sup) = (&agent.leg, &m.leg.leg);
+        customer.send(LegCmd::Listeners(vec![sup.inbox()]));
+        agent.send(LegCmd::Listeners(vec![sup.inbox()]));
+        sup.send(LegCmd::Mix(true));
+        let (hears_sup, to) = match m.mode {
+            MonitorMode::Listen => ((false, false), vec![]),
+            MonitorMode::Whisper => ((true, false), vec![agent.inbox()]),
+            MonitorMode::Barge => ((true, true), vec![agent.inbox(), customer.inbox()]),
+        };
+        sup.send(LegCmd::Listeners(to));
+        agent.send(LegCmd::Mix(hears_sup.0));
+        customer.send(LegCmd::Mix(hears_sup.1));
+    }
+
+    /// The supervisor's INVITE was answered (`Some`) or refused.
+    pub(super) fn monitor_answered(&mut self, call: CallId, dialog: Option<Dialog>, now: Instant) {
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        let Some(m) = c.monitor.as_ref() else {
+            return;
+        };
+        let Some(dialog) = dialog else {
+            tracing::info!(%call, supervisor = %m.supervisor, "the supervisor did not answer");
+            c.monitor = None;
+            return;
+        };
+        let (dest, transport, cancelled) = (m.leg.dest, m.leg.transport, m.leg.cancelled);
+        let id = dialog.id.clone();
+        self.add_out_dialog(dialog, dest, transport, (call, Party::Supervisor));
+        if cancelled {
+            if let Some(c) = self.cc.get_mut(&call) {
+                c.monitor = None;
+            }
+            self.hang_up(&id, now);
+            return;
+        }
+        let mode = c_mode(self.cc.get(&call));
+        tracing::info!(%call, "the supervisor is on the call");
+        self.rewire(call);
+        self.monitor_event(call, mode);
+    }
+
+    /// Ends the supervisor's leg (BYE, or CANCEL while it rings).
+    pub(super) fn end_monitor(&mut self, call: CallId, now: Instant) {
+        let Some(m) = self.cc.get_mut(&call).and_then(|c| c.monitor.take()) else {
+            return;
+        };
+        match m.leg.dialog.clone() {
+            Some(d) => self.hang_up(&d, now),
+            None => {
+                let cancel = cancel_for(&m.leg.invite);
+                let _ = self
+                    .layer
+                    .send_request(&cancel, m.leg.dest, m.leg.transport, now);
+            }
+        }
+        self.rewire(call);
+        self.monitor_event_for(call, &m, None);
+    }
+
+    /// The supervisor hung up.
+    pub(super) fn monitor_hung_up(&mut self, call: CallId) {
+        let Some(m) = self.cc.get_mut(&call).and_then(|c| c.monitor.take()) else {
+            return;
+        };
+        self.rewire(call);
+        self.monitor_event_for(call, &m, None);
+    }
+
+    /// Ends the supervision once the monitored agent or the customer has
+    /// left the call.
+    pub(super) fn check_monitor(&mut self, call: CallId, now: Instant) {
+        let gone = self.cc.get(&call).is_some_and(|c| {
+            c.monitor.as_ref().is_some_and(|m| {
+                c.customer.is_none() || c.agents.get(&m.agent).is_none_or(|a| a.dialog.is_none())
+            })
+        });
+        if gone {
+            self.end_monitor(call, now);
+        }
+    }
+
+    fn monitor_event(&self, call: CallId, mode: Option<MonitorMode>) {
+        if let Some(m) = self.cc.get(&call).and_then(|c| c.monitor.as_ref()) {
+            self.publish_monitor(call, &m.agent, &m.supervisor, mode);
+        }
+    }
+
+    fn monitor_event_for(&self, call: CallId, m: &Monitor, mode: Option<MonitorMode>) {
+        self.publish_monitor(call, &m.agent, &m.supervisor, mode);
+    }
+
+    fn publish_monitor(
+        &self,
+        call: CallId,
+        agent: &AgentId,
+        supervisor: &AgentId,
+        mode: Option<MonitorMode>,
+    ) {
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        self.hub.publish(
+            &c.tenant,
+            Event::CallMonitored {
+                version: 1,
+                agent: agent.0.clone(),
+                call: call.to_string(),
+                supervisor: supervisor.0.clone(),
+                mode: mode.map(|x| mode_name(x).to_string()),
+            },
+        );
+    }
+}
+
+fn c_mode(c: Option<&CcCall>) -> Option<MonitorMode> {
+    c.and_then(|c| c.monitor.as_ref()).map(|m| m.mode)
+}
