@@ -212,12 +212,18 @@ fn agents_sign_in_out_and_change_status_from_the_phone_bar() {
             .unwrap();
         assert_eq!(r.status(), 401);
     });
-    // The status log has the periods, with who chose them.
-    let log = common::records::status_log(&node.data_dir, "1001");
-    assert!(
-        log.iter().any(|c| matches!(&c.period.status, switchboard_storage::model::Status::Break { reason } if reason == "lunch")),
-        "{log:?}"
-    );
+    // The status log has the periods, with who chose them (written
+    // by the node's records task: waited for, bounded).
+    let lunch = |log: &[switchboard_storage::model::StatusChange]| {
+        log.iter().any(|c| matches!(&c.period.status, switchboard_storage::model::Status::Break { reason } if reason == "lunch"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut log = common::records::status_log(&node.data_dir, "1001");
+    while !lunch(&log) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        log = common::records::status_log(&node.data_dir, "1001");
+    }
+    assert!(lunch(&log), "{log:?}");
 }
 
 #[test]
