@@ -80,7 +80,10 @@ impl Mixer {
                 continue;
             }
             any = true;
-            for (a, x) in acc.iter_mut().zip(s.queue.drain(..FRAME.min(s.queue.len()))) {
+            for (a, x) in acc
+                .iter_mut()
+                .zip(s.queue.drain(..FRAME.min(s.queue.len())))
+            {
                 *a += i32::from(x);
             }
         }
