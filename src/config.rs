@@ -145,16 +145,7 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
             .clone()
             .or(file.node_name)
             .unwrap_or_else(hostname),
-        scylla: match (&flags.scylla, file.scylla) {
-            (Some(list), _) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            (None, Some(list)) => list,
-            (None, None) => Vec::new(),
-        },
+        scylla: list(flags.scylla.as_deref(), file.scylla),
         scylla_keyspace: flags
             .scylla_keyspace
             .clone()
@@ -189,16 +180,7 @@ fn cluster_settings(
     cookie: Option<String>,
     down_after_ms: Option<u64>,
 ) -> Result<Option<ClusterSettings>> {
-    let join: Vec<String> = match (&flags.join, join) {
-        (Some(list), _) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        (None, Some(list)) => list,
-        (None, None) => Vec::new(),
-    };
+    let join = list(flags.join.as_deref(), join);
     let Some(listen) = flags.cluster.clone().or(listen) else {
         if !join.is_empty() {
             bail!("--join needs --cluster: the address this node takes cluster connections on");
@@ -228,6 +210,20 @@ fn cluster_settings(
         cookie,
         down_after: std::time::Duration::from_millis(down_after_ms),
     }))
+}
+
+/// A comma-separated flag, else the file's list, else nothing.
+fn list(flag: Option<&str>, file: Option<Vec<String>>) -> Vec<String> {
+    match (flag, file) {
+        (Some(l), _) => l
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (None, Some(l)) => l,
+        (None, None) => Vec::new(),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {

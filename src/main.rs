@@ -85,20 +85,8 @@ enum Command {
     /// Drain a running node: it refuses new calls, hands its entities
     /// to the other members and exits once its calls have ended.
     Drain {
-        /// The node's HTTP API [default: 127.0.0.1:8080]
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-        http: String,
-        /// The cluster cookie [default: read from the data directory]
-        #[arg(
-            long,
-            value_name = "SECRET",
-            env = "SWITCHBOARD_COOKIE",
-            hide_env_values = true
-        )]
-        cookie: Option<String>,
-        /// The node's data directory, for its cookie file
-        #[arg(long, value_name = "DIR", default_value = "./switchboard-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        node: NodeApi,
     },
     /// Ask a running node about its cluster.
     Cluster {
@@ -107,24 +95,31 @@ enum Command {
     },
 }
 
+/// How a command reaches a running node's API.
+#[derive(Debug, clap::Args)]
+struct NodeApi {
+    /// The node's HTTP API
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: String,
+    /// The cluster cookie [default: read from the data directory]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SWITCHBOARD_COOKIE",
+        hide_env_values = true
+    )]
+    cookie: Option<String>,
+    /// The node's data directory, for its cookie file
+    #[arg(long, value_name = "DIR", default_value = "./switchboard-data")]
+    data_dir: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
     /// The members as a node sees them (GET /api/v1/cluster).
     Status {
-        /// The node's HTTP API [default: 127.0.0.1:8080]
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-        http: String,
-        /// The cluster cookie [default: read from the data directory]
-        #[arg(
-            long,
-            value_name = "SECRET",
-            env = "SWITCHBOARD_COOKIE",
-            hide_env_values = true
-        )]
-        cookie: Option<String>,
-        /// The node's data directory, for its cookie file
-        #[arg(long, value_name = "DIR", default_value = "./switchboard-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        node: NodeApi,
         /// Where this entity lives instead: KIND:ID (agent:1001, group:support)
         #[arg(long, value_name = "KIND:ID")]
         placement: Option<String>,
@@ -198,27 +193,29 @@ fn main() -> ExitCode {
             };
             runtime.block_on(node::run(cfg))
         }
-        Command::Drain {
-            http,
-            cookie,
-            data_dir,
-        } => match cluster_cli::drain(&http, cookie, &data_dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("switchboard: {e:#}");
-                ExitCode::from(1)
+        Command::Drain { node } => {
+            match cluster_cli::drain(&node.http, node.cookie, &node.data_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard: {e:#}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Command::Cluster {
             command:
                 ClusterCommand::Status {
-                    http,
-                    cookie,
-                    data_dir,
+                    node,
                     placement,
                     tenant,
                 },
-        } => match cluster_cli::status(&http, cookie, &data_dir, placement.as_deref(), &tenant) {
+        } => match cluster_cli::status(
+            &node.http,
+            node.cookie,
+            &node.data_dir,
+            placement.as_deref(),
+            &tenant,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("switchboard: {e:#}");

@@ -609,31 +609,23 @@ fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
     );
 
     // Whisper: the agent hears the supervisor; the customer still not.
-    let whisper = serde_json::json!({"mode": "whisper", "supervisor": "1003"});
-    let (status, v) = node.api(
-        "POST",
-        "/api/v1/monitor/agents/1001",
-        Some(&admin),
-        Some(&whisper),
-    );
-    assert_eq!(status, 202, "{v}");
-    let t = c.elapsed();
-    std::thread::sleep(Duration::from_millis(3000));
-    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    // Barge: now the customer hears the supervisor too.
+    let mode = |mode: &str| {
+        let body = serde_json::json!({"mode": mode, "supervisor": "1003"});
+        let (status, v) = node.api(
+            "POST",
+            "/api/v1/monitor/agents/1001",
+            Some(&admin),
+            Some(&body),
+        );
+        assert_eq!(status, 202, "{v}");
+        let t = c.elapsed();
+        std::thread::sleep(Duration::from_millis(3000));
+        tone_and_other(&c.heard_since(t + Duration::from_millis(300))).1
+    };
+    let heard = mode("whisper");
     assert!(heard < 5, "the customer heard the whisper: {heard} windows");
-
-    // Barge: now the customer hears the supervisor.
-    let barge = serde_json::json!({"mode": "barge", "supervisor": "1003"});
-    let (status, v) = node.api(
-        "POST",
-        "/api/v1/monitor/agents/1001",
-        Some(&admin),
-        Some(&barge),
-    );
-    assert_eq!(status, 202, "{v}");
-    let t = c.elapsed();
-    std::thread::sleep(Duration::from_millis(3000));
-    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    let heard = mode("barge");
     assert!(
         heard > 40,
         "the customer did not hear the barged-in supervisor: {heard} windows"

@@ -69,6 +69,14 @@ fn home(node: &Node, token: &str, kind: &str, id: &str) -> String {
     v["node"].as_str().unwrap().to_owned()
 }
 
+/// `switchboard ARGS…`, run to its end.
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 const ENTITIES: [(&str, &str); 5] = [
     ("agent", "1001"),
     ("agent", "1002"),
@@ -111,7 +119,12 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["details"][0]["field"], "kind", "{v}");
     assert_eq!(
-        a.metric("switchboard_cluster_members{health=\"up\"}"),
+        // The gauges follow the view every half second.
+        a.wait_metric(
+            "switchboard_cluster_members{health=\"up\"}",
+            3.0,
+            Duration::from_secs(3)
+        ),
         Some(3.0)
     );
 
@@ -148,17 +161,14 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
 
     // The operator's view from the command line, with the data
     // directory's cookie.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "cluster",
-            "status",
-            "--http",
-            &b.http.to_string(),
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = cli(&[
+        "cluster",
+        "status",
+        "--http",
+        &b.http.to_string(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -171,19 +181,16 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
         "{text}"
     );
     assert!(text.contains("(this node)"), "{text}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "cluster",
-            "status",
-            "--http",
-            &a.http.to_string(),
-            "--placement",
-            "group:support",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = cli(&[
+        "cluster",
+        "status",
+        "--http",
+        &a.http.to_string(),
+        "--placement",
+        "group:support",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("lives on {}", placed[3])), "{text}");
     drop(c);
@@ -223,17 +230,14 @@ fn a_node_with_another_cookie_never_joins() {
     assert_eq!(seed["health"], "joining", "{v}");
     assert_eq!(seed["addr"], format!("127.0.0.1:{pa}"));
     // The status command refuses a wrong cookie.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "cluster",
-            "status",
-            "--http",
-            &a.http.to_string(),
-            "--cookie",
-            "a-wrong-secret",
-        ])
-        .output()
-        .unwrap();
+    let out = cli(&[
+        "cluster",
+        "status",
+        "--http",
+        &a.http.to_string(),
+        "--cookie",
+        "a-wrong-secret",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
@@ -311,11 +315,13 @@ fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
     assert!(code.success(), "{code:?}");
 
     // `switchboard drain` does the same through the API, with the cookie.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["drain", "--http", &a.http.to_string(), "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = cli(&[
+        "drain",
+        "--http",
+        &a.http.to_string(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
