@@ -409,6 +409,10 @@ impl Agent {
     }
 
     fn change(&mut self, to: Status, reason: ChangeReason, now: Timestamp) {
+        // Every period lasts at least a millisecond, so the periods' starts
+        // strictly increase: the status log is keyed by its start, and two
+        // changes in one millisecond would otherwise write one row.
+        let now = Timestamp(now.0.max(self.since.0 + 1));
         let from = std::mem::replace(&mut self.status, to.clone());
         let start = std::mem::replace(&mut self.since, now);
         let began = std::mem::replace(&mut self.reason, reason.clone());
@@ -455,6 +459,32 @@ mod tests {
 
     fn drain(a: &mut Agent) -> Vec<AgentEvent> {
         std::iter::from_fn(|| a.poll_event()).collect()
+    }
+
+    #[test]
+    fn changes_in_one_millisecond_keep_distinct_periods() {
+        let mut a = ready_agent();
+        drain(&mut a);
+        let at = t(10);
+        a.choose(
+            Status::Break {
+                reason: "lunch".into(),
+            },
+            Actor::Agent,
+            at,
+        )
+        .unwrap();
+        a.choose(Status::Busy, Actor::Agent, at).unwrap();
+        a.choose(Status::Ready, Actor::Agent, at).unwrap();
+        let starts: Vec<Timestamp> = drain(&mut a)
+            .into_iter()
+            .filter_map(|e| match e {
+                AgentEvent::Changed { period, .. } => Some(period.start),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts.len(), 3);
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
     }
 
     #[test]
@@ -734,6 +764,7 @@ mod tests {
                     if let Some(last) = log.last() {
                         prop_assert_eq!(last.end, period.start);
                     }
+                    prop_assert!(period.start < period.end, "an empty period: {:?}", period);
                     prop_assert_ne!(&period.status, &to);
                     log.push(period);
                 }
@@ -744,7 +775,10 @@ mod tests {
                 }
             }
             let total: Duration = StatusKind::ALL.iter().map(|k| a.time_in(*k, now)).sum();
-            prop_assert_eq!(total, now.since(Timestamp(0)));
+            // Changes within one millisecond move the agent's clock a
+            // millisecond ahead each.
+            let end = Timestamp(now.0.max(a.since().0));
+            prop_assert_eq!(total, end.since(Timestamp(0)));
         }
     }
 }
