@@ -478,10 +478,7 @@ mod tests {
         a.choose(Status::Ready, Actor::Agent, at).unwrap();
         let starts: Vec<Timestamp> = drain(&mut a)
             .into_iter()
-            .filter_map(|e| match e {
-                AgentEvent::Changed { period, .. } => Some(period.start),
-                _ => None,
-            })
+            .map(|AgentEvent::Changed { period, .. }| period.start)
             .collect();
         assert_eq!(starts.len(), 3);
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
