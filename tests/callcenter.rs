@@ -623,6 +623,9 @@ fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
         std::thread::sleep(Duration::from_millis(3000));
         tone_and_other(&c.heard_since(t + Duration::from_millis(300))).1
     };
+    // The supervisor's agent is on the call: no queue offers it another.
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "talking", "{v}");
     let heard = mode("whisper");
     assert!(heard < 5, "the customer heard the whisper: {heard} windows");
     let heard = mode("barge");
@@ -651,6 +654,11 @@ fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
     );
     let (status, _) = node.api("DELETE", "/api/v1/monitor/agents/1001", Some(&admin), None);
     assert_eq!(status, 409);
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(
+        v["status"]["status"], "ready",
+        "the supervisor is free again: {v}"
+    );
 
     assert!(c.hang_up());
     let _ = (Phone::output(agent_run), Phone::output(sup_run));

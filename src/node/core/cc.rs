@@ -963,13 +963,17 @@ impl SipCore {
             }
         }
         dialogs.extend(c.customer.take());
-        if let Some(m) = c.monitor.take() {
-            match m.leg.dialog {
-                Some(d) => dialogs.push(d),
+        let monitor = c.monitor.take();
+        if let Some(m) = &monitor {
+            match &m.leg.dialog {
+                Some(d) => dialogs.push(d.clone()),
                 None => cancels.push((cancel_for(&m.leg.invite), m.leg.dest, m.leg.transport)),
             }
         }
         let (tenant, setup, started) = (c.tenant.clone(), c.setup.clone(), c.started);
+        if let Some(m) = &monitor {
+            self.released(&tenant, m, call);
+        }
         for d in dialogs {
             self.hang_up(&d, now);
         }

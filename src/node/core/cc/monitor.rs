@@ -25,6 +25,9 @@ pub(in crate::node::core) struct Monitor {
     pub(super) agent: AgentId,
     pub(super) mode: MonitorMode,
     pub(super) leg: OutLeg,
+    /// The supervisor's agent was signed in: it is on this call (busy for
+    /// the queues) until the supervision ends.
+    pub(super) on_call: bool,
 }
 
 fn mode_name(m: MonitorMode) -> &'static str {
@@ -112,6 +115,15 @@ impl SipCore {
         let Some(handle) = center.agents.get(supervisor).cloned() else {
             return Err(LiveError::NotFound(format!("no agent {supervisor}")));
         };
+        // A signed-in supervisor is on this call for the queues, so none
+        // offers it another; one signed out is just a phone.
+        let on_it = ractor::call!(handle.actor, |reply| AgentMsg::Dial { call, reply })
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        let on_call = match on_it {
+            Ok(()) => true,
+            Err(switchboard_actors::agent::AgentError::SignedOut) => false,
+            Err(e) => return Err(LiveError::Conflict(format!("supervisor {supervisor}: {e}"))),
+        };
         let trunk = center.trunk.clone();
         let shown = format!("monitor-{agent}");
         let dial = match &handle.device {
@@ -141,6 +153,7 @@ impl SipCore {
                 agent: agent.clone(),
                 mode,
                 leg,
+                on_call,
             });
         }
         tracing::info!(%call, %agent, %supervisor, mode = mode_name(mode), "ringing the supervisor");
@@ -192,7 +205,10 @@ impl SipCore {
         };
         let Some(dialog) = dialog else {
             tracing::info!(%call, supervisor = %m.supervisor, "the supervisor did not answer");
-            c.monitor = None;
+            if let Some(m) = c.monitor.take() {
+                let tenant = c.tenant.clone();
+                self.released(&tenant, &m, call);
+            }
             return;
         };
         let (dest, transport, cancelled) = (m.leg.dest, m.leg.transport, m.leg.cancelled);
@@ -200,7 +216,10 @@ impl SipCore {
         self.add_out_dialog(dialog, dest, transport, (call, Party::Supervisor));
         if cancelled {
             if let Some(c) = self.cc.get_mut(&call) {
-                c.monitor = None;
+                if let Some(m) = c.monitor.take() {
+                    let tenant = c.tenant.clone();
+                    self.released(&tenant, &m, call);
+                }
             }
             self.hang_up(&id, now);
             return;
@@ -227,6 +246,9 @@ impl SipCore {
         }
         self.rewire(call);
         self.monitor_event_for(call, &m, None);
+        if let Some(tenant) = self.cc.get(&call).map(|c| c.tenant.clone()) {
+            self.released(&tenant, &m, call);
+        }
     }
 
     /// The supervisor hung up.
@@ -236,6 +258,29 @@ impl SipCore {
         };
         self.rewire(call);
         self.monitor_event_for(call, &m, None);
+        if let Some(tenant) = self.cc.get(&call).map(|c| c.tenant.clone()) {
+            self.released(&tenant, &m, call);
+        }
+    }
+
+    /// The supervision of `call` ended: its supervisor's agent is free.
+    pub(super) fn released(&self, tenant: &TenantId, m: &Monitor, call: CallId) {
+        if m.on_call {
+            self.release_supervisor(tenant, &m.supervisor, call);
+        }
+    }
+
+    fn release_supervisor(&self, tenant: &TenantId, supervisor: &AgentId, call: CallId) {
+        if let Some(a) = self
+            .centers
+            .tenant(tenant)
+            .and_then(|c| c.agents.get(supervisor))
+        {
+            let _ = a.actor.cast(AgentMsg::HungUp {
+                call,
+                wrap_up: std::time::Duration::ZERO,
+            });
+        }
     }
 
     /// Ends the supervision once the monitored agent or the customer has
