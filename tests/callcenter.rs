@@ -288,22 +288,9 @@ fn assert_nothing_left_up(node: &Node) {
 /// (Goertzel power at the note over the window's energy: 1.0 is a pure
 /// tone of that note, speech stays far below).
 fn music_share(w: &[i16]) -> f64 {
-    let energy: f64 = w.iter().map(|&x| f64::from(x).powi(2)).sum();
-    if energy == 0.0 {
-        return 0.0;
-    }
     [523.25f64, 659.25, 783.99]
         .iter()
-        .map(|hz| {
-            let k = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
-            let (mut s1, mut s2) = (0.0f64, 0.0f64);
-            for &x in w {
-                let s0 = f64::from(x) + k * s1 - s2;
-                s2 = s1;
-                s1 = s0;
-            }
-            (s1 * s1 + s2 * s2 - k * s1 * s2) / (energy * w.len() as f64 / 2.0)
-        })
+        .map(|hz| tone_share(w, *hz))
         .fold(0.0, f64::max)
 }
 

@@ -350,14 +350,13 @@ pub trait Live: Send + Sync {
     /// off.
     fn hold<'a>(&'a self, tenant: &'a TenantId, agent: &'a AgentId, on: bool)
         -> LiveFuture<'a, ()>;
-    /// `supervisor`'s phone joins `agent`'s call in `mode`, or changes
+    /// The supervisor's phone in `with` joins `agent`'s call in its mode, or changes
     /// mode; `None` ends the supervision.
     fn monitor<'a>(
         &'a self,
         tenant: &'a TenantId,
         agent: &'a AgentId,
-        supervisor: &'a AgentId,
-        mode: Option<MonitorMode>,
+        with: Option<(&'a AgentId, MonitorMode)>,
     ) -> LiveFuture<'a, ()>;
     /// The tenant's events from now on.
     fn events(&self, tenant: &TenantId) -> Option<broadcast::Receiver<Event>>;
@@ -710,7 +709,7 @@ async fn monitor_call(
     let supervisor = supervisor_of(&caller, req.supervisor)?;
     let agent = AgentId(id);
     live(&state)?
-        .monitor(&caller.tenant, &agent, &supervisor, Some(req.mode))
+        .monitor(&caller.tenant, &agent, Some((&supervisor, req.mode)))
         .await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -727,11 +726,7 @@ async fn unmonitor_call(
 ) -> ApiResult<StatusCode> {
     caller.require(SUPERVISING, "monitoring a call")?;
     let agent = AgentId(id);
-    // Whoever monitors it: the supervisor named is not checked here.
-    let anyone = AgentId(String::new());
-    live(&state)?
-        .monitor(&caller.tenant, &agent, &anyone, None)
-        .await?;
+    live(&state)?.monitor(&caller.tenant, &agent, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -125,8 +125,8 @@ pub enum CallNotice {
     Monitor {
         tenant: TenantId,
         agent: AgentId,
-        supervisor: AgentId,
-        mode: Option<switchboard_http::live::MonitorMode>,
+        /// The supervisor's agent and the mode; `None`: it leaves.
+        with: Option<(AgentId, switchboard_http::live::MonitorMode)>,
         reply: cc::monitor::MonitorReply,
     },
     /// An agent dials a number from the phone bar.
@@ -854,13 +854,9 @@ impl SipCore {
             CallNotice::Monitor {
                 tenant,
                 agent,
-                supervisor,
-                mode,
+                with,
                 reply,
-            } => {
-                self.monitor(tenant, agent, supervisor, mode, reply, now)
-                    .await
-            }
+            } => self.monitor(tenant, agent, with, reply, now).await,
             CallNotice::Drain => {
                 self.draining = true;
                 tracing::info!(

@@ -59,6 +59,19 @@ impl LiveHub {
         })
     }
 
+    /// Sends the SIP core the notice `make` builds around a reply
+    /// channel; the channel's receiving end, for its answer.
+    async fn ask_core<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> CallNotice,
+    ) -> Result<tokio::sync::oneshot::Receiver<T>, LiveError> {
+        let stopped = || LiveError::Unavailable("the SIP core is not running".into());
+        let core = self.core.get().ok_or_else(stopped)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        core.send(make(reply)).await.map_err(|_| stopped())?;
+        Ok(answer)
+    }
+
     pub fn set_core(&self, core: mpsc::Sender<CallNotice>) {
         let _ = self.core.set(core);
     }
@@ -230,19 +243,14 @@ impl Live for LiveHub {
     ) -> LiveFuture<'a, ()> {
         Box::pin(async move {
             self.agent_handle(tenant, agent)?;
-            let core = self
-                .core
-                .get()
-                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
-            let (reply, done) = tokio::sync::oneshot::channel();
-            core.send(CallNotice::Transfer {
-                tenant: tenant.clone(),
-                agent: agent.clone(),
-                to,
-                reply,
-            })
-            .await
-            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let done = self
+                .ask_core(|reply| CallNotice::Transfer {
+                    tenant: tenant.clone(),
+                    agent: agent.clone(),
+                    to,
+                    reply,
+                })
+                .await?;
             done.await
                 .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
         })
@@ -252,28 +260,21 @@ impl Live for LiveHub {
         &'a self,
         tenant: &'a TenantId,
         agent: &'a AgentId,
-        supervisor: &'a AgentId,
-        mode: Option<switchboard_http::live::MonitorMode>,
+        with: Option<(&'a AgentId, switchboard_http::live::MonitorMode)>,
     ) -> LiveFuture<'a, ()> {
         Box::pin(async move {
             self.agent_handle(tenant, agent)?;
-            if mode.is_some() {
+            if let Some((supervisor, _)) = with {
                 self.agent_handle(tenant, supervisor)?;
             }
-            let core = self
-                .core
-                .get()
-                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
-            let (reply, done) = tokio::sync::oneshot::channel();
-            core.send(CallNotice::Monitor {
-                tenant: tenant.clone(),
-                agent: agent.clone(),
-                supervisor: supervisor.clone(),
-                mode,
-                reply,
-            })
-            .await
-            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let done = self
+                .ask_core(|reply| CallNotice::Monitor {
+                    tenant: tenant.clone(),
+                    agent: agent.clone(),
+                    with: with.map(|(s, mode)| (s.clone(), mode)),
+                    reply,
+                })
+                .await?;
             done.await
                 .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
         })
@@ -287,19 +288,14 @@ impl Live for LiveHub {
     ) -> LiveFuture<'a, ()> {
         Box::pin(async move {
             self.agent_handle(tenant, agent)?;
-            let core = self
-                .core
-                .get()
-                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
-            let (reply, done) = tokio::sync::oneshot::channel();
-            core.send(CallNotice::Hold {
-                tenant: tenant.clone(),
-                agent: agent.clone(),
-                on,
-                reply,
-            })
-            .await
-            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let done = self
+                .ask_core(|reply| CallNotice::Hold {
+                    tenant: tenant.clone(),
+                    agent: agent.clone(),
+                    on,
+                    reply,
+                })
+                .await?;
             done.await
                 .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
         })
@@ -312,19 +308,14 @@ impl Live for LiveHub {
         request: OutboundRequest,
     ) -> LiveFuture<'a, Dialing> {
         Box::pin(async move {
-            let core = self
-                .core
-                .get()
-                .ok_or_else(|| LiveError::Unavailable("the SIP core is not running".into()))?;
-            let (reply, placed) = tokio::sync::oneshot::channel();
-            core.send(CallNotice::Dial {
-                tenant: tenant.clone(),
-                agent: agent.clone(),
-                request,
-                reply,
-            })
-            .await
-            .map_err(|_| LiveError::Unavailable("the SIP core is not running".into()))?;
+            let placed = self
+                .ask_core(|reply| CallNotice::Dial {
+                    tenant: tenant.clone(),
+                    agent: agent.clone(),
+                    request,
+                    reply,
+                })
+                .await?;
             let call = placed
                 .await
                 .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))??;

@@ -44,14 +44,11 @@ impl SipCore {
         &mut self,
         tenant: TenantId,
         agent: AgentId,
-        supervisor: AgentId,
-        mode: Option<MonitorMode>,
+        with: Option<(AgentId, MonitorMode)>,
         reply: MonitorReply,
         now: Instant,
     ) {
-        let done = self
-            .set_monitor(&tenant, &agent, &supervisor, mode, now)
-            .await;
+        let done = self.set_monitor(&tenant, &agent, with, now).await;
         let _ = reply.send(done);
     }
 
@@ -59,8 +56,7 @@ impl SipCore {
         &mut self,
         tenant: &TenantId,
         agent: &AgentId,
-        supervisor: &AgentId,
-        mode: Option<MonitorMode>,
+        with: Option<(AgentId, MonitorMode)>,
         now: Instant,
     ) -> Result<(), LiveError> {
         let found = self.cc.iter().find(|(_, c)| {
@@ -73,13 +69,14 @@ impl SipCore {
                 "agent {agent} is not talking to a customer"
             )));
         };
-        let Some(mode) = mode else {
+        let Some((supervisor, mode)) = with else {
             if c.monitor.is_none() {
                 return Err(LiveError::Conflict("nobody monitors this call".into()));
             }
             self.end_monitor(call, now);
             return Ok(());
         };
+        let supervisor = &supervisor;
         if let Some(m) = &c.monitor {
             if &m.supervisor != supervisor {
                 return Err(LiveError::Conflict(format!(
