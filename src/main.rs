@@ -82,8 +82,9 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         drain_timeout_secs: Option<u64>,
     },
-    /// Drain a running node: it refuses new calls, hands its entities
-    /// to the other members and exits once its calls have ended.
+    /// Drain a running node: it refuses new calls, leaves the cluster (the
+    /// others stop placing entities on it) and exits once its calls have
+    /// ended.
     Drain {
         #[command(flatten)]
         node: NodeApi,
