@@ -30,7 +30,7 @@ pub use switchboard_storage::model::{
 use thiserror::Error;
 
 /// What an Agent actor reports about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Availability {
     pub signed_in: bool,
     /// Ready for a call.

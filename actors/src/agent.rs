@@ -52,7 +52,7 @@ pub enum AgentEvent {
 }
 
 /// Why an input was refused; the status is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum AgentError {
     #[error("the agent is signed out")]

@@ -46,6 +46,7 @@ pub mod call;
 pub mod ivr;
 pub mod location;
 pub mod outbound;
+pub mod remote;
 pub mod shell;
 
 /// Identifiers and wall-clock time, shared with the store's records.

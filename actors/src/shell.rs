@@ -116,11 +116,13 @@ pub enum AgentMsg {
 }
 
 /// An agent now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentSnapshot {
     pub agent: AgentId,
+    #[serde(with = "crate::remote::json")]
     pub status: Status,
     pub since: Timestamp,
+    #[serde(with = "crate::remote::json")]
     pub device: Option<Device>,
     pub device_online: bool,
     pub calls_today: u32,
@@ -345,10 +347,13 @@ pub enum GroupMsg {
     /// The queue now, for the live monitor.
     Snapshot(RpcReplyPort<GroupSnapshot>),
     Tick,
+    /// For a [`GroupProxy`](crate::remote::GroupProxy) only; the real
+    /// group ignores it.
+    Proxy(crate::remote::ProxyInput),
 }
 
 /// A skill group's queue now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupSnapshot {
     pub group: String,
     /// Calls waiting (those ringing an agent included).
@@ -585,6 +590,7 @@ impl Actor for SkillGroupActor {
                 let _ = reply.send(self.snapshot(state));
             }
             GroupMsg::Tick => state.group.handle_timeout(now),
+            GroupMsg::Proxy(_) => {}
         }
         self.settle(&myself, state).await;
         Ok(())

@@ -1,0 +1,1117 @@
+//! Agents and skill groups on other nodes: what travels between nodes for
+//! them, and the local stand-ins the rest of a node talks to.
+//!
+//! In a cluster each agent and skill group lives on its home node (the
+//! placement decides). Every other node holds a proxy actor with the same
+//! message type ([`AgentProxy`] for [`AgentMsg`], [`GroupProxy`] for
+//! [`GroupMsg`]), so calls and the API use one kind of reference whatever
+//! the home. A proxy sends to the real actor when it is hosted on this node
+//! and otherwise turns the message into a [`Wire`] for the home node; what
+//! cannot cross a node (reply ports, channels, actor references) becomes
+//! request numbers, the sender's node, and entity names.
+//!
+//! A group's proxy keeps every call it enqueued until the call leaves the
+//! queue (answered, abandoned, overflowed). When the group's home changes
+//! (its node died, left or joined) the proxy enqueues those calls again at
+//! the new home with their original enqueue time and priority, so no caller
+//! loses their place. The [`Registry`] is the node's table of hosted actors
+//! and proxies, and of requests waiting for a remote reply.
+
+use crate::acd::{Availability, Overflow, OverflowReason};
+use crate::agent::{Actor as By, AgentError, AgentPolicy, Device, Status};
+use crate::shell::{AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, QueueNotice};
+use crate::{AgentId, CallId, TenantId, Timestamp};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Kinds of entity with a home node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Agent,
+    Group,
+}
+
+/// How this node reaches the others: the placement and the transport.
+pub trait Link: Send + Sync + fmt::Debug + 'static {
+    /// This node's name.
+    fn me(&self) -> &str;
+    /// The node `id` of `kind` lives on now.
+    fn home(&self, tenant: &TenantId, kind: Entity, id: &str) -> String;
+    /// Sends `wire` to `node`; false when it cannot go (no session).
+    fn send(&self, node: &str, wire: &Wire) -> bool;
+}
+
+/// What nodes tell each other about agents and groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Wire {
+    Agent {
+        tenant: TenantId,
+        agent: AgentId,
+        msg: ToAgent,
+    },
+    Group {
+        tenant: TenantId,
+        group: String,
+        msg: ToGroup,
+    },
+    /// For the proxy of `group` on the node of a queued call.
+    Caller {
+        tenant: TenantId,
+        group: String,
+        notice: Notice,
+    },
+    Reply {
+        req: u64,
+        reply: Reply,
+    },
+}
+
+/// [`AgentMsg`] on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToAgent {
+    SignIn {
+        #[serde(with = "json")]
+        device: Device,
+        #[serde(with = "json")]
+        initial: Status,
+        req: u64,
+    },
+    SignOut {
+        by: By,
+        req: u64,
+    },
+    Choose {
+        #[serde(with = "json")]
+        status: Status,
+        by: By,
+        req: u64,
+    },
+    Offer {
+        call: CallId,
+        req: u64,
+    },
+    Answered(CallId),
+    Dial {
+        call: CallId,
+        req: u64,
+    },
+    Missed(CallId),
+    Withdrawn(CallId),
+    HungUp {
+        call: CallId,
+        wrap_up: Duration,
+    },
+    DeviceOnline(bool),
+    /// The proxy of this group on the agent's home hears its availability.
+    Watch {
+        group: String,
+    },
+    Get {
+        req: u64,
+    },
+    Snapshot {
+        req: u64,
+    },
+    Policy(#[serde(with = "json")] AgentPolicy),
+}
+
+/// [`GroupMsg`] on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToGroup {
+    /// Notices for the call go back to the sending node.
+    Enqueue {
+        call: CallId,
+        priority: u8,
+        enqueued: Timestamp,
+    },
+    Abandon(CallId),
+    Answered {
+        call: CallId,
+        agent: AgentId,
+    },
+    OfferFailed {
+        call: CallId,
+        agent: AgentId,
+    },
+    AgentUpdate {
+        agent: AgentId,
+        availability: Availability,
+    },
+    Position {
+        call: CallId,
+        req: u64,
+    },
+    Snapshot {
+        req: u64,
+    },
+}
+
+/// [`QueueNotice`] on the wire: agents by id (the receiving node has
+/// their proxies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Notice {
+    Ring {
+        call: CallId,
+        agents: Vec<AgentId>,
+        ring_timeout: Duration,
+        wrap_up: Duration,
+    },
+    StopRinging {
+        call: CallId,
+        agents: Vec<AgentId>,
+    },
+    Overflow {
+        call: CallId,
+        #[serde(with = "json")]
+        to: Overflow,
+        reason: OverflowReason,
+    },
+    Position {
+        call: CallId,
+        position: u64,
+        expected_wait: Option<Duration>,
+    },
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Done(Result<(), AgentError>),
+    Status(#[serde(with = "json")] Status, Timestamp),
+    Agent(AgentSnapshot),
+    Position(Option<u64>),
+    Group(GroupSnapshot),
+    /// The entity is not hosted on the node asked (it moved).
+    Gone,
+}
+
+/// Fields whose serde form needs a self-describing format (internally
+/// tagged enums) cross as JSON text.
+pub(crate) mod json {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(v).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A request waiting for its remote reply.
+#[derive(Debug)]
+enum Pending {
+    Done(RpcReplyPort<Result<(), AgentError>>),
+    Status(RpcReplyPort<(Status, Timestamp)>),
+    Agent(RpcReplyPort<AgentSnapshot>),
+    Position(RpcReplyPort<Option<usize>>),
+    Group(RpcReplyPort<GroupSnapshot>),
+}
+
+/// Where a message for an entity goes now.
+#[derive(Debug)]
+enum Route<T> {
+    Here(ActorRef<T>),
+    There(String),
+    /// Its home is this node but it is not started yet (or it is gone).
+    Nowhere,
+}
+
+/// A route, comparable: did the entity move?
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum At {
+    Here(ActorId),
+    There(String),
+    Nowhere,
+}
+
+impl<T> Route<T> {
+    fn at(&self) -> At {
+        match self {
+            Route::Here(r) => At::Here(r.get_id()),
+            Route::There(n) => At::There(n.clone()),
+            Route::Nowhere => At::Nowhere,
+        }
+    }
+}
+
+type Key<T> = (TenantId, T);
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How long a request to another node may wait for its reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The node's agents and groups: hosted here or proxied, and the requests
+/// waiting for other nodes.
+#[derive(Debug)]
+pub struct Registry {
+    link: Arc<dyn Link>,
+    hosted_agents: RwLock<HashMap<Key<AgentId>, ActorRef<AgentMsg>>>,
+    hosted_groups: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
+    agent_proxies: RwLock<HashMap<Key<AgentId>, ActorRef<AgentMsg>>>,
+    group_proxies: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
+    pending: Mutex<HashMap<u64, (Instant, Pending)>>,
+    next_req: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(link: Arc<dyn Link>) -> Arc<Registry> {
+        Arc::new(Registry {
+            link,
+            hosted_agents: RwLock::default(),
+            hosted_groups: RwLock::default(),
+            agent_proxies: RwLock::default(),
+            group_proxies: RwLock::default(),
+            pending: Mutex::default(),
+            next_req: AtomicU64::new(1),
+        })
+    }
+
+    pub fn me(&self) -> &str {
+        self.link.me()
+    }
+
+    /// Whether `id` of `kind` belongs on this node now.
+    pub fn is_home(&self, tenant: &TenantId, kind: Entity, id: &str) -> bool {
+        self.link.home(tenant, kind, id) == self.link.me()
+    }
+
+    /// The agent's real actor runs here now.
+    pub fn host_agent(&self, tenant: &TenantId, agent: &AgentId, actor: ActorRef<AgentMsg>) {
+        write(&self.hosted_agents).insert((tenant.clone(), agent.clone()), actor);
+    }
+
+    /// The agent's real actor no longer runs here; it is returned.
+    pub fn unhost_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+        write(&self.hosted_agents).remove(&(tenant.clone(), agent.clone()))
+    }
+
+    pub fn host_group(&self, tenant: &TenantId, group: &str, actor: ActorRef<GroupMsg>) {
+        write(&self.hosted_groups).insert((tenant.clone(), group.to_string()), actor);
+    }
+
+    pub fn unhost_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
+        write(&self.hosted_groups).remove(&(tenant.clone(), group.to_string()))
+    }
+
+    pub fn hosted_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+        read(&self.hosted_agents)
+            .get(&(tenant.clone(), agent.clone()))
+            .cloned()
+    }
+
+    pub fn hosted_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
+        read(&self.hosted_groups)
+            .get(&(tenant.clone(), group.to_string()))
+            .cloned()
+    }
+
+    /// How many agents and groups run here.
+    pub fn hosted(&self) -> (usize, usize) {
+        (read(&self.hosted_agents).len(), read(&self.hosted_groups).len())
+    }
+
+    /// Starts the agent's proxy on this node.
+    pub async fn agent_proxy(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        agent: &AgentId,
+    ) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
+        let (actor, _) = Actor::spawn(
+            None,
+            AgentProxy {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                registry: self.clone(),
+            },
+            (),
+        )
+        .await?;
+        write(&self.agent_proxies).insert((tenant.clone(), agent.clone()), actor.clone());
+        Ok(actor)
+    }
+
+    /// Starts the group's proxy on this node.
+    pub async fn group_proxy(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        group: &str,
+        clock: Clock,
+    ) -> Result<ActorRef<GroupMsg>, ractor::SpawnErr> {
+        let (actor, _) = Actor::spawn(
+            None,
+            GroupProxy {
+                tenant: tenant.clone(),
+                group: group.to_string(),
+                clock,
+                registry: self.clone(),
+            },
+            (),
+        )
+        .await?;
+        write(&self.group_proxies).insert((tenant.clone(), group.to_string()), actor.clone());
+        Ok(actor)
+    }
+
+    /// Forgets a removed agent's proxy (the caller stops it).
+    pub fn drop_agent_proxy(&self, tenant: &TenantId, agent: &AgentId) {
+        write(&self.agent_proxies).remove(&(tenant.clone(), agent.clone()));
+    }
+
+    pub fn drop_group_proxy(&self, tenant: &TenantId, group: &str) {
+        write(&self.group_proxies).remove(&(tenant.clone(), group.to_string()));
+    }
+
+    /// Tells every group proxy that homes may have changed: each enqueues
+    /// its waiting calls again where their group lives now.
+    pub fn homes_changed(&self) {
+        for p in read(&self.group_proxies).values() {
+            let _ = p.cast(GroupMsg::Proxy(ProxyInput(Input::Moved)));
+        }
+    }
+
+    fn agent_route(&self, tenant: &TenantId, agent: &AgentId) -> Route<AgentMsg> {
+        if let Some(r) = self.hosted_agent(tenant, agent) {
+            return Route::Here(r);
+        }
+        let home = self.link.home(tenant, Entity::Agent, &agent.0);
+        if home == self.link.me() {
+            Route::Nowhere
+        } else {
+            Route::There(home)
+        }
+    }
+
+    fn group_route(&self, tenant: &TenantId, group: &str) -> Route<GroupMsg> {
+        if let Some(r) = self.hosted_group(tenant, group) {
+            return Route::Here(r);
+        }
+        let home = self.link.home(tenant, Entity::Group, group);
+        if home == self.link.me() {
+            Route::Nowhere
+        } else {
+            Route::There(home)
+        }
+    }
+
+    /// The group of this node whose actor (real or proxy) is `id`.
+    fn group_named(&self, id: ActorId) -> Option<String> {
+        let by_id = |m: &HashMap<Key<String>, ActorRef<GroupMsg>>| {
+            m.iter()
+                .find(|(_, r)| r.get_id() == id)
+                .map(|((_, g), _)| g.clone())
+        };
+        by_id(&read(&self.hosted_groups)).or_else(|| by_id(&read(&self.group_proxies)))
+    }
+
+    fn expect(&self, p: Pending) -> u64 {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(req, (Instant::now(), p));
+        req
+    }
+
+    /// Drops the requests whose reply is overdue: their callers see the
+    /// reply port closed (an error), as when an actor dies.
+    pub fn expire(&self, now: Instant) -> usize {
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = p.len();
+        p.retain(|_, (at, _)| now.duration_since(*at) < REPLY_TIMEOUT);
+        before - p.len()
+    }
+
+    fn complete(&self, req: u64, reply: Reply) {
+        let Some((_, pending)) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&req)
+        else {
+            return;
+        };
+        // A mismatched or `Gone` reply drops the port: the caller sees
+        // an error.
+        match (pending, reply) {
+            (Pending::Done(p), Reply::Done(r)) => {
+                let _ = p.send(r);
+            }
+            (Pending::Status(p), Reply::Status(s, t)) => {
+                let _ = p.send((s, t));
+            }
+            (Pending::Agent(p), Reply::Agent(s)) => {
+                let _ = p.send(s);
+            }
+            (Pending::Position(p), Reply::Position(n)) => {
+                let _ = p.send(n.and_then(|n| usize::try_from(n).ok()));
+            }
+            (Pending::Group(p), Reply::Group(s)) => {
+                let _ = p.send(s);
+            }
+            _ => {}
+        }
+    }
+
+    fn reply(&self, to: &str, req: u64, reply: Reply) {
+        self.link.send(to, &Wire::Reply { req, reply });
+    }
+
+    /// Handles what node `from` sent.
+    pub fn deliver(self: &Arc<Self>, from: &str, wire: Wire) {
+        match wire {
+            Wire::Reply { req, reply } => self.complete(req, reply),
+            Wire::Agent { tenant, agent, msg } => self.to_agent(from, &tenant, &agent, msg),
+            Wire::Group { tenant, group, msg } => self.to_group(from, tenant, group, msg),
+            Wire::Caller {
+                tenant,
+                group,
+                notice,
+            } => {
+                let proxy = read(&self.group_proxies)
+                    .get(&(tenant, group))
+                    .cloned();
+                if let Some(p) = proxy {
+                    let _ = p.cast(GroupMsg::Proxy(ProxyInput(Input::Notice(notice))));
+                }
+            }
+        }
+    }
+
+    fn to_agent(self: &Arc<Self>, from: &str, tenant: &TenantId, agent: &AgentId, msg: ToAgent) {
+        let Some(real) = self.hosted_agent(tenant, agent) else {
+            if let Some(req) = msg.req() {
+                self.reply(from, req, Reply::Gone);
+            }
+            return;
+        };
+        let from = from.to_string();
+        let ask = |req: u64, call: AgentCall| {
+            let me = self.clone();
+            let real = real.clone();
+            tokio::spawn(async move {
+                let reply = call.ask(&real).await;
+                me.reply(&from, req, reply);
+            });
+        };
+        let cast = match msg {
+            ToAgent::SignIn {
+                device,
+                initial,
+                req,
+            } => return ask(req, AgentCall::SignIn(device, initial)),
+            ToAgent::SignOut { by, req } => return ask(req, AgentCall::SignOut(by)),
+            ToAgent::Choose { status, by, req } => return ask(req, AgentCall::Choose(status, by)),
+            ToAgent::Offer { call, req } => return ask(req, AgentCall::Offer(call)),
+            ToAgent::Dial { call, req } => return ask(req, AgentCall::Dial(call)),
+            ToAgent::Get { req } => return ask(req, AgentCall::Get),
+            ToAgent::Snapshot { req } => return ask(req, AgentCall::Snapshot),
+            ToAgent::Answered(c) => AgentMsg::Answered(c),
+            ToAgent::Missed(c) => AgentMsg::Missed(c),
+            ToAgent::Withdrawn(c) => AgentMsg::Withdrawn(c),
+            ToAgent::HungUp { call, wrap_up } => AgentMsg::HungUp { call, wrap_up },
+            ToAgent::DeviceOnline(b) => AgentMsg::DeviceOnline(b),
+            ToAgent::Policy(p) => AgentMsg::Policy(p),
+            ToAgent::Watch { group } => {
+                let proxy = read(&self.group_proxies)
+                    .get(&(tenant.clone(), group))
+                    .cloned();
+                match proxy {
+                    Some(p) => AgentMsg::Watch(p),
+                    None => return,
+                }
+            }
+        };
+        let _ = real.cast(cast);
+    }
+
+    fn to_group(self: &Arc<Self>, from: &str, tenant: TenantId, group: String, msg: ToGroup) {
+        let Some(real) = self.hosted_group(&tenant, &group) else {
+            if let ToGroup::Position { req, .. } | ToGroup::Snapshot { req } = msg {
+                self.reply(from, req, Reply::Gone);
+            }
+            return;
+        };
+        let cast = match msg {
+            ToGroup::Enqueue {
+                call,
+                priority,
+                enqueued,
+            } => {
+                // The group's notices for the call go back to its node.
+                let (tx, mut rx) = mpsc::unbounded_channel::<QueueNotice>();
+                let (me, from) = (self.clone(), from.to_string());
+                tokio::spawn(async move {
+                    while let Some(n) = rx.recv().await {
+                        let wire = Wire::Caller {
+                            tenant: tenant.clone(),
+                            group: group.clone(),
+                            notice: Notice::from(n),
+                        };
+                        if !me.link.send(&from, &wire) {
+                            break;
+                        }
+                    }
+                });
+                GroupMsg::Enqueue {
+                    call,
+                    priority,
+                    enqueued: Some(enqueued),
+                    notify: tx,
+                }
+            }
+            ToGroup::Abandon(c) => GroupMsg::Abandon(c),
+            ToGroup::Answered { call, agent } => GroupMsg::Answered { call, agent },
+            ToGroup::OfferFailed { call, agent } => GroupMsg::OfferFailed { call, agent },
+            ToGroup::AgentUpdate {
+                agent,
+                availability,
+            } => GroupMsg::AgentUpdate {
+                agent,
+                availability,
+            },
+            ToGroup::Position { call, req } => {
+                let (me, from) = (self.clone(), from.to_string());
+                tokio::spawn(async move {
+                    let reply = match ractor::call!(real, |r| GroupMsg::Position(call, r)) {
+                        Ok(n) => Reply::Position(n.map(|n| n as u64)),
+                        Err(_) => Reply::Gone,
+                    };
+                    me.reply(&from, req, reply);
+                });
+                return;
+            }
+            ToGroup::Snapshot { req } => {
+                let (me, from) = (self.clone(), from.to_string());
+                tokio::spawn(async move {
+                    let reply = match ractor::call!(real, GroupMsg::Snapshot) {
+                        Ok(s) => Reply::Group(s),
+                        Err(_) => Reply::Gone,
+                    };
+                    me.reply(&from, req, reply);
+                });
+                return;
+            }
+        };
+        let _ = real.cast(cast);
+    }
+
+    /// The tenant's agent proxies on this node for `ids`.
+    fn agent_refs(&self, tenant: &TenantId, ids: Vec<AgentId>) -> Vec<(AgentId, ActorRef<AgentMsg>)> {
+        let proxies = read(&self.agent_proxies);
+        ids.into_iter()
+            .filter_map(|a| {
+                let r = proxies.get(&(tenant.clone(), a.clone()))?.clone();
+                Some((a, r))
+            })
+            .collect()
+    }
+}
+
+impl ToAgent {
+    fn req(&self) -> Option<u64> {
+        match self {
+            ToAgent::SignIn { req, .. }
+            | ToAgent::SignOut { req, .. }
+            | ToAgent::Choose { req, .. }
+            | ToAgent::Offer { req, .. }
+            | ToAgent::Dial { req, .. }
+            | ToAgent::Get { req }
+            | ToAgent::Snapshot { req } => Some(*req),
+            _ => None,
+        }
+    }
+}
+
+/// A request to a hosted agent on behalf of another node.
+enum AgentCall {
+    SignIn(Device, Status),
+    SignOut(By),
+    Choose(Status, By),
+    Offer(CallId),
+    Dial(CallId),
+    Get,
+    Snapshot,
+}
+
+impl AgentCall {
+    async fn ask(self, a: &ActorRef<AgentMsg>) -> Reply {
+        let done = |r: Result<Result<(), AgentError>, _>| r.map_or(Reply::Gone, Reply::Done);
+        match self {
+            AgentCall::SignIn(device, initial) => done(ractor::call!(a, |reply| {
+                AgentMsg::SignIn {
+                    device,
+                    initial,
+                    reply,
+                }
+            })),
+            AgentCall::SignOut(by) => done(ractor::call!(a, |reply| AgentMsg::SignOut { by, reply })),
+            AgentCall::Choose(status, by) => done(ractor::call!(a, |reply| AgentMsg::Choose {
+                status,
+                by,
+                reply
+            })),
+            AgentCall::Offer(call) => done(ractor::call!(a, |reply| AgentMsg::Offer { call, reply })),
+            AgentCall::Dial(call) => done(ractor::call!(a, |reply| AgentMsg::Dial { call, reply })),
+            AgentCall::Get => {
+                ractor::call!(a, AgentMsg::Get).map_or(Reply::Gone, |(s, t)| Reply::Status(s, t))
+            }
+            AgentCall::Snapshot => {
+                ractor::call!(a, AgentMsg::Snapshot).map_or(Reply::Gone, Reply::Agent)
+            }
+        }
+    }
+}
+
+impl From<QueueNotice> for Notice {
+    fn from(n: QueueNotice) -> Notice {
+        match n {
+            QueueNotice::Ring {
+                call,
+                agents,
+                ring_timeout,
+                wrap_up,
+            } => Notice::Ring {
+                call,
+                agents: agents.into_iter().map(|(a, _)| a).collect(),
+                ring_timeout,
+                wrap_up,
+            },
+            QueueNotice::StopRinging { call, agents } => Notice::StopRinging { call, agents },
+            QueueNotice::Overflow { call, to, reason } => Notice::Overflow { call, to, reason },
+            QueueNotice::Position {
+                call,
+                position,
+                expected_wait,
+            } => Notice::Position {
+                call,
+                position: position as u64,
+                expected_wait,
+            },
+        }
+    }
+}
+
+/// What a group proxy hears besides [`GroupMsg`]s: opaque to everyone
+/// else (a real group actor ignores it).
+#[derive(Debug)]
+pub struct ProxyInput(Input);
+
+#[derive(Debug)]
+enum Input {
+    /// From the group's home, for a call queued through this proxy.
+    Notice(Notice),
+    /// A call left the queue at a group hosted here (overflow).
+    Left(CallId),
+    /// Homes may have changed.
+    Moved,
+}
+
+/// An agent's stand-in on a node that does not host it.
+#[derive(Debug)]
+pub struct AgentProxy {
+    pub tenant: TenantId,
+    pub agent: AgentId,
+    pub registry: Arc<Registry>,
+}
+
+impl AgentProxy {
+    fn send(&self, node: &str, msg: ToAgent) {
+        let wire = Wire::Agent {
+            tenant: self.tenant.clone(),
+            agent: self.agent.clone(),
+            msg,
+        };
+        if !self.registry.link.send(node, &wire) {
+            tracing::debug!(agent = %self.agent, %node, "agent's home unreachable");
+        }
+    }
+}
+
+impl Actor for AgentProxy {
+    type Msg = AgentMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let node = match self.registry.agent_route(&self.tenant, &self.agent) {
+            Route::Here(real) => {
+                if !matches!(msg, AgentMsg::Tick) {
+                    let _ = real.send_message(msg);
+                }
+                return Ok(());
+            }
+            // Its home is starting it: requests fail (their ports drop),
+            // news is lost as if it came a moment earlier.
+            Route::Nowhere => return Ok(()),
+            Route::There(node) => node,
+        };
+        let r = &self.registry;
+        let wire = match msg {
+            AgentMsg::SignIn {
+                device,
+                initial,
+                reply,
+            } => ToAgent::SignIn {
+                device,
+                initial,
+                req: r.expect(Pending::Done(reply)),
+            },
+            AgentMsg::SignOut { by, reply } => ToAgent::SignOut {
+                by,
+                req: r.expect(Pending::Done(reply)),
+            },
+            AgentMsg::Choose { status, by, reply } => ToAgent::Choose {
+                status,
+                by,
+                req: r.expect(Pending::Done(reply)),
+            },
+            AgentMsg::Offer { call, reply } => ToAgent::Offer {
+                call,
+                req: r.expect(Pending::Done(reply)),
+            },
+            AgentMsg::Dial { call, reply } => ToAgent::Dial {
+                call,
+                req: r.expect(Pending::Done(reply)),
+            },
+            AgentMsg::Get(reply) => ToAgent::Get {
+                req: r.expect(Pending::Status(reply)),
+            },
+            AgentMsg::Snapshot(reply) => ToAgent::Snapshot {
+                req: r.expect(Pending::Agent(reply)),
+            },
+            AgentMsg::Answered(c) => ToAgent::Answered(c),
+            AgentMsg::Missed(c) => ToAgent::Missed(c),
+            AgentMsg::Withdrawn(c) => ToAgent::Withdrawn(c),
+            AgentMsg::HungUp { call, wrap_up } => ToAgent::HungUp { call, wrap_up },
+            AgentMsg::DeviceOnline(b) => ToAgent::DeviceOnline(b),
+            AgentMsg::Policy(p) => ToAgent::Policy(p),
+            AgentMsg::Watch(g) => match r.group_named(g.get_id()) {
+                Some(group) => ToAgent::Watch { group },
+                None => return Ok(()),
+            },
+            AgentMsg::Tick => return Ok(()),
+        };
+        self.send(&node, wire);
+        Ok(())
+    }
+}
+
+/// A skill group's stand-in on every node: calls enqueue through it, and
+/// it enqueues them again when the group moves.
+#[derive(Debug)]
+pub struct GroupProxy {
+    pub tenant: TenantId,
+    pub group: String,
+    pub clock: Clock,
+    pub registry: Arc<Registry>,
+}
+
+/// A call queued through a proxy, until it leaves the queue.
+#[derive(Debug)]
+struct Waiting {
+    priority: u8,
+    enqueued: Timestamp,
+    notify: mpsc::UnboundedSender<QueueNotice>,
+    at: At,
+}
+
+#[derive(Debug, Default)]
+pub struct GroupProxyState {
+    waiting: HashMap<CallId, Waiting>,
+}
+
+impl GroupProxy {
+    fn send(&self, node: &str, msg: ToGroup) {
+        let wire = Wire::Group {
+            tenant: self.tenant.clone(),
+            group: self.group.clone(),
+            msg,
+        };
+        if !self.registry.link.send(node, &wire) {
+            tracing::debug!(group = %self.group, %node, "group's home unreachable");
+        }
+    }
+
+    /// Enqueues `call` where the group lives now; where that is.
+    fn enqueue(&self, myself: &ActorRef<GroupMsg>, call: CallId, w: &Waiting) -> At {
+        let route = self.registry.group_route(&self.tenant, &self.group);
+        match &route {
+            Route::Here(real) => {
+                // Notices go straight to the call; an overflow also tells
+                // this proxy the call left.
+                let (tx, mut rx) = mpsc::unbounded_channel::<QueueNotice>();
+                let (notify, me) = (w.notify.clone(), myself.clone());
+                tokio::spawn(async move {
+                    while let Some(n) = rx.recv().await {
+                        if let QueueNotice::Overflow { call, .. } = &n {
+                            let _ = me.cast(GroupMsg::Proxy(ProxyInput(Input::Left(*call))));
+                        }
+                        if notify.send(n).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let _ = real.cast(GroupMsg::Enqueue {
+                    call,
+                    priority: w.priority,
+                    enqueued: Some(w.enqueued),
+                    notify: tx,
+                });
+            }
+            Route::There(node) => self.send(
+                node,
+                ToGroup::Enqueue {
+                    call,
+                    priority: w.priority,
+                    enqueued: w.enqueued,
+                },
+            ),
+            Route::Nowhere => {}
+        }
+        route.at()
+    }
+
+    fn forward(&self, route: Route<GroupMsg>, msg: GroupMsg) {
+        let r = &self.registry;
+        let wire = match (route, msg) {
+            (Route::Here(real), msg) => {
+                let _ = real.send_message(msg);
+                return;
+            }
+            (Route::Nowhere, _) => return,
+            (Route::There(node), msg) => {
+                let w = match msg {
+                    GroupMsg::Abandon(c) => ToGroup::Abandon(c),
+                    GroupMsg::Answered { call, agent } => ToGroup::Answered { call, agent },
+                    GroupMsg::OfferFailed { call, agent } => ToGroup::OfferFailed { call, agent },
+                    GroupMsg::AgentUpdate {
+                        agent,
+                        availability,
+                    } => ToGroup::AgentUpdate {
+                        agent,
+                        availability,
+                    },
+                    GroupMsg::Position(call, reply) => ToGroup::Position {
+                        call,
+                        req: r.expect(Pending::Position(reply)),
+                    },
+                    GroupMsg::Snapshot(reply) => ToGroup::Snapshot {
+                        req: r.expect(Pending::Group(reply)),
+                    },
+                    // Members and settings are the home's to load; the
+                    // rest never crosses.
+                    _ => return,
+                };
+                (node, w)
+            }
+        };
+        self.send(&wire.0, wire.1);
+    }
+}
+
+impl Actor for GroupProxy {
+    type Msg = GroupMsg;
+    type State = GroupProxyState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<GroupMsg>,
+        _: (),
+    ) -> Result<GroupProxyState, ActorProcessingErr> {
+        Ok(GroupProxyState::default())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<GroupMsg>,
+        msg: GroupMsg,
+        st: &mut GroupProxyState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GroupMsg::Enqueue {
+                call,
+                priority,
+                enqueued,
+                notify,
+            } => {
+                let mut w = Waiting {
+                    priority,
+                    enqueued: enqueued.unwrap_or_else(|| self.clock.now()),
+                    notify,
+                    at: At::Nowhere,
+                };
+                w.at = self.enqueue(&myself, call, &w);
+                st.waiting.insert(call, w);
+            }
+            GroupMsg::Proxy(ProxyInput(Input::Moved)) => {
+                let now = self.registry.group_route(&self.tenant, &self.group).at();
+                let mut moved: Vec<_> = st
+                    .waiting
+                    .iter()
+                    .filter(|(_, w)| w.at != now)
+                    .map(|(c, _)| *c)
+                    .collect();
+                // The longest waiting first, as they were.
+                moved.sort_by_key(|c| st.waiting.get(c).map(|w| w.enqueued));
+                for call in moved {
+                    if let Some(w) = st.waiting.get(&call) {
+                        let at = self.enqueue(&myself, call, w);
+                        tracing::info!(group = %self.group, %call, ?at, "queued call enqueued again where its group lives now");
+                        if let Some(w) = st.waiting.get_mut(&call) {
+                            w.at = at;
+                        }
+                    }
+                }
+            }
+            GroupMsg::Proxy(ProxyInput(Input::Left(call))) => {
+                st.waiting.remove(&call);
+            }
+            GroupMsg::Proxy(ProxyInput(Input::Notice(n))) => {
+                let (call, notice) = match n {
+                    Notice::Ring {
+                        call,
+                        agents,
+                        ring_timeout,
+                        wrap_up,
+                    } => (
+                        call,
+                        QueueNotice::Ring {
+                            call,
+                            agents: self.registry.agent_refs(&self.tenant, agents),
+                            ring_timeout,
+                            wrap_up,
+                        },
+                    ),
+                    Notice::StopRinging { call, agents } => {
+                        (call, QueueNotice::StopRinging { call, agents })
+                    }
+                    Notice::Overflow { call, to, reason } => {
+                        (call, QueueNotice::Overflow { call, to, reason })
+                    }
+                    Notice::Position {
+                        call,
+                        position,
+                        expected_wait,
+                    } => (
+                        call,
+                        QueueNotice::Position {
+                            call,
+                            position: usize::try_from(position).unwrap_or(usize::MAX),
+                            expected_wait,
+                        },
+                    ),
+                };
+                let left = matches!(notice, QueueNotice::Overflow { .. });
+                let gone = match st.waiting.get(&call) {
+                    Some(w) => w.notify.send(notice).is_err(),
+                    None => false,
+                };
+                if gone {
+                    // The call's actor is gone: out of the queue.
+                    let route = self.registry.group_route(&self.tenant, &self.group);
+                    self.forward(route, GroupMsg::Abandon(call));
+                }
+                if left || gone {
+                    st.waiting.remove(&call);
+                }
+            }
+            GroupMsg::Tick => {}
+            msg => {
+                match &msg {
+                    GroupMsg::Abandon(c) | GroupMsg::Answered { call: c, .. } => {
+                        st.waiting.remove(c);
+                    }
+                    _ => {}
+                }
+                let route = self.registry.group_route(&self.tenant, &self.group);
+                self.forward(route, msg);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_wire_message_survives_bincode() {
+        let cfg = bincode::config::standard();
+        let samples = vec![
+            Wire::Agent {
+                tenant: TenantId::from("t"),
+                agent: AgentId::from("1001"),
+                msg: ToAgent::Choose {
+                    status: Status::Break {
+                        reason: "lunch".into(),
+                    },
+                    by: By::Agent,
+                    req: 7,
+                },
+            },
+            Wire::Agent {
+                tenant: TenantId::from("t"),
+                agent: AgentId::from("1001"),
+                msg: ToAgent::SignIn {
+                    device: Device::Sip {
+                        account: "1001".into(),
+                    },
+                    initial: Status::Ready,
+                    req: 1,
+                },
+            },
+            Wire::Caller {
+                tenant: TenantId::from("t"),
+                group: "support".into(),
+                notice: Notice::Overflow {
+                    call: CallId(9),
+                    to: Overflow::Voicemail,
+                    reason: OverflowReason::MaxQueueTime,
+                },
+            },
+            Wire::Reply {
+                req: 3,
+                reply: Reply::Done(Err(AgentError::NotReady(crate::agent::StatusKind::Busy))),
+            },
+            Wire::Reply {
+                req: 4,
+                reply: Reply::Status(Status::Ready, Timestamp(5)),
+            },
+        ];
+        for w in samples {
+            let bytes = bincode::serde::encode_to_vec(&w, cfg).unwrap();
+            let (back, _): (Wire, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+            assert_eq!(back, w);
+        }
+    }
+}
