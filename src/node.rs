@@ -20,6 +20,7 @@ mod live;
 mod media;
 pub mod metrics;
 mod records;
+mod remote;
 
 /// The local address the kernel would use to reach `peer` (no packet is
 /// sent: connecting a UDP socket only picks the route).
@@ -121,7 +122,20 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         clock: Clock::system(),
     };
     let hub = live::LiveHub::new(store.clone());
-    let centers = match center::load(&*store, &load, &recorder, &hub).await {
+    // In a cluster agents and groups live on their home node; the others
+    // reach them through proxies.
+    let link = membership
+        .cluster()
+        .map(|c| Arc::new(remote::ClusterLink { cluster: c.clone() }));
+    let registry = link.as_ref().map(|l| {
+        switchboard_actors::remote::Registry::new(
+            l.clone() as Arc<dyn switchboard_actors::remote::Link>
+        )
+    });
+    if let Some(c) = membership.cluster() {
+        c.settle(Duration::from_secs(3)).await;
+    }
+    let centers = match center::load(&*store, &load, &recorder, &hub, registry.as_ref()).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("switchboard: cannot start the call centers: {e:#}");
@@ -153,8 +167,19 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             load: load.clone(),
             node,
             data_dir: cfg.data_dir.clone(),
+            cluster: registry
+                .clone()
+                .zip(link.clone())
+                .map(|(r, l)| core::Clustered::new(r, l)),
         },
     );
+    let cluster_tasks = match (membership.cluster(), &registry) {
+        (Some(c), Some(r)) => vec![
+            remote::serve(c, r.clone(), core.notices()),
+            remote::watch_homes(c, core.notices()),
+        ],
+        _ => Vec::new(),
+    };
     hub.set_core(core.notices());
     // The HTTP API, with the live half over this node's actors.
     let state = switchboard_http::AppState::new(store.clone(), cfg.data_dir.clone())
@@ -227,6 +252,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         }
     };
     reminders.abort();
+    cluster_tasks.iter().for_each(|t| t.abort());
     if let Some(w) = cluster_watch {
         w.abort();
     }

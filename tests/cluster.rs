@@ -331,3 +331,113 @@ fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
     let code = wait_exit(&mut a, Duration::from_secs(10)).expect("a exits: it had no calls");
     assert!(code.success(), "{code:?}");
 }
+
+/// Three node names (from a fixed list) with the demo's `support` group
+/// homed on the second and agent 1001 on the third.
+fn names_placing_support_then_1001() -> [String; 3] {
+    use switchboard_cluster::placement::{home, EntityKey, Kind};
+    let pool: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+    for x in &pool {
+        for y in &pool {
+            for z in &pool {
+                if x == y || y == z || x == z {
+                    continue;
+                }
+                let live = [x.as_str(), y.as_str(), z.as_str()];
+                let at = |k, id| home(&EntityKey::new("demo", k, id), live).map(str::to_owned);
+                if at(Kind::SkillGroup, "support").as_ref() == Some(y)
+                    && at(Kind::Agent, "1001").as_ref() == Some(z)
+                {
+                    return [x.clone(), y.clone(), z.clone()];
+                }
+            }
+        }
+    }
+    panic!("no names place support and 1001 apart");
+}
+
+#[test]
+fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answers() {
+    use common::phone::{loud_windows, Phone};
+    let [na, nb, nc] = names_placing_support_then_1001();
+    let data = Node::fresh_data_dir();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut a = start(&data, &na, ports[0], None, &[]);
+    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
+    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
+    let token = a.login("admin", "demo-admin");
+    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
+    all.sort();
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &all, Duration::from_secs(15));
+    }
+    assert_eq!(home(&a, &token, "skill_group", "support"), nb);
+    assert_eq!(home(&a, &token, "agent", "1001"), nc);
+    // Each node starts what it became home of.
+    assert!(
+        b.wait_log(
+            "skill group hosted here tenant=demo group=support",
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        b.lines
+    );
+    assert!(
+        c.wait_log(
+            "agent hosted here tenant=demo agent=1001",
+            Duration::from_secs(5)
+        ),
+        "{:?}",
+        c.lines
+    );
+    // 1001's phone registers with b; the call comes in on a.
+    let agent = Phone::auto_answer(&b, "1001", "pass1001");
+    let running = agent.spawn(25);
+    assert!(
+        b.wait_log("registered user=1001", Duration::from_secs(5)),
+        "agent phone did not register"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut customer = common::customer::Customer::call(a.sip, "4000", "13800138000");
+    assert!(customer.answered, "the hotline answered");
+    std::thread::sleep(Duration::from_secs(5));
+    customer.press('1');
+    assert!(
+        a.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "the agent never answered"
+    );
+    let out = Phone::output(running);
+    for n in [&mut a, &mut b, &mut c] {
+        n.count_log("");
+    }
+    assert!(
+        out.contains("Call established"),
+        "agent never answered: {out}\na: {:#?}\nb: {:#?}\nc: {:#?}",
+        a.lines,
+        b.lines,
+        c.lines
+    );
+    assert!(
+        out.contains("from sip:13800138000@"),
+        "the agent's phone did not show the caller: {out}"
+    );
+    let said = loud_windows(&agent.said());
+    assert!(said > 50, "agent speech too quiet: {said}");
+    let calls = common::records::wait_demo_calls(&data, 1, Duration::from_secs(20));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:?}", a.lines));
+    assert_eq!(r.group.as_deref(), Some("support"), "{r:?}");
+    assert_eq!(
+        r.agent.as_ref().map(|x| x.0.as_str()),
+        Some("1001"),
+        "{r:?}"
+    );
+    assert_eq!(r.node.0, na, "{r:?}");
+    assert!(r.talk_time() >= Duration::from_secs(3), "{r:?}");
+    // The agent's statuses changed on its home only.
+    assert!(c.wait_log("agent=1001 status=Talking", Duration::from_secs(2)));
+    assert_eq!(a.count_log("agent=1001 status=Talking"), 0);
+    assert_eq!(b.count_log("agent=1001 status=Talking"), 0);
+    let _ = customer.hang_up();
+}

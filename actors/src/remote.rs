@@ -202,7 +202,9 @@ pub(crate) mod json {
         s.serialize_str(&text)
     }
 
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
         let text = String::deserialize(d)?;
         serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
@@ -295,20 +297,30 @@ impl Registry {
 
     /// The agent's real actor runs here now.
     pub fn host_agent(&self, tenant: &TenantId, agent: &AgentId, actor: ActorRef<AgentMsg>) {
+        tracing::info!(%tenant, %agent, "agent hosted here");
         write(&self.hosted_agents).insert((tenant.clone(), agent.clone()), actor);
     }
 
     /// The agent's real actor no longer runs here; it is returned.
     pub fn unhost_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
-        write(&self.hosted_agents).remove(&(tenant.clone(), agent.clone()))
+        let r = write(&self.hosted_agents).remove(&(tenant.clone(), agent.clone()));
+        if r.is_some() {
+            tracing::info!(%tenant, %agent, "agent no longer hosted here");
+        }
+        r
     }
 
     pub fn host_group(&self, tenant: &TenantId, group: &str, actor: ActorRef<GroupMsg>) {
+        tracing::info!(%tenant, %group, "skill group hosted here");
         write(&self.hosted_groups).insert((tenant.clone(), group.to_string()), actor);
     }
 
     pub fn unhost_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
-        write(&self.hosted_groups).remove(&(tenant.clone(), group.to_string()))
+        let r = write(&self.hosted_groups).remove(&(tenant.clone(), group.to_string()));
+        if r.is_some() {
+            tracing::info!(%tenant, %group, "skill group no longer hosted here");
+        }
+        r
     }
 
     pub fn hosted_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
@@ -325,7 +337,10 @@ impl Registry {
 
     /// How many agents and groups run here.
     pub fn hosted(&self) -> (usize, usize) {
-        (read(&self.hosted_agents).len(), read(&self.hosted_groups).len())
+        (
+            read(&self.hosted_agents).len(),
+            read(&self.hosted_groups).len(),
+        )
     }
 
     /// Starts the agent's proxy on this node.
@@ -476,6 +491,7 @@ impl Registry {
 
     /// Handles what node `from` sent.
     pub fn deliver(self: &Arc<Self>, from: &str, wire: Wire) {
+        tracing::debug!(%from, ?wire, "from another node");
         match wire {
             Wire::Reply { req, reply } => self.complete(req, reply),
             Wire::Agent { tenant, agent, msg } => self.to_agent(from, &tenant, &agent, msg),
@@ -485,9 +501,7 @@ impl Registry {
                 group,
                 notice,
             } => {
-                let proxy = read(&self.group_proxies)
-                    .get(&(tenant, group))
-                    .cloned();
+                let proxy = read(&self.group_proxies).get(&(tenant, group)).cloned();
                 if let Some(p) = proxy {
                     let _ = p.cast(GroupMsg::Proxy(ProxyInput(Input::Notice(notice))));
                 }
@@ -614,7 +628,11 @@ impl Registry {
     }
 
     /// The tenant's agent proxies on this node for `ids`.
-    fn agent_refs(&self, tenant: &TenantId, ids: Vec<AgentId>) -> Vec<(AgentId, ActorRef<AgentMsg>)> {
+    fn agent_refs(
+        &self,
+        tenant: &TenantId,
+        ids: Vec<AgentId>,
+    ) -> Vec<(AgentId, ActorRef<AgentMsg>)> {
         let proxies = read(&self.agent_proxies);
         ids.into_iter()
             .filter_map(|a| {
@@ -662,13 +680,17 @@ impl AgentCall {
                     reply,
                 }
             })),
-            AgentCall::SignOut(by) => done(ractor::call!(a, |reply| AgentMsg::SignOut { by, reply })),
+            AgentCall::SignOut(by) => {
+                done(ractor::call!(a, |reply| AgentMsg::SignOut { by, reply }))
+            }
             AgentCall::Choose(status, by) => done(ractor::call!(a, |reply| AgentMsg::Choose {
                 status,
                 by,
                 reply
             })),
-            AgentCall::Offer(call) => done(ractor::call!(a, |reply| AgentMsg::Offer { call, reply })),
+            AgentCall::Offer(call) => {
+                done(ractor::call!(a, |reply| AgentMsg::Offer { call, reply }))
+            }
             AgentCall::Dial(call) => done(ractor::call!(a, |reply| AgentMsg::Dial { call, reply })),
             AgentCall::Get => {
                 ractor::call!(a, AgentMsg::Get).map_or(Reply::Gone, |(s, t)| Reply::Status(s, t))
@@ -862,6 +884,7 @@ impl GroupProxy {
     /// Enqueues `call` where the group lives now; where that is.
     fn enqueue(&self, myself: &ActorRef<GroupMsg>, call: CallId, w: &Waiting) -> At {
         let route = self.registry.group_route(&self.tenant, &self.group);
+        tracing::debug!(group = %self.group, %call, at = ?route.at(), "enqueue through the proxy");
         match &route {
             Route::Here(real) => {
                 // Notices go straight to the call; an overflow also tells

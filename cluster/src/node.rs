@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The process group every membership actor joins.
 const GROUP: &str = "switchboard.membership";
@@ -28,6 +29,95 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn own_group(name: &str) -> String {
     format!("{GROUP}.{name}")
+}
+
+/// The process group of a node's mailbox.
+fn mail_group(name: &str) -> String {
+    format!("switchboard.mail.{name}")
+}
+
+/// A letter between the nodes' applications: who sent it and its body
+/// (the application's own encoding, through [`codec`] too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Letter {
+    from: String,
+    body: Vec<u8>,
+}
+
+/// Messages to a node's mailbox.
+#[derive(Debug)]
+enum MailMsg {
+    Letter(Result<Letter, CodecError>),
+}
+
+impl ractor::Message for MailMsg {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            MailMsg::Letter(Ok(l)) => Ok(SerializedMessage::Cast {
+                variant: String::new(),
+                args: codec::encode(&l).map_err(|_| BoxedDowncastErr)?,
+                metadata: None,
+            }),
+            MailMsg::Letter(Err(_)) => Err(BoxedDowncastErr),
+        }
+    }
+
+    fn deserialize(bytes: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match bytes {
+            SerializedMessage::Cast { args, .. } => Ok(MailMsg::Letter(
+                codec::decode::<Letter>(&args).map(|(_, l)| l),
+            )),
+            _ => Ok(MailMsg::Letter(Err(CodecError::Decode(
+                "not a cast".to_string(),
+            )))),
+        }
+    }
+}
+
+/// Hands letters from other nodes to the application.
+struct Mailbox;
+
+struct MailboxArgs {
+    name: String,
+    to: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    stats: Arc<Stats>,
+}
+
+impl Actor for Mailbox {
+    type Msg = MailMsg;
+    type State = MailboxArgs;
+    type Arguments = MailboxArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MailMsg>,
+        args: MailboxArgs,
+    ) -> Result<MailboxArgs, ActorProcessingErr> {
+        pg::join(mail_group(&args.name), vec![myself.get_cell()]);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<MailMsg>,
+        msg: MailMsg,
+        st: &mut MailboxArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MailMsg::Letter(Ok(l)) => {
+                let _ = st.to.send((l.from, l.body));
+            }
+            MailMsg::Letter(Err(e)) => {
+                st.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "dropped a cluster letter that could not be decoded");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a node joins.
@@ -323,6 +413,8 @@ pub struct Cluster {
     view: watch::Receiver<View>,
     stats: Arc<Stats>,
     settings: Settings,
+    mailbox: ActorRef<MailMsg>,
+    inbox: Mutex<Option<mpsc::UnboundedReceiver<(String, Vec<u8>)>>>,
 }
 
 impl Cluster {
@@ -401,6 +493,22 @@ impl Cluster {
                 subscription: Box::new(Events(membership.clone())),
             })
             .map_err(|e| start_err(e.to_string()))?;
+        let (mail_tx, mail_rx) = mpsc::unbounded_channel();
+        let (mailbox, _) = Actor::spawn(
+            None,
+            Mailbox,
+            MailboxArgs {
+                name: cfg.name.clone(),
+                to: mail_tx,
+                stats: stats.clone(),
+            },
+        )
+        .await
+        .map_err(|e| {
+            membership.stop(None);
+            server.stop(None);
+            start_err(e.to_string())
+        })?;
         tracing::info!(name = %cfg.name, %addr, seeds = ?seeds, "cluster listening");
         Ok(Cluster {
             name: cfg.name,
@@ -410,6 +518,8 @@ impl Cluster {
             view,
             stats,
             settings: cfg.settings,
+            mailbox,
+            inbox: Mutex::new(Some(mail_rx)),
         })
     }
 
@@ -449,6 +559,20 @@ impl Cluster {
             .to_string()
     }
 
+    /// Waits until every seed is up or `timeout` (a node that starts
+    /// alone places nothing elsewhere, and a node joining a cluster would
+    /// otherwise start everything and hand it over at once).
+    pub async fn settle(&self, timeout: Duration) {
+        let mut rx = self.view.clone();
+        let all_up = |v: &View| {
+            v.members
+                .iter()
+                .filter(|m| !m.me)
+                .all(|m| m.health == crate::Health::Up)
+        };
+        let _ = tokio::time::timeout(timeout, rx.wait_for(all_up)).await;
+    }
+
     /// Tells the others this node is leaving: they stop placing entities
     /// on it at once, and it stops heartbeating (it keeps its sessions
     /// until [`Cluster::stop`]).
@@ -456,8 +580,34 @@ impl Cluster {
         let _ = self.membership.cast(PeerMsg::Leave);
     }
 
+    /// Sends `body` to node `to`'s application; false when no session
+    /// to it is up (or it is this node).
+    pub fn send(&self, to: &str, body: Vec<u8>) -> bool {
+        let Some(cell) = pg::get_members(&mail_group(to))
+            .into_iter()
+            .find(|c| !c.get_id().is_local())
+        else {
+            return false;
+        };
+        let letter = Letter {
+            from: self.name.clone(),
+            body,
+        };
+        let peer: ActorRef<MailMsg> = cell.into();
+        peer.cast(MailMsg::Letter(Ok(letter))).is_ok()
+    }
+
+    /// What other nodes send this one, as (sender, body); given once.
+    pub fn inbox(&self) -> Option<mpsc::UnboundedReceiver<(String, Vec<u8>)>> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// Stops heartbeating and closes every session.
     pub fn stop(&self) {
+        self.mailbox.stop(None);
         self.membership.stop(None);
         self.server.stop(None);
     }

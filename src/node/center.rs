@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_actors::agent::{Device, Status};
 use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
+use switchboard_actors::remote::{Entity, Registry};
 use switchboard_actors::shell::GroupSnapshot;
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
 use switchboard_actors::{AgentId, TenantId};
@@ -254,6 +255,7 @@ pub async fn load(
     opts: &Load,
     recorder: &Recorder,
     hub: &Arc<LiveHub>,
+    registry: Option<&Arc<Registry>>,
 ) -> Result<Centers> {
     let mut centers = Centers::default();
     for tenant in store.list_tenants().await.context("cannot list tenants")? {
@@ -263,9 +265,17 @@ pub async fn load(
         if !t.record.enabled {
             continue;
         }
-        let center = load_tenant(store, &t.record, opts, recorder, hub, &mut centers.accounts)
-            .await
-            .with_context(|| format!("tenant {tenant}"))?;
+        let center = load_tenant(
+            store,
+            &t.record,
+            opts,
+            recorder,
+            hub,
+            registry,
+            &mut centers.accounts,
+        )
+        .await
+        .with_context(|| format!("tenant {tenant}"))?;
         hub.set_actors(&tenant, center.agents.clone(), center.groups.clone());
         for number in center.hotlines.keys() {
             centers.hotlines.insert(number.clone(), tenant.clone());
@@ -420,12 +430,36 @@ pub struct Spawner {
     pub status: mpsc::UnboundedSender<switchboard_actors::agent::AgentEvent>,
     /// Groups' queue changes (the monitors, metrics).
     pub queues: mpsc::UnboundedSender<GroupSnapshot>,
+    /// In a cluster: agents and groups live on their home node, and every
+    /// node talks to them through proxies.
+    pub registry: Option<Arc<Registry>>,
 }
 
 impl Spawner {
+    /// The agent's actor as the node uses it: the agent itself on a node
+    /// alone; in a cluster its proxy, the agent itself starting here when
+    /// this node is its home.
+    pub async fn agent(&self, a: &m::Agent, has_trunk: bool) -> Result<AgentHandle> {
+        let actor = match &self.registry {
+            None => self.real_agent(a, has_trunk).await?,
+            Some(reg) => {
+                let proxy = reg.agent_proxy(&self.tenant, &a.id).await?;
+                if reg.is_home(&self.tenant, Entity::Agent, &a.id.0) {
+                    let real = self.real_agent(a, has_trunk).await?;
+                    reg.host_agent(&self.tenant, &a.id, real);
+                }
+                proxy
+            }
+        };
+        Ok(AgentHandle {
+            actor,
+            device: a.device.clone(),
+        })
+    }
+
     /// An agent's actor, signed in with its device and ready (a mobile
     /// agent only when the tenant has a trunk).
-    pub async fn agent(&self, a: &m::Agent, has_trunk: bool) -> Result<AgentHandle> {
+    pub async fn real_agent(&self, a: &m::Agent, has_trunk: bool) -> Result<ActorRef<AgentMsg>> {
         let (actor, _) = Actor::spawn(
             None,
             AgentActor {
@@ -455,18 +489,33 @@ impl Spawner {
             .actors
             .with_label_values(&["agent"])
             .inc();
-        Ok(AgentHandle {
-            actor,
-            device: a.device.clone(),
-        })
+        Ok(actor)
     }
 
-    /// A skill group's actor with its members.
+    /// A skill group's actor with its members, as the node uses it (see
+    /// [`Spawner::agent`]).
     pub async fn group(
         &self,
         g: &m::SkillGroup,
         agents: &HashMap<AgentId, AgentHandle>,
     ) -> Result<ActorRef<GroupMsg>> {
+        let Some(reg) = &self.registry else {
+            let actor = self.real_group(g).await?;
+            actor.cast(GroupMsg::Members(members(g, agents)))?;
+            return Ok(actor);
+        };
+        let proxy = reg.group_proxy(&self.tenant, &g.id, self.clock).await?;
+        if reg.is_home(&self.tenant, Entity::Group, &g.id) {
+            let real = self.real_group(g).await?;
+            // Hosted before it has members: their proxies find it by name.
+            reg.host_group(&self.tenant, &g.id, real.clone());
+            real.cast(GroupMsg::Members(members(g, agents)))?;
+        }
+        Ok(proxy)
+    }
+
+    /// A skill group's actor, without members yet.
+    pub async fn real_group(&self, g: &m::SkillGroup) -> Result<ActorRef<GroupMsg>> {
         let (actor, _) = Actor::spawn(
             None,
             SkillGroupActor {
@@ -479,12 +528,35 @@ impl Spawner {
             (),
         )
         .await?;
-        actor.cast(GroupMsg::Members(members(g, agents)))?;
         super::metrics::get()
             .actors
             .with_label_values(&["skill_group"])
             .inc();
         Ok(actor)
+    }
+}
+
+/// Has each of `agents` hosted here report to its groups' proxies (the
+/// groups may live on another node; proxies find them).
+pub fn watch_groups(
+    reg: &Registry,
+    tenant: &TenantId,
+    records: &[m::SkillGroup],
+    proxies: &HashMap<String, ActorRef<GroupMsg>>,
+    agents: &[AgentId],
+) {
+    for a in agents {
+        let Some(real) = reg.hosted_agent(tenant, a) else {
+            continue;
+        };
+        for g in records
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m.agent == *a))
+        {
+            if let Some(proxy) = proxies.get(&g.id) {
+                let _ = real.cast(AgentMsg::Watch(proxy.clone()));
+            }
+        }
     }
 }
 
@@ -507,6 +579,7 @@ pub async fn load_tenant(
     opts: &Load,
     recorder: &Recorder,
     hub: &Arc<LiveHub>,
+    registry: Option<&Arc<Registry>>,
     accounts: &mut Vec<Account>,
 ) -> Result<CallCenter> {
     let tenant = t.tenant.clone();
@@ -584,6 +657,7 @@ pub async fn load_tenant(
         clock,
         status: status_tx,
         queues: queue_tx,
+        registry: registry.cloned(),
     };
     let mut agents = HashMap::new();
     for a in store.list::<m::Agent>(&tenant).await? {
@@ -595,13 +669,19 @@ pub async fn load_tenant(
         agents.insert(a.id.clone(), handle);
     }
     let mut groups = HashMap::new();
+    let mut records = Vec::new();
     for g in store.list::<m::SkillGroup>(&tenant).await? {
         let g = g.record;
         if g.telesales {
             continue;
         }
         let actor = spawner.group(&g, &agents).await?;
-        groups.insert(g.id, actor);
+        groups.insert(g.id.clone(), actor);
+        records.push(g);
+    }
+    if let Some(reg) = registry {
+        let ids: Vec<AgentId> = agents.keys().cloned().collect();
+        watch_groups(reg, &tenant, &records, &groups, &ids);
     }
 
     // Call records go to the writer; a forwarding task keeps the actors'

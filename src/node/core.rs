@@ -10,7 +10,9 @@
 //! One task owns all SIP state; each call's media runs in a task of its own.
 
 mod cc;
+mod hosting;
 pub mod reload;
+pub use hosting::Clustered;
 
 use super::center::Centers;
 use super::leg::{Leg, LegCmd, LegEvent};
@@ -84,6 +86,8 @@ pub struct CoreConfig {
     pub load: super::center::Load,
     /// This node's name in the records it writes.
     pub node: NodeId,
+    /// In a cluster: where agents and groups live, and the cluster.
+    pub cluster: Option<hosting::Clustered>,
     /// Where voicemails are written.
     pub data_dir: std::path::PathBuf,
 }
@@ -99,6 +103,12 @@ pub enum CallNotice {
     CheckDevice { tenant: TenantId, agent: AgentId },
     /// The API wrote a configuration record.
     Config {
+        tenant: TenantId,
+        kind: switchboard_storage::model::ConfigKind,
+        id: String,
+    },
+    /// Another node's API wrote a configuration record.
+    PeerConfig {
         tenant: TenantId,
         kind: switchboard_storage::model::ConfigKind,
         id: String,
@@ -128,6 +138,15 @@ pub enum CallNotice {
         /// The supervisor's agent and the mode; `None`: it leaves.
         with: Option<(AgentId, switchboard_http::live::MonitorMode)>,
         reply: cc::monitor::MonitorReply,
+    },
+    /// The members up changed: agents and groups may have a new home.
+    Homes,
+    /// Another node holds these registrations of `account` now.
+    Registered {
+        from: String,
+        tenant: TenantId,
+        account: String,
+        bindings: Vec<super::remote::Bound>,
     },
     /// An agent dials a number from the phone bar.
     Dial {
@@ -192,6 +211,9 @@ pub struct SipCore {
     draining: bool,
     /// Calls up on this node (dialogs, call-center and outbound calls).
     active: tokio::sync::watch::Sender<usize>,
+    /// In a cluster: the registry, the link, and the other nodes'
+    /// registrations.
+    cluster: Option<hosting::Clustered>,
 }
 
 impl SipCore {
@@ -252,6 +274,7 @@ impl SipCore {
             leg_rx: Some(leg_rx),
             draining: false,
             active: tokio::sync::watch::channel(0).0,
+            cluster: config.cluster,
         }
     }
 
@@ -323,10 +346,7 @@ impl SipCore {
             return;
         };
         if let Device::Sip { account } = &h.device {
-            let online = !self
-                .registrar
-                .lookup(&tenant.0, account, self.unix(now))
-                .is_empty();
+            let online = !self.bindings(tenant, account, self.unix(now)).is_empty();
             let _ = h.actor.cast(AgentMsg::DeviceOnline(online));
         }
     }
@@ -555,6 +575,7 @@ impl SipCore {
                 }
                 if let Some(t) = self.tenants.resolve(&rr.domain).map(TenantId::from) {
                     self.device_online(&t, &rr.to_user, !bindings.is_empty());
+                    self.announce(&t, &rr.to_user, &bindings);
                 }
                 tracing::info!(user = %rr.to_user, bindings = bindings.len(), "registered");
             }
@@ -834,7 +855,18 @@ impl SipCore {
 
     async fn handle_notice(&mut self, notice: CallNotice, now: Instant) {
         match notice {
-            CallNotice::Config { tenant, kind, id } => self.config_changed(tenant, kind, id),
+            CallNotice::Config { tenant, kind, id } => {
+                // The other nodes read the same store: they reload too.
+                if let Some(c) = &self.cluster {
+                    c.link.post_all(&super::remote::Mail::Config {
+                        tenant: tenant.clone(),
+                        kind,
+                        id: id.clone(),
+                    });
+                }
+                self.config_changed(tenant, kind, id)
+            }
+            CallNotice::PeerConfig { tenant, kind, id } => self.config_changed(tenant, kind, id),
             CallNotice::Apply(change) => self.apply(*change).await,
             CallNotice::Hangup(id) => self.hang_up(&id, now),
             CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
@@ -857,6 +889,13 @@ impl SipCore {
                 with,
                 reply,
             } => self.monitor(tenant, agent, with, reply, now).await,
+            CallNotice::Homes => self.rehome().await,
+            CallNotice::Registered {
+                from,
+                tenant,
+                account,
+                bindings,
+            } => self.remote_registered(from, tenant, account, bindings),
             CallNotice::Drain => {
                 self.draining = true;
                 tracing::info!(

@@ -80,7 +80,11 @@ impl Node {
                 data.to_str().unwrap_or("/tmp/sb-test"),
             ])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // SB_TEST_LOG=debug (or any filter) for more of the node's log.
+            .env(
+                "RUST_LOG",
+                std::env::var("SB_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -542,11 +542,7 @@ impl SipCore {
         caller: &str,
         unix: u64,
     ) -> Option<Dial> {
-        let binding = self
-            .registrar
-            .lookup(&tenant.0, account, unix)
-            .into_iter()
-            .next()?;
+        let binding = self.bindings(tenant, account, unix).into_iter().next()?;
         let transport = if binding.transport.eq_ignore_ascii_case("TCP") {
             Transport::Tcp
         } else {

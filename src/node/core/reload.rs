@@ -204,10 +204,22 @@ impl SipCore {
                         reply
                     });
                     h.actor.stop(None);
-                    crate::node::metrics::get()
-                        .actors
-                        .with_label_values(&["agent"])
-                        .dec();
+                    // In a cluster that was its proxy; the agent itself
+                    // runs here if this is its home.
+                    let real = match &self.cluster {
+                        Some(c) => {
+                            c.registry.drop_agent_proxy(tenant, &id);
+                            c.registry.unhost_agent(tenant, &id)
+                        }
+                        None => Some(h.actor.clone()),
+                    };
+                    if let Some(real) = real {
+                        real.stop(None);
+                        crate::node::metrics::get()
+                            .actors
+                            .with_label_values(&["agent"])
+                            .dec();
+                    }
                     tracing::info!(%tenant, agent = %id, "agent removed");
                 }
             }
@@ -248,10 +260,20 @@ impl SipCore {
             (None, Some(_)) => {
                 if let Some(actor) = center.groups.remove(&id) {
                     actor.stop(None);
-                    crate::node::metrics::get()
-                        .actors
-                        .with_label_values(&["skill_group"])
-                        .dec();
+                    let real = match &self.cluster {
+                        Some(c) => {
+                            c.registry.drop_group_proxy(tenant, &id);
+                            c.registry.unhost_group(tenant, &id)
+                        }
+                        None => Some(actor.clone()),
+                    };
+                    if let Some(real) = real {
+                        real.stop(None);
+                        crate::node::metrics::get()
+                            .actors
+                            .with_label_values(&["skill_group"])
+                            .dec();
+                    }
                     tracing::info!(%tenant, group = %id, "skill group removed");
                 }
             }

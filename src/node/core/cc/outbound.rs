@@ -87,7 +87,7 @@ impl SipCore {
             LiveError::Conflict("the tenant has no trunk to call out through".into())
         })?;
         if let Device::Sip { account } = &handle.device {
-            if self.registrar.lookup(&tenant.0, account, unix).is_empty() {
+            if self.bindings(&tenant, account, unix).is_empty() {
                 return Err(LiveError::Conflict(format!(
                     "the agent's phone (SIP account {account}) is not registered"
                 )));
