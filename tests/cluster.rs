@@ -441,3 +441,87 @@ fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answe
     assert_eq!(b.count_log("agent=1001 status=Talking"), 0);
     let _ = customer.hang_up();
 }
+
+#[test]
+fn callers_waiting_in_a_killed_nodes_group_are_answered_afterwards_in_their_order() {
+    use common::phone::Phone;
+    let [na, nb, nc] = names_placing_support_then_1001();
+    let data = Node::fresh_data_dir();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut a = start(&data, &na, ports[0], None, &[]);
+    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
+    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
+    let token = a.login("admin", "demo-admin");
+    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
+    all.sort();
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &all, Duration::from_secs(15));
+    }
+    assert!(b.wait_log(
+        "skill group hosted here tenant=demo group=support",
+        Duration::from_secs(5)
+    ));
+    assert!(c.wait_log(
+        "agent hosted here tenant=demo agent=1001",
+        Duration::from_secs(5)
+    ));
+    // 1001 is on a break: the callers wait in `support`, homed on b.
+    let status = |s: Value| a.api("PUT", "/api/v1/agents/1001/status", Some(&token), Some(&s));
+    let (code, v) = status(serde_json::json!({"status": "break", "reason": "lunch"}));
+    assert_eq!(code, 200, "{v}");
+    let agent = Phone::auto_answer(&c, "1001", "pass1001");
+    let running = agent.spawn(60);
+    assert!(c.wait_log("registered user=1001", Duration::from_secs(5)));
+    let mut first = common::customer::Customer::call(a.sip, "4000", "13800138001");
+    std::thread::sleep(Duration::from_secs(5));
+    first.press('1');
+    std::thread::sleep(Duration::from_secs(1));
+    let mut second = common::customer::Customer::call(a.sip, "4000", "13800138002");
+    std::thread::sleep(Duration::from_secs(5));
+    second.press('1');
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(first.answered && second.answered);
+
+    // The group's home dies; the agent comes back from its break.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let killed = Instant::now();
+    let (code, v) = status(serde_json::json!({"status": "ready"}));
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        c.wait_log("agent=1001 status=Ringing", Duration::from_secs(10)),
+        "no caller was offered after the failover: {:?}",
+        a.lines
+    );
+    let failover = killed.elapsed();
+    eprintln!("group home killed → first waiting caller offered: {failover:?}");
+    assert!(
+        a.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "{:?}",
+        a.lines
+    );
+    // The agent hangs up when its speech ends, wraps up, takes the next.
+    let bridged = |n: &mut Node| n.count_log("customer and agent bridged");
+    let t0 = Instant::now();
+    while bridged(&mut a) < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the second caller was never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = second.hang_up();
+    let _ = first.hang_up();
+    let _ = Phone::output(running);
+    let mut calls = common::records::wait_demo_calls(&data, 2, Duration::from_secs(20));
+    calls.sort_by_key(|r| r.answered);
+    let order: Vec<&str> = calls.iter().map(|r| r.caller.as_str()).collect();
+    assert_eq!(order, ["13800138001", "13800138002"], "{calls:#?}");
+    for r in &calls {
+        assert_eq!(r.group.as_deref(), Some("support"), "{r:?}");
+        assert_eq!(r.agent.as_ref().map(|x| x.0.as_str()), Some("1001"), "{r:?}");
+        assert!(r.answered.is_some(), "{r:?}");
+    }
+    // Each kept the enqueue time it had before the failover.
+    assert!(calls[0].enqueued < calls[1].enqueued, "{calls:#?}");
+    let waited = calls[1].answered.unwrap().since(calls[1].enqueued.unwrap());
+    assert!(waited >= Duration::from_secs(3), "{calls:#?}");
+}

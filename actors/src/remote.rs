@@ -271,7 +271,16 @@ pub struct Registry {
     group_proxies: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
     pending: Mutex<HashMap<u64, (Instant, Pending)>>,
     next_req: AtomicU64,
+    /// Messages for entities not started here (yet): a node that saw a
+    /// member go down a moment before this one sends to the new home
+    /// before it has started the entity. Kept for [`PARK_FOR`].
+    parked: Mutex<Vec<(Instant, String, Wire)>>,
 }
+
+/// How long a message waits for its entity to start here.
+pub const PARK_FOR: Duration = Duration::from_secs(5);
+/// At most this many messages wait.
+const PARK_MAX: usize = 10_000;
 
 impl Registry {
     pub fn new(link: Arc<dyn Link>) -> Arc<Registry> {
@@ -283,6 +292,7 @@ impl Registry {
             group_proxies: RwLock::default(),
             pending: Mutex::default(),
             next_req: AtomicU64::new(1),
+            parked: Mutex::default(),
         })
     }
 
@@ -296,9 +306,10 @@ impl Registry {
     }
 
     /// The agent's real actor runs here now.
-    pub fn host_agent(&self, tenant: &TenantId, agent: &AgentId, actor: ActorRef<AgentMsg>) {
+    pub fn host_agent(self: &Arc<Self>, tenant: &TenantId, agent: &AgentId, actor: ActorRef<AgentMsg>) {
         tracing::info!(%tenant, %agent, "agent hosted here");
         write(&self.hosted_agents).insert((tenant.clone(), agent.clone()), actor);
+        self.unpark(|w| matches!(w, Wire::Agent { tenant: t, agent: a, .. } if t == tenant && a == agent));
     }
 
     /// The agent's real actor no longer runs here; it is returned.
@@ -310,9 +321,39 @@ impl Registry {
         r
     }
 
-    pub fn host_group(&self, tenant: &TenantId, group: &str, actor: ActorRef<GroupMsg>) {
+    pub fn host_group(self: &Arc<Self>, tenant: &TenantId, group: &str, actor: ActorRef<GroupMsg>) {
         tracing::info!(%tenant, %group, "skill group hosted here");
         write(&self.hosted_groups).insert((tenant.clone(), group.to_string()), actor);
+        self.unpark(|w| matches!(w, Wire::Group { tenant: t, group: g, .. } if t == tenant && g == group));
+    }
+
+    /// Holds `wire` until its entity starts here, or [`PARK_FOR`].
+    fn park(&self, from: &str, wire: Wire) {
+        let mut p = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.len() >= PARK_MAX {
+            p.remove(0);
+        }
+        p.push((Instant::now(), from.to_string(), wire));
+    }
+
+    /// Delivers, in their order, the parked messages `which` picks.
+    fn unpark(self: &Arc<Self>, which: impl Fn(&Wire) -> bool) {
+        let ready: Vec<(Instant, String, Wire)> = {
+            let mut p = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            let (now, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *p)
+                .into_iter()
+                .partition(|(_, _, w)| which(w));
+            *p = keep;
+            now
+        };
+        for (at, from, w) in ready {
+            // A request whose asker may have given up is refused rather
+            // than carried out late (an offer nobody rings for).
+            match w.req() {
+                Some(req) if at.elapsed() > REPLY_TIMEOUT / 3 => self.reply(&from, req, Reply::Gone),
+                _ => self.deliver(&from, w),
+            }
+        }
     }
 
     pub fn unhost_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
@@ -448,6 +489,20 @@ impl Registry {
     /// Drops the requests whose reply is overdue: their callers see the
     /// reply port closed (an error), as when an actor dies.
     pub fn expire(&self, now: Instant) -> usize {
+        let late: Vec<(String, Wire)> = {
+            let mut p = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *p)
+                .into_iter()
+                .partition(|(at, _, _)| now.duration_since(*at) >= PARK_FOR);
+            *p = keep;
+            late.into_iter().map(|(_, f, w)| (f, w)).collect()
+        };
+        // Requests for an entity that never started here: say so.
+        for (from, w) in late {
+            if let Some(req) = w.req() {
+                self.reply(&from, req, Reply::Gone);
+            }
+        }
         let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let before = p.len();
         p.retain(|_, (at, _)| now.duration_since(*at) < REPLY_TIMEOUT);
@@ -511,10 +566,12 @@ impl Registry {
 
     fn to_agent(self: &Arc<Self>, from: &str, tenant: &TenantId, agent: &AgentId, msg: ToAgent) {
         let Some(real) = self.hosted_agent(tenant, agent) else {
-            if let Some(req) = msg.req() {
-                self.reply(from, req, Reply::Gone);
-            }
-            return;
+            let wire = Wire::Agent {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                msg,
+            };
+            return self.park(from, wire);
         };
         let from = from.to_string();
         let ask = |req: u64, call: AgentCall| {
@@ -558,10 +615,7 @@ impl Registry {
 
     fn to_group(self: &Arc<Self>, from: &str, tenant: TenantId, group: String, msg: ToGroup) {
         let Some(real) = self.hosted_group(&tenant, &group) else {
-            if let ToGroup::Position { req, .. } | ToGroup::Snapshot { req } = msg {
-                self.reply(from, req, Reply::Gone);
-            }
-            return;
+            return self.park(from, Wire::Group { tenant, group, msg });
         };
         let cast = match msg {
             ToGroup::Enqueue {
@@ -640,6 +694,20 @@ impl Registry {
                 Some((a, r))
             })
             .collect()
+    }
+}
+
+impl Wire {
+    /// The request number, when the sender waits for a reply.
+    fn req(&self) -> Option<u64> {
+        match self {
+            Wire::Agent { msg, .. } => msg.req(),
+            Wire::Group {
+                msg: ToGroup::Position { req, .. } | ToGroup::Snapshot { req },
+                ..
+            } => Some(*req),
+            _ => None,
+        }
     }
 }
 
