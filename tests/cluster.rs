@@ -6,57 +6,10 @@
 
 mod common;
 
+use common::cluster::{members, names_placing_support_then_1001, start, wait_up};
 use common::{free_port, Node};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-fn start(data: &std::path::Path, name: &str, port: u16, join: Option<u16>, extra: &[&str]) -> Node {
-    let cluster = format!("127.0.0.1:{port}");
-    let mut args = vec!["--node-name", name, "--cluster", &cluster];
-    let seed = join.map(|p| format!("127.0.0.1:{p}"));
-    if let Some(s) = &seed {
-        args.extend(["--join", s.as_str()]);
-    }
-    args.extend(extra);
-    Node::start_in(data.to_path_buf(), &args)
-}
-
-/// The members `node` sees, name → health.
-fn members(node: &Node, token: &str) -> BTreeMap<String, String> {
-    let (status, v) = node.api("GET", "/api/v1/cluster", Some(token), None);
-    assert_eq!(status, 200, "{v}");
-    v["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| {
-            Some((
-                m["name"].as_str()?.to_owned(),
-                m["health"].as_str()?.to_owned(),
-            ))
-        })
-        .collect()
-}
-
-/// Waits (bounded) until `node` sees exactly these members up; how long
-/// it took.
-fn wait_up(node: &Node, token: &str, want: &[&str], within: Duration) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let m = members(node, token);
-        let up: Vec<&str> = m
-            .iter()
-            .filter(|(_, h)| *h == "up")
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if up == want {
-            return t0.elapsed();
-        }
-        assert!(t0.elapsed() < within, "still {m:?}, want up {want:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn home(node: &Node, token: &str, kind: &str, id: &str) -> String {
     let (status, v) = node.api(
@@ -332,30 +285,6 @@ fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
     assert!(code.success(), "{code:?}");
 }
 
-/// Three node names (from a fixed list) with the demo's `support` group
-/// homed on the second and agent 1001 on the third.
-fn names_placing_support_then_1001() -> [String; 3] {
-    use switchboard_cluster::placement::{home, EntityKey, Kind};
-    let pool: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
-    for x in &pool {
-        for y in &pool {
-            for z in &pool {
-                if x == y || y == z || x == z {
-                    continue;
-                }
-                let live = [x.as_str(), y.as_str(), z.as_str()];
-                let at = |k, id| home(&EntityKey::new("demo", k, id), live).map(str::to_owned);
-                if at(Kind::SkillGroup, "support").as_ref() == Some(y)
-                    && at(Kind::Agent, "1001").as_ref() == Some(z)
-                {
-                    return [x.clone(), y.clone(), z.clone()];
-                }
-            }
-        }
-    }
-    panic!("no names place support and 1001 apart");
-}
-
 #[test]
 fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answers() {
     use common::phone::{loud_windows, Phone};
@@ -504,7 +433,10 @@ fn callers_waiting_in_a_killed_nodes_group_are_answered_afterwards_in_their_orde
     let bridged = |n: &mut Node| n.count_log("customer and agent bridged");
     let t0 = Instant::now();
     while bridged(&mut a) < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the second caller was never answered");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the second caller was never answered"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -517,11 +449,65 @@ fn callers_waiting_in_a_killed_nodes_group_are_answered_afterwards_in_their_orde
     assert_eq!(order, ["13800138001", "13800138002"], "{calls:#?}");
     for r in &calls {
         assert_eq!(r.group.as_deref(), Some("support"), "{r:?}");
-        assert_eq!(r.agent.as_ref().map(|x| x.0.as_str()), Some("1001"), "{r:?}");
+        assert_eq!(
+            r.agent.as_ref().map(|x| x.0.as_str()),
+            Some("1001"),
+            "{r:?}"
+        );
         assert!(r.answered.is_some(), "{r:?}");
     }
     // Each kept the enqueue time it had before the failover.
     assert!(calls[0].enqueued < calls[1].enqueued, "{calls:#?}");
     let waited = calls[1].answered.unwrap().since(calls[1].enqueued.unwrap());
     assert!(waited >= Duration::from_secs(3), "{calls:#?}");
+}
+
+#[test]
+fn a_node_that_loses_an_agents_lease_stops_running_it_until_it_holds_it_again() {
+    let data = Node::fresh_data_dir();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = start(&data, "a", pa, None, &[]);
+    let mut b = start(&data, "b", pb, Some(pa), &[]);
+    let token = a.login("admin", "demo-admin");
+    wait_up(&a, &token, &["a", "b"], Duration::from_secs(15));
+    wait_up(&b, &token, &["a", "b"], Duration::from_secs(15));
+    let at = home(&a, &token, "agent", "1001");
+    let node = if at == "a" { &mut a } else { &mut b };
+    let hosted = "agent hosted here tenant=demo agent=1001";
+    assert!(
+        node.wait_log(hosted, Duration::from_secs(5)),
+        "{:?}",
+        node.lines
+    );
+    let before = node.count_log(hosted);
+    // Another holder takes the lease (with a new epoch) for 3 s: the
+    // home's next renewal fails and it stops the agent at once.
+    let was =
+        common::records::steal_demo_lease(&data, "agent:1001", "intruder", Duration::from_secs(3));
+    assert_eq!(was, at);
+    assert!(
+        node.wait_log("lease lost: stopping it here", Duration::from_secs(2)),
+        "{:?}",
+        node.lines
+    );
+    assert_eq!(
+        node.wait_metric(
+            "switchboard_cluster_lease_losses_total",
+            1.0,
+            Duration::from_secs(2)
+        ),
+        Some(1.0)
+    );
+    // Not before the intruder's lease lapses does it run the agent again.
+    let lost = Instant::now();
+    let t0 = Instant::now();
+    while node.count_log(hosted) == before {
+        assert!(t0.elapsed() < Duration::from_secs(8), "never started again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lost.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        lost.elapsed()
+    );
 }

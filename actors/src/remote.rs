@@ -306,10 +306,17 @@ impl Registry {
     }
 
     /// The agent's real actor runs here now.
-    pub fn host_agent(self: &Arc<Self>, tenant: &TenantId, agent: &AgentId, actor: ActorRef<AgentMsg>) {
+    pub fn host_agent(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        agent: &AgentId,
+        actor: ActorRef<AgentMsg>,
+    ) {
         tracing::info!(%tenant, %agent, "agent hosted here");
         write(&self.hosted_agents).insert((tenant.clone(), agent.clone()), actor);
-        self.unpark(|w| matches!(w, Wire::Agent { tenant: t, agent: a, .. } if t == tenant && a == agent));
+        self.unpark(
+            |w| matches!(w, Wire::Agent { tenant: t, agent: a, .. } if t == tenant && a == agent),
+        );
     }
 
     /// The agent's real actor no longer runs here; it is returned.
@@ -324,7 +331,9 @@ impl Registry {
     pub fn host_group(self: &Arc<Self>, tenant: &TenantId, group: &str, actor: ActorRef<GroupMsg>) {
         tracing::info!(%tenant, %group, "skill group hosted here");
         write(&self.hosted_groups).insert((tenant.clone(), group.to_string()), actor);
-        self.unpark(|w| matches!(w, Wire::Group { tenant: t, group: g, .. } if t == tenant && g == group));
+        self.unpark(
+            |w| matches!(w, Wire::Group { tenant: t, group: g, .. } if t == tenant && g == group),
+        );
     }
 
     /// Holds `wire` until its entity starts here, or [`PARK_FOR`].
@@ -350,7 +359,9 @@ impl Registry {
             // A request whose asker may have given up is refused rather
             // than carried out late (an offer nobody rings for).
             match w.req() {
-                Some(req) if at.elapsed() > REPLY_TIMEOUT / 3 => self.reply(&from, req, Reply::Gone),
+                Some(req) if at.elapsed() > REPLY_TIMEOUT / 3 => {
+                    self.reply(&from, req, Reply::Gone)
+                }
                 _ => self.deliver(&from, w),
             }
         }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_actors::agent::{Device, Status};
 use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
-use switchboard_actors::remote::{Entity, Registry};
+use switchboard_actors::remote::Registry;
 use switchboard_actors::shell::GroupSnapshot;
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
 use switchboard_actors::{AgentId, TenantId};
@@ -437,19 +437,13 @@ pub struct Spawner {
 
 impl Spawner {
     /// The agent's actor as the node uses it: the agent itself on a node
-    /// alone; in a cluster its proxy, the agent itself starting here when
-    /// this node is its home.
+    /// alone; in a cluster its proxy (the agent itself starts on its home
+    /// node, see the core's hosting).
     pub async fn agent(&self, a: &m::Agent, has_trunk: bool) -> Result<AgentHandle> {
         let actor = match &self.registry {
             None => self.real_agent(a, has_trunk).await?,
-            Some(reg) => {
-                let proxy = reg.agent_proxy(&self.tenant, &a.id).await?;
-                if reg.is_home(&self.tenant, Entity::Agent, &a.id.0) {
-                    let real = self.real_agent(a, has_trunk).await?;
-                    reg.host_agent(&self.tenant, &a.id, real);
-                }
-                proxy
-            }
+            // The core starts the agent itself once it holds its lease.
+            Some(reg) => reg.agent_proxy(&self.tenant, &a.id).await?,
         };
         Ok(AgentHandle {
             actor,
@@ -504,14 +498,7 @@ impl Spawner {
             actor.cast(GroupMsg::Members(members(g, agents)))?;
             return Ok(actor);
         };
-        let proxy = reg.group_proxy(&self.tenant, &g.id, self.clock).await?;
-        if reg.is_home(&self.tenant, Entity::Group, &g.id) {
-            let real = self.real_group(g).await?;
-            // Hosted before it has members: their proxies find it by name.
-            reg.host_group(&self.tenant, &g.id, real.clone());
-            real.cast(GroupMsg::Members(members(g, agents)))?;
-        }
-        Ok(proxy)
+        Ok(reg.group_proxy(&self.tenant, &g.id, self.clock).await?)
     }
 
     /// A skill group's actor, without members yet.
@@ -669,19 +656,13 @@ pub async fn load_tenant(
         agents.insert(a.id.clone(), handle);
     }
     let mut groups = HashMap::new();
-    let mut records = Vec::new();
     for g in store.list::<m::SkillGroup>(&tenant).await? {
         let g = g.record;
         if g.telesales {
             continue;
         }
         let actor = spawner.group(&g, &agents).await?;
-        groups.insert(g.id.clone(), actor);
-        records.push(g);
-    }
-    if let Some(reg) = registry {
-        let ids: Vec<AgentId> = agents.keys().cloned().collect();
-        watch_groups(reg, &tenant, &records, &groups, &ids);
+        groups.insert(g.id, actor);
     }
 
     // Call records go to the writer; a forwarding task keeps the actors'

@@ -139,8 +139,9 @@ pub enum CallNotice {
         with: Option<(AgentId, switchboard_http::live::MonitorMode)>,
         reply: cc::monitor::MonitorReply,
     },
-    /// The members up changed: agents and groups may have a new home.
-    Homes,
+    /// The members up changed (`true`: agents and groups may have a new
+    /// home), or it is time to renew the leases (`false`).
+    Homes(bool),
     /// Another node holds these registrations of `account` now.
     Registered {
         from: String,
@@ -889,7 +890,7 @@ impl SipCore {
                 with,
                 reply,
             } => self.monitor(tenant, agent, with, reply, now).await,
-            CallNotice::Homes => self.rehome().await,
+            CallNotice::Homes(changed) => self.rehome(changed).await,
             CallNotice::Registered {
                 from,
                 tenant,

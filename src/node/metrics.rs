@@ -30,6 +30,7 @@ pub struct Metrics {
     pub cluster_heartbeat_rtt: GaugeVec,
     pub cluster_decode_errors: IntCounter,
     pub cluster_placement_moves: IntCounter,
+    pub cluster_lease_losses: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -155,6 +156,11 @@ fn build() -> Metrics {
         cluster_placement_moves: register_int_counter!(
             "switchboard_cluster_placement_moves_total",
             "Agents and skill groups whose home node changed with the members"
+        )
+        .expect("metric"),
+        cluster_lease_losses: register_int_counter!(
+            "switchboard_cluster_lease_losses_total",
+            "Agents and skill groups this node stopped running because it lost their lease"
         )
         .expect("metric"),
     }

@@ -166,14 +166,19 @@ pub fn serve(
     })
 }
 
-/// Tells the core each time the members up change (homes move).
+/// Tells the core each time the members up change (homes move), and a
+/// few times per lease time (leases are renewed, homes not yet started
+/// are tried again).
 pub fn watch_homes(
     cluster: &Cluster,
     core: mpsc::Sender<CallNotice>,
 ) -> tokio::task::JoinHandle<()> {
     let mut rx = cluster.watch();
+    let every = cluster.settings().down_after / 4;
     tokio::spawn(async move {
         let mut live: Vec<String> = Vec::new();
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut now: Vec<String> = rx
                 .borrow_and_update()
@@ -182,14 +187,20 @@ pub fn watch_homes(
                 .map(str::to_string)
                 .collect();
             now.sort();
-            if now != live {
+            let changed = now != live;
+            if changed {
                 live = now;
-                if core.send(CallNotice::Homes).await.is_err() {
+                if core.send(CallNotice::Homes(true)).await.is_err() {
                     return;
                 }
             }
-            if rx.changed().await.is_err() {
-                return;
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = tick.tick() => {
+                    if core.send(CallNotice::Homes(false)).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     })

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod customer;
 pub mod phone;
 pub mod records;

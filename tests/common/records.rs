@@ -191,3 +191,32 @@ pub fn wait_demo_counters(
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Takes the demo tenant's lease on `key` from whoever holds it, for
+/// `holder`, for `ttl` (what a node on the other side of a partition
+/// would do once the lease lapsed). The holder it had.
+pub fn steal_demo_lease(data_dir: &Path, key: &str, holder: &str, ttl: Duration) -> String {
+    use switchboard_storage::model::NodeId;
+    let store = EmbeddedStore::open(data_dir).expect("open the node's store");
+    let tenant = TenantId::from("demo");
+    runtime().block_on(async {
+        let store: &dyn Store = &store;
+        let held = store
+            .get_lease(&tenant, key)
+            .await
+            .expect("read the lease")
+            .expect("a lease");
+        store.release_lease(&held).await.expect("release it");
+        let now = Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        );
+        store
+            .acquire_lease(&tenant, key, &NodeId(holder.to_string()), ttl, now)
+            .await
+            .expect("take it");
+        held.holder.0
+    })
+}

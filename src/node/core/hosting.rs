@@ -12,6 +12,7 @@ use switchboard_actors::shell::GroupMsg;
 use switchboard_actors::{AgentId, TenantId};
 use switchboard_media::sip::registrar::Binding;
 use switchboard_storage::model as m;
+use switchboard_storage::model::Lease;
 
 /// What the core keeps of its cluster.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct Clustered {
     remote: HashMap<(TenantId, String), (String, Vec<Bound>)>,
     /// What this node told the others it holds.
     announced: HashMap<(TenantId, String), Vec<Bound>>,
+    /// The leases of what runs here, by (tenant, key).
+    leases: HashMap<(TenantId, String), Lease>,
 }
 
 impl Clustered {
@@ -32,11 +35,42 @@ impl Clustered {
             link,
             remote: HashMap::new(),
             announced: HashMap::new(),
+            leases: HashMap::new(),
         }
     }
 }
 
+/// The store's lease key of an entity.
+fn lease_key(kind: Entity, id: &str) -> String {
+    match kind {
+        Entity::Agent => format!("agent:{id}"),
+        Entity::Group => format!("group:{id}"),
+    }
+}
+
 impl SipCore {
+    /// Stops the entity's actor here (its proxy stays).
+    fn unhost(&self, t: &TenantId, kind: Entity, id: &str) {
+        let Some(c) = &self.cluster else {
+            return;
+        };
+        let metrics = crate::node::metrics::get();
+        match kind {
+            Entity::Agent => {
+                if let Some(real) = c.registry.unhost_agent(t, &AgentId(id.to_string())) {
+                    real.stop(Some("no longer its home".into()));
+                    metrics.actors.with_label_values(&["agent"]).dec();
+                }
+            }
+            Entity::Group => {
+                if let Some(real) = c.registry.unhost_group(t, id) {
+                    real.stop(Some("no longer its home".into()));
+                    metrics.actors.with_label_values(&["skill_group"]).dec();
+                }
+            }
+        }
+    }
+
     /// The registrations of `account`: this node's, or else one another
     /// node holds.
     pub(super) fn bindings(&self, tenant: &TenantId, account: &str, unix: u64) -> Vec<Binding> {
@@ -98,14 +132,17 @@ impl SipCore {
         }
     }
 
-    /// Starts here the agents and groups whose home this node became, and
-    /// stops those that moved away; proxies then enqueue their waiting
-    /// calls where their group lives now.
-    pub(super) async fn rehome(&mut self) {
+    /// Starts here the agents and groups whose home this node became once
+    /// it holds their lease, renews the leases it holds (stopping what it
+    /// lost one for), and stops and gives up what moved away; proxies then
+    /// enqueue their waiting calls where their group lives now. Run when
+    /// the members change and every third of the lease time.
+    pub(super) async fn rehome(&mut self, members_changed: bool) {
         let Some(c) = &self.cluster else {
             return;
         };
         let reg = c.registry.clone();
+        let ttl = c.link.cluster.settings().down_after;
         let metrics = crate::node::metrics::get();
         let tenants: Vec<TenantId> = self.centers.tenants.keys().cloned().collect();
         let (mut started, mut stopped) = (0usize, 0usize);
@@ -115,95 +152,176 @@ impl SipCore {
             };
             let spawner = center.spawner.clone();
             let has_trunk = center.trunk.is_some();
-            let agent_ids: Vec<AgentId> = center.agents.keys().cloned().collect();
-            let group_ids: Vec<String> = center.groups.keys().cloned().collect();
-            let groups = match self.store.list::<m::SkillGroup>(&t).await {
-                Ok(g) => g.into_iter().map(|v| v.record).collect::<Vec<_>>(),
-                Err(e) => {
-                    tracing::warn!(tenant = %t, error = %e, "cannot read the skill groups to rehome");
-                    continue;
-                }
-            };
+            let clock = center.clock;
+            let mut work: Vec<(Entity, String)> = center
+                .agents
+                .keys()
+                .map(|a| (Entity::Agent, a.0.clone()))
+                .collect();
+            work.extend(center.groups.keys().map(|g| (Entity::Group, g.clone())));
+            let mut groups: Option<Vec<m::SkillGroup>> = None;
             let mut arrived = Vec::new();
-            for a in agent_ids {
-                let home = reg.is_home(&t, Entity::Agent, &a.0);
-                match (home, reg.hosted_agent(&t, &a)) {
-                    (true, None) => {
-                        let rec = match self.store.get::<m::Agent>(&t, &a.0).await {
-                            Ok(Some(v)) => v.record,
-                            _ => continue,
-                        };
-                        match spawner.real_agent(&rec, has_trunk).await {
-                            Ok(real) => {
-                                reg.host_agent(&t, &a, real);
-                                arrived.push(a);
-                                started += 1;
-                            }
+            for (kind, id) in work {
+                let home = reg.is_home(&t, kind, &id);
+                let hosted = match kind {
+                    Entity::Agent => reg.hosted_agent(&t, &AgentId(id.clone())).is_some(),
+                    Entity::Group => reg.hosted_group(&t, &id).is_some(),
+                };
+                let key = lease_key(kind, &id);
+                match (home, hosted) {
+                    (true, false) => {
+                        let lease = match self
+                            .store
+                            .acquire_lease(&t, &key, &self.node, ttl, clock.now())
+                            .await
+                        {
+                            Ok(l) => l,
+                            // Another node still holds it (its lease has
+                            // not lapsed): try again on the next round.
                             Err(e) => {
-                                tracing::warn!(tenant = %t, agent = %a, error = %format!("{e:#}"), "agent not started on its new home")
+                                tracing::debug!(tenant = %t, %key, error = %e, "lease not granted yet");
+                                continue;
                             }
+                        };
+                        let ok = match kind {
+                            Entity::Agent => {
+                                let agent = AgentId(id.clone());
+                                match self.store.get::<m::Agent>(&t, &id).await {
+                                    Ok(Some(v)) => {
+                                        match spawner.real_agent(&v.record, has_trunk).await {
+                                            Ok(real) => {
+                                                reg.host_agent(&t, &agent, real);
+                                                arrived.push(agent);
+                                                true
+                                            }
+                                            Err(e) => {
+                                                tracing::warn!(tenant = %t, %id, error = %format!("{e:#}"), "agent not started on its home");
+                                                false
+                                            }
+                                        }
+                                    }
+                                    _ => false,
+                                }
+                            }
+                            Entity::Group => {
+                                if groups.is_none() {
+                                    groups = self
+                                        .store
+                                        .list::<m::SkillGroup>(&t)
+                                        .await
+                                        .ok()
+                                        .map(|g| g.into_iter().map(|v| v.record).collect());
+                                }
+                                let rec = groups
+                                    .as_ref()
+                                    .and_then(|gs| gs.iter().find(|g| g.id == id));
+                                match rec {
+                                    Some(rec) => match spawner.real_group(rec).await {
+                                        Ok(real) => {
+                                            // Hosted before it has members:
+                                            // their proxies find it by name.
+                                            reg.host_group(&t, &id, real.clone());
+                                            if let Some(center) = self.centers.tenants.get(&t) {
+                                                let _ = real.cast(GroupMsg::Members(members(
+                                                    rec,
+                                                    &center.agents,
+                                                )));
+                                            }
+                                            true
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(tenant = %t, %id, error = %format!("{e:#}"), "skill group not started on its home");
+                                            false
+                                        }
+                                    },
+                                    None => false,
+                                }
+                            }
+                        };
+                        if ok {
+                            started += 1;
+                            if let Some(c) = &mut self.cluster {
+                                c.leases.insert((t.clone(), key), lease);
+                            }
+                        } else {
+                            let _ = self.store.release_lease(&lease).await;
                         }
                     }
-                    (false, Some(_)) => {
-                        if let Some(real) = reg.unhost_agent(&t, &a) {
-                            real.stop(Some("its home moved".into()));
-                            metrics.actors.with_label_values(&["agent"]).dec();
-                            stopped += 1;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            for g in group_ids {
-                let home = reg.is_home(&t, Entity::Group, &g);
-                match (home, reg.hosted_group(&t, &g)) {
-                    (true, None) => {
-                        let Some(rec) = groups.iter().find(|x| x.id == g) else {
+                    (true, true) => {
+                        let Some(held) = self
+                            .cluster
+                            .as_ref()
+                            .and_then(|c| c.leases.get(&(t.clone(), key.clone())))
+                            .cloned()
+                        else {
                             continue;
                         };
-                        match spawner.real_group(rec).await {
-                            Ok(real) => {
-                                reg.host_group(&t, &g, real.clone());
-                                if let Some(center) = self.centers.tenants.get(&t) {
-                                    let _ =
-                                        real.cast(GroupMsg::Members(members(rec, &center.agents)));
+                        match self.store.renew_lease(&held, ttl, clock.now()).await {
+                            Ok(l) => {
+                                if let Some(c) = &mut self.cluster {
+                                    c.leases.insert((t.clone(), key), l);
                                 }
-                                started += 1;
                             }
                             Err(e) => {
-                                tracing::warn!(tenant = %t, group = %g, error = %format!("{e:#}"), "skill group not started on its new home")
+                                // Someone else may run it now: stop acting.
+                                tracing::warn!(tenant = %t, %key, error = %e, "lease lost: stopping it here");
+                                metrics.cluster_lease_losses.inc();
+                                self.unhost(&t, kind, &id);
+                                if let Some(c) = &mut self.cluster {
+                                    c.leases.remove(&(t.clone(), key));
+                                }
+                                stopped += 1;
                             }
                         }
                     }
-                    (false, Some(_)) => {
-                        if let Some(real) = reg.unhost_group(&t, &g) {
-                            real.stop(Some("its home moved".into()));
-                            metrics.actors.with_label_values(&["skill_group"]).dec();
-                            stopped += 1;
+                    (false, true) => {
+                        self.unhost(&t, kind, &id);
+                        let held = self
+                            .cluster
+                            .as_mut()
+                            .and_then(|c| c.leases.remove(&(t.clone(), key)));
+                        if let Some(l) = held {
+                            let _ = self.store.release_lease(&l).await;
                         }
+                        stopped += 1;
                     }
-                    _ => {}
+                    (false, false) => {}
                 }
             }
             // An agent started here reports to its groups, wherever they
             // live, and learns whether its phone is registered.
-            if let Some(center) = self.centers.tenants.get(&t) {
-                watch_groups(&reg, &t, &groups, &center.groups, &arrived);
-            }
-            let now = std::time::Instant::now();
-            for a in arrived {
-                self.check_device(&t, &a, now);
+            if !arrived.is_empty() {
+                if groups.is_none() {
+                    groups = self
+                        .store
+                        .list::<m::SkillGroup>(&t)
+                        .await
+                        .ok()
+                        .map(|g| g.into_iter().map(|v| v.record).collect());
+                }
+                if let (Some(center), Some(gs)) = (self.centers.tenants.get(&t), &groups) {
+                    watch_groups(&reg, &t, gs, &center.groups, &arrived);
+                }
+                let now = std::time::Instant::now();
+                for a in arrived {
+                    self.check_device(&t, &a, now);
+                }
             }
         }
-        reg.homes_changed();
-        let (agents, groups) = reg.hosted();
-        tracing::info!(
-            started,
-            stopped,
-            agents,
-            groups,
-            "homes recomputed: hosting these here"
-        );
+        if members_changed || started > 0 || stopped > 0 {
+            reg.homes_changed();
+            let (agents, groups) = reg.hosted();
+            tracing::info!(
+                started,
+                stopped,
+                agents,
+                groups,
+                "homes recomputed: hosting these here"
+            );
+        }
+        if !members_changed {
+            return;
+        }
         // Members that just joined learn the registrations held here.
         let unix = self.unix(std::time::Instant::now());
         if let Some(c) = &self.cluster {

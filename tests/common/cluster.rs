@@ -1,0 +1,83 @@
+//! A cluster of node processes under test: starting members, their view.
+
+use super::Node;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A node named `name` with its cluster port, joining through `join`.
+pub fn start(
+    data: &std::path::Path,
+    name: &str,
+    port: u16,
+    join: Option<u16>,
+    extra: &[&str],
+) -> Node {
+    let cluster = format!("127.0.0.1:{port}");
+    let mut args = vec!["--node-name", name, "--cluster", &cluster];
+    let seed = join.map(|p| format!("127.0.0.1:{p}"));
+    if let Some(s) = &seed {
+        args.extend(["--join", s.as_str()]);
+    }
+    args.extend(extra);
+    Node::start_in(data.to_path_buf(), &args)
+}
+
+/// The members `node` sees, name → health.
+pub fn members(node: &Node, token: &str) -> BTreeMap<String, String> {
+    let (status, v) = node.api("GET", "/api/v1/cluster", Some(token), None);
+    assert_eq!(status, 200, "{v}");
+    v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m["name"].as_str()?.to_owned(),
+                m["health"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until `node` sees exactly these members up; how long
+/// it took.
+pub fn wait_up(node: &Node, token: &str, want: &[&str], within: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let m = members(node, token);
+        let up: Vec<&str> = m
+            .iter()
+            .filter(|(_, h)| *h == "up")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if up == want {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < within, "still {m:?}, want up {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Three node names (from a fixed list) with the demo's `support` group
+/// homed on the second and agent 1001 on the third.
+pub fn names_placing_support_then_1001() -> [String; 3] {
+    use switchboard_cluster::placement::{home, EntityKey, Kind};
+    let pool: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+    for x in &pool {
+        for y in &pool {
+            for z in &pool {
+                if x == y || y == z || x == z {
+                    continue;
+                }
+                let live = [x.as_str(), y.as_str(), z.as_str()];
+                let at = |k, id| home(&EntityKey::new("demo", k, id), live).map(str::to_owned);
+                if at(Kind::SkillGroup, "support").as_ref() == Some(y)
+                    && at(Kind::Agent, "1001").as_ref() == Some(z)
+                {
+                    return [x.clone(), y.clone(), z.clone()];
+                }
+            }
+        }
+    }
+    panic!("no names place support and 1001 apart");
+}
