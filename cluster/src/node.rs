@@ -78,6 +78,9 @@ impl ractor::Message for MailMsg {
     }
 }
 
+/// Letters from other nodes: (sender's name, body).
+pub type Inbox = mpsc::UnboundedReceiver<(String, Vec<u8>)>;
+
 /// Hands letters from other nodes to the application.
 struct Mailbox;
 
@@ -414,7 +417,7 @@ pub struct Cluster {
     stats: Arc<Stats>,
     settings: Settings,
     mailbox: ActorRef<MailMsg>,
-    inbox: Mutex<Option<mpsc::UnboundedReceiver<(String, Vec<u8>)>>>,
+    inbox: Mutex<Option<Inbox>>,
 }
 
 impl Cluster {
@@ -598,7 +601,7 @@ impl Cluster {
     }
 
     /// What other nodes send this one, as (sender, body); given once.
-    pub fn inbox(&self) -> Option<mpsc::UnboundedReceiver<(String, Vec<u8>)>> {
+    pub fn inbox(&self) -> Option<Inbox> {
         self.inbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
