@@ -1216,4 +1216,158 @@ mod tests {
             assert_eq!(back, w);
         }
     }
+
+    /// Nodes in one process: a letter is delivered at once.
+    #[derive(Debug, Default)]
+    struct Loopback {
+        me: String,
+        home: Arc<Mutex<String>>,
+        peers: Arc<Mutex<HashMap<String, Arc<Registry>>>>,
+    }
+
+    impl Link for Loopback {
+        fn me(&self) -> &str {
+            &self.me
+        }
+
+        fn home(&self, _: &TenantId, _: Entity, _: &str) -> String {
+            self.home.lock().unwrap().clone()
+        }
+
+        fn send(&self, node: &str, wire: &Wire) -> bool {
+            let peer = self.peers.lock().unwrap().get(node).cloned();
+            match peer {
+                Some(r) => {
+                    r.deliver(&self.me, wire.clone());
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    async fn group_on(reg: &Arc<Registry>, t: &TenantId) -> ActorRef<GroupMsg> {
+        use crate::acd::{GroupConfig, NoAgentRule};
+        use crate::shell::SkillGroupActor;
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: "support".into(),
+                config: GroupConfig {
+                    no_agent: NoAgentRule::Queue,
+                    max_queue_time: Duration::from_secs(600),
+                    ..GroupConfig::default()
+                },
+                clock: Clock::system(),
+                seed: 1,
+                events: None,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        reg.host_group(t, "support", g.clone());
+        g
+    }
+
+    async fn positions(g: &ActorRef<GroupMsg>, calls: &[CallId]) -> Vec<Option<usize>> {
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(ractor::call!(g, |r| GroupMsg::Position(*c, r)).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_groups_proxy_enqueues_its_waiting_calls_again_at_the_new_home_in_their_order() {
+        let home = Arc::new(Mutex::new("b".to_string()));
+        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
+        let reg = |me: &str| {
+            let r = Registry::new(Arc::new(Loopback {
+                me: me.into(),
+                home: home.clone(),
+                peers: peers.clone(),
+            }));
+            peers.lock().unwrap().insert(me.into(), r.clone());
+            r
+        };
+        let (a, b, c) = (reg("a"), reg("b"), reg("c"));
+        let t = TenantId::from("t");
+        let on_b = group_on(&b, &t).await;
+        let proxy = a.group_proxy(&t, "support", Clock::system()).await.unwrap();
+        // Three callers on a, the second the longest waiting; the third
+        // gives up before the move.
+        let calls = [CallId(1), CallId(2), CallId(3)];
+        let base = Clock::system().now().0 - 10_000;
+        let mut rxs = Vec::new();
+        for (call, at) in calls.iter().zip([base + 2_000, base + 1_000, base + 3_000]) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            rxs.push(rx);
+            proxy
+                .cast(GroupMsg::Enqueue {
+                    call: *call,
+                    priority: 0,
+                    enqueued: Some(Timestamp(at)),
+                    notify: tx,
+                })
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(positions(&on_b, &calls).await, [Some(2), Some(1), Some(3)]);
+        proxy.cast(GroupMsg::Abandon(CallId(3))).unwrap();
+
+        // b dies: the group's new home is c.
+        b.unhost_group(&t, "support").unwrap().stop(None);
+        peers.lock().unwrap().remove("b");
+        *home.lock().unwrap() = "c".into();
+        let on_c = group_on(&c, &t).await;
+        a.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(positions(&on_c, &calls).await, [Some(2), Some(1), None]);
+        let snap = ractor::call!(on_c, GroupMsg::Snapshot).unwrap();
+        assert_eq!(
+            (snap.waiting, snap.oldest),
+            (2, Some(Timestamp(base + 1_000)))
+        );
+        // Asked through the proxy on a, the answer comes from c.
+        let p = ractor::call!(proxy, |r| GroupMsg::Position(CallId(2), r)).unwrap();
+        assert_eq!(p, Some(1));
+        // A move that changes nothing enqueues nothing twice.
+        a.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let snap = ractor::call!(on_c, GroupMsg::Snapshot).unwrap();
+        assert_eq!(snap.waiting, 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_for_an_entity_not_started_yet_waits_for_it() {
+        let home = Arc::new(Mutex::new("b".to_string()));
+        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
+        let mk = |me: &str| {
+            let r = Registry::new(Arc::new(Loopback {
+                me: me.into(),
+                home: home.clone(),
+                peers: peers.clone(),
+            }));
+            peers.lock().unwrap().insert(me.into(), r.clone());
+            r
+        };
+        let (a, b) = (mk("a"), mk("b"));
+        let t = TenantId::from("t");
+        let proxy = a.group_proxy(&t, "support", Clock::system()).await.unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        proxy
+            .cast(GroupMsg::Enqueue {
+                call: CallId(7),
+                priority: 0,
+                enqueued: None,
+                notify: tx,
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // b starts the group a moment later: the enqueue was kept for it.
+        let on_b = group_on(&b, &t).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(positions(&on_b, &[CallId(7)]).await, [Some(1)]);
+    }
 }
