@@ -324,6 +324,25 @@ impl Agent {
     /// The agent dials out from the phone bar: allowed from any status but
     /// offline and another call; afterwards the agent returns to it.
     pub fn dialed(&mut self, call: CallId, now: Timestamp) -> Result<(), AgentError> {
+        self.on_call(call, ChangeReason::Dialed, now)
+    }
+
+    /// The agent is on `call`, which went on while its actor moved to
+    /// another node (the call's node says so): as after dialing, but
+    /// logged as resumed; nothing changes if it is on that call already.
+    pub fn resume_call(&mut self, call: CallId, now: Timestamp) -> Result<(), AgentError> {
+        if self.status == (Status::Talking { call }) {
+            return Ok(());
+        }
+        self.on_call(call, ChangeReason::Resumed, now)
+    }
+
+    fn on_call(
+        &mut self,
+        call: CallId,
+        reason: ChangeReason,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
         match &self.status {
             Status::Offline => Err(AgentError::SignedOut),
             Status::Ringing { .. } | Status::Talking { .. } => Err(AgentError::OnCall),
@@ -338,7 +357,7 @@ impl Agent {
                     self.after_call = Some(s.clone());
                 }
                 self.acw_until = None;
-                self.change(Status::Talking { call }, ChangeReason::Dialed, now);
+                self.change(Status::Talking { call }, reason, now);
                 Ok(())
             }
         }

@@ -119,6 +119,7 @@ pub enum ToAgent {
         req: u64,
     },
     Policy(#[serde(with = "json")] AgentPolicy),
+    Resume(CallId),
 }
 
 /// [`GroupMsg`] on the wire.
@@ -452,6 +453,9 @@ impl Registry {
         for p in read(&self.group_proxies).values() {
             let _ = p.cast(GroupMsg::Proxy(ProxyInput(Input::Moved)));
         }
+        for p in read(&self.agent_proxies).values() {
+            let _ = p.cast(AgentMsg::Proxy(ProxyInput(Input::Moved)));
+        }
     }
 
     fn agent_route(&self, tenant: &TenantId, agent: &AgentId) -> Route<AgentMsg> {
@@ -611,6 +615,7 @@ impl Registry {
             ToAgent::HungUp { call, wrap_up } => AgentMsg::HungUp { call, wrap_up },
             ToAgent::DeviceOnline(b) => AgentMsg::DeviceOnline(b),
             ToAgent::Policy(p) => AgentMsg::Policy(p),
+            ToAgent::Resume(c) => AgentMsg::Resume(c),
             ToAgent::Watch { group } => {
                 let proxy = read(&self.group_proxies)
                     .get(&(tenant.clone(), group))
@@ -823,6 +828,8 @@ enum Input {
     Left(CallId),
     /// Homes may have changed.
     Moved,
+    /// The agent took this call (its dial was accepted).
+    OnCall(CallId),
 }
 
 /// An agent's stand-in on a node that does not host it.
@@ -846,31 +853,108 @@ impl AgentProxy {
     }
 }
 
+/// What an agent's proxy knows: the calls of this node the agent is on,
+/// and where the agent was when last asked.
+#[derive(Debug)]
+pub struct AgentProxyState {
+    calls: std::collections::BTreeSet<CallId>,
+    at: At,
+}
+
 impl Actor for AgentProxy {
     type Msg = AgentMsg;
-    type State = ();
+    type State = AgentProxyState;
     type Arguments = ();
 
-    async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
+    async fn pre_start(
+        &self,
+        _: ActorRef<AgentMsg>,
+        _: (),
+    ) -> Result<AgentProxyState, ActorProcessingErr> {
+        Ok(AgentProxyState {
+            calls: std::collections::BTreeSet::new(),
+            at: self.registry.agent_route(&self.tenant, &self.agent).at(),
+        })
     }
 
     async fn handle(
         &self,
-        _: ActorRef<AgentMsg>,
+        myself: ActorRef<AgentMsg>,
         msg: AgentMsg,
-        _: &mut (),
+        st: &mut AgentProxyState,
     ) -> Result<(), ActorProcessingErr> {
-        let node = match self.registry.agent_route(&self.tenant, &self.agent) {
-            Route::Here(real) => {
-                if !matches!(msg, AgentMsg::Tick) {
-                    let _ = real.send_message(msg);
+        // The calls of this node the agent is on, so that a new home
+        // learns of them (and does not offer the agent another).
+        let msg = match msg {
+            AgentMsg::Proxy(ProxyInput(Input::OnCall(c))) => {
+                st.calls.insert(c);
+                return Ok(());
+            }
+            AgentMsg::Proxy(ProxyInput(Input::Moved)) => {
+                let route = self.registry.agent_route(&self.tenant, &self.agent);
+                let at = route.at();
+                if at != st.at {
+                    st.at = at;
+                    for c in &st.calls {
+                        tracing::info!(agent = %self.agent, call = %c, "agent's home moved during a call: resuming it there");
+                        self.route(route_clone(&route), AgentMsg::Resume(*c));
+                    }
                 }
                 return Ok(());
             }
+            AgentMsg::Proxy(_) | AgentMsg::Tick => return Ok(()),
+            AgentMsg::Answered(c) => {
+                st.calls.insert(c);
+                AgentMsg::Answered(c)
+            }
+            AgentMsg::HungUp { call, wrap_up } => {
+                st.calls.remove(&call);
+                AgentMsg::HungUp { call, wrap_up }
+            }
+            AgentMsg::Dial { call, reply } => {
+                // The answer decides whether the agent is on the call.
+                let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), AgentError>>();
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    if let Ok(r) = rx.await {
+                        if r.is_ok() {
+                            let _ = me.cast(AgentMsg::Proxy(ProxyInput(Input::OnCall(call))));
+                        }
+                        let _ = reply.send(r);
+                    }
+                });
+                AgentMsg::Dial {
+                    call,
+                    reply: tx.into(),
+                }
+            }
+            m => m,
+        };
+        // `at` moves only with a move: a home change is noticed once.
+        let route = self.registry.agent_route(&self.tenant, &self.agent);
+        self.route(route, msg);
+        Ok(())
+    }
+}
+
+fn route_clone<T>(r: &Route<T>) -> Route<T> {
+    match r {
+        Route::Here(a) => Route::Here(a.clone()),
+        Route::There(n) => Route::There(n.clone()),
+        Route::Nowhere => Route::Nowhere,
+    }
+}
+
+impl AgentProxy {
+    fn route(&self, route: Route<AgentMsg>, msg: AgentMsg) {
+        let node = match route {
+            Route::Here(real) => {
+                let _ = real.send_message(msg);
+                return;
+            }
             // Its home is starting it: requests fail (their ports drop),
             // news is lost as if it came a moment earlier.
-            Route::Nowhere => return Ok(()),
+            Route::Nowhere => return,
             Route::There(node) => node,
         };
         let r = &self.registry;
@@ -913,14 +997,14 @@ impl Actor for AgentProxy {
             AgentMsg::HungUp { call, wrap_up } => ToAgent::HungUp { call, wrap_up },
             AgentMsg::DeviceOnline(b) => ToAgent::DeviceOnline(b),
             AgentMsg::Policy(p) => ToAgent::Policy(p),
+            AgentMsg::Resume(c) => ToAgent::Resume(c),
             AgentMsg::Watch(g) => match r.group_named(g.get_id()) {
                 Some(group) => ToAgent::Watch { group },
-                None => return Ok(()),
+                None => return,
             },
-            AgentMsg::Tick => return Ok(()),
+            AgentMsg::Tick | AgentMsg::Proxy(_) => return,
         };
         self.send(&node, wire);
-        Ok(())
     }
 }
 
@@ -1369,5 +1453,97 @@ mod tests {
         let on_b = group_on(&b, &t).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(positions(&on_b, &[CallId(7)]).await, [Some(1)]);
+    }
+
+    async fn agent_on(reg: &Arc<Registry>, t: &TenantId, id: &AgentId) -> ActorRef<AgentMsg> {
+        use crate::shell::AgentActor;
+        let (a, _) = Actor::spawn(
+            None,
+            AgentActor {
+                id: id.clone(),
+                policy: AgentPolicy::default(),
+                clock: Clock::system(),
+                events: None,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        let device = Device::Sip {
+            account: id.0.clone(),
+        };
+        ractor::call!(a, |reply| AgentMsg::SignIn {
+            device,
+            initial: Status::Ready,
+            reply
+        })
+        .unwrap()
+        .unwrap();
+        a.cast(AgentMsg::DeviceOnline(true)).unwrap();
+        reg.host_agent(t, id, a.clone());
+        a
+    }
+
+    #[tokio::test]
+    async fn an_agents_new_home_learns_the_call_it_is_on_and_does_not_offer_it_another() {
+        let home = Arc::new(Mutex::new("b".to_string()));
+        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
+        let mk = |me: &str| {
+            let r = Registry::new(Arc::new(Loopback {
+                me: me.into(),
+                home: home.clone(),
+                peers: peers.clone(),
+            }));
+            peers.lock().unwrap().insert(me.into(), r.clone());
+            r
+        };
+        let (a, b, c) = (mk("a"), mk("b"), mk("c"));
+        let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
+        let on_b = agent_on(&b, &t, &id).await;
+        // A call on a is offered to the agent (homed on b) and answered.
+        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let call = CallId(42);
+        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        assert_eq!(offered, Ok(()));
+        proxy.cast(AgentMsg::Answered(call)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_b, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Talking { call });
+
+        // b dies; c starts the agent afresh (signed in, ready).
+        b.unhost_agent(&t, &id).unwrap().stop(None);
+        peers.lock().unwrap().remove("b");
+        *home.lock().unwrap() = "c".into();
+        let on_c = agent_on(&c, &t, &id).await;
+        a.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Talking { call }, "the new home knows the call");
+        let other = ractor::call!(on_c, |reply| AgentMsg::Offer {
+            call: CallId(43),
+            reply
+        })
+        .unwrap();
+        assert_eq!(
+            other,
+            Err(AgentError::NotReady(crate::agent::StatusKind::Talking))
+        );
+        // The call ends on a: the agent wraps up at its new home.
+        proxy
+            .cast(AgentMsg::HungUp {
+                call,
+                wrap_up: Duration::from_secs(5),
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
+        assert!(matches!(s, Status::AfterCallWork { .. }), "{s:?}");
+        // Another move after the call resumes nothing.
+        *home.lock().unwrap() = "a".into();
+        let on_a = agent_on(&a, &t, &id).await;
+        a.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_a, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ready);
     }
 }

@@ -113,6 +113,12 @@ pub enum AgentMsg {
     Policy(AgentPolicy),
     /// The wrap-up timer.
     Tick,
+    /// The agent is on this call, still up on another node (its home
+    /// moved during it).
+    Resume(CallId),
+    /// For an [`AgentProxy`](crate::remote::AgentProxy) only; the real
+    /// agent ignores it.
+    Proxy(crate::remote::ProxyInput),
 }
 
 /// An agent now.
@@ -277,6 +283,8 @@ impl Actor for AgentActor {
             }
             AgentMsg::Policy(p) => a.set_policy(p),
             AgentMsg::Tick => a.handle_timeout(now),
+            AgentMsg::Resume(call) => log_refusal(&self.id, a.resume_call(call, now)),
+            AgentMsg::Proxy(_) => {}
         }
         self.settle(&myself, state);
         Ok(())

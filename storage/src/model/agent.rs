@@ -194,6 +194,9 @@ pub enum ChangeReason {
     Dialed,
     HungUp,
     WrapUpDone,
+    /// The agent's home node changed during a call that is still up: the
+    /// new home resumes it on the call.
+    Resumed,
 }
 
 /// A finished period in one status.
