@@ -511,3 +511,52 @@ fn a_node_that_loses_an_agents_lease_stops_running_it_until_it_holds_it_again() 
         lost.elapsed()
     );
 }
+
+#[test]
+fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
+    use common::phone::Phone;
+    let [na, nb, nc] = names_placing_support_then_1001();
+    let data = Node::fresh_data_dir();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut a = start(&data, &na, ports[0], None, &[]);
+    let b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
+    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
+    let token = a.login("admin", "demo-admin");
+    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
+    all.sort();
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &all, Duration::from_secs(15));
+    }
+    assert!(c.wait_log(
+        "agent hosted here tenant=demo agent=1001",
+        Duration::from_secs(5)
+    ));
+    let agent = Phone::auto_answer_quiet(&c, "1001", "pass1001", 40);
+    let running = agent.spawn(40);
+    assert!(c.wait_log("registered user=1001", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let customer = common::customer::Customer::call(a.sip, "4000", "13800138000");
+    std::thread::sleep(Duration::from_secs(5));
+    customer.press('1');
+    assert!(
+        a.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "the agent never answered"
+    );
+    assert!(c.wait_log("agent=1001 status=Talking", Duration::from_secs(2)));
+    // The node with the call dies: the agent's home frees the agent.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    assert!(
+        c.wait_log(
+            "the agent's call was on a node that is gone",
+            Duration::from_secs(6)
+        ),
+        "{:?}",
+        c.lines
+    );
+    let (code, v) = b.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"]["status"], "ready", "{v}");
+    drop(customer);
+    let _ = Phone::output(running);
+}

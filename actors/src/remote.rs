@@ -45,6 +45,8 @@ pub trait Link: Send + Sync + fmt::Debug + 'static {
     fn home(&self, tenant: &TenantId, kind: Entity, id: &str) -> String;
     /// Sends `wire` to `node`; false when it cannot go (no session).
     fn send(&self, node: &str, wire: &Wire) -> bool;
+    /// Whether `node` is a member up now.
+    fn is_up(&self, node: &str) -> bool;
 }
 
 /// What nodes tell each other about agents and groups.
@@ -276,6 +278,9 @@ pub struct Registry {
     /// member go down a moment before this one sends to the new home
     /// before it has started the entity. Kept for [`PARK_FOR`].
     parked: Mutex<Vec<(Instant, String, Wire)>>,
+    /// The call each agent hosted here is on, and the node of that call,
+    /// when it is another node: if that node goes, so did the call.
+    engaged: Mutex<HashMap<Key<AgentId>, (CallId, String)>>,
 }
 
 /// How long a message waits for its entity to start here.
@@ -294,6 +299,7 @@ impl Registry {
             pending: Mutex::default(),
             next_req: AtomicU64::new(1),
             parked: Mutex::default(),
+            engaged: Mutex::default(),
         })
     }
 
@@ -323,6 +329,10 @@ impl Registry {
     /// The agent's real actor no longer runs here; it is returned.
     pub fn unhost_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
         let r = write(&self.hosted_agents).remove(&(tenant.clone(), agent.clone()));
+        self.engaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(tenant.clone(), agent.clone()));
         if r.is_some() {
             tracing::info!(%tenant, %agent, "agent no longer hosted here");
         }
@@ -450,11 +460,54 @@ impl Registry {
     /// Tells every group proxy that homes may have changed: each enqueues
     /// its waiting calls again where their group lives now.
     pub fn homes_changed(&self) {
+        self.calls_gone();
         for p in read(&self.group_proxies).values() {
             let _ = p.cast(GroupMsg::Proxy(ProxyInput(Input::Moved)));
         }
         for p in read(&self.agent_proxies).values() {
             let _ = p.cast(AgentMsg::Proxy(ProxyInput(Input::Moved)));
+        }
+    }
+
+    /// Agents hosted here that are on a call of a node that is no longer
+    /// up: the call ended with its node, the agent is free again (no
+    /// wrap-up: there is nothing to wrap up).
+    fn calls_gone(&self) {
+        let gone: Vec<(Key<AgentId>, CallId, String)> = {
+            let mut e = self.engaged.lock().unwrap_or_else(PoisonError::into_inner);
+            let gone: Vec<_> = e
+                .iter()
+                .filter(|(_, (_, node))| !self.link.is_up(node))
+                .map(|(k, (c, n))| (k.clone(), *c, n.clone()))
+                .collect();
+            for (k, _, _) in &gone {
+                e.remove(k);
+            }
+            gone
+        };
+        for ((tenant, agent), call, node) in gone {
+            tracing::warn!(%tenant, %agent, %call, %node, "the agent's call was on a node that is gone: the agent is free again");
+            if let Some(real) = self.hosted_agent(&tenant, &agent) {
+                let _ = real.cast(AgentMsg::HungUp {
+                    call,
+                    wrap_up: Duration::ZERO,
+                });
+            }
+        }
+    }
+
+    fn engage(&self, tenant: &TenantId, agent: &AgentId, call: CallId, node: &str) {
+        self.engaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((tenant.clone(), agent.clone()), (call, node.to_string()));
+    }
+
+    fn disengage(&self, tenant: &TenantId, agent: &AgentId, call: CallId) {
+        let mut e = self.engaged.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (tenant.clone(), agent.clone());
+        if e.get(&key).is_some_and(|(c, _)| *c == call) {
+            e.remove(&key);
         }
     }
 
@@ -588,12 +641,25 @@ impl Registry {
             };
             return self.park(from, wire);
         };
+        match &msg {
+            ToAgent::Answered(c) | ToAgent::Resume(c) => self.engage(tenant, agent, *c, from),
+            ToAgent::HungUp { call, .. } => self.disengage(tenant, agent, *call),
+            _ => {}
+        }
         let from = from.to_string();
         let ask = |req: u64, call: AgentCall| {
             let me = self.clone();
             let real = real.clone();
+            let (tenant, agent) = (tenant.clone(), agent.clone());
             tokio::spawn(async move {
+                let dialed = match &call {
+                    AgentCall::Dial(c) => Some(*c),
+                    _ => None,
+                };
                 let reply = call.ask(&real).await;
+                if let (Some(c), Reply::Done(Ok(()))) = (dialed, &reply) {
+                    me.engage(&tenant, &agent, c, &from);
+                }
                 me.reply(&from, req, reply);
             });
         };
@@ -1328,6 +1394,10 @@ mod tests {
                 None => false,
             }
         }
+
+        fn is_up(&self, node: &str) -> bool {
+            self.peers.lock().unwrap().contains_key(node)
+        }
     }
 
     async fn group_on(reg: &Arc<Registry>, t: &TenantId) -> ActorRef<GroupMsg> {
@@ -1544,6 +1614,41 @@ mod tests {
         a.homes_changed();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (s, _) = ractor::call!(on_a, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ready);
+    }
+
+    #[tokio::test]
+    async fn an_agent_on_a_call_of_a_node_that_died_is_free_again() {
+        let home = Arc::new(Mutex::new("b".to_string()));
+        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
+        let mk = |me: &str| {
+            let r = Registry::new(Arc::new(Loopback {
+                me: me.into(),
+                home: home.clone(),
+                peers: peers.clone(),
+            }));
+            peers.lock().unwrap().insert(me.into(), r.clone());
+            r
+        };
+        let (a, b) = (mk("a"), mk("b"));
+        let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
+        let on_b = agent_on(&b, &t, &id).await;
+        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let call = CallId(7);
+        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        assert_eq!(offered, Ok(()));
+        proxy.cast(AgentMsg::Answered(call)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A change of members that keeps a up frees nobody.
+        b.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_b, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Talking { call });
+        // a, where the call was, dies.
+        peers.lock().unwrap().remove("a");
+        b.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_b, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Ready);
     }
 }

@@ -119,6 +119,10 @@ impl Link for ClusterLink {
     fn send(&self, node: &str, wire: &Wire) -> bool {
         self.post(node, &Mail::Entity(wire.clone()))
     }
+
+    fn is_up(&self, node: &str) -> bool {
+        self.cluster.view().live().contains(&node)
+    }
 }
 
 /// Reads the letters of other nodes until the node stops: entity messages
