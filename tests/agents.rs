@@ -56,7 +56,7 @@ fn an_agent_who_does_not_answer_is_skipped_and_made_not_ready() {
         b_out.contains("Call established"),
         "1002 never answered: {b_out}"
     );
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("call record");
     let rings: Vec<(&str, RingOutcome)> = r
         .rings
@@ -130,7 +130,7 @@ fn after_the_max_queue_time_the_caller_leaves_a_voicemail() {
         ),
     );
     assert!(vm > 0.9, "voicemail prompt not heard ({vm:.2})");
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("call record");
     assert_eq!(
         r.overflow,

@@ -560,3 +560,89 @@ fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
     drop(customer);
     let _ = Phone::output(running);
 }
+
+#[test]
+fn a_paused_node_loses_its_agents_lease_and_never_offers_it_a_second_call() {
+    use common::phone::Phone;
+    let [na, nb, nc] = names_placing_support_then_1001();
+    let data = Node::fresh_data_dir();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut a = start(&data, &na, ports[0], None, &[]);
+    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
+    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
+    let token = a.login("admin", "demo-admin");
+    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
+    all.sort();
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &all, Duration::from_secs(15));
+    }
+    assert!(c.wait_log(
+        "agent hosted here tenant=demo agent=1001",
+        Duration::from_secs(5)
+    ));
+    let agent = Phone::auto_answer_quiet(&a, "1001", "pass1001", 50);
+    let running = agent.spawn(50);
+    assert!(a.wait_log("registered user=1001", Duration::from_secs(5)));
+    // c, the agent's home, stops (as in a long pause) for 4 s: the others
+    // take the agent once its lease lapsed.
+    let pid = c.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let hosted = "agent hosted here tenant=demo agent=1001";
+    let t0 = Instant::now();
+    let taken = loop {
+        if a.count_log(hosted) + b.count_log(hosted) > 0 {
+            break true;
+        }
+        if t0.elapsed() > Duration::from_secs(8) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(taken, "no survivor took the agent");
+    // A caller reaches the agent at its new home while c is stopped.
+    let customer = common::customer::Customer::call(a.sip, "4000", "13800138000");
+    std::thread::sleep(Duration::from_secs(5));
+    customer.press('1');
+    assert!(
+        a.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "{:?}",
+        a.lines
+    );
+    // c wakes up holding an agent it no longer has the lease of: it
+    // stops it without acting for it, and once it is home again it
+    // resumes the agent on the call that is still up.
+    signal("-CONT");
+    assert!(
+        c.wait_log("lease lost: stopping it here", Duration::from_secs(5))
+            || c.wait_log(
+                "agent no longer hosted here tenant=demo agent=1001",
+                Duration::from_secs(1)
+            ),
+        "{:?}",
+        c.lines
+    );
+    assert!(
+        c.wait_log("agent=1001 status=Talking", Duration::from_secs(10)),
+        "{:?}",
+        c.lines
+    );
+    assert!(
+        c.lines
+            .iter()
+            .any(|l| l.contains("agent=1001 status=Talking") && l.contains("reason=Resumed")),
+        "{:?}",
+        c.lines
+    );
+    drop(customer);
+    let out = Phone::output(running);
+    // It rang once, for the one call.
+    assert_eq!(out.matches("answering call").count(), 1, "{out}");
+    assert_eq!(out.matches("Call established").count(), 1, "{out}");
+}

@@ -81,7 +81,7 @@ fn on_a_special_date_the_holiday_flow_runs() {
     let welcome = match_score(&heard, &spoken(WELCOME, "en-us"));
     assert!(holiday > 0.9, "holiday prompt not heard ({holiday:.2})");
     assert!(welcome < 0.8, "the regular flow played ({welcome:.2})");
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("a call record");
     assert_eq!(r.ivr.path, vec!["say", "bye"]);
     assert_eq!(

@@ -58,7 +58,7 @@ fn a_caller_who_hangs_up_in_the_queue_is_abandoned_in_queue() {
     let mut c = call_sales(&node);
     std::thread::sleep(Duration::from_secs(2));
     assert!(c.hang_up());
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls
         .first()
         .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));

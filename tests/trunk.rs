@@ -169,7 +169,7 @@ fn an_ivr_transfer_goes_out_through_the_trunk_with_digest_auth() {
     assert!(c.hang_up());
     let (ok, errors) = carrier_done(sipp, &sipp_dir);
     assert!(ok, "the carrier's side failed: {errors}");
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("call record");
     assert_eq!(r.hangup_reason, HangupReason::Transferred, "{r:?}");
     assert_eq!(r.ivr.keys, "3");
@@ -202,7 +202,7 @@ fn an_agent_on_a_mobile_number_is_rung_through_the_trunk() {
     assert!(c.hang_up());
     let (ok, errors) = carrier_done(sipp, &sipp_dir);
     assert!(ok, "the carrier's side failed: {errors}");
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("call record");
     assert_eq!(
         r.agent.as_ref().map(|a| a.0.as_str()),
@@ -332,7 +332,7 @@ fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
     );
     let (ok, errors) = carrier_done(sipp, &sipp_dir);
     assert!(ok, "the carrier's side failed: {errors}");
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("call record");
     assert_eq!(r.call.to_string(), call);
     assert_eq!(r.direction, Direction::Outbound, "{r:?}");
@@ -424,7 +424,7 @@ fn a_busy_number_is_a_busy_outcome_and_wrong_requests_are_refused() {
     assert_eq!(status, 202, "{v}");
     let (ok, errors) = carrier_done(sipp, &sipp_dir);
     assert!(ok, "the carrier's side failed: {errors}");
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(5));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls.first().expect("call record");
     assert_eq!(r.outcome, Some(DialOutcome::Busy), "{r:?}");
     assert_eq!(r.answered, None, "{r:?}");

@@ -281,6 +281,11 @@ pub struct Registry {
     /// The call each agent hosted here is on, and the node of that call,
     /// when it is another node: if that node goes, so did the call.
     engaged: Mutex<HashMap<Key<AgentId>, (CallId, String)>>,
+    /// Until when this node may act for an entity (its lease, by this
+    /// node's monotonic clock); past it the entity is as if not hosted
+    /// here, even before the lease is found lost (a node that was paused
+    /// must not act on a lease another node may hold by now).
+    fences: Mutex<HashMap<(Entity, TenantId, String), Instant>>,
 }
 
 /// How long a message waits for its entity to start here.
@@ -300,6 +305,7 @@ impl Registry {
             next_req: AtomicU64::new(1),
             parked: Mutex::default(),
             engaged: Mutex::default(),
+            fences: Mutex::default(),
         })
     }
 
@@ -329,6 +335,7 @@ impl Registry {
     /// The agent's real actor no longer runs here; it is returned.
     pub fn unhost_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
         let r = write(&self.hosted_agents).remove(&(tenant.clone(), agent.clone()));
+        self.unfence(Entity::Agent, tenant, &agent.0);
         self.engaged
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -380,22 +387,66 @@ impl Registry {
 
     pub fn unhost_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
         let r = write(&self.hosted_groups).remove(&(tenant.clone(), group.to_string()));
+        self.unfence(Entity::Group, tenant, group);
         if r.is_some() {
             tracing::info!(%tenant, %group, "skill group no longer hosted here");
         }
         r
     }
 
+    /// The agent's actor here, if it runs here and its lease holds.
     pub fn hosted_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+        if !self.fenced_in(Entity::Agent, tenant, &agent.0) {
+            return None;
+        }
+        self.running_agent(tenant, agent)
+    }
+
+    /// The group's actor here, if it runs here and its lease holds.
+    pub fn hosted_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
+        if !self.fenced_in(Entity::Group, tenant, group) {
+            return None;
+        }
+        self.running_group(tenant, group)
+    }
+
+    /// The agent's actor here, lease or not.
+    pub fn running_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
         read(&self.hosted_agents)
             .get(&(tenant.clone(), agent.clone()))
             .cloned()
     }
 
-    pub fn hosted_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
+    /// The group's actor here, lease or not.
+    pub fn running_group(&self, tenant: &TenantId, group: &str) -> Option<ActorRef<GroupMsg>> {
         read(&self.hosted_groups)
             .get(&(tenant.clone(), group.to_string()))
             .cloned()
+    }
+
+    /// This node may act for the entity until `until` (its lease).
+    pub fn fence(&self, kind: Entity, tenant: &TenantId, id: &str, until: Instant) {
+        self.fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((kind, tenant.clone(), id.to_string()), until);
+    }
+
+    /// Whether the entity's lease (if it has one) still holds by this
+    /// node's clock.
+    fn fenced_in(&self, kind: Entity, tenant: &TenantId, id: &str) -> bool {
+        let f = self.fences.lock().unwrap_or_else(PoisonError::into_inner);
+        match f.get(&(kind, tenant.clone(), id.to_string())) {
+            Some(until) => Instant::now() < *until,
+            None => true,
+        }
+    }
+
+    fn unfence(&self, kind: Entity, tenant: &TenantId, id: &str) {
+        self.fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(kind, tenant.clone(), id.to_string()));
     }
 
     /// How many agents and groups run here.
@@ -1649,6 +1700,38 @@ mod tests {
         b.homes_changed();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (s, _) = ractor::call!(on_b, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ready);
+    }
+
+    #[tokio::test]
+    async fn past_its_lease_an_entity_is_not_acted_for_here() {
+        let home = Arc::new(Mutex::new("a".to_string()));
+        let r = Registry::new(Arc::new(Loopback {
+            me: "a".into(),
+            home,
+            peers: Arc::default(),
+        }));
+        let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
+        let real = agent_on(&r, &t, &id).await;
+        r.fence(
+            Entity::Agent,
+            &t,
+            &id.0,
+            Instant::now() + Duration::from_secs(60),
+        );
+        assert!(r.hosted_agent(&t, &id).is_some());
+        // The lease ran out (say the process was paused): offers through
+        // the proxy do not reach the agent, though it still runs.
+        r.fence(Entity::Agent, &t, &id.0, Instant::now());
+        assert!(r.hosted_agent(&t, &id).is_none());
+        assert!(r.running_agent(&t, &id).is_some());
+        let proxy = r.agent_proxy(&t, &id).await.unwrap();
+        let offer = ractor::call!(proxy, |reply| AgentMsg::Offer {
+            call: CallId(1),
+            reply
+        });
+        assert!(offer.is_err(), "{offer:?}");
+        let (s, _) = ractor::call!(real, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Ready);
     }
 }

@@ -164,12 +164,13 @@ impl SipCore {
             for (kind, id) in work {
                 let home = reg.is_home(&t, kind, &id);
                 let hosted = match kind {
-                    Entity::Agent => reg.hosted_agent(&t, &AgentId(id.clone())).is_some(),
-                    Entity::Group => reg.hosted_group(&t, &id).is_some(),
+                    Entity::Agent => reg.running_agent(&t, &AgentId(id.clone())).is_some(),
+                    Entity::Group => reg.running_group(&t, &id).is_some(),
                 };
                 let key = lease_key(kind, &id);
                 match (home, hosted) {
                     (true, false) => {
+                        let asked = std::time::Instant::now();
                         let lease = match self
                             .store
                             .acquire_lease(&t, &key, &self.node, ttl, clock.now())
@@ -239,6 +240,7 @@ impl SipCore {
                             }
                         };
                         if ok {
+                            reg.fence(kind, &t, &id, asked + ttl);
                             started += 1;
                             if let Some(c) = &mut self.cluster {
                                 c.leases.insert((t.clone(), key), lease);
@@ -256,8 +258,10 @@ impl SipCore {
                         else {
                             continue;
                         };
+                        let asked = std::time::Instant::now();
                         match self.store.renew_lease(&held, ttl, clock.now()).await {
                             Ok(l) => {
+                                reg.fence(kind, &t, &id, asked + ttl);
                                 if let Some(c) = &mut self.cluster {
                                     c.leases.insert((t.clone(), key), l);
                                 }
