@@ -173,11 +173,17 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
                 .map(|(r, l)| core::Clustered::new(r, l)),
         },
     );
-    let cluster_tasks = match (membership.cluster(), &registry) {
-        (Some(c), Some(r)) => vec![
-            remote::serve(c, r.clone(), core.notices()),
-            remote::watch_homes(c, core.notices()),
-        ],
+    let cluster_tasks = match (membership.cluster(), &registry, &link) {
+        (Some(c), Some(r), Some(l)) => {
+            // The WebSocket clients of every node hear every node's events.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            hub.set_relay(tx);
+            vec![
+                remote::serve(c, r.clone(), core.notices(), hub.clone()),
+                remote::watch_homes(c, core.notices()),
+                remote::relay_events(l.clone(), rx),
+            ]
+        }
         _ => Vec::new(),
     };
     hub.set_core(core.notices());

@@ -356,11 +356,11 @@ fn a_ringing_phone_pops_the_customer_on_the_agents_websocket() {
 
 #[test]
 fn configuration_changes_reach_the_running_node() {
-    let node = Node::start();
+    let mut node = Node::start();
     let api = Api::new(&node);
     let r = rt();
     let admin = r.block_on(api.login("admin", "demo-admin"));
-    r.block_on(async {
+    let version = r.block_on(async {
         // A new agent in sales: its actor starts, signed in and ready.
         let (s, v) = api
             .call("POST", "/api/v1/sip-accounts", &admin, Some(json!({"id": "1004", "password": "pass1004"})))
@@ -416,18 +416,57 @@ fn configuration_changes_reach_the_running_node() {
             .call("POST", "/api/v1/flows/demo/versions", &admin, Some(json!({"definition": d})))
             .await;
         assert_eq!(s, 201, "{v}");
-        let version = v["version"].clone();
+        v["version"].clone()
+    });
+    // Published: the next call takes the new flow once the node reloaded
+    // it (bounded; a loaded machine may take more than a moment).
+    let reloaded = format!("flows=demo@{version}");
+    r.block_on(async {
         let (s, v) = api
-            .call("POST", "/api/v1/flows/demo/publish", &admin, Some(json!({"version": version})))
+            .call(
+                "POST",
+                "/api/v1/flows/demo/publish",
+                &admin,
+                Some(json!({"version": version})),
+            )
             .await;
         assert_eq!(s, 200, "{v}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
     });
+    let t0 = std::time::Instant::now();
+    while node.count_log(&reloaded) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the published flow was not reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The next caller hears the new greeting, presses 2 and, with nobody
     // to answer in sales, is let go after 3 s instead of 60.
     let c = Customer::call(node.sip, "4000", "13912345678");
     assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(6));
+    // The new greeting plays in full (bounded), then the caller picks 2.
+    let greeting = common::customer::spoken("This greeting was published a moment ago.", "en-us");
+    let t0 = std::time::Instant::now();
+    while common::customer::match_score(&c.heard(), &greeting) <= 0.9 {
+        if t0.elapsed() > Duration::from_secs(15) {
+            node.count_log("");
+            let log: Vec<&String> = node
+                .lines
+                .iter()
+                .filter(|l| l.contains("reload") || l.contains("seq") || l.contains("flow"))
+                .collect();
+            let old = common::customer::spoken("Welcome to the Switchboard demo hotline.", "en-us");
+            panic!(
+                "the new greeting was not heard ({:.2}, old {:.2}, heard {} samples, greeting {}): {log:#?}",
+                common::customer::match_score(&c.heard(), &greeting),
+                common::customer::match_score(&c.heard(), &old),
+                c.heard().len(),
+                greeting.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
     c.press('2');
     let pressed = c.elapsed();
     assert!(
@@ -439,10 +478,4 @@ fn configuration_changes_reach_the_running_node() {
         waited < Duration::from_secs(10),
         "overflowed after {waited:?}"
     );
-    let heard = c.heard();
-    let fresh = common::customer::match_score(
-        &heard,
-        &common::customer::spoken("This greeting was published a moment ago.", "en-us"),
-    );
-    assert!(fresh > 0.9, "the new greeting was not heard ({fresh:.2})");
 }

@@ -326,6 +326,10 @@ fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answe
         b.wait_log("registered user=1001", Duration::from_secs(5)),
         "agent phone did not register"
     );
+    // The agent's browser is connected to b: it hears the screen pop (on
+    // a, the call's node) and its statuses (on c, its home).
+    let agent_token = b.login("1001", "pass1001");
+    let events = common::cluster::listen(&b, &agent_token, Duration::from_secs(40));
     std::thread::sleep(Duration::from_millis(500));
     let mut customer = common::customer::Customer::call(a.sip, "4000", "13800138000");
     assert!(customer.answered, "the hotline answered");
@@ -369,6 +373,20 @@ fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answe
     assert_eq!(a.count_log("agent=1001 status=Talking"), 0);
     assert_eq!(b.count_log("agent=1001 status=Talking"), 0);
     let _ = customer.hang_up();
+    let events = events.join().unwrap();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let pop = events
+        .iter()
+        .find(|e| e["type"] == "agent.ringing")
+        .unwrap_or_else(|| panic!("no screen pop on b: {types:?}"));
+    assert_eq!(pop["pop"]["caller"], "13800138000", "{pop}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "agent.status" && e["status"]["status"] == "talking"),
+        "{types:?}"
+    );
+    assert!(types.contains(&"call.ended"), "{types:?}");
 }
 
 #[test]

@@ -305,6 +305,8 @@ pub struct Statics {
     pub prompts: Prompts,
     pub trunk: Option<Trunk>,
     pub accounts: Vec<Account>,
+    /// The published flows as `id@version`, sorted (for the log).
+    pub published: Vec<String>,
 }
 
 /// Reads a tenant's plain data.
@@ -361,6 +363,7 @@ pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<
 
     // Published flows, checked.
     let mut flows = HashMap::new();
+    let mut published = Vec::new();
     for f in store.list::<m::IvrFlow>(&tenant).await? {
         let id = f.record.id;
         let Some(v) = store.published_flow(&tenant, &id).await? else {
@@ -368,6 +371,7 @@ pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<
         };
         match v.definition.validate() {
             Ok(()) => {
+                published.push(format!("{id}@{}", v.version));
                 flows.insert(id, v.definition);
             }
             Err(e) => {
@@ -417,6 +421,10 @@ pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<
         prompts,
         trunk,
         accounts,
+        published: {
+            published.sort();
+            published
+        },
     })
 }
 

@@ -215,6 +215,10 @@ pub struct SipCore {
     /// In a cluster: the registry, the link, and the other nodes'
     /// registrations.
     cluster: Option<hosting::Clustered>,
+    /// Configuration reads asked for so far, and the newest applied of
+    /// each tenant's settings (see [`reload::Change::Statics`]).
+    reload_seq: u64,
+    statics_applied: HashMap<TenantId, u64>,
 }
 
 impl SipCore {
@@ -276,6 +280,8 @@ impl SipCore {
             draining: false,
             active: tokio::sync::watch::channel(0).0,
             cluster: config.cluster,
+            reload_seq: 0,
+            statics_applied: HashMap::new(),
         }
     }
 

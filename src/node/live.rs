@@ -40,6 +40,9 @@ pub struct LiveHub {
     core: OnceLock<mpsc::Sender<CallNotice>>,
     /// Contact plans already announced.
     reminded: std::sync::Mutex<HashSet<(TenantId, String)>>,
+    /// In a cluster: where this node's events go to be told to the other
+    /// nodes' WebSocket clients.
+    relay: OnceLock<mpsc::UnboundedSender<(TenantId, Event)>>,
 }
 
 fn now_ms() -> u64 {
@@ -56,7 +59,19 @@ impl LiveHub {
             store,
             core: OnceLock::new(),
             reminded: std::sync::Mutex::new(HashSet::new()),
+            relay: OnceLock::new(),
         })
+    }
+
+    /// Events published here also go to `relay` (for the other nodes).
+    pub fn set_relay(&self, relay: mpsc::UnboundedSender<(TenantId, Event)>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// An event for this node's WebSocket clients only (one another node
+    /// published, or one every node publishes for its own clients).
+    pub fn publish_local(&self, tenant: &TenantId, event: Event) {
+        let _ = self.sender(tenant).send(event);
     }
 
     /// Sends the SIP core the notice `make` builds around a reply
@@ -99,7 +114,10 @@ impl LiveHub {
 
     /// Sends an event to the tenant's WebSocket clients (none: dropped).
     pub fn publish(&self, tenant: &TenantId, event: Event) {
-        let _ = self.sender(tenant).send(event);
+        if let Some(r) = self.relay.get() {
+            let _ = r.send((tenant.clone(), event.clone()));
+        }
+        self.publish_local(tenant, event);
     }
 
     /// The actors of a tenant, as loaded (or reloaded).
@@ -173,8 +191,10 @@ impl LiveHub {
                         .lock()
                         .map(|mut r| r.insert((tenant.clone(), plan.id.clone())))
                         .unwrap_or(false);
+                    // Every node reads the plans and tells its own
+                    // clients.
                     if fresh {
-                        self.publish(
+                        self.publish_local(
                             &tenant,
                             Event::ContactPlanDue {
                                 version: 1,

@@ -3,6 +3,7 @@
 //! holds (so a call on any node can ring any registered phone).
 
 use super::core::CallNotice;
+use super::live::LiveHub;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use switchboard_actors::TenantId;
 use switchboard_cluster::codec;
 use switchboard_cluster::placement::{EntityKey, Kind};
 use switchboard_cluster::Cluster;
+use switchboard_http::live::Event;
 use switchboard_media::sip::registrar::Binding;
 use switchboard_storage::model::ConfigKind;
 use tokio::sync::mpsc;
@@ -26,6 +28,12 @@ pub enum Mail {
         tenant: TenantId,
         account: String,
         bindings: Vec<Bound>,
+    },
+    /// A live event the sender published, for this node's WebSocket
+    /// clients (as JSON: its serde form is internally tagged).
+    Event {
+        tenant: TenantId,
+        json: String,
     },
     /// The sender's API wrote this configuration record (in the store
     /// every node shares): reload it.
@@ -132,6 +140,7 @@ pub fn serve(
     cluster: &Cluster,
     registry: Arc<Registry>,
     core: mpsc::Sender<CallNotice>,
+    hub: Arc<LiveHub>,
 ) -> tokio::task::JoinHandle<()> {
     let inbox = cluster.inbox();
     tokio::spawn(async move {
@@ -150,6 +159,10 @@ pub fn serve(
                                 .send(CallNotice::Registered { from, tenant, account, bindings })
                                 .await;
                         }
+                        Ok((_, Mail::Event { tenant, json })) => match serde_json::from_str::<Event>(&json) {
+                            Ok(e) => hub.publish_local(&tenant, e),
+                            Err(e) => tracing::debug!(%from, error = %e, "an event this node does not know"),
+                        },
                         Ok((_, Mail::Config { tenant, kind, id })) => {
                             let _ = core.send(CallNotice::PeerConfig { tenant, kind, id }).await;
                         }
@@ -205,6 +218,22 @@ pub fn watch_homes(
                         return;
                     }
                 }
+            }
+        }
+    })
+}
+
+/// Tells the other members every live event published here, until the
+/// node stops.
+pub fn relay_events(
+    link: Arc<ClusterLink>,
+    mut events: mpsc::UnboundedReceiver<(TenantId, Event)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some((tenant, event)) = events.recv().await {
+            match serde_json::to_string(&event) {
+                Ok(json) => link.post_all(&Mail::Event { tenant, json }),
+                Err(e) => tracing::warn!(error = %e, "live event not relayed"),
             }
         }
     })

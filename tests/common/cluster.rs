@@ -81,3 +81,39 @@ pub fn names_placing_support_then_1001() -> [String; 3] {
     }
     panic!("no names place support and 1001 apart");
 }
+
+/// The live events `token`'s WebSocket on `node` receives, collected in
+/// the background until a `call.ended` arrives or `within` passes.
+pub fn listen(
+    node: &Node,
+    token: &str,
+    within: Duration,
+) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    use futures_util::StreamExt;
+    let url = format!("ws://{}/api/v1/ws?token={token}", node.http);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("websocket");
+            let mut got = Vec::new();
+            let deadline = tokio::time::Instant::now() + within;
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+                let Ok(text) = msg.into_text() else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                let ended = v["type"] == "call.ended";
+                got.push(v);
+                if ended {
+                    break;
+                }
+            }
+            got
+        })
+    })
+}

@@ -23,6 +23,10 @@ pub enum Change {
     Statics {
         tenant: TenantId,
         statics: Box<Statics>,
+        /// The order the reads were asked for in: reads run concurrently
+        /// and may finish out of order, and each is a whole snapshot, so
+        /// an older one is not applied over a newer.
+        seq: u64,
     },
     Agent {
         tenant: TenantId,
@@ -60,6 +64,7 @@ pub async fn read_change(
     tenant: TenantId,
     kind: ConfigKind,
     id: String,
+    seq: u64,
 ) -> anyhow::Result<Option<Change>> {
     Ok(Some(match kind {
         ConfigKind::Agent => {
@@ -100,6 +105,7 @@ pub async fn read_change(
             Change::Statics {
                 tenant,
                 statics: Box::new(statics),
+                seq,
             }
         }
     }))
@@ -107,18 +113,21 @@ pub async fn read_change(
 
 impl SipCore {
     /// A configuration write: read it from the store off this task.
-    pub(super) fn config_changed(&self, tenant: TenantId, kind: ConfigKind, id: String) {
+    pub(super) fn config_changed(&mut self, tenant: TenantId, kind: ConfigKind, id: String) {
         if self.centers.tenant(&tenant).is_none() {
             tracing::info!(%tenant, %kind, "a change for a tenant this node has not loaded: it is loaded at the next start");
             return;
         }
+        self.reload_seq += 1;
+        let seq = self.reload_seq;
         let (store, load, notices) = (
             self.store.clone(),
             self.load.clone(),
             self.notices_tx.clone(),
         );
+        tracing::debug!(%tenant, %kind, %id, seq, "configuration changed: reading it");
         tokio::spawn(async move {
-            match read_change(&*store, &load, tenant.clone(), kind, id.clone()).await {
+            match read_change(&*store, &load, tenant.clone(), kind, id.clone(), seq).await {
                 Ok(Some(change)) => {
                     let _ = notices.send(CallNotice::Apply(Box::new(change))).await;
                 }
@@ -133,7 +142,20 @@ impl SipCore {
     /// Applies a change read from the store.
     pub(super) async fn apply(&mut self, change: Change) {
         match change {
-            Change::Statics { tenant, statics } => self.apply_statics(&tenant, *statics),
+            Change::Statics {
+                tenant,
+                statics,
+                seq,
+            } => {
+                let newest = self.statics_applied.entry(tenant.clone()).or_insert(0);
+                if seq < *newest {
+                    tracing::debug!(%tenant, seq, newest = *newest, "an older read of the tenant's settings: skipped");
+                    return;
+                }
+                *newest = seq;
+                tracing::debug!(%tenant, seq, "applying the tenant's settings");
+                self.apply_statics(&tenant, *statics)
+            }
             Change::Agent {
                 tenant,
                 id,
@@ -148,6 +170,7 @@ impl SipCore {
         let Some(center) = self.centers.tenants.get_mut(tenant) else {
             return;
         };
+        let published = s.published.join(",");
         self.centers.hotlines.retain(|_, t| t != tenant);
         for number in s.hotlines.keys() {
             self.centers.hotlines.insert(number.clone(), tenant.clone());
@@ -167,7 +190,7 @@ impl SipCore {
         center.prompts = s.prompts;
         let prompts = center.prompts.clone();
         tokio::task::spawn_blocking(move || prompts.warm());
-        tracing::info!(%tenant, hotlines = center.hotlines.len(), "tenant settings, hotlines, flows and prompts reloaded");
+        tracing::info!(%tenant, hotlines = center.hotlines.len(), flows = %published, "tenant settings, hotlines, flows and prompts reloaded");
     }
 
     async fn apply_agent(
