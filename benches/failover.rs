@@ -9,7 +9,8 @@
 //! by its timestamp), and whether the callers were answered in order.
 //!
 //! Run: `cargo bench --bench failover` (`SB_BENCH_ROUNDS`, default 3;
-//! needs baresip and espeak-ng, as the tests do).
+//! `SB_BENCH_DOWN_AFTER_MS`, default 2000; needs baresip and espeak-ng, as
+//! the tests do).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,13 +42,14 @@ fn day_secs_of(line: &str) -> Option<f64> {
 
 /// One round: the time from the kill to the first offer, and the order
 /// the callers were answered in.
-fn round() -> (Duration, bool) {
+fn round(down_after: &str) -> (Duration, bool) {
     let [na, nb, nc] = names_placing_support_then_1001();
     let data = Node::fresh_data_dir();
     let ports = [free_port(), free_port(), free_port()];
-    let mut a = start(&data, &na, ports[0], None, &[]);
-    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
-    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
+    let extra = ["--down-after-ms", down_after];
+    let mut a = start(&data, &na, ports[0], None, &extra);
+    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &extra);
+    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &extra);
     let token = a.login("admin", "demo-admin");
     let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
     all.sort();
@@ -111,9 +113,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let down_after = std::env::var("SB_BENCH_DOWN_AFTER_MS").unwrap_or_else(|_| "2000".into());
     let mut took = Vec::new();
     for i in 1..=rounds {
-        let (t, ordered) = round();
+        let (t, ordered) = round(&down_after);
         println!(
             "round {i}: group's node killed -> first waiting caller offered {:.0} ms; first caller answered first: {ordered}",
             t.as_secs_f64() * 1e3
@@ -123,7 +126,7 @@ fn main() {
     took.sort();
     let ms = |d: &Duration| d.as_secs_f64() * 1e3;
     println!(
-        "failover: best {:.0} ms, median {:.0} ms, worst {:.0} ms (down after the default 2 s of silence)",
+        "failover: best {:.0} ms, median {:.0} ms, worst {:.0} ms (down after {down_after} ms of silence)",
         ms(&took[0]),
         ms(&took[took.len() / 2]),
         ms(&took[took.len() - 1]),
