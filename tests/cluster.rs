@@ -231,6 +231,17 @@ fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
     let token = a.login("admin", "demo-admin");
     wait_up(&a, &token, &["a", "b"], Duration::from_secs(15));
 
+    // An agent homed on b is on a break: it stays on its break at a.
+    let on_b = ["1001", "1002", "1003"]
+        .into_iter()
+        .find(|id| home(&a, &token, "agent", id) == "b")
+        .expect("an agent homed on b");
+    let hosted = format!("agent hosted here tenant=demo agent={on_b}");
+    assert!(b.wait_log(&hosted, Duration::from_secs(5)), "{:?}", b.lines);
+    let path = format!("/api/v1/agents/{on_b}/status");
+    let brk = serde_json::json!({"status": "break", "reason": "lunch"});
+    let (code, v) = a.api("PUT", &path, Some(&token), Some(&brk));
+    assert_eq!(code, 200, "{v}");
     // A caller is in b's IVR when b is told to stop.
     let mut caller = common::customer::Customer::call(b.sip, "4000", "13800138000");
     assert!(caller.answered, "the hotline answered");
@@ -252,6 +263,17 @@ fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
     assert!(t0.elapsed() < Duration::from_millis(1500));
     assert_eq!(members(&a, &token)["b"], "left");
     assert!(homes(&a, &token).iter().all(|n| n == "a"));
+    assert!(a.wait_log(&hosted, Duration::from_secs(5)), "{:?}", a.lines);
+    let t0 = Instant::now();
+    loop {
+        let (code, v) = a.api("GET", &path, Some(&token), None);
+        if code == 200 && v["status"]["status"] == "break" {
+            assert_eq!(v["status"]["reason"], "lunch", "{v}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "{code} {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // b refuses a new call and keeps the one up.
     assert_eq!(invite_status(&b), Some(503));
     std::thread::sleep(Duration::from_secs(1));

@@ -243,6 +243,37 @@ impl Agent {
         }
     }
 
+    /// The status the agent had on the node that ran it until its home
+    /// moved: a not-ready status or signed out is taken over as it was
+    /// (logged as resumed); ready, and the statuses calls drive, are left
+    /// to the calls.
+    pub fn restore(&mut self, status: Status, now: Timestamp) -> Result<(), AgentError> {
+        if matches!(self.status, Status::Ringing { .. } | Status::Talking { .. }) {
+            return Err(AgentError::OnCall);
+        }
+        match status {
+            Status::Offline if self.status != Status::Offline => {
+                self.device = None;
+                self.device_online = false;
+                self.acw_until = None;
+                self.after_call = None;
+                self.change(Status::Offline, ChangeReason::Resumed, now);
+            }
+            Status::Busy | Status::Break { .. } | Status::Custom { .. }
+                if self.status != status =>
+            {
+                if self.status == Status::Offline {
+                    return Err(AgentError::SignedOut);
+                }
+                self.acw_until = None;
+                self.after_call = None;
+                self.change(status, ChangeReason::Resumed, now);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The agent or a supervisor chooses a status. During a call the
     /// choice waits for the call and its wrap-up to end; choosing ready
     /// during wrap-up ends it.
@@ -796,5 +827,33 @@ mod tests {
             let end = Timestamp(now.0.max(a.since().0));
             prop_assert_eq!(total, end.since(Timestamp(0)));
         }
+    }
+
+    #[test]
+    fn a_moved_agent_takes_over_the_status_it_had() {
+        let mut a = Agent::new(AgentId::from("1001"), AgentPolicy::default(), Timestamp(0));
+        let dev = Device::Sip {
+            account: "1001".into(),
+        };
+        a.sign_in(dev, Status::Ready, Timestamp(1)).unwrap();
+        let lunch = Status::Break {
+            reason: "lunch".into(),
+        };
+        a.restore(lunch.clone(), Timestamp(2)).unwrap();
+        assert_eq!(a.status(), &lunch);
+        let mut reasons = Vec::new();
+        while let Some(AgentEvent::Changed { reason, .. }) = a.poll_event() {
+            reasons.push(reason);
+        }
+        assert_eq!(reasons.last(), Some(&ChangeReason::Resumed));
+        // Ready, and what calls drive, are not taken over.
+        a.restore(Status::Ready, Timestamp(3)).unwrap();
+        assert_eq!(a.status(), &lunch);
+        a.restore(Status::Offline, Timestamp(4)).unwrap();
+        assert_eq!(a.status(), &Status::Offline);
+        assert_eq!(
+            a.restore(Status::Busy, Timestamp(5)),
+            Err(AgentError::SignedOut)
+        );
     }
 }

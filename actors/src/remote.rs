@@ -122,6 +122,7 @@ pub enum ToAgent {
     },
     Policy(#[serde(with = "json")] AgentPolicy),
     Resume(CallId),
+    Restore(#[serde(with = "json")] Status),
 }
 
 /// [`GroupMsg`] on the wire.
@@ -520,6 +521,21 @@ impl Registry {
         }
     }
 
+    /// Tells the agent's new home the status it had here (its actor here
+    /// is stopping: its home moved).
+    pub fn restore_at_home(&self, tenant: &TenantId, agent: &AgentId, status: Status) {
+        let home = self.link.home(tenant, Entity::Agent, &agent.0);
+        if home == self.link.me() {
+            return;
+        }
+        let wire = Wire::Agent {
+            tenant: tenant.clone(),
+            agent: agent.clone(),
+            msg: ToAgent::Restore(status),
+        };
+        self.link.send(&home, &wire);
+    }
+
     /// Agents hosted here that are on a call of a node that is no longer
     /// up: the call ended with its node, the agent is free again (no
     /// wrap-up: there is nothing to wrap up).
@@ -733,6 +749,7 @@ impl Registry {
             ToAgent::DeviceOnline(b) => AgentMsg::DeviceOnline(b),
             ToAgent::Policy(p) => AgentMsg::Policy(p),
             ToAgent::Resume(c) => AgentMsg::Resume(c),
+            ToAgent::Restore(st) => AgentMsg::Restore(st),
             ToAgent::Watch { group } => {
                 let proxy = read(&self.group_proxies)
                     .get(&(tenant.clone(), group))
@@ -1115,6 +1132,7 @@ impl AgentProxy {
             AgentMsg::DeviceOnline(b) => ToAgent::DeviceOnline(b),
             AgentMsg::Policy(p) => ToAgent::Policy(p),
             AgentMsg::Resume(c) => ToAgent::Resume(c),
+            AgentMsg::Restore(st) => ToAgent::Restore(st),
             AgentMsg::Watch(g) => match r.group_named(g.get_id()) {
                 Some(group) => ToAgent::Watch { group },
                 None => return,

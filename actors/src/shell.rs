@@ -116,6 +116,8 @@ pub enum AgentMsg {
     /// The agent is on this call, still up on another node (its home
     /// moved during it).
     Resume(CallId),
+    /// The status the agent had on its previous home.
+    Restore(Status),
     /// For an [`AgentProxy`](crate::remote::AgentProxy) only; the real
     /// agent ignores it.
     Proxy(crate::remote::ProxyInput),
@@ -284,6 +286,7 @@ impl Actor for AgentActor {
             AgentMsg::Policy(p) => a.set_policy(p),
             AgentMsg::Tick => a.handle_timeout(now),
             AgentMsg::Resume(call) => log_refusal(&self.id, a.resume_call(call, now)),
+            AgentMsg::Restore(status) => log_refusal(&self.id, a.restore(status, now)),
             AgentMsg::Proxy(_) => {}
         }
         self.settle(&myself, state);

@@ -8,7 +8,7 @@ use crate::node::remote::{Bound, ClusterLink, Mail};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_actors::remote::{Entity, Registry};
-use switchboard_actors::shell::GroupMsg;
+use switchboard_actors::shell::{AgentMsg, GroupMsg};
 use switchboard_actors::{AgentId, TenantId};
 use switchboard_media::sip::registrar::Binding;
 use switchboard_storage::model as m;
@@ -279,7 +279,20 @@ impl SipCore {
                         }
                     }
                     (false, true) => {
+                        // A status the agent chose goes with it.
+                        let agent = AgentId(id.clone());
+                        let status = match (kind, reg.running_agent(&t, &agent)) {
+                            (Entity::Agent, Some(real)) => {
+                                ractor::call_t!(real, AgentMsg::Get, 500)
+                                    .ok()
+                                    .map(|(s, _)| s)
+                            }
+                            _ => None,
+                        };
                         self.unhost(&t, kind, &id);
+                        if let Some(s) = status {
+                            reg.restore_at_home(&t, &agent, s);
+                        }
                         let held = self
                             .cluster
                             .as_mut()
