@@ -81,6 +81,23 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
         Some(3.0)
     );
 
+    // An agent homed on c is on a break (said through a).
+    let on_c = ENTITIES[..3]
+        .iter()
+        .zip(&placed)
+        .find(|(_, n)| *n == "c")
+        .map(|((_, id), _)| *id)
+        .expect("an agent homed on c");
+    assert!(c.wait_log(
+        &format!("agent hosted here tenant=demo agent={on_c}"),
+        Duration::from_secs(5)
+    ));
+    let path = format!("/api/v1/agents/{on_c}/status");
+    let brk = serde_json::json!({"status": "break", "reason": "training"});
+    let (code, v) = a.api("PUT", &path, Some(&token), Some(&brk));
+    assert_eq!(code, 200, "{v}");
+    std::thread::sleep(Duration::from_millis(300));
+
     // kill -9: a and b notice by the silence (the default 2 s), with
     // placement moving off c and nowhere else.
     c.child.kill().unwrap();
@@ -102,6 +119,18 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
         } else {
             assert_eq!(was, now, "an entity moved off a node that is still up");
         }
+    }
+    // Its new home started it on the break it had (the others heard of
+    // it through the live events).
+    let t0 = Instant::now();
+    loop {
+        let (code, v) = b.api("GET", &path, Some(&token), None);
+        if code == 200 && v["status"]["status"] == "break" {
+            assert_eq!(v["status"]["reason"], "training", "{v}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "{code} {v}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     // c comes back on the same address: re-dialed, up everywhere again,

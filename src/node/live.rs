@@ -16,7 +16,7 @@ use switchboard_http::live::{
     AgentNow, By, DeviceDoc, Dialing, Event, GroupNow, Live, LiveError, LiveFuture,
     OutboundRequest, StatusDoc,
 };
-use switchboard_storage::model::{self as m, Timestamp};
+use switchboard_storage::model::{self as m, Status, Timestamp};
 use switchboard_storage::Store;
 use tokio::sync::{broadcast, mpsc};
 
@@ -43,6 +43,8 @@ pub struct LiveHub {
     /// In a cluster: where this node's events go to be told to the other
     /// nodes' WebSocket clients.
     relay: OnceLock<mpsc::UnboundedSender<(TenantId, Event)>>,
+    /// The status each agent last chose (see [`LiveHub::last_chosen`]).
+    chosen: std::sync::Mutex<HashMap<(TenantId, AgentId), Status>>,
 }
 
 fn now_ms() -> u64 {
@@ -60,6 +62,7 @@ impl LiveHub {
             core: OnceLock::new(),
             reminded: std::sync::Mutex::new(HashSet::new()),
             relay: OnceLock::new(),
+            chosen: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -71,7 +74,40 @@ impl LiveHub {
     /// An event for this node's WebSocket clients only (one another node
     /// published, or one every node publishes for its own clients).
     pub fn publish_local(&self, tenant: &TenantId, event: Event) {
+        if let Event::AgentStatus { agent, status, .. } = &event {
+            self.note_status(tenant, agent, status);
+        }
         let _ = self.sender(tenant).send(event);
+    }
+
+    /// Keeps the status each agent last chose, wherever it runs (statuses
+    /// calls drive leave it as it was).
+    fn note_status(&self, tenant: &TenantId, agent: &str, status: &StatusDoc) {
+        let chosen = match status {
+            StatusDoc::Offline => Status::Offline,
+            StatusDoc::Ready => Status::Ready,
+            StatusDoc::Busy => Status::Busy,
+            StatusDoc::Break { reason } => Status::Break {
+                reason: reason.clone(),
+            },
+            StatusDoc::Custom { id } => Status::Custom { id: id.clone() },
+            _ => return,
+        };
+        let mut c = self
+            .chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.insert((tenant.clone(), AgentId(agent.to_string())), chosen);
+    }
+
+    /// The status `agent` last chose, as this node heard (in a cluster,
+    /// from every node): what its new home restores when its node died.
+    pub fn last_chosen(&self, tenant: &TenantId, agent: &AgentId) -> Option<Status> {
+        let c = self
+            .chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.get(&(tenant.clone(), agent.clone())).cloned()
     }
 
     /// Sends the SIP core the notice `make` builds around a reply

@@ -191,6 +191,12 @@ impl SipCore {
                                     Ok(Some(v)) => {
                                         match spawner.real_agent(&v.record, has_trunk).await {
                                             Ok(real) => {
+                                                // The status it had chosen where it
+                                                // ran before (its old home tells too,
+                                                // when it is alive to).
+                                                if let Some(st) = self.hub.last_chosen(&t, &agent) {
+                                                    let _ = real.cast(AgentMsg::Restore(st));
+                                                }
                                                 reg.host_agent(&t, &agent, real);
                                                 arrived.push(agent);
                                                 true
