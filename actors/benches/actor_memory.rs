@@ -1,13 +1,17 @@
 //! Resident memory per actor: a bare `ractor` actor (the framework's own
-//! floor: its cell, two unbounded mailboxes and the task) and an Agent
-//! actor signed in and ready, as a node holds one per agent.
+//! floor: its cell, two unbounded mailboxes and the task), an Agent
+//! actor signed in and ready, as a node holds one per agent, and an
+//! agent's proxy, as every other node of a cluster holds one per agent.
 //!
 //! Run: `cargo bench -p switchboard-actors --bench actor_memory`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+use switchboard_actors::remote::{Entity, Link, Registry, Wire};
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock};
+use switchboard_actors::TenantId;
 use switchboard_storage::model::{AgentPolicy, Device, Status};
 
 const ACTORS: usize = 20_000;
@@ -20,6 +24,25 @@ impl Actor for Bare {
     type Arguments = ();
     async fn pre_start(&self, _: ActorRef<u32>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
+    }
+}
+
+/// A cluster where every agent lives on another node, which never answers.
+#[derive(Debug)]
+struct Elsewhere;
+
+impl Link for Elsewhere {
+    fn me(&self) -> &str {
+        "a"
+    }
+    fn home(&self, _: &TenantId, _: Entity, _: &str) -> String {
+        "b".into()
+    }
+    fn send(&self, _: &str, _: &Wire) -> bool {
+        true
+    }
+    fn is_up(&self, _: &str) -> bool {
+        true
     }
 }
 
@@ -71,4 +94,14 @@ async fn main() {
         agents.push(actor);
     }
     report("Agent actor, signed in and ready", before);
+
+    let before = rss();
+    let registry = Registry::new(Arc::new(Elsewhere));
+    let tenant = TenantId::from("t");
+    let mut proxies = Vec::with_capacity(ACTORS);
+    for i in 0..ACTORS {
+        let id = format!("p{i:05}").as_str().into();
+        proxies.push(registry.agent_proxy(&tenant, &id).await.unwrap());
+    }
+    report("agent proxy (the agent on another node)", before);
 }
