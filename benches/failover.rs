@@ -17,10 +17,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::cluster::{names_placing_support_then_1001, start, wait_up};
+use common::cluster::three_placed;
 use common::customer::Customer;
 use common::phone::Phone;
-use common::{free_port, Node};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since midnight UTC, now.
@@ -43,19 +42,8 @@ fn day_secs_of(line: &str) -> Option<f64> {
 /// One round: the time from the kill to the first offer, and the order
 /// the callers were answered in.
 fn round(down_after: &str) -> (Duration, bool) {
-    let [na, nb, nc] = names_placing_support_then_1001();
-    let data = Node::fresh_data_dir();
-    let ports = [free_port(), free_port(), free_port()];
     let extra = ["--down-after-ms", down_after];
-    let mut a = start(&data, &na, ports[0], None, &extra);
-    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &extra);
-    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &extra);
-    let token = a.login("admin", "demo-admin");
-    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
-    all.sort();
-    for n in [&a, &b, &c] {
-        wait_up(n, &token, &all, Duration::from_secs(15));
-    }
+    let (data, _, [mut a, mut b, mut c], token) = three_placed(&extra);
     assert!(b.wait_log(
         "skill group hosted here tenant=demo group=support",
         Duration::from_secs(5)

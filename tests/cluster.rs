@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cluster::{members, names_placing_support_then_1001, start, wait_up};
+use common::cluster::{members, start, three_placed, wait_up};
 use common::{free_port, Node};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -339,18 +339,7 @@ fn sigterm_drains_the_call_up_then_exits_and_the_others_see_it_leave() {
 #[test]
 fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answers() {
     use common::phone::{loud_windows, Phone};
-    let [na, nb, nc] = names_placing_support_then_1001();
-    let data = Node::fresh_data_dir();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut a = start(&data, &na, ports[0], None, &[]);
-    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
-    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
-    let token = a.login("admin", "demo-admin");
-    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
-    all.sort();
-    for n in [&a, &b, &c] {
-        wait_up(n, &token, &all, Duration::from_secs(15));
-    }
+    let (data, [na, nb, nc], [mut a, mut b, mut c], token) = three_placed(&[]);
     assert_eq!(home(&a, &token, "skill_group", "support"), nb);
     assert_eq!(home(&a, &token, "agent", "1001"), nc);
     // Each node starts what it became home of.
@@ -443,18 +432,7 @@ fn a_call_on_one_node_queues_in_a_group_on_another_and_an_agent_on_a_third_answe
 #[test]
 fn callers_waiting_in_a_killed_nodes_group_are_answered_afterwards_in_their_order() {
     use common::phone::Phone;
-    let [na, nb, nc] = names_placing_support_then_1001();
-    let data = Node::fresh_data_dir();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut a = start(&data, &na, ports[0], None, &[]);
-    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
-    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
-    let token = a.login("admin", "demo-admin");
-    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
-    all.sort();
-    for n in [&a, &b, &c] {
-        wait_up(n, &token, &all, Duration::from_secs(15));
-    }
+    let (data, _, [mut a, mut b, mut c], token) = three_placed(&[]);
     assert!(b.wait_log(
         "skill group hosted here tenant=demo group=support",
         Duration::from_secs(5)
@@ -584,18 +562,7 @@ fn a_node_that_loses_an_agents_lease_stops_running_it_until_it_holds_it_again() 
 #[test]
 fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
     use common::phone::Phone;
-    let [na, nb, nc] = names_placing_support_then_1001();
-    let data = Node::fresh_data_dir();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut a = start(&data, &na, ports[0], None, &[]);
-    let b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
-    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
-    let token = a.login("admin", "demo-admin");
-    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
-    all.sort();
-    for n in [&a, &b, &c] {
-        wait_up(n, &token, &all, Duration::from_secs(15));
-    }
+    let (_, _, [mut a, b, mut c], token) = three_placed(&[]);
     assert!(c.wait_log(
         "agent hosted here tenant=demo agent=1001",
         Duration::from_secs(5)
@@ -633,18 +600,7 @@ fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
 #[test]
 fn a_paused_node_loses_its_agents_lease_and_never_offers_it_a_second_call() {
     use common::phone::Phone;
-    let [na, nb, nc] = names_placing_support_then_1001();
-    let data = Node::fresh_data_dir();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut a = start(&data, &na, ports[0], None, &[]);
-    let mut b = start(&data, &nb, ports[1], Some(ports[0]), &[]);
-    let mut c = start(&data, &nc, ports[2], Some(ports[0]), &[]);
-    let token = a.login("admin", "demo-admin");
-    let mut all = [na.as_str(), nb.as_str(), nc.as_str()];
-    all.sort();
-    for n in [&a, &b, &c] {
-        wait_up(n, &token, &all, Duration::from_secs(15));
-    }
+    let (_, _, [mut a, mut b, mut c], _) = three_placed(&[]);
     assert!(c.wait_log(
         "agent hosted here tenant=demo agent=1001",
         Duration::from_secs(5)

@@ -1031,7 +1031,7 @@ impl Actor for AgentProxy {
                     st.at = at;
                     for c in &st.calls {
                         tracing::info!(agent = %self.agent, call = %c, "agent's home moved during a call: resuming it there");
-                        self.route(route_clone(&route), AgentMsg::Resume(*c));
+                        self.route(route.clone(), AgentMsg::Resume(*c));
                     }
                 }
                 return Ok(());
@@ -1071,11 +1071,14 @@ impl Actor for AgentProxy {
     }
 }
 
-fn route_clone<T>(r: &Route<T>) -> Route<T> {
-    match r {
-        Route::Here(a) => Route::Here(a.clone()),
-        Route::There(n) => Route::There(n.clone()),
-        Route::Nowhere => Route::Nowhere,
+// By hand: an actor reference clones whatever its message type.
+impl<T> Clone for Route<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Route::Here(a) => Route::Here(a.clone()),
+            Route::There(n) => Route::There(n.clone()),
+            Route::Nowhere => Route::Nowhere,
+        }
     }
 }
 
@@ -1469,6 +1472,28 @@ mod tests {
         }
     }
 
+    type Peers = Arc<Mutex<HashMap<String, Arc<Registry>>>>;
+
+    /// Registries of nodes `names` in one process, every entity homed on
+    /// `home` (the test moves it): the home, the peers, the registries.
+    fn nodes<const N: usize>(
+        names: [&str; N],
+        home: &str,
+    ) -> (Arc<Mutex<String>>, Peers, [Arc<Registry>; N]) {
+        let home = Arc::new(Mutex::new(home.to_string()));
+        let peers: Peers = Arc::default();
+        let regs = names.map(|me| {
+            let r = Registry::new(Arc::new(Loopback {
+                me: me.into(),
+                home: home.clone(),
+                peers: peers.clone(),
+            }));
+            peers.lock().unwrap().insert(me.into(), r.clone());
+            r
+        });
+        (home, peers, regs)
+    }
+
     async fn group_on(reg: &Arc<Registry>, t: &TenantId) -> ActorRef<GroupMsg> {
         use crate::acd::{GroupConfig, NoAgentRule};
         use crate::shell::SkillGroupActor;
@@ -1503,18 +1528,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_groups_proxy_enqueues_its_waiting_calls_again_at_the_new_home_in_their_order() {
-        let home = Arc::new(Mutex::new("b".to_string()));
-        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
-        let reg = |me: &str| {
-            let r = Registry::new(Arc::new(Loopback {
-                me: me.into(),
-                home: home.clone(),
-                peers: peers.clone(),
-            }));
-            peers.lock().unwrap().insert(me.into(), r.clone());
-            r
-        };
-        let (a, b, c) = (reg("a"), reg("b"), reg("c"));
+        let (home, peers, [a, b, c]) = nodes(["a", "b", "c"], "b");
         let t = TenantId::from("t");
         let on_b = group_on(&b, &t).await;
         let proxy = a.group_proxy(&t, "support", Clock::system()).await.unwrap();
@@ -1564,18 +1578,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_for_an_entity_not_started_yet_waits_for_it() {
-        let home = Arc::new(Mutex::new("b".to_string()));
-        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
-        let mk = |me: &str| {
-            let r = Registry::new(Arc::new(Loopback {
-                me: me.into(),
-                home: home.clone(),
-                peers: peers.clone(),
-            }));
-            peers.lock().unwrap().insert(me.into(), r.clone());
-            r
-        };
-        let (a, b) = (mk("a"), mk("b"));
+        let (_, _, [a, b]) = nodes(["a", "b"], "b");
         let t = TenantId::from("t");
         let proxy = a.group_proxy(&t, "support", Clock::system()).await.unwrap();
         let (tx, _rx) = mpsc::unbounded_channel();
@@ -1625,18 +1628,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_agents_new_home_learns_the_call_it_is_on_and_does_not_offer_it_another() {
-        let home = Arc::new(Mutex::new("b".to_string()));
-        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
-        let mk = |me: &str| {
-            let r = Registry::new(Arc::new(Loopback {
-                me: me.into(),
-                home: home.clone(),
-                peers: peers.clone(),
-            }));
-            peers.lock().unwrap().insert(me.into(), r.clone());
-            r
-        };
-        let (a, b, c) = (mk("a"), mk("b"), mk("c"));
+        let (home, peers, [a, b, c]) = nodes(["a", "b", "c"], "b");
         let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
         let on_b = agent_on(&b, &t, &id).await;
         // A call on a is offered to the agent (homed on b) and answered.
@@ -1688,18 +1680,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_agent_on_a_call_of_a_node_that_died_is_free_again() {
-        let home = Arc::new(Mutex::new("b".to_string()));
-        let peers: Arc<Mutex<HashMap<String, Arc<Registry>>>> = Arc::default();
-        let mk = |me: &str| {
-            let r = Registry::new(Arc::new(Loopback {
-                me: me.into(),
-                home: home.clone(),
-                peers: peers.clone(),
-            }));
-            peers.lock().unwrap().insert(me.into(), r.clone());
-            r
-        };
-        let (a, b) = (mk("a"), mk("b"));
+        let (_, peers, [a, b]) = nodes(["a", "b"], "b");
         let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
         let on_b = agent_on(&b, &t, &id).await;
         let proxy = a.agent_proxy(&t, &id).await.unwrap();

@@ -1,6 +1,6 @@
 //! A cluster of node processes under test: starting members, their view.
 
-use super::Node;
+use super::{free_port, Node};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -116,4 +116,25 @@ pub fn listen(
             got
         })
     })
+}
+
+/// Three members on one fresh data directory, named (by
+/// [`names_placing_support_then_1001`]) so that the demo's `support` lives
+/// on the second and agent 1001 on the third, each seeing all three up;
+/// `extra` flags for all. The data directory, the names, the nodes and an
+/// admin token.
+pub fn three_placed(extra: &[&str]) -> (std::path::PathBuf, [String; 3], [Node; 3], String) {
+    let names = names_placing_support_then_1001();
+    let data = Node::fresh_data_dir();
+    let ports = [free_port(), free_port(), free_port()];
+    let a = start(&data, &names[0], ports[0], None, extra);
+    let b = start(&data, &names[1], ports[1], Some(ports[0]), extra);
+    let c = start(&data, &names[2], ports[2], Some(ports[0]), extra);
+    let token = a.login("admin", "demo-admin");
+    let mut all = [names[0].as_str(), names[1].as_str(), names[2].as_str()];
+    all.sort();
+    for n in [&a, &b, &c] {
+        wait_up(n, &token, &all, Duration::from_secs(15));
+    }
+    (data, names, [a, b, c], token)
 }

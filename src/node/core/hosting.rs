@@ -40,6 +40,18 @@ impl Clustered {
     }
 }
 
+/// The tenant's skill groups, read when first needed (`None`: unreadable).
+async fn skill_groups(
+    store: &dyn switchboard_storage::Store,
+    t: &TenantId,
+) -> Option<Vec<m::SkillGroup>> {
+    store
+        .list::<m::SkillGroup>(t)
+        .await
+        .ok()
+        .map(|g| g.into_iter().map(|v| v.record).collect())
+}
+
 /// The store's lease key of an entity.
 fn lease_key(kind: Entity, id: &str) -> String {
     match kind {
@@ -212,12 +224,7 @@ impl SipCore {
                             }
                             Entity::Group => {
                                 if groups.is_none() {
-                                    groups = self
-                                        .store
-                                        .list::<m::SkillGroup>(&t)
-                                        .await
-                                        .ok()
-                                        .map(|g| g.into_iter().map(|v| v.record).collect());
+                                    groups = skill_groups(&*self.store, &t).await;
                                 }
                                 let rec = groups
                                     .as_ref()
@@ -315,12 +322,7 @@ impl SipCore {
             // live, and learns whether its phone is registered.
             if !arrived.is_empty() {
                 if groups.is_none() {
-                    groups = self
-                        .store
-                        .list::<m::SkillGroup>(&t)
-                        .await
-                        .ok()
-                        .map(|g| g.into_iter().map(|v| v.record).collect());
+                    groups = skill_groups(&*self.store, &t).await;
                 }
                 if let (Some(center), Some(gs)) = (self.centers.tenants.get(&t), &groups) {
                     watch_groups(&reg, &t, gs, &center.groups, &arrived);
