@@ -18,14 +18,24 @@ use std::time::{Duration, Instant};
 static NEXT: AtomicU16 = AtomicU16::new(0);
 
 /// A free port for both UDP and TCP on 127.0.0.1.
+/// A port free for both UDP and TCP on loopback. Picked below the kernel's
+/// ephemeral range (32768 and up on Linux), so a connection some other test
+/// opens meanwhile cannot take it before the program we hand it to binds it.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive ports free for both UDP and TCP (baresip
+/// binds its TLS transport on the port after its SIP port).
+pub fn free_ports(n: u16) -> u16 {
     loop {
-        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = u.local_addr() else { continue };
-        if std::net::TcpListener::bind(addr).is_ok() {
-            return addr.port();
+        let first = 20_000 + (rand_u32() % 12_000) as u16;
+        let free = (first..first + n).all(|port| {
+            UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return first;
         }
     }
 }

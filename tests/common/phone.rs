@@ -2,7 +2,7 @@
 //! send (espeak-ng), and what it heard read back from the WAV files its
 //! `sndfile` module writes.
 
-use super::{free_port, rand_u32, require, Node};
+use super::{free_ports, rand_u32, require, Node};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -80,7 +80,7 @@ impl Phone {
         let _ = w.finalize();
         let config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{}\naudio_player alsa,null\naudio_source aufile,{}\naudio_alert alsa,null\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule alsa.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\nsnd_path {}\n",
-            free_port(),
+            free_ports(2),
             dir.join("in.wav").display(),
             dir.join("dump").display()
         );
