@@ -25,6 +25,9 @@ pub struct FileConfig {
     pub scylla_keyspace: Option<String>,
     /// This node's cluster address, e.g. `"10.0.0.1:7100"`.
     pub cluster: Option<String>,
+    /// The host other nodes reach this node at (NAT, containers, a proxy),
+    /// on the cluster port; default: the cluster address's host.
+    pub cluster_advertise: Option<String>,
     /// Members to join through, e.g. `["10.0.0.2:7100"]`.
     pub join: Option<Vec<String>>,
     /// The cluster's shared secret.
@@ -39,6 +42,7 @@ pub struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
     pub listen: SocketAddr,
+    pub advertise: Option<String>,
     pub join: Vec<String>,
     /// `None`: the cookie file in the data directory (created on first
     /// use), shared by the nodes on one data directory.
@@ -89,6 +93,7 @@ pub struct Flags {
     pub scylla: Option<String>,
     pub scylla_keyspace: Option<String>,
     pub cluster: Option<String>,
+    pub cluster_advertise: Option<String>,
     /// Comma-separated `host:port` list.
     pub join: Option<String>,
     pub cookie: Option<String>,
@@ -109,6 +114,13 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
     let file = match &flags.config {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
+    };
+    let cluster_file = ClusterFile {
+        listen: file.cluster.clone(),
+        advertise: file.cluster_advertise.clone(),
+        join: file.join.clone(),
+        cookie: file.cookie.clone(),
+        down_after_ms: file.cluster_down_after_ms,
     };
     let sip = flags
         .sip
@@ -160,27 +172,32 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
         ),
     };
     let config = NodeConfig {
-        cluster: cluster_settings(
-            flags,
-            file.cluster,
-            file.join,
-            file.cookie,
-            file.cluster_down_after_ms,
-        )?,
+        cluster: cluster_settings(flags, cluster_file)?,
         ..config
     };
     config.validate()?;
     Ok(config)
 }
 
-fn cluster_settings(
-    flags: &Flags,
+/// The cluster part of the config file.
+struct ClusterFile {
     listen: Option<String>,
+    advertise: Option<String>,
     join: Option<Vec<String>>,
     cookie: Option<String>,
     down_after_ms: Option<u64>,
-) -> Result<Option<ClusterSettings>> {
+}
+
+fn cluster_settings(flags: &Flags, file: ClusterFile) -> Result<Option<ClusterSettings>> {
+    let ClusterFile {
+        listen,
+        advertise,
+        join,
+        cookie,
+        down_after_ms,
+    } = file;
     let join = list(flags.join.as_deref(), join);
+    let advertise = flags.cluster_advertise.clone().or(advertise);
     let Some(listen) = flags.cluster.clone().or(listen) else {
         if !join.is_empty() {
             bail!("--join needs --cluster: the address this node takes cluster connections on");
@@ -188,8 +205,13 @@ fn cluster_settings(
         return Ok(None);
     };
     let listen = parse_addr("cluster", &listen)?;
-    if listen.ip().is_unspecified() || listen.port() == 0 {
-        bail!("--cluster: {listen} must be the address and port other nodes reach this node at (not 0.0.0.0, not port 0)");
+    if listen.port() == 0 || (listen.ip().is_unspecified() && advertise.is_none()) {
+        bail!("--cluster: {listen} must be the address and port other nodes reach this node at (not port 0; 0.0.0.0 only with --cluster-advertise)");
+    }
+    if let Some(a) = &advertise {
+        if a.is_empty() || a.parse::<SocketAddr>().is_ok() || (a.contains(':') && a.parse::<std::net::Ipv6Addr>().is_err()) {
+            bail!("--cluster-advertise: {a:?} must be a host or address without a port (the --cluster port is used)");
+        }
     }
     for j in &join {
         if !j.contains(':') {
@@ -206,6 +228,7 @@ fn cluster_settings(
     }
     Ok(Some(ClusterSettings {
         listen,
+        advertise,
         join,
         cookie,
         down_after: std::time::Duration::from_millis(down_after_ms),
@@ -419,6 +442,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.join.len(), 2);
         assert_eq!(c.down_after.as_millis(), 2000);
+        assert_eq!(c.advertise, None);
+        let c = load(&Flags {
+            cluster: Some("0.0.0.0:7100".into()),
+            cluster_advertise: Some("sb-1.example.net".into()),
+            ..Flags::default()
+        })
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(c.advertise.as_deref(), Some("sb-1.example.net"));
         for (flags, want) in [
             (
                 Flags {
@@ -433,6 +466,14 @@ mod tests {
                     ..Flags::default()
                 },
                 "other nodes reach",
+            ),
+            (
+                Flags {
+                    cluster: Some("0.0.0.0:7100".into()),
+                    cluster_advertise: Some("10.0.0.1:7100".into()),
+                    ..Flags::default()
+                },
+                "without a port",
             ),
             (
                 Flags {

@@ -62,6 +62,11 @@ enum Command {
         /// (TCP), e.g. 10.0.0.1:7100 [default: a node on its own]
         #[arg(long, value_name = "ADDR")]
         cluster: Option<String>,
+        /// The host other nodes reach this node at, on the --cluster port
+        /// (behind NAT, in a container, through a proxy); then --cluster
+        /// may listen on 0.0.0.0 [default: the --cluster host]
+        #[arg(long, value_name = "HOST")]
+        cluster_advertise: Option<String>,
         /// Members to join through: host:port,...
         #[arg(long, value_name = "ADDRS")]
         join: Option<String>,
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
             scylla,
             scylla_keyspace,
             cluster,
+            cluster_advertise,
             join,
             cookie,
             down_after_ms,
@@ -170,6 +176,7 @@ fn main() -> ExitCode {
                 scylla,
                 scylla_keyspace,
                 cluster,
+                cluster_advertise,
                 join,
                 cookie,
                 down_after_ms,

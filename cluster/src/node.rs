@@ -128,9 +128,15 @@ impl Actor for Mailbox {
 pub struct ClusterConfig {
     /// This node's name: unique in the cluster.
     pub name: String,
-    /// Where this node accepts cluster connections; other nodes reach it
-    /// at this address, so it may not be unspecified (0.0.0.0).
+    /// Where this node accepts cluster connections. It may be unspecified
+    /// (0.0.0.0) only with an `advertise` host. Connections to the others
+    /// leave from its address when it names one, so a multi-homed host
+    /// keeps cluster traffic on the cluster's network.
     pub listen: SocketAddr,
+    /// The host (address or name) other nodes reach this node at, on the
+    /// listen port: behind NAT, in a container, or through a proxy.
+    /// Default: the listen address.
+    pub advertise: Option<String>,
     /// Members to join through (`host:port`).
     pub seeds: Vec<String>,
     /// The shared secret every node of the cluster is started with.
@@ -143,9 +149,11 @@ pub struct ClusterConfig {
 #[non_exhaustive]
 pub enum ClusterError {
     #[error(
-        "the cluster address {0} must name an address other nodes reach (not 0.0.0.0 or port 0)"
+        "the cluster address {0} must name an address other nodes reach (not 0.0.0.0 or port 0), or come with an advertised host"
     )]
     Unreachable(SocketAddr),
+    #[error("the advertised cluster host {0:?} is empty or has a port (the listen port is used)")]
+    Advertise(String),
     #[error("cannot resolve the seed {seed}: {reason}")]
     Seed { seed: String, reason: String },
     #[error("the cluster cookie is empty")]
@@ -223,6 +231,8 @@ struct MembershipActor;
 struct MembershipState {
     machine: Membership,
     addr: String,
+    /// Where connections to the others leave from.
+    source: Option<std::net::IpAddr>,
     server: ActorRef<NodeServerMessage>,
     clock: Instant,
     view: watch::Sender<View>,
@@ -233,6 +243,7 @@ struct MembershipState {
 struct MembershipArgs {
     machine: Membership,
     addr: String,
+    source: Option<std::net::IpAddr>,
     server: ActorRef<NodeServerMessage>,
     view: watch::Sender<View>,
     stats: Arc<Stats>,
@@ -254,6 +265,7 @@ impl Actor for MembershipActor {
         Ok(MembershipState {
             machine: args.machine,
             addr: args.addr,
+            source: args.source,
             server: args.server,
             clock: Instant::now(),
             view: args.view,
@@ -328,8 +340,9 @@ impl Actor for MembershipActor {
                 ),
                 Action::Dial(addr) => {
                     let server = st.server.clone();
+                    let source = st.source;
                     tokio::spawn(async move {
-                        let dial = ractor_cluster::client_connect(&server, addr.as_str());
+                        let dial = dial(&server, &addr, source);
                         match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
                             Ok(Ok(())) => tracing::debug!(%addr, "dialed a cluster member"),
                             Ok(Err(e)) => tracing::debug!(%addr, error = %e, "cluster dial failed"),
@@ -369,6 +382,40 @@ fn send_to(group: &str, wire: &Wire) {
             tracing::debug!(error = %e, "cluster send failed");
         }
     }
+}
+
+/// Opens a cluster connection to `addr`, from the `source` address when
+/// given, and hands it to the node server.
+async fn dial(
+    server: &ActorRef<NodeServerMessage>,
+    addr: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<(), std::io::Error> {
+    let to = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let socket = if to.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source.filter(|ip| ip.is_ipv4() == to.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(to).await?;
+    stream.set_nodelay(true)?;
+    let (peer_addr, local_addr) = (stream.peer_addr()?, stream.local_addr()?);
+    server
+        .cast(NodeServerMessage::ConnectionOpened {
+            stream: Box::new(ractor_cluster::NetworkStream::Raw {
+                peer_addr,
+                local_addr,
+                stream,
+            }),
+            is_server: false,
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 async fn disconnect(server: &ActorRef<NodeServerMessage>, addr: &str) {
@@ -424,8 +471,15 @@ impl Cluster {
     /// Listens, joins through the seeds and keeps at it until
     /// [`Cluster::stop`].
     pub async fn start(cfg: ClusterConfig) -> Result<Cluster, ClusterError> {
-        if cfg.listen.ip().is_unspecified() || cfg.listen.port() == 0 {
+        if cfg.listen.port() == 0 || (cfg.listen.ip().is_unspecified() && cfg.advertise.is_none())
+        {
             return Err(ClusterError::Unreachable(cfg.listen));
+        }
+        if let Some(a) = &cfg.advertise {
+            let bracketed = a.starts_with('[') && a.ends_with(']');
+            if a.is_empty() || (a.contains(':') && !bracketed && a.parse::<std::net::Ipv6Addr>().is_err()) {
+                return Err(ClusterError::Advertise(a.clone()));
+            }
         }
         if cfg.cookie.is_empty() {
             return Err(ClusterError::NoCookie);
@@ -445,11 +499,16 @@ impl Cluster {
                 })?;
             seeds.push(addr.to_string());
         }
-        let host = match cfg.listen.ip() {
-            std::net::IpAddr::V4(ip) => ip.to_string(),
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        let host = match (&cfg.advertise, cfg.listen.ip()) {
+            (Some(a), _) if a.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{a}]"),
+            (Some(a), _) => a.clone(),
+            (None, std::net::IpAddr::V4(ip)) => ip.to_string(),
+            (None, std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
         };
-        let addr = cfg.listen.to_string();
+        // ractor_cluster tells its peers `host:listen port`: that is the
+        // address every member knows this node by.
+        let addr = format!("{host}:{}", cfg.listen.port());
+        let source = (!cfg.listen.ip().is_unspecified()).then_some(cfg.listen.ip());
         let start_err = |reason: String| ClusterError::Start {
             addr: cfg.listen,
             reason,
@@ -480,6 +539,7 @@ impl Cluster {
             MembershipArgs {
                 machine,
                 addr: addr.clone(),
+                source,
                 server: server.clone(),
                 view: tx,
                 stats: stats.clone(),

@@ -128,6 +128,7 @@ impl Membership {
         let cluster = Cluster::start(ClusterConfig {
             name: name.to_string(),
             listen: s.listen,
+            advertise: s.advertise.clone(),
             seeds: s.join.clone(),
             cookie: cookie.clone(),
             settings: Settings {
