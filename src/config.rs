@@ -209,7 +209,10 @@ fn cluster_settings(flags: &Flags, file: ClusterFile) -> Result<Option<ClusterSe
         bail!("--cluster: {listen} must be the address and port other nodes reach this node at (not port 0; 0.0.0.0 only with --cluster-advertise)");
     }
     if let Some(a) = &advertise {
-        if a.is_empty() || a.parse::<SocketAddr>().is_ok() || (a.contains(':') && a.parse::<std::net::Ipv6Addr>().is_err()) {
+        if a.is_empty()
+            || a.parse::<SocketAddr>().is_ok()
+            || (a.contains(':') && a.parse::<std::net::Ipv6Addr>().is_err())
+        {
             bail!("--cluster-advertise: {a:?} must be a host or address without a port (the --cluster port is used)");
         }
     }

@@ -671,3 +671,96 @@ fn a_paused_node_loses_its_agents_lease_and_never_offers_it_a_second_call() {
     assert_eq!(out.matches("answering call").count(), 1, "{out}");
     assert_eq!(out.matches("Call established").count(), 1, "{out}");
 }
+
+/// How many of `nodes`' log lines contain `needle`.
+fn count_all(nodes: &mut [Node], needle: &str) -> usize {
+    nodes.iter_mut().map(|n| n.count_log(needle)).sum()
+}
+
+#[test]
+fn a_partition_never_gives_an_agent_two_calls_and_heals() {
+    use common::cluster::{names_placing, three_behind};
+    use common::phone::Phone;
+    use switchboard_cluster::placement::Kind;
+    // support on the second node; agent 1001 and sales on the third, which
+    // the partition cuts off from the other two.
+    let names = names_placing(&[
+        (Kind::SkillGroup, "support", 1),
+        (Kind::Agent, "1001", 2),
+        (Kind::SkillGroup, "sales", 2),
+    ]);
+    let links = switchboard_chaos::Links::new();
+    let (_, mut nodes, hosts, token) = three_behind(&links, &names);
+    // 1001 takes sales calls too, so a caller on either side of the cut
+    // has a group that would offer it.
+    let (code, v) = nodes[0].api(
+        "PUT",
+        "/api/v1/skill-groups/sales/members",
+        Some(&token),
+        Some(&serde_json::json!([{"agent": "1001"}, {"agent": "1003"}])),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(nodes[2].wait_log(
+        "skill group reloaded tenant=demo group=sales",
+        Duration::from_secs(5)
+    ));
+    let agent = Phone::auto_answer_quiet(&nodes[0], "1001", "pass1001", 45);
+    let running = agent.spawn(45);
+    assert!(nodes[0].wait_log("registered user=1001", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let hosted = "agent hosted here tenant=demo agent=1001";
+    let hosted_before = count_all(&mut nodes[..2], hosted);
+    // The cut: each side sees the other down; the store is still shared,
+    // so 1001's lease stays with the third node, which keeps renewing it.
+    links.isolate(hosts[2], &hosts[..2]);
+    let mut majority = [names[0].as_str(), names[1].as_str()];
+    majority.sort();
+    wait_up(&nodes[0], &token, &majority, Duration::from_secs(6));
+    wait_up(
+        &nodes[2],
+        &token,
+        &[names[2].as_str()],
+        Duration::from_secs(6),
+    );
+
+    // A caller on each side, both for groups 1001 is in.
+    let minority_caller = common::customer::Customer::call(nodes[2].sip, "4000", "13800138001");
+    let majority_caller = common::customer::Customer::call(nodes[0].sip, "4000", "13800138002");
+    std::thread::sleep(Duration::from_secs(5));
+    minority_caller.press('2');
+    majority_caller.press('1');
+    assert!(
+        nodes[2].wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "{:?}",
+        nodes[2].lines
+    );
+    // The majority's node that 1001 now hashes to never gets its lease,
+    // so it never runs a second 1001 that could be offered the other call.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(count_all(&mut nodes[..2], hosted), hosted_before);
+    assert_eq!(count_all(&mut nodes, "agent=1001 status=Ringing"), 1);
+    assert_eq!(nodes[0].count_log("customer and agent bridged"), 0);
+
+    // Heal: the three see each other again, 1001 is still hosted once,
+    // and once its call and wrap-up are over the caller who waited on the
+    // majority side through the partition gets it.
+    drop(minority_caller);
+    links.heal_all();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.sort();
+    for n in &nodes {
+        wait_up(n, &token, &all, Duration::from_secs(10));
+    }
+    assert!(
+        nodes[0].wait_log("customer and agent bridged", Duration::from_secs(30)),
+        "{:?}\n{:?}",
+        nodes[1].lines,
+        nodes[2].lines
+    );
+    assert_eq!(count_all(&mut nodes[..2], hosted), hosted_before);
+    drop(majority_caller);
+    let out = Phone::output(running);
+    // Two calls, one after the other.
+    assert_eq!(out.matches("answering call").count(), 2, "{out}");
+}

@@ -202,7 +202,12 @@ fn pump(mut src: TcpStream, mut dst: TcpStream, a: IpAddr, b: IpAddr, shared: &S
         let n = match src.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if shared.stopping.load(Ordering::Relaxed) {
                     break;
                 }

@@ -471,13 +471,14 @@ impl Cluster {
     /// Listens, joins through the seeds and keeps at it until
     /// [`Cluster::stop`].
     pub async fn start(cfg: ClusterConfig) -> Result<Cluster, ClusterError> {
-        if cfg.listen.port() == 0 || (cfg.listen.ip().is_unspecified() && cfg.advertise.is_none())
-        {
+        if cfg.listen.port() == 0 || (cfg.listen.ip().is_unspecified() && cfg.advertise.is_none()) {
             return Err(ClusterError::Unreachable(cfg.listen));
         }
         if let Some(a) = &cfg.advertise {
             let bracketed = a.starts_with('[') && a.ends_with(']');
-            if a.is_empty() || (a.contains(':') && !bracketed && a.parse::<std::net::Ipv6Addr>().is_err()) {
+            if a.is_empty()
+                || (a.contains(':') && !bracketed && a.parse::<std::net::Ipv6Addr>().is_err())
+            {
                 return Err(ClusterError::Advertise(a.clone()));
             }
         }

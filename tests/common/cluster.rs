@@ -61,8 +61,15 @@ pub fn wait_up(node: &Node, token: &str, want: &[&str], within: Duration) -> Dur
 /// Three node names (from a fixed list) with the demo's `support` group
 /// homed on the second and agent 1001 on the third.
 pub fn names_placing_support_then_1001() -> [String; 3] {
-    use switchboard_cluster::placement::{home, EntityKey, Kind};
-    let pool: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+    use switchboard_cluster::placement::Kind;
+    names_placing(&[(Kind::SkillGroup, "support", 1), (Kind::Agent, "1001", 2)])
+}
+
+/// Three node names (from a fixed list) on which each of the demo's
+/// entities `(kind, id, i)` is homed on the `i`th.
+pub fn names_placing(want: &[(switchboard_cluster::placement::Kind, &str, usize)]) -> [String; 3] {
+    use switchboard_cluster::placement::{home, EntityKey};
+    let pool: Vec<String> = (0..16).map(|i| format!("n{i}")).collect();
     for x in &pool {
         for y in &pool {
             for z in &pool {
@@ -70,16 +77,67 @@ pub fn names_placing_support_then_1001() -> [String; 3] {
                     continue;
                 }
                 let live = [x.as_str(), y.as_str(), z.as_str()];
-                let at = |k, id| home(&EntityKey::new("demo", k, id), live).map(str::to_owned);
-                if at(Kind::SkillGroup, "support").as_ref() == Some(y)
-                    && at(Kind::Agent, "1001").as_ref() == Some(z)
-                {
+                let placed = want.iter().all(|(kind, id, i)| {
+                    home(&EntityKey::new("demo", *kind, id), live) == Some(live[*i])
+                });
+                if placed {
                     return [x.clone(), y.clone(), z.clone()];
                 }
             }
         }
     }
-    panic!("no names place support and 1001 apart");
+    panic!("no names place {want:?}");
+}
+
+/// Three members whose cluster links run through `links`: member `i`
+/// listens on 127.0.0.(21+i) and advertises 127.0.1.(21+i), where a
+/// front of `links` forwards to it, so any link between two of them can
+/// be cut. The data directory, the nodes, each one's host, and a token.
+pub fn three_behind(
+    links: &switchboard_chaos::Links,
+    names: &[String; 3],
+) -> (std::path::PathBuf, [Node; 3], [std::net::IpAddr; 3], String) {
+    let data = Node::fresh_data_dir();
+    let hosts: [std::net::IpAddr; 3] = std::array::from_fn(|i| {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 21 + i as u8))
+    });
+    let fronts: [std::net::IpAddr; 3] = std::array::from_fn(|i| {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 21 + i as u8))
+    });
+    let ports = [free_port(), free_port(), free_port()];
+    for i in 0..3 {
+        links
+            .front(
+                std::net::SocketAddr::new(fronts[i], ports[i]),
+                std::net::SocketAddr::new(hosts[i], ports[i]),
+            )
+            .expect("a proxy front");
+    }
+    let node = |i: usize, join: bool| {
+        let cluster = format!("{}:{}", hosts[i], ports[i]);
+        let advertise = fronts[i].to_string();
+        let seed = format!("{}:{}", fronts[0], ports[0]);
+        let mut args = vec![
+            "--node-name",
+            names[i].as_str(),
+            "--cluster",
+            cluster.as_str(),
+            "--cluster-advertise",
+            advertise.as_str(),
+        ];
+        if join {
+            args.extend(["--join", seed.as_str()]);
+        }
+        Node::start_in(data.clone(), &args)
+    };
+    let nodes = [node(0, false), node(1, true), node(2, true)];
+    let token = nodes[0].login("admin", "demo-admin");
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.sort();
+    for n in &nodes {
+        wait_up(n, &token, &all, Duration::from_secs(15));
+    }
+    (data, nodes, hosts, token)
 }
 
 /// The live events `token`'s WebSocket on `node` receives, collected in
