@@ -226,6 +226,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Writes finished calls (one batch). Writing a call again replaces it.
     fn put_calls<'a>(&'a self, records: &'a [CallRecord]) -> StoreFuture<'a, ()>;
 
+    /// Calls in progress as their node sees them now, each replacing what
+    /// was written of it before. Writing a call's record ([`Store::put_calls`])
+    /// removes it, so what is left of a node that died is its calls that
+    /// were up: a survivor closes them.
+    fn put_open_calls<'a>(&'a self, records: &'a [CallRecord]) -> StoreFuture<'a, ()>;
+
+    /// The calls in progress that `node` wrote and no record closed yet,
+    /// oldest first.
+    fn open_calls<'a>(&'a self, node: &'a NodeId) -> StoreFuture<'a, Vec<CallRecord>>;
+
     fn get_call<'a>(
         &'a self,
         tenant: &'a TenantId,

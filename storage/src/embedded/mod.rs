@@ -469,6 +469,22 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn put_open_calls<'a>(&'a self, records: &'a [CallRecord]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let rows = queries::encode_calls(records)?;
+            self.write(rows.len(), move |c| queries::put_open_calls(c, &rows))
+                .await
+        })
+    }
+
+    fn open_calls<'a>(&'a self, node: &'a NodeId) -> StoreFuture<'a, Vec<CallRecord>> {
+        let node = node.0.clone();
+        Box::pin(self.read(move |c| queries::open_calls(c, &node)))
+    }
+
     fn get_call<'a>(
         &'a self,
         tenant: &'a TenantId,

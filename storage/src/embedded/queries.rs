@@ -288,6 +288,7 @@ pub(super) struct CallRow {
     direction: &'static str,
     answered: bool,
     hangup_side: &'static str,
+    node: String,
     body: String,
 }
 
@@ -440,10 +441,43 @@ pub(super) fn encode_calls(records: &[CallRecord]) -> Result<Vec<CallRow>> {
                 direction: r.direction.as_str(),
                 answered: r.answered.is_some(),
                 hangup_side: r.hangup_side.as_str(),
+                node: r.node.0.clone(),
                 body: encode("call record", r)?,
             })
         })
         .collect()
+}
+
+/// Calls in progress, each replacing what its node wrote of it before.
+pub(super) fn put_open_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
+    let mut put = c
+        .prepare_cached(
+            "INSERT INTO open_calls (tenant, call, node, body) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (tenant, call) DO UPDATE SET node = excluded.node, body = excluded.body",
+        )
+        .map_err(sql_error)?;
+    for r in rows {
+        put.execute(params![r.tenant, r.call, r.node, r.body])
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// The calls in progress `node` wrote, oldest first.
+pub(super) fn open_calls(c: &Connection, node: &str) -> Result<Vec<CallRecord>> {
+    let mut q = c
+        .prepare_cached("SELECT body FROM open_calls WHERE node = ?1")
+        .map_err(sql_error)?;
+    let bodies = q
+        .query_map(params![node], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(sql_error)?;
+    let mut calls = bodies
+        .iter()
+        .map(|b| decode::<CallRecord>("open call", b))
+        .collect::<Result<Vec<_>>>()?;
+    calls.sort_by_key(|r| (r.start, r.call));
+    Ok(calls)
 }
 
 pub(super) fn put_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
@@ -466,7 +500,13 @@ pub(super) fn put_calls(c: &Connection, rows: &[CallRow]) -> Result<()> {
             "INSERT OR IGNORE INTO call_key_days (tenant, kind, key, day) VALUES (?1, ?2, ?3, ?4)",
         )
         .map_err(sql_error)?;
+    let mut closed = c
+        .prepare_cached("DELETE FROM open_calls WHERE tenant = ?1 AND call = ?2")
+        .map_err(sql_error)?;
     for r in rows {
+        closed
+            .execute(params![r.tenant, r.call])
+            .map_err(sql_error)?;
         let added = insert
             .execute(params![
                 r.tenant,

@@ -185,4 +185,16 @@ INSERT OR IGNORE INTO call_key_days (tenant, kind, key, day)
 DROP INDEX calls_by_number;
 DROP INDEX calls_by_customer;
 "#,
+    // Calls in progress, as their node last wrote them: a survivor closes
+    // the calls of a node that died. Writing a call's record removes it.
+    r#"
+CREATE TABLE open_calls (
+    tenant TEXT NOT NULL,
+    call INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, call)
+);
+CREATE INDEX open_calls_by_node ON open_calls (node);
+"#,
 ];

@@ -261,6 +261,9 @@ statements! {
     put_call_number: Write "INSERT INTO calls_by_number (tenant, number, start, call, body) VALUES (?, ?, ?, ?, ?) USING TTL ?";
     put_call_id: Write "INSERT INTO calls_by_id (tenant, call, body) VALUES (?, ?, ?) USING TTL ?";
     get_call: Read "SELECT body FROM calls_by_id WHERE tenant = ? AND call = ?";
+    put_open_call: Write "INSERT INTO open_calls (node, tenant, call, body) VALUES (?, ?, ?, ?)";
+    close_open_call: Write "DELETE FROM open_calls WHERE node = ? AND tenant = ? AND call = ?";
+    open_calls: Read "SELECT body FROM open_calls WHERE node = ?";
     calls_by_day: Read "SELECT body FROM calls_by_day WHERE tenant = ? AND day = ? AND start >= ? AND start < ?";
     calls_by_agent: Read "SELECT body FROM calls_by_agent WHERE tenant = ? AND agent = ? AND start >= ? AND start < ?";
     calls_by_number: Read "SELECT body FROM calls_by_number WHERE tenant = ? AND number = ? AND start >= ? AND start < ?";
@@ -503,8 +506,12 @@ impl Inner {
         if let Some(e) = TimelineEvent::of_call(r) {
             self.put_timeline(&e, ttl).await?;
         }
-        // Last: a call found by id is complete in every listing.
-        self.exec(&self.st.put_call_id, (t, call, &body, ttl)).await
+        // Then: a call found by id is complete in every listing.
+        self.exec(&self.st.put_call_id, (t, call, &body, ttl))
+            .await?;
+        // Last: it is no longer open once its record is complete.
+        self.exec(&self.st.close_open_call, (&r.node.0, t, call))
+            .await
     }
 
     /// A listing of call records, paged by the server, filtered here.
@@ -991,6 +998,31 @@ impl Store for ScyllaStore {
                 inner.put_call(&r).await
             })
             .await
+        })
+    }
+
+    fn put_open_calls<'a>(&'a self, records: &'a [CallRecord]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            write_all(&self.inner, records, |inner, r| async move {
+                let body = encode("open call", &r)?;
+                inner
+                    .exec(
+                        &inner.st.put_open_call,
+                        (&r.node.0, &r.tenant.0, call_col(r.call), &body),
+                    )
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn open_calls<'a>(&'a self, node: &'a NodeId) -> StoreFuture<'a, Vec<CallRecord>> {
+        Box::pin(async move {
+            let i = &self.inner;
+            let mut calls: Vec<CallRecord> =
+                i.bodies("open call", &i.st.open_calls, (&node.0,)).await?;
+            calls.sort_by_key(|r| (r.start, r.call));
+            Ok(calls)
         })
     }
 

@@ -29,7 +29,7 @@ macro_rules! suite_tests {
         $crate::suite_tests!($open;
             config_crud, config_update_retries, tenants_are_listed, hotlines_are_global,
             flows_are_versioned_and_published, prompts_are_reviewed, calls_by_day_page_and_filter,
-            calls_by_agent_and_number, calls_rewritten_are_replaced,
+            calls_by_agent_and_number, calls_rewritten_are_replaced, open_calls_until_their_record,
             survey_outcomes_and_levels_are_kept, status_log_by_day,
             stats_partials_replace_and_sum, customers_and_numbers, customer_timeline,
             contact_plans_by_agent, leases_fence_with_epochs, demo_seed_is_idempotent,
@@ -713,6 +713,64 @@ pub async fn calls_rewritten_are_replaced(s: &dyn Store) -> Result<()> {
         )
         .await?;
     ensure!(by_agent.items.len() == 1);
+    Ok(())
+}
+
+/// A node's calls in progress are listed, the latest write of each, until
+/// their record is written; another node's are not.
+pub async fn open_calls_until_their_record(s: &dyn Store) -> Result<()> {
+    let t = tenant();
+    let (node, other) = (
+        NodeId::from(unique("n").as_str()),
+        NodeId::from(unique("m").as_str()),
+    );
+    let on = |mut c: CallRecord, n: &NodeId| {
+        c.node = n.clone();
+        c
+    };
+    let first = on(
+        call(
+            &t,
+            81,
+            at(day0(), 9, 0, 0),
+            Some("sales"),
+            None,
+            "13900000001",
+        ),
+        &node,
+    );
+    let second = on(
+        call(
+            &t,
+            82,
+            at(day0(), 9, 5, 0),
+            Some("sales"),
+            None,
+            "13900000002",
+        ),
+        &node,
+    );
+    let elsewhere = on(
+        call(&t, 83, at(day0(), 9, 1, 0), None, None, "13900000003"),
+        &other,
+    );
+    s.put_open_calls(&[second.clone(), first.clone(), elsewhere.clone()])
+        .await?;
+    // The agent answered the first: what is open is its latest state.
+    let mut answered = first.clone();
+    answered.agent = Some(AgentId::from("a1"));
+    answered.answered = Some(at(day0(), 9, 0, 40));
+    s.put_open_calls(std::slice::from_ref(&answered)).await?;
+    let open = s.open_calls(&node).await?;
+    ensure!(open == vec![answered.clone(), second.clone()], "{open:?}");
+    s.put_calls(std::slice::from_ref(&answered)).await?;
+    let open = s.open_calls(&node).await?;
+    ensure!(open == vec![second.clone()], "{open:?}");
+    ensure!(s.open_calls(&other).await? == vec![elsewhere]);
+    ensure!(s
+        .open_calls(&NodeId::from(unique("x").as_str()))
+        .await?
+        .is_empty());
     Ok(())
 }
 
