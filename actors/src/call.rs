@@ -251,6 +251,18 @@ impl InboundCall {
         &self.summary
     }
 
+    /// The call's record as it stands while it is up: its legs so far,
+    /// the IVR's path so far, `now` as its end.
+    pub fn progress(&self, now: Timestamp) -> CallRecord {
+        let mut r = self.summary.clone();
+        if self.phase == Phase::Ivr {
+            r.ivr = self.ivr.trace().clone();
+        }
+        r.legs = self.legs(now);
+        r.end = now;
+        r
+    }
+
     /// The media side is recording the conversation into `file`.
     pub fn recording(&mut self, file: String) {
         self.summary.recording = Some(file);
@@ -902,6 +914,31 @@ mod tests {
         c.agent_answered(&a, t(10));
         actions(&mut c);
         c
+    }
+
+    #[test]
+    fn a_call_lost_with_its_node_is_closed_from_its_progress() {
+        let c = talking();
+        let p = c.progress(t(30));
+        assert_eq!(p.end, t(30));
+        assert_eq!(p.answered, Some(t(10)));
+        assert_eq!(p.talk_end, None);
+        assert_eq!(p.legs.len(), 2, "{:?}", p.legs);
+        // Found dead later: it ends when last heard, the talk with it.
+        let r = p.clone().lost(t(45));
+        assert_eq!(r.hangup_reason, HangupReason::NodeLost);
+        assert_eq!(r.hangup_side, HangupSide::System);
+        assert_eq!((r.end, r.talk_end), (t(45), Some(t(45))));
+        assert_eq!(r.talk_time(), Duration::from_secs(35));
+        assert!(r.legs.iter().all(|l| l.end == t(45)));
+        // Never before what it wrote of itself.
+        let r = p.lost(t(20));
+        assert_eq!(r.end, t(30));
+        assert_eq!(r.talk_time(), Duration::from_secs(20));
+        // A call still waiting: its queue wait ends with it.
+        let q = queued(None).progress(t(8)).lost(t(9));
+        assert_eq!(q.dequeued, Some(t(9)));
+        assert_eq!(q.answered, None);
     }
 
     #[test]

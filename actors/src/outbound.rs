@@ -237,6 +237,16 @@ impl OutboundCall {
             .push_back(OutboundAction::Record(Box::new(record)));
     }
 
+    /// The call's record as it stands while it is up (no outcome until
+    /// the customer answered).
+    pub fn progress(&self, now: Timestamp) -> CallRecord {
+        let mut r = self.record(DialOutcome::Answered, HangupSide::System, now);
+        if self.answered.is_none() {
+            r.outcome = None;
+        }
+        r
+    }
+
     fn record(&self, outcome: DialOutcome, side: HangupSide, now: Timestamp) -> CallRecord {
         let s = &self.setup;
         let ring = RingAttempt {

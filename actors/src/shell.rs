@@ -688,6 +688,39 @@ pub enum CallMsg {
 /// How long an agent a call was transferred to may ring.
 pub const DIRECT_RING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What a call tells of its record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallNote {
+    /// Where the call stands (it is still up): at its start and at each
+    /// step that changes its record's outline (queued, answered,
+    /// transferred). Kept in the store so that, if this node dies, a
+    /// survivor closes the call's record.
+    Progress(Box<CallRecord>),
+    /// The finished call's record.
+    Finished(Box<CallRecord>),
+}
+
+/// What of a record a [`CallNote::Progress`] is sent again for.
+type Outline = (
+    Option<String>,
+    bool,
+    Option<AgentId>,
+    bool,
+    usize,
+    Option<String>,
+);
+
+fn outline(r: &CallRecord) -> Outline {
+    (
+        r.group.clone(),
+        r.enqueued.is_some(),
+        r.agent.clone(),
+        r.answered.is_some(),
+        r.transfers.len(),
+        r.recording.clone(),
+    )
+}
+
 /// A Call actor: configuration. The machine itself is handed over as the
 /// spawn argument.
 #[derive(Debug)]
@@ -699,8 +732,8 @@ pub struct CallActor {
     /// The tenant's groups and agents, shared by all its calls.
     pub groups: Arc<HashMap<String, ActorRef<GroupMsg>>>,
     pub agents: Arc<HashMap<AgentId, ActorRef<AgentMsg>>>,
-    /// Where the finished call's summary goes (the call record).
-    pub records: mpsc::UnboundedSender<CallRecord>,
+    /// Where the call's record goes: its progress, then the finished one.
+    pub records: mpsc::UnboundedSender<CallNote>,
 }
 
 /// A Call actor's state.
@@ -708,6 +741,8 @@ pub struct CallActor {
 pub struct CallState {
     machine: InboundCall,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+    /// The outline last told as progress.
+    told: Option<Outline>,
 }
 
 impl CallActor {
@@ -729,6 +764,7 @@ impl CallActor {
 
     fn settle(&self, myself: &ActorRef<CallMsg>, state: &mut CallState) {
         let call = self.call;
+        let mut finished = false;
         while let Some(a) = state.machine.poll_action() {
             match a {
                 CallAction::Play { prompt } => self.tell(TelephonyCommand::Play { prompt }),
@@ -830,11 +866,18 @@ impl CallActor {
                     self.agent(&agent, msg);
                 }
                 CallAction::Finished(summary) => {
-                    let _ = self.records.send(*summary);
+                    let _ = self.records.send(CallNote::Finished(summary));
                     self.tell(TelephonyCommand::Finished);
+                    finished = true;
                     myself.stop(None);
                 }
             }
+        }
+        let now = outline(state.machine.record());
+        if !finished && state.told.as_ref() != Some(&now) {
+            state.told = Some(now);
+            let r = Box::new(state.machine.progress(self.clock.now()));
+            let _ = self.records.send(CallNote::Progress(r));
         }
         if let Some(t) = state.timer.take() {
             t.abort();
@@ -861,6 +904,7 @@ impl Actor for CallActor {
         Ok(CallState {
             machine,
             timer: None,
+            told: None,
         })
     }
 
@@ -968,7 +1012,7 @@ pub struct OutboundActor {
     pub clock: Clock,
     pub telephony: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
     pub agent: ActorRef<AgentMsg>,
-    pub records: mpsc::UnboundedSender<CallRecord>,
+    pub records: mpsc::UnboundedSender<CallNote>,
 }
 
 /// An outbound call's actor state.
@@ -976,11 +1020,13 @@ pub struct OutboundActor {
 pub struct OutboundState {
     machine: OutboundCall,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<OutboundMsg>>>>,
+    told: Option<Outline>,
 }
 
 impl OutboundActor {
     fn settle(&self, myself: &ActorRef<OutboundMsg>, state: &mut OutboundState) {
         let call = self.call;
+        let mut finished = false;
         let tell = |cmd| {
             let _ = self.telephony.send((call, cmd));
         };
@@ -1000,11 +1046,18 @@ impl OutboundActor {
                 }
                 OutboundAction::Record(record) => {
                     let outcome = record.outcome;
-                    let _ = self.records.send(*record);
+                    let _ = self.records.send(CallNote::Finished(record));
                     tell(OutboundCommand::Finished { outcome });
+                    finished = true;
                     myself.stop(None);
                 }
             }
+        }
+        let progress = state.machine.progress(self.clock.now());
+        let now = outline(&progress);
+        if !finished && state.told.as_ref() != Some(&now) {
+            state.told = Some(now);
+            let _ = self.records.send(CallNote::Progress(Box::new(progress)));
         }
         if let Some(t) = state.timer.take() {
             t.abort();
@@ -1031,6 +1084,7 @@ impl Actor for OutboundActor {
         Ok(OutboundState {
             machine,
             timer: None,
+            told: None,
         })
     }
 
@@ -1473,7 +1527,22 @@ mod tests {
                 agent: "1001".into()
             })
         );
-        let record = records.recv().await.unwrap();
+        let mut progress = Vec::new();
+        let record = loop {
+            match records.recv().await.unwrap() {
+                CallNote::Progress(p) => progress.push(p),
+                CallNote::Finished(r) => break r,
+            }
+        };
+        // What it wrote of itself while up: first unanswered, then queued,
+        // then answered by 1001.
+        assert!(progress[0].answered.is_none() && progress[0].group.is_none());
+        assert!(progress
+            .iter()
+            .any(|p| p.enqueued.is_some() && p.answered.is_none()));
+        let last = progress.last().unwrap();
+        assert_eq!(last.agent, Some("1001".into()));
+        assert!(last.answered.is_some() && last.talk_end.is_none());
         assert_eq!(record.agent, Some("1001".into()));
         assert_eq!(record.talk_time(), Duration::from_secs(30));
         assert_eq!(record.ring_time(), Duration::from_secs(3));

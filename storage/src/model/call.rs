@@ -40,6 +40,9 @@ pub enum HangupReason {
     /// The node ended the call because the software handling it failed;
     /// the record holds what the media side knew.
     Failed,
+    /// The node handling the call died with it; another node closed the
+    /// record from what the call had last written of itself.
+    NodeLost,
 }
 
 /// Where an agent transferred the customer (转接).
@@ -319,6 +322,27 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// The record of a call whose node died at `at`, from what the call
+    /// had written of itself while up: it ends then, whatever was up
+    /// (the talk, the queue wait, a ring, a leg) ends with it. It was up
+    /// at least until it last wrote itself (its `end` then): never earlier.
+    pub fn lost(mut self, at: Timestamp) -> CallRecord {
+        let at = at.max(self.start).max(self.end);
+        self.end = at;
+        self.hangup_side = HangupSide::System;
+        self.hangup_reason = HangupReason::NodeLost;
+        if self.enqueued.is_some() && self.dequeued.is_none() {
+            self.dequeued = Some(at);
+        }
+        if self.answered.is_some() && self.talk_end.is_none() {
+            self.talk_end = Some(at);
+        }
+        for leg in &mut self.legs {
+            leg.end = leg.end.max(at);
+        }
+        self
+    }
+
     /// Time waiting in the queue.
     pub fn queue_time(&self) -> Duration {
         match (self.enqueued, self.dequeued) {
