@@ -135,6 +135,16 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
     if let Some(c) = membership.cluster() {
         c.settle(Duration::from_secs(3)).await;
     }
+    // Calls this node's previous run left open (it died with them) are
+    // closed before new ones come; in a cluster once this node holds its
+    // own lease again (a survivor may be closing them right now).
+    let node_lease = match membership.cluster() {
+        Some(c) => core::take_node_lease(&*store, &recorder, &node, c.settings().down_after).await,
+        None => {
+            records::close_lost(&*store, &recorder, &node, None).await;
+            None
+        }
+    };
     let centers = match center::load(&*store, &load, &recorder, &hub, registry.as_ref()).await {
         Ok(c) => c,
         Err(e) => {
@@ -170,7 +180,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             cluster: registry
                 .clone()
                 .zip(link.clone())
-                .map(|(r, l)| core::Clustered::new(r, l)),
+                .map(|(r, l)| core::Clustered::new(r, l, recorder.clone(), node_lease)),
         },
     );
     let cluster_tasks = match (membership.cluster(), &registry, &link) {

@@ -663,3 +663,57 @@ fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
     assert_eq!(calls.len(), 1, "one call record: {calls:?}");
     assert_nothing_left_up(&node);
 }
+
+#[test]
+fn a_call_cut_by_a_crash_is_closed_when_the_node_restarts() {
+    use common::records::open_calls;
+    let data = Node::fresh_data_dir();
+    let mut node = Node::start_in(data.clone(), &["--node-name", "solo"]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 20);
+    let running = agent.spawn(20);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let customer = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    std::thread::sleep(Duration::from_secs(5));
+    customer.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    // What the call wrote of itself while up: answered by 1001.
+    let t0 = std::time::Instant::now();
+    let open = loop {
+        let open = open_calls(&data, "solo");
+        if open.iter().any(|r| r.answered.is_some()) || t0.elapsed() > Duration::from_secs(3) {
+            break open;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        open[0].agent.as_ref().map(|a| a.0.as_str()),
+        Some("1001"),
+        "{open:?}"
+    );
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    assert!(wait_demo_calls(&data, 1, Duration::from_millis(500)).is_empty());
+    // The same node again: before taking calls it closes the one its
+    // previous run died with.
+    let mut again = Node::start_in(data.clone(), &["--node-name", "solo"]);
+    assert!(again.wait_log(
+        "call record closed: its node died with it",
+        Duration::from_secs(5)
+    ));
+    let calls = wait_demo_calls(&data, 1, Duration::from_secs(5));
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let r = &calls[0];
+    assert_eq!(
+        r.hangup_reason,
+        switchboard_storage::model::HangupReason::NodeLost
+    );
+    assert_eq!(r.group.as_deref(), Some("support"));
+    assert!(r.answered.is_some() && r.talk_end.is_some(), "{r:?}");
+    assert!(open_calls(&data, "solo").is_empty());
+    drop(customer);
+    // The phone's node is gone: it would wait out its un-REGISTER.
+    let mut running = running;
+    let _ = running.kill();
+    let _ = running.wait();
+}

@@ -560,9 +560,9 @@ fn a_node_that_loses_an_agents_lease_stops_running_it_until_it_holds_it_again() 
 }
 
 #[test]
-fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
+fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again_and_its_record_is_closed() {
     use common::phone::Phone;
-    let (_, _, [mut a, b, mut c], token) = three_placed(&[]);
+    let (data, names, [mut a, mut b, mut c], token) = three_placed(&[]);
     assert!(c.wait_log(
         "agent hosted here tenant=demo agent=1001",
         Duration::from_secs(5)
@@ -579,6 +579,18 @@ fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
         "the agent never answered"
     );
     assert!(c.wait_log("agent=1001 status=Talking", Duration::from_secs(2)));
+    let t0 = Instant::now();
+    while !common::records::open_calls(&data, &names[0])
+        .iter()
+        .any(|r| r.answered.is_some())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            common::records::open_calls(&data, &names[0])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The node with the call dies: the agent's home frees the agent.
     a.child.kill().unwrap();
     a.child.wait().unwrap();
@@ -593,8 +605,33 @@ fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again() {
     let (code, v) = b.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"]["status"], "ready", "{v}");
+    // A survivor closes the record of the call that died with its node:
+    // who answered it, and that its node was lost.
+    let calls = common::records::wait_demo_calls(&data, 1, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let r = &calls[0];
+    assert_eq!(r.node.0, names[0]);
+    assert_eq!(r.caller, "13800138000");
+    assert_eq!(r.group.as_deref(), Some("support"), "{r:?}");
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert!(r.answered.is_some() && r.talk_end.is_some(), "{r:?}");
+    assert_eq!(
+        r.hangup_reason,
+        switchboard_storage::model::HangupReason::NodeLost
+    );
+    assert!(r.end >= r.answered.unwrap(), "{r:?}");
+    assert!(
+        b.count_log("closed the calls a dead member left open")
+            + c.count_log("closed the calls a dead member left open")
+            == 1,
+        "{:?}\n{:?}",
+        b.lines,
+        c.lines
+    );
     drop(customer);
-    let _ = Phone::output(running);
+    let mut running = running;
+    let _ = running.kill();
+    let _ = running.wait();
 }
 
 #[test]

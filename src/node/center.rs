@@ -20,8 +20,8 @@ use std::time::Duration;
 use switchboard_actors::agent::{Device, Status};
 use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
 use switchboard_actors::remote::Registry;
-use switchboard_actors::shell::GroupSnapshot;
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
+use switchboard_actors::shell::{CallNote, GroupSnapshot};
 use switchboard_actors::{AgentId, TenantId};
 use switchboard_http::live::{Event, StatusDoc};
 use switchboard_media::rtp::prompt::{decode_wav, Prompt};
@@ -161,7 +161,7 @@ pub struct CallCenter {
     pub prompts: Prompts,
     pub trunk: Option<Trunk>,
     pub clock: Clock,
-    pub records: mpsc::UnboundedSender<m::CallRecord>,
+    pub records: mpsc::UnboundedSender<CallNote>,
     /// Starts the actors that configuration changes add.
     pub spawner: Spawner,
     /// The SIP accounts' user names (to replace them on a change).
@@ -675,11 +675,18 @@ pub async fn load_tenant(
 
     // Call records go to the writer; a forwarding task keeps the actors'
     // channel type simple.
-    let (records_tx, mut records_rx) = mpsc::unbounded_channel::<m::CallRecord>();
+    let (records_tx, mut records_rx) = mpsc::unbounded_channel::<CallNote>();
     {
         let (recorder, hub, tenant) = (recorder.clone(), hub.clone(), tenant.clone());
         tokio::spawn(async move {
-            while let Some(r) = records_rx.recv().await {
+            while let Some(note) = records_rx.recv().await {
+                let r = match note {
+                    CallNote::Progress(r) => {
+                        recorder.open(*r);
+                        continue;
+                    }
+                    CallNote::Finished(r) => *r,
+                };
                 let reason = format!("{:?}", r.hangup_reason).to_lowercase();
                 super::metrics::get()
                     .calls

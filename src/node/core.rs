@@ -12,7 +12,7 @@
 mod cc;
 mod hosting;
 pub mod reload;
-pub use hosting::Clustered;
+pub use hosting::{take_node_lease, Clustered};
 
 use super::center::Centers;
 use super::leg::{Leg, LegCmd, LegEvent};

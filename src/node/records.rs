@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_actors::agent::AgentEvent;
 use switchboard_storage::model::{
-    CallRecord, Day, NodeId, StatsAggregator, StatusChange, TenantId, Timestamp,
+    CallId, CallRecord, Day, NodeId, StatsAggregator, StatusChange, TenantId, Timestamp,
 };
 use switchboard_storage::{StatsFilter, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -31,12 +31,40 @@ pub const MAX_PENDING: usize = 100_000;
 #[derive(Debug)]
 pub enum Record {
     Call(Box<CallRecord>),
+    /// A call in progress, as it stands now.
+    Open(Box<CallRecord>),
     Status {
         tenant: TenantId,
         event: AgentEvent,
     },
     /// Write everything now and answer (shutdown).
     Flush(oneshot::Sender<()>),
+}
+
+/// Closes the calls `node` left open (it died with them): each record
+/// ends at `at`, or where the call last wrote itself when `at` is `None`
+/// (the moment the node died is not known), and goes to `recorder`,
+/// whose write removes the open call. How many.
+pub async fn close_lost(
+    store: &dyn Store,
+    recorder: &Recorder,
+    node: &NodeId,
+    at: Option<Timestamp>,
+) -> usize {
+    let open = match store.open_calls(node).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(node = %node.0, error = %e, "open calls of a lost node not read");
+            return 0;
+        }
+    };
+    let n = open.len();
+    for r in open {
+        let end = at.unwrap_or(r.end);
+        tracing::info!(tenant = %r.tenant, call = %r.call, node = %node.0, "call record closed: its node died with it");
+        recorder.call(r.lost(end));
+    }
+    n
 }
 
 /// A tenant's settings the statistics need.
@@ -55,6 +83,12 @@ pub struct Recorder {
 impl Recorder {
     pub fn call(&self, r: CallRecord) {
         let _ = self.tx.send(Record::Call(Box::new(r)));
+    }
+
+    /// A call in progress: kept in the store (the latest of each call)
+    /// until its record is written.
+    pub fn open(&self, r: CallRecord) {
+        let _ = self.tx.send(Record::Open(Box::new(r)));
     }
 
     pub fn status(&self, tenant: TenantId, event: AgentEvent) {
@@ -76,6 +110,8 @@ struct Writer {
     tenants: HashMap<TenantId, TenantClock>,
     stats: HashMap<TenantId, StatsAggregator>,
     calls: Vec<CallRecord>,
+    /// Calls in progress not written yet, the latest of each.
+    open: HashMap<(TenantId, CallId), CallRecord>,
     changes: Vec<StatusChange>,
 }
 
@@ -108,6 +144,7 @@ pub async fn spawn(
         tenants,
         stats,
         calls: Vec::new(),
+        open: HashMap::new(),
         changes: Vec::new(),
     };
     tokio::spawn(w.run(rx));
@@ -155,7 +192,12 @@ impl Writer {
 
     fn take(&mut self, r: Record) {
         match r {
+            Record::Open(c) => {
+                self.open.insert((c.tenant.clone(), c.call), *c);
+            }
             Record::Call(c) => {
+                // Its last progress need not be written: the record is.
+                self.open.remove(&(c.tenant.clone(), c.call));
                 if let Some(agg) = self.stats.get_mut(&c.tenant) {
                     agg.add_call(&c);
                 }
@@ -195,6 +237,21 @@ impl Writer {
     }
 
     async fn flush(&mut self) {
+        // Progress first: a call whose record is in this flush has none
+        // left here, so no progress is written after its record.
+        if !self.open.is_empty() {
+            let open: Vec<CallRecord> = self.open.values().cloned().collect();
+            match self.store.put_open_calls(&open).await {
+                Ok(()) => self.open.clear(),
+                Err(e) => {
+                    super::metrics::get()
+                        .store_errors
+                        .with_label_values(&["open_call"])
+                        .inc();
+                    tracing::warn!(error = %e, pending = open.len(), "calls in progress not written yet");
+                }
+            }
+        }
         while !self.calls.is_empty() {
             let n = self.calls.len().min(BATCH);
             // A call shows in its customer's timeline: the number's

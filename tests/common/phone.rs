@@ -98,8 +98,11 @@ impl Phone {
     }
 
     fn command(&self, dial: Option<&str>, secs: u32) -> Command {
+        // baresip ends gracefully on the signal, unregistering first, which
+        // waits out the retransmissions when its node is gone: `-k` ends it.
         let mut cmd = Command::new("timeout");
-        cmd.arg((secs + 10).to_string())
+        cmd.args(["-k", "2"])
+            .arg((secs + 10).to_string())
             .arg("baresip")
             .arg("-f")
             .arg(&self.dir);

@@ -220,3 +220,16 @@ pub fn steal_demo_lease(data_dir: &Path, key: &str, holder: &str, ttl: Duration)
         held.holder.0
     })
 }
+
+/// The calls in progress `node` wrote to the store in `data_dir`.
+pub fn open_calls(data_dir: &Path, node: &str) -> Vec<CallRecord> {
+    use switchboard_storage::model::NodeId;
+    let store = EmbeddedStore::open(data_dir).expect("open the node's store");
+    runtime().block_on(async {
+        let store: &dyn Store = &store;
+        store
+            .open_calls(&NodeId::from(node))
+            .await
+            .expect("open calls")
+    })
+}

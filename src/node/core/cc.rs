@@ -987,7 +987,11 @@ impl SipCore {
             }
             let end = center.clock.now();
             let record = failed_record(setup, started, end, &talked);
-            let _ = center.records.send(record);
+            let _ = center
+                .records
+                .send(switchboard_actors::shell::CallNote::Finished(Box::new(
+                    record,
+                )));
         }
         self.forget_if_done(call);
     }

@@ -4,6 +4,7 @@
 
 use super::SipCore;
 use crate::node::center::{members, watch_groups};
+use crate::node::records::{close_lost, Recorder};
 use crate::node::remote::{Bound, ClusterLink, Mail};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,16 +27,70 @@ pub struct Clustered {
     announced: HashMap<(TenantId, String), Vec<Bound>>,
     /// The leases of what runs here, by (tenant, key).
     leases: HashMap<(TenantId, String), Lease>,
+    /// This node's own lease ([`node_lease_key`]): held while it runs, so
+    /// the others close its calls only once it stopped renewing it.
+    node_lease: Option<Lease>,
+    /// Members down whose open calls were closed (until seen up again).
+    closed: std::collections::HashSet<String>,
+    recorder: Recorder,
 }
 
 impl Clustered {
-    pub fn new(registry: Arc<Registry>, link: Arc<ClusterLink>) -> Clustered {
+    pub fn new(
+        registry: Arc<Registry>,
+        link: Arc<ClusterLink>,
+        recorder: Recorder,
+        node_lease: Option<Lease>,
+    ) -> Clustered {
         Clustered {
             registry,
             link,
             remote: HashMap::new(),
             announced: HashMap::new(),
             leases: HashMap::new(),
+            node_lease,
+            closed: std::collections::HashSet::new(),
+            recorder,
+        }
+    }
+}
+
+/// The tenant of the cluster's own leases.
+pub fn cluster_tenant() -> TenantId {
+    TenantId::from("_cluster")
+}
+
+/// The lease a running node holds on itself.
+pub fn node_lease_key(node: &str) -> String {
+    format!("node:{node}")
+}
+
+/// Takes this node's own lease at start, waiting (bounded) for a
+/// survivor that may be closing the calls of this node's previous run,
+/// then closes what that run left open. `None`: not granted in time.
+pub async fn take_node_lease(
+    store: &dyn switchboard_storage::Store,
+    recorder: &Recorder,
+    node: &m::NodeId,
+    ttl: std::time::Duration,
+) -> Option<Lease> {
+    let deadline = std::time::Instant::now() + ttl * 3;
+    let key = node_lease_key(&node.0);
+    loop {
+        let now = switchboard_actors::shell::Clock::system().now();
+        match store
+            .acquire_lease(&cluster_tenant(), &key, node, ttl, now)
+            .await
+        {
+            Ok(l) => {
+                close_lost(store, recorder, node, None).await;
+                return Some(l);
+            }
+            Err(e) if std::time::Instant::now() > deadline => {
+                tracing::warn!(error = %e, "this node's own lease not granted: calls of its previous run stay open");
+                return None;
+            }
+            Err(_) => tokio::time::sleep(ttl / 8).await,
         }
     }
 }
@@ -344,6 +399,7 @@ impl SipCore {
                 "homes recomputed: hosting these here"
             );
         }
+        self.close_lost_members().await;
         if !members_changed {
             return;
         }
@@ -364,6 +420,65 @@ impl SipCore {
                     });
                 }
             }
+        }
+    }
+}
+
+impl SipCore {
+    /// Renews this node's own lease, and closes the calls members that
+    /// are down left open: the first live member by name does, once it
+    /// holds the dead member's node lease (so a member only cut off from
+    /// the others, still renewing it, keeps its calls), ending them when
+    /// the member was last heard.
+    async fn close_lost_members(&mut self) {
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        let ttl = c.link.cluster.settings().down_after;
+        let now = switchboard_actors::shell::Clock::system().now();
+        let me = m::NodeId(c.link.cluster.name().to_owned());
+        c.node_lease = match c.node_lease.take() {
+            Some(l) => self.store.renew_lease(&l, ttl, now).await.ok(),
+            None => None,
+        }
+        .or(self
+            .store
+            .acquire_lease(&cluster_tenant(), &node_lease_key(&me.0), &me, ttl, now)
+            .await
+            .ok());
+        let view = c.link.cluster.view();
+        let live = view.live();
+        let first = live.iter().min().is_some_and(|n| *n == me.0);
+        let mut down = Vec::new();
+        for member in &view.members {
+            let Some(name) = &member.name else { continue };
+            match member.health {
+                switchboard_cluster::Health::Down => {
+                    if first && !c.closed.contains(name) {
+                        down.push(name.clone());
+                    }
+                }
+                _ => {
+                    c.closed.remove(name);
+                }
+            }
+        }
+        for name in down {
+            let dead = m::NodeId(name.clone());
+            let Ok(lease) = self
+                .store
+                .acquire_lease(&cluster_tenant(), &node_lease_key(&name), &me, ttl, now)
+                .await
+            else {
+                continue;
+            };
+            let at = m::Timestamp(now.0.saturating_sub(ttl.as_millis() as u64));
+            let n = close_lost(&*self.store, &c.recorder, &dead, Some(at)).await;
+            if n > 0 {
+                tracing::info!(node = %name, calls = n, "closed the calls a dead member left open");
+            }
+            let _ = self.store.release_lease(&lease).await;
+            c.closed.insert(name);
         }
     }
 }
