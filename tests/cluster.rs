@@ -801,3 +801,71 @@ fn a_partition_never_gives_an_agent_two_calls_and_heals() {
     // Two calls, one after the other.
     assert_eq!(out.matches("answering call").count(), 2, "{out}");
 }
+
+#[test]
+fn a_rolling_restart_under_steady_sipp_load_drops_no_call() {
+    use common::cluster::start_sip;
+    use common::SippRun;
+    let data = Node::fresh_data_dir();
+    let names = ["r0", "r1", "r2"];
+    let ports = [free_port(), free_port(), free_port()];
+    let sips = [free_port(), free_port(), free_port()];
+    let drain = ["--drain-timeout-secs", "20"];
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let join = (i > 0).then_some(ports[0]);
+            start_sip(&data, names[i], ports[i], join, sips[i], &drain)
+        })
+        .collect();
+    let token = nodes[0].login("admin", "demo-admin");
+    for n in &nodes {
+        wait_up(n, &token, &names, Duration::from_secs(15));
+    }
+    // A steady load on every node: 2 calls a second each, 3 s long.
+    let load: Vec<SippRun> = nodes
+        .iter()
+        .map(|n| {
+            SippRun::start(
+                n.sip,
+                "steady_call",
+                &["-r", "2", "-m", "70", "-timeout", "60s"],
+                70,
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    // One node after the other: SIGTERM (it drains: refuses new calls,
+    // finishes those up, leaves), then the same node again, same ports.
+    for i in 0..3 {
+        let pid = nodes[i].child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let code = wait_exit(&mut nodes[i], Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{} did not finish draining", names[i]));
+        assert!(code.success(), "{code:?}");
+        let via = ports[(i + 1) % 3];
+        nodes[i] = start_sip(&data, names[i], ports[i], Some(via), sips[i], &drain);
+        let token = nodes[(i + 1) % 3].login("admin", "demo-admin");
+        for n in &nodes {
+            wait_up(n, &token, &names, Duration::from_secs(15));
+        }
+    }
+    let mut talked = 0;
+    for (i, run) in load.into_iter().enumerate() {
+        let (ok, logs, errors) = run.finish();
+        // Every call either talked its 3 s and hung up cleanly, or was
+        // refused before it was answered: none was cut off.
+        assert!(ok, "calls to {} failed: {errors}\n{logs}", names[i]);
+        let (t, r) = (
+            logs.matches("talked ").count(),
+            logs.matches("refused ").count(),
+        );
+        assert_eq!(t + r, 70, "{}: {t} talked, {r} refused", names[i]);
+        assert!(t >= 40, "{}: only {t} of 70 calls talked", names[i]);
+        talked += t;
+    }
+    assert!(talked >= 150, "{talked}");
+}

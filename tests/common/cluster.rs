@@ -1,6 +1,7 @@
 //! A cluster of node processes under test: starting members, their view.
 
 use super::{free_port, Node};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,18 @@ pub fn start(
     join: Option<u16>,
     extra: &[&str],
 ) -> Node {
+    start_sip(data, name, port, join, free_port(), extra)
+}
+
+/// The same with SIP on `sip` (a node restarted where callers know it).
+pub fn start_sip(
+    data: &std::path::Path,
+    name: &str,
+    port: u16,
+    join: Option<u16>,
+    sip: u16,
+    extra: &[&str],
+) -> Node {
     let cluster = format!("127.0.0.1:{port}");
     let mut args = vec!["--node-name", name, "--cluster", &cluster];
     let seed = join.map(|p| format!("127.0.0.1:{p}"));
@@ -19,7 +32,7 @@ pub fn start(
         args.extend(["--join", s.as_str()]);
     }
     args.extend(extra);
-    Node::start_in(data.to_path_buf(), &args)
+    Node::start_at(data.to_path_buf(), sip, &args)
 }
 
 /// The members `node` sees, name → health.

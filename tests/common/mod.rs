@@ -74,7 +74,12 @@ impl Node {
 
     /// A node on `data` (a store a test may have filled), with extra flags.
     pub fn start_in(data: std::path::PathBuf, extra: &[&str]) -> Node {
-        let port = free_port();
+        Node::start_at(data, free_port(), extra)
+    }
+
+    /// The same, with SIP on `port` (a node restarted where its callers
+    /// know it).
+    pub fn start_at(data: std::path::PathBuf, port: u16, extra: &[&str]) -> Node {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 50) as u16;
         let rtp_lo = 32000 + (slot % 60) * 500;
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -370,6 +375,53 @@ pub fn repo(path: &str) -> std::path::PathBuf {
 
 /// Runs SIPp against the node with a scenario from tests/sipp; true when
 /// every call succeeded.
+/// A SIPp run in the background against `target`, bounded by `timeout`
+/// seconds; its directory holds its logs.
+pub struct SippRun {
+    pub child: std::process::Child,
+    pub dir: std::path::PathBuf,
+}
+
+impl SippRun {
+    pub fn start(target: SocketAddr, scenario: &str, extra: &[&str], timeout: u32) -> SippRun {
+        require("sipp", "sip-tester");
+        let dir =
+            std::env::temp_dir().join(format!("sb-sipp-{}-{}", std::process::id(), rand_u32()));
+        let _ = std::fs::create_dir_all(&dir);
+        let child = Command::new("timeout")
+            .args(["-k", "2", &timeout.to_string(), "sipp"])
+            .arg(target.to_string())
+            .arg("-sf")
+            .arg(repo(&format!("tests/sipp/{scenario}.xml")))
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-nostdin"])
+            .args(["-p", &free_port().to_string()])
+            .args(["-trace_err", "-trace_logs", "-trace_stat", "-fd", "1"])
+            .args(extra)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sipp");
+        SippRun { child, dir }
+    }
+
+    /// Waits for SIPp to end: whether every call succeeded, and the text
+    /// of its logs (`-trace_logs`) and errors (`-trace_err`).
+    pub fn finish(mut self) -> (bool, String, String) {
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        let read = |suffix: &str| {
+            std::fs::read_dir(&self.dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect::<String>()
+        };
+        (ok, read("_logs.log"), read("_errors.log"))
+    }
+}
+
 pub fn sipp(node: &Node, scenario: &str, extra: &[&str]) -> (bool, String) {
     require("sipp", "sip-tester");
     let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{}", std::process::id(), rand_u32()));
