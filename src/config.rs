@@ -28,6 +28,11 @@ pub struct FileConfig {
     /// The host other nodes reach this node at (NAT, containers, a proxy),
     /// on the cluster port; default: the cluster address's host.
     pub cluster_advertise: Option<String>,
+    /// Mutual TLS between the nodes: this node's certificate chain and
+    /// key, and the cluster CA (PEM files; all three or none).
+    pub cluster_tls_cert: Option<PathBuf>,
+    pub cluster_tls_key: Option<PathBuf>,
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Members to join through, e.g. `["10.0.0.2:7100"]`.
     pub join: Option<Vec<String>>,
     /// The cluster's shared secret.
@@ -43,6 +48,8 @@ pub struct FileConfig {
 pub struct ClusterSettings {
     pub listen: SocketAddr,
     pub advertise: Option<String>,
+    /// (certificate chain, key, CA), PEM files.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub join: Vec<String>,
     /// `None`: the cookie file in the data directory (created on first
     /// use), shared by the nodes on one data directory.
@@ -94,6 +101,9 @@ pub struct Flags {
     pub scylla_keyspace: Option<String>,
     pub cluster: Option<String>,
     pub cluster_advertise: Option<String>,
+    pub cluster_tls_cert: Option<PathBuf>,
+    pub cluster_tls_key: Option<PathBuf>,
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Comma-separated `host:port` list.
     pub join: Option<String>,
     pub cookie: Option<String>,
@@ -118,6 +128,11 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
     let cluster_file = ClusterFile {
         listen: file.cluster.clone(),
         advertise: file.cluster_advertise.clone(),
+        tls: [
+            file.cluster_tls_cert.clone(),
+            file.cluster_tls_key.clone(),
+            file.cluster_tls_ca.clone(),
+        ],
         join: file.join.clone(),
         cookie: file.cookie.clone(),
         down_after_ms: file.cluster_down_after_ms,
@@ -183,6 +198,7 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
 struct ClusterFile {
     listen: Option<String>,
     advertise: Option<String>,
+    tls: [Option<PathBuf>; 3],
     join: Option<Vec<String>>,
     cookie: Option<String>,
     down_after_ms: Option<u64>,
@@ -192,12 +208,23 @@ fn cluster_settings(flags: &Flags, file: ClusterFile) -> Result<Option<ClusterSe
     let ClusterFile {
         listen,
         advertise,
+        tls,
         join,
         cookie,
         down_after_ms,
     } = file;
     let join = list(flags.join.as_deref(), join);
     let advertise = flags.cluster_advertise.clone().or(advertise);
+    let [cert, key, ca] = tls;
+    let tls = match (
+        flags.cluster_tls_cert.clone().or(cert),
+        flags.cluster_tls_key.clone().or(key),
+        flags.cluster_tls_ca.clone().or(ca),
+    ) {
+        (Some(c), Some(k), Some(a)) => Some((c, k, a)),
+        (None, None, None) => None,
+        _ => bail!("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together: give all three or none"),
+    };
     let Some(listen) = flags.cluster.clone().or(listen) else {
         if !join.is_empty() {
             bail!("--join needs --cluster: the address this node takes cluster connections on");
@@ -232,6 +259,7 @@ fn cluster_settings(flags: &Flags, file: ClusterFile) -> Result<Option<ClusterSe
     Ok(Some(ClusterSettings {
         listen,
         advertise,
+        tls,
         join,
         cookie,
         down_after: std::time::Duration::from_millis(down_after_ms),
@@ -477,6 +505,14 @@ mod tests {
                     ..Flags::default()
                 },
                 "without a port",
+            ),
+            (
+                Flags {
+                    cluster: Some("127.0.0.1:7100".into()),
+                    cluster_tls_cert: Some("node.pem".into()),
+                    ..Flags::default()
+                },
+                "all three or none",
             ),
             (
                 Flags {

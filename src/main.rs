@@ -67,6 +67,17 @@ enum Command {
         /// may listen on 0.0.0.0 [default: the --cluster host]
         #[arg(long, value_name = "HOST")]
         cluster_advertise: Option<String>,
+        /// Mutual TLS between the nodes: this node's certificate chain
+        /// (PEM), signed by the cluster CA, naming the host others dial
+        #[arg(long, value_name = "FILE")]
+        cluster_tls_cert: Option<std::path::PathBuf>,
+        /// This node's private key (PEM)
+        #[arg(long, value_name = "FILE")]
+        cluster_tls_key: Option<std::path::PathBuf>,
+        /// The cluster CA (PEM): only nodes with a certificate it signed
+        /// are accepted
+        #[arg(long, value_name = "FILE")]
+        cluster_tls_ca: Option<std::path::PathBuf>,
         /// Members to join through: host:port,...
         #[arg(long, value_name = "ADDRS")]
         join: Option<String>,
@@ -159,6 +170,9 @@ fn main() -> ExitCode {
             scylla_keyspace,
             cluster,
             cluster_advertise,
+            cluster_tls_cert,
+            cluster_tls_key,
+            cluster_tls_ca,
             join,
             cookie,
             down_after_ms,
@@ -177,6 +191,9 @@ fn main() -> ExitCode {
                 scylla_keyspace,
                 cluster,
                 cluster_advertise,
+                cluster_tls_cert,
+                cluster_tls_key,
+                cluster_tls_ca,
                 join,
                 cookie,
                 down_after_ms,

@@ -869,3 +869,38 @@ fn a_rolling_restart_under_steady_sipp_load_drops_no_call() {
     }
     assert!(talked >= 150, "{talked}");
 }
+
+#[test]
+fn nodes_with_cluster_tls_join_and_a_node_of_another_ca_or_without_tls_never_does() {
+    use common::cluster::tls_flags;
+    let data = Node::fresh_data_dir();
+    let ours = tls_flags(&data.join("tls-ours"));
+    let theirs = tls_flags(&data.join("tls-theirs"));
+    let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+    let (pa, pb, pc, pd) = (free_port(), free_port(), free_port(), free_port());
+    let a = start(&data, "a", pa, None, &ours);
+    let b = start(&data, "b", pb, Some(pa), &ours);
+    let token = a.login("admin", "demo-admin");
+    wait_up(&a, &token, &["a", "b"], Duration::from_secs(15));
+    wait_up(&b, &token, &["a", "b"], Duration::from_secs(5));
+    // A certificate of another CA, and no TLS at all: neither gets in.
+    let mut c = start(&data, "c", pc, Some(pa), &theirs);
+    let d = start(&data, "d", pd, Some(pa), &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    wait_up(&a, &token, &["a", "b"], Duration::from_secs(1));
+    wait_up(&c, &token, &["c"], Duration::from_secs(1));
+    wait_up(&d, &token, &["d"], Duration::from_secs(1));
+    // c does not trust a's certificate (nor a c's): its dial fails in
+    // the handshake, and says so.
+    assert!(
+        c.count_log("cluster TLS handshake failed") > 0,
+        "{:?}",
+        c.lines
+    );
+    // The cluster works over TLS: a placement question answered alike.
+    assert_eq!(
+        home(&a, &token, "agent", "1001"),
+        home(&b, &token, "agent", "1001")
+    );
+}

@@ -11,12 +11,15 @@
 //!   members up: every node computes the same home with no coordinator.
 //! - [`codec`]: the one wire format between nodes (bincode 2, versioned,
 //!   bounded); an undecodable message is an error, never a panic.
+//! - [`tls`]: optional mutual TLS between the nodes (a cluster CA).
 
 pub mod codec;
 pub mod membership;
 pub mod node;
 pub mod placement;
+pub mod tls;
 
 pub use membership::{Health, Member, Settings, View};
 pub use node::{Cluster, ClusterConfig, ClusterError, Stats};
 pub use placement::{EntityKey, Kind};
+pub use tls::{ClusterTls, TlsError};

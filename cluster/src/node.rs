@@ -137,6 +137,8 @@ pub struct ClusterConfig {
     /// listen port: behind NAT, in a container, or through a proxy.
     /// Default: the listen address.
     pub advertise: Option<String>,
+    /// Mutual TLS on every cluster connection; `None`: plain TCP.
+    pub tls: Option<crate::tls::ClusterTls>,
     /// Members to join through (`host:port`).
     pub seeds: Vec<String>,
     /// The shared secret every node of the cluster is started with.
@@ -233,6 +235,7 @@ struct MembershipState {
     addr: String,
     /// Where connections to the others leave from.
     source: Option<std::net::IpAddr>,
+    tls: Option<crate::tls::ClusterTls>,
     server: ActorRef<NodeServerMessage>,
     clock: Instant,
     view: watch::Sender<View>,
@@ -244,6 +247,7 @@ struct MembershipArgs {
     machine: Membership,
     addr: String,
     source: Option<std::net::IpAddr>,
+    tls: Option<crate::tls::ClusterTls>,
     server: ActorRef<NodeServerMessage>,
     view: watch::Sender<View>,
     stats: Arc<Stats>,
@@ -266,6 +270,7 @@ impl Actor for MembershipActor {
             machine: args.machine,
             addr: args.addr,
             source: args.source,
+            tls: args.tls,
             server: args.server,
             clock: Instant::now(),
             view: args.view,
@@ -340,11 +345,14 @@ impl Actor for MembershipActor {
                 ),
                 Action::Dial(addr) => {
                     let server = st.server.clone();
-                    let source = st.source;
+                    let (source, tls) = (st.source, st.tls.clone());
                     tokio::spawn(async move {
-                        let dial = dial(&server, &addr, source);
+                        let dial = dial(&server, &addr, source, tls);
                         match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
                             Ok(Ok(())) => tracing::debug!(%addr, "dialed a cluster member"),
+                            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                tracing::warn!(%addr, error = %e, "cluster TLS handshake failed")
+                            }
                             Ok(Err(e)) => tracing::debug!(%addr, error = %e, "cluster dial failed"),
                             Err(_) => tracing::debug!(%addr, "cluster dial timed out"),
                         }
@@ -385,11 +393,12 @@ fn send_to(group: &str, wire: &Wire) {
 }
 
 /// Opens a cluster connection to `addr`, from the `source` address when
-/// given, and hands it to the node server.
+/// given, over TLS when configured, and hands it to the node server.
 async fn dial(
     server: &ActorRef<NodeServerMessage>,
     addr: &str,
     source: Option<std::net::IpAddr>,
+    tls: Option<crate::tls::ClusterTls>,
 ) -> Result<(), std::io::Error> {
     let to = tokio::net::lookup_host(addr)
         .await?
@@ -406,13 +415,30 @@ async fn dial(
     let stream = socket.connect(to).await?;
     stream.set_nodelay(true)?;
     let (peer_addr, local_addr) = (stream.peer_addr()?, stream.local_addr()?);
-    server
-        .cast(NodeServerMessage::ConnectionOpened {
-            stream: Box::new(ractor_cluster::NetworkStream::Raw {
+    let stream = match tls {
+        None => ractor_cluster::NetworkStream::Raw {
+            peer_addr,
+            local_addr,
+            stream,
+        },
+        Some(tls) => {
+            let name = crate::tls::server_name(addr).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no TLS name in the address",
+                )
+            })?;
+            let stream = tls.connector().connect(name, stream).await?;
+            ractor_cluster::NetworkStream::TlsClient {
                 peer_addr,
                 local_addr,
                 stream,
-            }),
+            }
+        }
+    };
+    server
+        .cast(NodeServerMessage::ConnectionOpened {
+            stream: Box::new(stream),
             is_server: false,
         })
         .map_err(|e| std::io::Error::other(e.to_string()))
@@ -519,7 +545,9 @@ impl Cluster {
             cfg.cookie.clone(),
             cfg.name.clone(),
             host,
-            None,
+            cfg.tls
+                .as_ref()
+                .map(|t| ractor_cluster::IncomingEncryptionMode::Tls(t.acceptor())),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(cfg.listen.ip())
@@ -541,6 +569,7 @@ impl Cluster {
                 machine,
                 addr: addr.clone(),
                 source,
+                tls: cfg.tls.clone(),
                 server: server.clone(),
                 view: tx,
                 stats: stats.clone(),

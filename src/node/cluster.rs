@@ -125,10 +125,24 @@ impl Membership {
             }));
         };
         let cookie = cookie(s.cookie.as_deref(), data_dir)?;
+        let tls = match &s.tls {
+            None => None,
+            Some((cert, key, ca)) => {
+                let read = |p: &std::path::PathBuf| {
+                    std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+                };
+                Some(switchboard_cluster::ClusterTls::from_pem(
+                    &read(cert)?,
+                    &read(key)?,
+                    &read(ca)?,
+                )?)
+            }
+        };
         let cluster = Cluster::start(ClusterConfig {
             name: name.to_string(),
             listen: s.listen,
             advertise: s.advertise.clone(),
+            tls,
             seeds: s.join.clone(),
             cookie: cookie.clone(),
             settings: Settings {

@@ -209,3 +209,79 @@ pub fn three_placed(extra: &[&str]) -> (std::path::PathBuf, [String; 3], [Node; 
     }
     (data, names, [a, b, c], token)
 }
+
+/// A cluster CA in `dir` (openssl) and a node certificate it signs for
+/// 127.0.0.1: the (certificate, key, CA) files as `--cluster-tls-*` flags.
+pub fn tls_flags(dir: &std::path::Path) -> Vec<String> {
+    super::require("openssl", "openssl");
+    let _ = std::fs::create_dir_all(dir);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cluster-ca",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let path = |f: &str| dir.join(f).display().to_string();
+    vec![
+        "--cluster-tls-cert".into(),
+        path("node.pem"),
+        "--cluster-tls-key".into(),
+        path("node.key"),
+        "--cluster-tls-ca".into(),
+        path("ca.pem"),
+    ]
+}
