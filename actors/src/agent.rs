@@ -368,6 +368,28 @@ impl Agent {
         self.on_call(call, ChangeReason::Resumed, now)
     }
 
+    /// The agent's phone is ringing for `call` (its home moved during the
+    /// ring): ringing here too, so it is not offered another call.
+    pub fn resume_ringing(&mut self, call: CallId, now: Timestamp) -> Result<(), AgentError> {
+        match &self.status {
+            Status::Ringing { call: c } if *c == call => Ok(()),
+            Status::Offline => Err(AgentError::SignedOut),
+            Status::Ringing { .. } | Status::Talking { .. } => Err(AgentError::OnCall),
+            s => {
+                let not_ready = matches!(
+                    s,
+                    Status::Busy | Status::Break { .. } | Status::Custom { .. }
+                );
+                if self.after_call.is_none() && not_ready {
+                    self.after_call = Some(s.clone());
+                }
+                self.acw_until = None;
+                self.change(Status::Ringing { call }, ChangeReason::Resumed, now);
+                Ok(())
+            }
+        }
+    }
+
     fn on_call(
         &mut self,
         call: CallId,
@@ -827,6 +849,35 @@ mod tests {
             let end = Timestamp(now.0.max(a.since().0));
             prop_assert_eq!(total, end.since(Timestamp(0)));
         }
+    }
+
+    #[test]
+    fn an_agent_moved_while_ringing_rings_at_its_new_home() {
+        let call = CallId(9);
+        let mut a = ready_agent();
+        a.resume_ringing(call, t(20)).unwrap();
+        assert_eq!(a.status(), &Status::Ringing { call });
+        // Told twice (a second move): nothing changes.
+        a.resume_ringing(call, t(21)).unwrap();
+        assert_eq!(
+            a.offer(CallId(10), t(22)),
+            Err(AgentError::NotReady(StatusKind::Ringing))
+        );
+        assert_eq!(a.resume_ringing(CallId(10), t(22)), Err(AgentError::OnCall));
+        a.answered(call, t(25)).unwrap();
+        assert_eq!(a.status(), &Status::Talking { call });
+        // Restored to a break first (the status chosen while ringing), the
+        // ring ends without an answer: back to the break.
+        let mut b = ready_agent();
+        let lunch = Status::Break {
+            reason: "lunch".into(),
+        };
+        b.restore(lunch.clone(), t(20)).unwrap();
+        b.resume_ringing(call, t(21)).unwrap();
+        b.offer_withdrawn(call, t(30)).unwrap();
+        assert_eq!(b.status(), &lunch);
+        let mut off = Agent::new("1002".into(), AgentPolicy::default(), t(0));
+        assert_eq!(off.resume_ringing(call, t(1)), Err(AgentError::SignedOut));
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub enum ToAgent {
     Policy(#[serde(with = "json")] AgentPolicy),
     Resume(CallId),
     Restore(#[serde(with = "json")] Status),
+    ResumeRinging(CallId),
 }
 
 /// [`GroupMsg`] on the wire.
@@ -555,6 +556,9 @@ impl Registry {
         for ((tenant, agent), call, node) in gone {
             tracing::warn!(%tenant, %agent, %call, %node, "the agent's call was on a node that is gone: the agent is free again");
             if let Some(real) = self.hosted_agent(&tenant, &agent) {
+                // Ringing or talking: whichever it is ends (the other is
+                // refused, as not the agent's state).
+                let _ = real.cast(AgentMsg::Withdrawn(call));
                 let _ = real.cast(AgentMsg::HungUp {
                     call,
                     wrap_up: Duration::ZERO,
@@ -709,8 +713,12 @@ impl Registry {
             return self.park(from, wire);
         };
         match &msg {
-            ToAgent::Answered(c) | ToAgent::Resume(c) => self.engage(tenant, agent, *c, from),
-            ToAgent::HungUp { call, .. } => self.disengage(tenant, agent, *call),
+            ToAgent::Answered(c) | ToAgent::Resume(c) | ToAgent::ResumeRinging(c) => {
+                self.engage(tenant, agent, *c, from)
+            }
+            ToAgent::HungUp { call, .. } | ToAgent::Missed(call) | ToAgent::Withdrawn(call) => {
+                self.disengage(tenant, agent, *call)
+            }
             _ => {}
         }
         let from = from.to_string();
@@ -750,6 +758,7 @@ impl Registry {
             ToAgent::Policy(p) => AgentMsg::Policy(p),
             ToAgent::Resume(c) => AgentMsg::Resume(c),
             ToAgent::Restore(st) => AgentMsg::Restore(st),
+            ToAgent::ResumeRinging(c) => AgentMsg::ResumeRinging(c),
             ToAgent::Watch { group } => {
                 let proxy = read(&self.group_proxies)
                     .get(&(tenant.clone(), group))
@@ -987,11 +996,12 @@ impl AgentProxy {
     }
 }
 
-/// What an agent's proxy knows: the calls of this node the agent is on,
-/// and where the agent was when last asked.
+/// What an agent's proxy knows: the calls of this node the agent is on
+/// or rung for, and where the agent was when last asked.
 #[derive(Debug)]
 pub struct AgentProxyState {
     calls: std::collections::BTreeSet<CallId>,
+    ringing: std::collections::BTreeSet<CallId>,
     at: At,
 }
 
@@ -1007,6 +1017,7 @@ impl Actor for AgentProxy {
     ) -> Result<AgentProxyState, ActorProcessingErr> {
         Ok(AgentProxyState {
             calls: std::collections::BTreeSet::new(),
+            ringing: std::collections::BTreeSet::new(),
             at: self.registry.agent_route(&self.tenant, &self.agent).at(),
         })
     }
@@ -1033,13 +1044,32 @@ impl Actor for AgentProxy {
                         tracing::info!(agent = %self.agent, call = %c, "agent's home moved during a call: resuming it there");
                         self.route(route.clone(), AgentMsg::Resume(*c));
                     }
+                    for c in &st.ringing {
+                        tracing::info!(agent = %self.agent, call = %c, "agent's home moved while its phone rang: ringing there");
+                        self.route(route.clone(), AgentMsg::ResumeRinging(*c));
+                    }
                 }
                 return Ok(());
             }
             AgentMsg::Proxy(_) | AgentMsg::Tick => return Ok(()),
             AgentMsg::Answered(c) => {
+                st.ringing.remove(&c);
                 st.calls.insert(c);
                 AgentMsg::Answered(c)
+            }
+            AgentMsg::Missed(c) => {
+                st.ringing.remove(&c);
+                AgentMsg::Missed(c)
+            }
+            AgentMsg::Withdrawn(c) => {
+                st.ringing.remove(&c);
+                AgentMsg::Withdrawn(c)
+            }
+            AgentMsg::Ringing(c) => {
+                // Its home learns which node the ring is on (its offer came
+                // through the group's node, which may be another).
+                st.ringing.insert(c);
+                AgentMsg::ResumeRinging(c)
             }
             AgentMsg::HungUp { call, wrap_up } => {
                 st.calls.remove(&call);
@@ -1136,6 +1166,8 @@ impl AgentProxy {
             AgentMsg::Policy(p) => ToAgent::Policy(p),
             AgentMsg::Resume(c) => ToAgent::Resume(c),
             AgentMsg::Restore(st) => ToAgent::Restore(st),
+            AgentMsg::ResumeRinging(c) => ToAgent::ResumeRinging(c),
+            AgentMsg::Ringing(_) => return,
             AgentMsg::Watch(g) => match r.group_named(g.get_id()) {
                 Some(group) => ToAgent::Watch { group },
                 None => return,
@@ -1675,6 +1707,60 @@ mod tests {
         a.homes_changed();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (s, _) = ractor::call!(on_a, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ready);
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_home_moves_while_its_phone_rings_rings_at_the_new_home() {
+        let (home, peers, [a, b, c]) = nodes(["a", "b", "c"], "b");
+        let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
+        let _on_b = agent_on(&b, &t, &id).await;
+        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let call = CallId(51);
+        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        assert_eq!(offered, Ok(()));
+        // The call (on a) rings the phone.
+        proxy.cast(AgentMsg::Ringing(call)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // b dies while the phone rings; c starts the agent (ready).
+        b.unhost_agent(&t, &id).unwrap().stop(None);
+        peers.lock().unwrap().remove("b");
+        *home.lock().unwrap() = "c".into();
+        let on_c = agent_on(&c, &t, &id).await;
+        a.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ringing { call }, "the new home knows the ring");
+        let other = ractor::call!(on_c, |reply| AgentMsg::Offer {
+            call: CallId(52),
+            reply
+        })
+        .unwrap();
+        assert!(other.is_err(), "{other:?}");
+        // The agent answers on the call's node: talking at its new home.
+        proxy.cast(AgentMsg::Answered(call)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Talking { call });
+    }
+
+    #[tokio::test]
+    async fn an_agent_rung_for_a_call_of_a_node_that_died_is_free_again() {
+        let (_, peers, [a, b]) = nodes(["a", "b"], "b");
+        let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
+        let on_b = agent_on(&b, &t, &id).await;
+        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let call = CallId(8);
+        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        assert_eq!(offered, Ok(()));
+        proxy.cast(AgentMsg::Ringing(call)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_b, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ringing { call });
+        peers.lock().unwrap().remove("a");
+        b.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (s, _) = ractor::call!(on_b, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Ready);
     }
 

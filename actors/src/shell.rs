@@ -118,6 +118,13 @@ pub enum AgentMsg {
     Resume(CallId),
     /// The status the agent had on its previous home.
     Restore(Status),
+    /// The agent's phone rings for this call, still up on another node
+    /// (its home moved during the ring).
+    ResumeRinging(CallId),
+    /// The call's node rings the agent's phone for this call: kept by the
+    /// agent's proxy there, in case the agent's home moves during the
+    /// ring; nothing to the agent itself (its offer made it ringing).
+    Ringing(CallId),
     /// For an [`AgentProxy`](crate::remote::AgentProxy) only; the real
     /// agent ignores it.
     Proxy(crate::remote::ProxyInput),
@@ -287,6 +294,8 @@ impl Actor for AgentActor {
             AgentMsg::Tick => a.handle_timeout(now),
             AgentMsg::Resume(call) => log_refusal(&self.id, a.resume_call(call, now)),
             AgentMsg::Restore(status) => log_refusal(&self.id, a.restore(status, now)),
+            AgentMsg::ResumeRinging(call) => log_refusal(&self.id, a.resume_ringing(call, now)),
+            AgentMsg::Ringing(_) => {}
             AgentMsg::Proxy(_) => {}
         }
         self.settle(&myself, state);
@@ -789,6 +798,7 @@ impl CallActor {
                         group: r.group.clone(),
                         enqueued: r.enqueued,
                     });
+                    self.agent(&agent, AgentMsg::Ringing(call));
                     self.tell(TelephonyCommand::Ring { agent, context })
                 }
                 CallAction::StopRinging { agent } => {
