@@ -380,6 +380,7 @@ fn cookie(token: &str, max_age: u64) -> ApiResult<HeaderValue> {
     responses(
         (status = 200, body = LoginResponse),
         (status = 401, description = "wrong user name or password", body = crate::error::ErrorBody),
+        (status = 429, description = "too many wrong passwords for this user lately: try again after `Retry-After` seconds", body = crate::error::ErrorBody),
         (status = 422, description = "a field is missing or malformed", body = crate::error::ErrorBody),
     ))]
 async fn login(
@@ -404,6 +405,21 @@ async fn login(
             all.remove(0)
         }
     };
+    let held = state
+        .sign_ins
+        .lock()
+        .map_err(|_| ApiError::internal("sign-in limits", "poisoned"))?
+        .check(&tenant, &req.user, std::time::Instant::now());
+    if let Err(wait) = held {
+        return Err(ApiError::too_many(
+            format!(
+                "too many wrong passwords for {:?}: try again in {} s",
+                req.user,
+                wait.as_secs().max(1)
+            ),
+            wait,
+        ));
+    }
     let user = state.store.get::<User>(&tenant, &req.user).await?;
     let hash = user
         .as_ref()
@@ -415,8 +431,14 @@ async fn login(
         .await
         .map_err(|e| ApiError::internal("password check stopped", e))?;
     let (Some(user), true, true) = (user, hash.is_some(), matches) else {
+        if let Ok(mut l) = state.sign_ins.lock() {
+            l.failed(&tenant, &req.user, std::time::Instant::now());
+        }
         return Err(ApiError::unauthorized("wrong user name or password"));
     };
+    if let Ok(mut l) = state.sign_ins.lock() {
+        l.succeeded(&tenant, &req.user);
+    }
     let caller = Caller {
         tenant,
         user: user.record.id.clone(),

@@ -45,6 +45,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Vec<FieldProblem>,
+    /// Seconds to wait before trying again (`Retry-After`, with 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,7 +56,15 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// 429, to be tried again in `retry_after`.
+    pub fn too_many(message: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
+        e.retry_after = Some(retry_after.as_secs().max(1));
+        e
     }
 
     /// 422 for one field.
@@ -66,6 +76,7 @@ impl ApiError {
             code: "validation",
             message: format!("{field}: {message}"),
             details: vec![FieldProblem { field, message }],
+            retry_after: None,
         }
     }
 
@@ -76,6 +87,7 @@ impl ApiError {
             code: "validation",
             message: message.into(),
             details,
+            retry_after: None,
         }
     }
 
@@ -155,6 +167,10 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

@@ -59,6 +59,7 @@ mod crm;
 mod error;
 mod extract;
 mod flows;
+mod limit;
 pub mod live;
 mod metrics;
 mod mirror;
@@ -122,6 +123,8 @@ pub struct AppState {
     pub live: Option<Arc<dyn live::Live>>,
     /// The node's cluster membership, for `/cluster` (503 without).
     pub cluster: Option<Arc<dyn cluster::ClusterInfo>>,
+    /// Failed sign-ins per user, on this node.
+    pub sign_ins: Arc<std::sync::Mutex<limit::SignInLimits>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -148,6 +151,7 @@ impl AppState {
             sip_realm: switchboard_media::sip::registrar::RegistrarConfig::default().realm,
             live: None,
             cluster: None,
+            sign_ins: Arc::default(),
         }
     }
 

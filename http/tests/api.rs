@@ -1218,3 +1218,44 @@ async fn the_openapi_document_covers_the_routes() -> Result<()> {
     assert!(doc["components"]["schemas"]["AgentDoc"].is_object());
     Ok(())
 }
+
+#[tokio::test]
+async fn wrong_passwords_in_a_row_hold_the_user_off_for_a_while() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    user(&s, &admin, "guessed", json!(["agent"]), Value::Null).await?;
+    user(&s, &admin, "bystander", json!(["agent"]), Value::Null).await?;
+    let anon = Api::anonymous(&s);
+    let attempt = |password: &str| {
+        anon.post(
+            "/auth/login",
+            json!({"tenant": "demo", "user": "guessed", "password": password}),
+        )
+    };
+    for _ in 0..5 {
+        attempt("not-it").await?.expect(401)?;
+    }
+    // The sixth try is refused before the password is even looked at,
+    // the right one too, with how long to wait.
+    for password in ["not-it", "password-1"] {
+        let held = attempt(password).await?.expect(429)?;
+        assert_eq!(held.body["code"], "too_many_requests");
+        assert!(
+            held.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("too many wrong passwords")),
+            "{}",
+            held.body
+        );
+        let wait: u64 = held
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .context("a Retry-After header")?;
+        assert!((1..=300).contains(&wait), "{wait}");
+    }
+    // Someone else signs in as usual.
+    Api::login(&s, "demo", "bystander", "password-1").await?;
+    Ok(())
+}
