@@ -100,6 +100,10 @@ struct Claims {
     a: Option<AgentId>,
     /// Expiry, ms since the epoch.
     x: u64,
+    /// Issued, ms since the epoch (a token is void if its user signed
+    /// out after).
+    #[serde(default)]
+    i: u64,
 }
 
 /// The tenants' signing keys, read from the store once per node.
@@ -187,6 +191,7 @@ async fn issue(state: &AppState, caller: &Caller, expires: Timestamp) -> ApiResu
         r: caller.roles.clone(),
         a: caller.agent.clone(),
         x: expires.0,
+        i: now().0,
     };
     let payload =
         serde_json::to_vec(&claims).map_err(|e| ApiError::internal("cannot encode a token", e))?;
@@ -217,12 +222,71 @@ pub async fn verify(state: &AppState, token: &str) -> ApiResult<Caller> {
             "the token has expired; sign in again",
         ));
     }
+    // The user as it is now: gone, disabled or signed out since the token
+    // was issued voids it; its roles and agent are the current ones.
+    let user = state
+        .users
+        .get(&*state.store, &claims.t, &claims.u)
+        .await?
+        .filter(|u| u.enabled)
+        .ok_or_else(|| {
+            ApiError::unauthorized("the user no longer exists or is disabled; sign in again")
+        })?;
+    if user.tokens_after.is_some_and(|after| claims.i < after.0) {
+        return Err(ApiError::unauthorized(
+            "this token was signed out; sign in again",
+        ));
+    }
     Ok(Caller {
         tenant: claims.t,
         user: claims.u,
-        roles: claims.r,
-        agent: claims.a,
+        roles: user
+            .roles
+            .iter()
+            .filter_map(|r| Role::from_model(*r))
+            .collect(),
+        agent: user.agent,
     })
+}
+
+/// Users as the token check last read them, kept for a moment: a
+/// sign-out, a disabled user or a new password takes effect on this node
+/// at once and on the others within [`UserCache::FRESH`].
+#[derive(Debug, Default)]
+pub struct UserCache {
+    users: Mutex<HashMap<(TenantId, String), (Option<User>, std::time::Instant)>>,
+}
+
+impl UserCache {
+    pub const FRESH: Duration = Duration::from_secs(2);
+    const SWEEP_AT: usize = 10_000;
+
+    async fn get(&self, store: &dyn Store, tenant: &TenantId, id: &str) -> ApiResult<Option<User>> {
+        let key = (tenant.clone(), id.to_owned());
+        let now = std::time::Instant::now();
+        if let Ok(users) = self.users.lock() {
+            if let Some((u, at)) = users.get(&key) {
+                if now.duration_since(*at) < Self::FRESH {
+                    return Ok(u.clone());
+                }
+            }
+        }
+        let user = store.get::<User>(tenant, id).await?.map(|v| v.record);
+        if let Ok(mut users) = self.users.lock() {
+            if users.len() >= Self::SWEEP_AT {
+                users.retain(|_, (_, at)| now.duration_since(*at) < Self::FRESH);
+            }
+            users.insert(key, (user.clone(), now));
+        }
+        Ok(user)
+    }
+
+    /// Forgets what was read of a user (it was just changed here).
+    pub fn forget(&self, tenant: &TenantId, id: &str) {
+        if let Ok(mut users) = self.users.lock() {
+            users.remove(&(tenant.clone(), id.to_owned()));
+        }
+    }
 }
 
 /// The token of a request: `Authorization: Bearer …`, else the cookie.
@@ -464,11 +528,26 @@ async fn login(
     Ok(res)
 }
 
-/// Ends the browser session (clears the cookie). Tokens stay valid until
-/// they expire.
+/// Signs out: every token of the caller's user is void from now on (on
+/// every node within a couple of seconds), and the session cookie is
+/// cleared. Without a valid token it only clears the cookie.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", security(()),
-    responses((status = 204, description = "the session cookie is cleared")))]
-async fn logout() -> ApiResult<Response> {
+    responses((status = 204, description = "signed out; the session cookie is cleared")))]
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(caller) = match token_of(&headers) {
+        Some(t) => verify(&state, t).await.ok(),
+        None => None,
+    } {
+        let cutoff = now().after(Duration::from_millis(1));
+        state
+            .store
+            .update::<User, _>(&caller.tenant, &caller.user, |u| {
+                u.tokens_after = Some(cutoff);
+                Ok(true)
+            })
+            .await?;
+        state.users.forget(&caller.tenant, &caller.user);
+    }
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(header::SET_COOKIE, cookie("", 0)?);
     Ok(res)
@@ -537,6 +616,7 @@ pub async fn seed_demo_users(store: &dyn Store) -> Result<usize, crate::SeedErro
                 password_hash: Some(hash),
                 agent,
                 enabled: true,
+                tokens_after: None,
             })
             .await?;
         created += usize::from(made);

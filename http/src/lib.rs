@@ -125,6 +125,8 @@ pub struct AppState {
     pub cluster: Option<Arc<dyn cluster::ClusterInfo>>,
     /// Failed sign-ins per user, on this node.
     pub sign_ins: Arc<std::sync::Mutex<limit::SignInLimits>>,
+    /// Users as tokens were last checked against them.
+    pub users: Arc<auth::UserCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -152,6 +154,7 @@ impl AppState {
             live: None,
             cluster: None,
             sign_ins: Arc::default(),
+            users: Arc::default(),
         }
     }
 

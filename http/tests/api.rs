@@ -1259,3 +1259,59 @@ async fn wrong_passwords_in_a_row_hold_the_user_off_for_a_while() -> Result<()> 
     Api::login(&s, "demo", "bystander", "password-1").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn signing_out_a_new_password_or_a_disabled_user_voids_the_tokens() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let first = user(&s, &admin, "leaver", json!(["supervisor"]), Value::Null).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = Api::login(&s, "demo", "leaver", "password-1").await?;
+    first.get("/auth/me").await?.expect(200)?;
+    second.get("/skill-groups").await?.expect(200)?;
+
+    // Signing out with one token voids every token of the user.
+    first
+        .send(Method::POST, "/auth/logout", None)
+        .await?
+        .expect(204)?;
+    for t in [&first, &second] {
+        let a = t.get("/auth/me").await?.expect(401)?;
+        assert_eq!(
+            a.body["message"],
+            "this token was signed out; sign in again"
+        );
+    }
+    let third = Api::login(&s, "demo", "leaver", "password-1").await?;
+    third.get("/auth/me").await?.expect(200)?;
+
+    // A role taken away counts at once, not when the token expires.
+    let mut doc = admin.get("/users/leaver").await?.expect(200)?.body;
+    doc["roles"] = json!(["agent"]);
+    admin.put("/users/leaver", doc).await?.expect(200)?;
+    third.get("/skill-groups").await?.expect(403)?;
+    third.get("/auth/me").await?.expect(200)?;
+
+    // A new password signs the user out everywhere.
+    let mut doc = admin.get("/users/leaver").await?.expect(200)?.body;
+    doc["password"] = json!("password-2");
+    admin.put("/users/leaver", doc).await?.expect(200)?;
+    third.get("/auth/me").await?.expect(401)?;
+    let fourth = Api::login(&s, "demo", "leaver", "password-2").await?;
+
+    // Disabled, or deleted: its tokens stop working.
+    let mut doc = admin.get("/users/leaver").await?.expect(200)?.body;
+    doc["enabled"] = json!(false);
+    admin.put("/users/leaver", doc).await?.expect(200)?;
+    let a = fourth.get("/auth/me").await?.expect(401)?;
+    assert_eq!(
+        a.body["message"],
+        "the user no longer exists or is disabled; sign in again"
+    );
+    // Signing out without a token only clears the cookie.
+    Api::anonymous(&s)
+        .send(Method::POST, "/auth/logout", None)
+        .await?
+        .expect(204)?;
+    Ok(())
+}

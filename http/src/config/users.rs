@@ -204,6 +204,7 @@ async fn create_user(
         password_hash: Some(hash_password_async(password).await?),
         agent: doc.agent.clone().map(AgentId),
         enabled: doc.enabled,
+        tokens_after: None,
     };
     let rev = create(&state, &user, "user").await?;
     bind(&state, &caller.tenant, &user.id, user.agent.as_ref(), None).await?;
@@ -241,8 +242,11 @@ async fn update_user(
     user.enabled = doc.enabled;
     if let Some(p) = doc.password.clone() {
         user.password_hash = Some(hash_password_async(p).await?);
+        // A new password signs the user out everywhere.
+        user.tokens_after = Some(crate::common::now().after(std::time::Duration::from_millis(1)));
     }
     let rev = replace(&state, &user, old.revision, doc.revision, "user").await?;
+    state.users.forget(&caller.tenant, &user.id);
     bind(
         &state,
         &caller.tenant,
@@ -257,7 +261,7 @@ async fn update_user(
     })))
 }
 
-/// Deletes a user (its tokens stay valid until they expire).
+/// Deletes a user (its tokens are void at once).
 #[utoipa::path(delete, path = "/users/{id}", tag = "config", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]
@@ -272,6 +276,7 @@ async fn delete_user(
     }
     let old = load::<User>(&state, &caller.tenant, &id, "user").await?;
     remove::<User>(&state, &caller.tenant, &id, "user").await?;
+    state.users.forget(&caller.tenant, &id);
     bind(&state, &caller.tenant, &id, None, old.record.agent.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -157,6 +157,7 @@ async fn seed_other(store: &dyn Store, now: Timestamp) -> Result<()> {
             password_hash: Some(switchboard_http::hash_password("other-pass")?),
             agent: Some(AgentId::from("o-agent")),
             enabled: true,
+            tokens_after: None,
         })
         .await?;
     store

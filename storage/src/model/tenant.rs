@@ -1,6 +1,6 @@
 //! Tenants, their users and roles, SIP accounts and form schemas.
 
-use super::{config_record, AgentId, TenantId};
+use super::{config_record, AgentId, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -90,6 +90,10 @@ pub struct User {
     /// The agent this user works as, if any (坐席绑定).
     pub agent: Option<AgentId>,
     pub enabled: bool,
+    /// Tokens issued before this are void: the user signed out, or its
+    /// password changed.
+    #[serde(default)]
+    pub tokens_after: Option<Timestamp>,
 }
 config_record!(User, User, id);
 
