@@ -254,8 +254,11 @@ pub async fn verify(state: &AppState, token: &str) -> ApiResult<Caller> {
 /// at once and on the others within [`UserCache::FRESH`].
 #[derive(Debug, Default)]
 pub struct UserCache {
-    users: Mutex<HashMap<(TenantId, String), (Option<User>, std::time::Instant)>>,
+    users: Mutex<HashMap<(TenantId, String), Read>>,
 }
+
+/// A user as read (`None`: not found), and when.
+type Read = (Option<User>, std::time::Instant);
 
 impl UserCache {
     pub const FRESH: Duration = Duration::from_secs(2);
