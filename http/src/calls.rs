@@ -17,7 +17,7 @@ use crate::mirror::{
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -462,15 +462,21 @@ async fn get_call(
 }
 
 /// A call's recording: stereo WAV, the customer left and the agent right.
+/// Streamed from the file; one byte range (`Range: bytes=…`) gets 206, so
+/// a browser's player can seek.
 #[utoipa::path(get, path = "/calls/{call}/recording", tag = "calls", params(("call" = String, Path)),
     responses((status = 200, content_type = "audio/wav", body = crate::prompts::WavFile),
+        (status = 206, content_type = "audio/wav", description = "the byte range asked for", body = crate::prompts::WavFile),
         (status = 403, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody)))]
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 416, description = "the range is past the end of the recording", body = crate::error::ErrorBody)))]
 async fn recording(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(call): ApiPath<String>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     caller.require(RECORDINGS, "listening to recordings")?;
     let r = call_of(&state, &caller, &call).await?;
     let Some(file) = r.recording.as_deref() else {
@@ -478,21 +484,100 @@ async fn recording(
             "call {call:?} was not recorded"
         )));
     };
-    let path = crate::prompts::resolve(&state.data_dir, file)
-        .ok_or_else(|| ApiError::not_found(format!("the recording of call {call:?} is missing")))?;
-    // Read whole: a recording is 32 kB per second of call.
-    let bytes = tokio::fs::read(&path)
+    let missing = || ApiError::not_found(format!("the recording of call {call:?} is missing"));
+    let path = crate::prompts::resolve(&state.data_dir, file).ok_or_else(missing)?;
+    let mut f = tokio::fs::File::open(&path).await.map_err(|_| missing())?;
+    let len = f.metadata().await.map_err(|_| missing())?.len();
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| byte_range(v, len));
+    let (status, start, end) = match asked {
+        None | Some(Ok(None)) => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Some(Ok(Some((a, b)))) => (StatusCode::PARTIAL_CONTENT, a, b),
+        Some(Err(())) => {
+            let mut res = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the recording has {len} bytes: that range is past its end"),
+            )
+            .into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{len}")) {
+                res.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(res);
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    f.seek(std::io::SeekFrom::Start(start))
         .await
-        .map_err(|_| ApiError::not_found(format!("the recording of call {call:?} is missing")))?;
+        .map_err(|e| ApiError::internal("cannot read the recording", e))?;
+    // 64 KiB at a time: an hour's recording is not held in memory.
+    let chunks = futures_util::stream::unfold((f, count), |(mut f, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; left.min(64 * 1024) as usize];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), (f, left - n as u64)))
+            }
+            Err(e) => Some((Err(e), (f, 0))),
+        }
+    });
     let disposition = format!("attachment; filename=\"call-{}.wav\"", r.call);
-    Ok((
+    let mut res = (
+        status,
         [
             (header::CONTENT_TYPE, "audio/wav".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+            (header::CONTENT_LENGTH, count.to_string()),
         ],
-        Body::from(bytes),
+        Body::from_stream(chunks),
     )
-        .into_response())
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = header::HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+            res.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(res)
+}
+
+/// One byte range of a `Range` header (RFC 9110 §14.1.2) over `len`
+/// bytes, inclusive: `Ok(None)` to send the whole (not a bytes range,
+/// several ranges, or malformed: a server may ignore it), `Err` when it
+/// starts past the end.
+fn byte_range(header: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        // bytes=-n: the last n.
+        (Err(_), Ok(n)) if a.is_empty() => {
+            if n == 0 || len == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (Ok(start), Err(_)) if b.is_empty() => (start, len.saturating_sub(1)),
+        (Ok(start), Ok(end)) if start <= end => (start, end.min(len.saturating_sub(1))),
+        _ => return Ok(None),
+    };
+    if range.0 >= len {
+        return Err(());
+    }
+    Ok(Some(range))
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -502,4 +587,25 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(number_calls))
         .routes(routes!(get_call))
         .routes(routes!(recording))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=0-43", 1000), Ok(Some((0, 43))));
+        assert_eq!(byte_range("bytes=900-", 1000), Ok(Some((900, 999))));
+        assert_eq!(byte_range("bytes=-100", 1000), Ok(Some((900, 999))));
+        assert_eq!(byte_range("bytes=-5000", 1000), Ok(Some((0, 999))));
+        assert_eq!(byte_range("bytes=990-2000", 1000), Ok(Some((990, 999))));
+        assert_eq!(byte_range("bytes=1000-", 1000), Err(()));
+        assert_eq!(byte_range("bytes=-0", 1000), Err(()));
+        // Ignored: the whole is sent.
+        assert_eq!(byte_range("bytes=0-1,5-9", 1000), Ok(None));
+        assert_eq!(byte_range("items=0-1", 1000), Ok(None));
+        assert_eq!(byte_range("bytes=9-2", 1000), Ok(None));
+        assert_eq!(byte_range("bytes=x-", 1000), Ok(None));
+    }
 }

@@ -1315,3 +1315,48 @@ async fn signing_out_a_new_password_or_a_disabled_user_voids_the_tokens() -> Res
         .expect(204)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_recording_is_streamed_and_seekable_by_byte_ranges() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let path = "/calls/0000000000000200/recording";
+    let whole = admin.get(path).await?.expect(200)?;
+    let header = |a: &common::Answer, name: &str| {
+        a.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header(&whole, "accept-ranges").as_deref(), Some("bytes"));
+    assert_eq!(header(&whole, "content-type").as_deref(), Some("audio/wav"));
+    let len = whole.bytes.len();
+    assert!(len > 1000, "{len}");
+    assert_eq!(&whole.bytes[..4], b"RIFF");
+    assert_eq!(header(&whole, "content-length"), Some(len.to_string()));
+    // The WAV header alone, the last 100 bytes, and from an offset on.
+    let head = admin.get_range(path, "bytes=0-43").await?.expect(206)?;
+    assert_eq!(head.bytes, whole.bytes[..44]);
+    assert_eq!(
+        header(&head, "content-range"),
+        Some(format!("bytes 0-43/{len}"))
+    );
+    let tail = admin.get_range(path, "bytes=-100").await?.expect(206)?;
+    assert_eq!(tail.bytes, whole.bytes[len - 100..]);
+    let from = admin.get_range(path, "bytes=1000-").await?.expect(206)?;
+    assert_eq!(from.bytes, whole.bytes[1000..]);
+    // Past the end: 416, saying how long it is.
+    let past = admin
+        .get_range(path, &format!("bytes={len}-"))
+        .await?
+        .expect(416)?;
+    assert_eq!(
+        header(&past, "content-range"),
+        Some(format!("bytes */{len}"))
+    );
+    assert_eq!(past.body["code"], "range_not_satisfiable");
+    // Several ranges: the whole recording.
+    let many = admin.get_range(path, "bytes=0-1,5-9").await?.expect(200)?;
+    assert_eq!(many.bytes.len(), len);
+    Ok(())
+}

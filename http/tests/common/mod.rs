@@ -543,6 +543,18 @@ impl Api {
         answer(req.send().await?).await
     }
 
+    /// A GET with a `Range` header.
+    pub async fn get_range(&self, path: &str, range: &str) -> Result<Answer> {
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .header(reqwest::header::RANGE, range);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        answer(req.send().await?).await
+    }
+
     pub async fn get(&self, path: &str) -> Result<Answer> {
         self.send(reqwest::Method::GET, path, None).await
     }
