@@ -84,5 +84,6 @@ pub use error::{ErrorKind, Result, StoreError};
 #[cfg(feature = "scylla")]
 pub use scylla::{ScyllaOptions, ScyllaStore};
 pub use store::{
-    CallFilter, Cursor, Expect, Page, PageRequest, StatsFilter, Store, StoreFuture, TimeRange,
+    CallFilter, Cursor, Expect, Page, PageRequest, StatsFilter, Store, StoreFuture, TicketFilter,
+    TimeRange,
 };

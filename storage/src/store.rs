@@ -4,7 +4,7 @@
 use crate::model::{
     AgentId, CallId, CallRecord, ConfigDoc, ConfigKind, ContactPlan, Customer, Day, Direction,
     FlowVersion, HangupSide, Lease, NodeId, ScopeKind, ServiceSummary, StatsPartial, StatsScope,
-    StatusChange, TenantId, Ticket, TimelineEvent, Timestamp,
+    StatusChange, TenantId, Ticket, TicketStatus, TimelineEvent, Timestamp,
 };
 use crate::Result;
 use std::fmt;
@@ -93,6 +93,28 @@ pub struct TimeRange {
 impl TimeRange {
     pub fn contains(&self, t: Timestamp) -> bool {
         self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|e| t < e)
+    }
+}
+
+/// Filters of a tenant's ticket list; every set field must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TicketFilter {
+    pub status: Option<TicketStatus>,
+    pub assignee: Option<AgentId>,
+    pub customer: Option<String>,
+}
+
+impl TicketFilter {
+    pub fn matches(&self, t: &Ticket) -> bool {
+        self.status.is_none_or(|s| t.status == s)
+            && self
+                .assignee
+                .as_ref()
+                .is_none_or(|a| t.assignee.as_ref() == Some(a))
+            && self
+                .customer
+                .as_ref()
+                .is_none_or(|c| t.customer.as_ref() == Some(c))
     }
 }
 
@@ -322,6 +344,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         tenant: &'a TenantId,
         id: &'a str,
     ) -> StoreFuture<'a, Option<Ticket>>;
+
+    /// The tenant's tickets, the last updated first.
+    fn tickets<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        filter: &'a TicketFilter,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<Ticket>>;
 
     fn put_summary<'a>(&'a self, summary: &'a ServiceSummary) -> StoreFuture<'a, ()>;
 

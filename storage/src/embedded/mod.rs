@@ -621,6 +621,16 @@ impl Store for EmbeddedStore {
         Box::pin(self.read(move |c| queries::get_body(c, "tickets", "ticket", &tenant, &id)))
     }
 
+    fn tickets<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        filter: &'a crate::store::TicketFilter,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<Ticket>> {
+        let (tenant, filter, page) = (tenant.clone(), filter.clone(), page.clone());
+        Box::pin(self.read(move |c| queries::list_tickets(c, &tenant, &filter, &page)))
+    }
+
     fn put_summary<'a>(&'a self, summary: &'a ServiceSummary) -> StoreFuture<'a, ()> {
         let row = queries::BodyRow::new("summaries", &summary.tenant, &summary.id, summary);
         let event = TimelineEvent::of_summary(summary);

@@ -1332,3 +1332,86 @@ pub(super) fn get_lease(c: &Connection, tenant: &TenantId, key: &str) -> Result<
         expires: r.expires,
     }))
 }
+
+/// A page of the tenant's tickets, the last updated first; the cursor is
+/// the (updated, id) of the last one given.
+pub(super) fn list_tickets(
+    c: &Connection,
+    tenant: &TenantId,
+    filter: &crate::store::TicketFilter,
+    page: &PageRequest,
+) -> Result<Page<crate::model::Ticket>> {
+    let limit = page.checked_limit()?;
+    let mut sql = String::from("SELECT body, updated, id FROM tickets WHERE tenant = ?1");
+    let mut args: Vec<Value> = vec![Value::Text(tenant.0.clone())];
+    let mut and = |sql: &mut String, col: &str, v: String| {
+        args.push(Value::Text(v));
+        sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+    };
+    if let Some(st) = filter.status {
+        and(&mut sql, "status", ticket_status_col(st).to_owned());
+    }
+    if let Some(a) = &filter.assignee {
+        and(&mut sql, "assignee", a.0.clone());
+    }
+    if let Some(cu) = &filter.customer {
+        and(&mut sql, "customer", cu.clone());
+    }
+    if let Some(cur) = &page.cursor {
+        let (updated, id) = decode_ticket_cursor(cur)?;
+        args.push(Value::Integer(updated));
+        let u = args.len();
+        args.push(Value::Text(id));
+        sql.push_str(&format!(
+            " AND (updated < ?{u} OR (updated = ?{u} AND id < ?{}))",
+            args.len()
+        ));
+    }
+    args.push(Value::Integer(i64::from(limit) + 1));
+    sql.push_str(&format!(
+        " ORDER BY updated DESC, id DESC LIMIT ?{}",
+        args.len()
+    ));
+    let mut q = c.prepare_cached(&sql).map_err(sql_error)?;
+    let rows = q
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(sql_error)?;
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::new();
+    let mut last = None;
+    for (body, updated, id) in rows.into_iter().take(limit as usize) {
+        items.push(decode::<crate::model::Ticket>("ticket", &body)?);
+        last = Some((updated, id));
+    }
+    let next = match (more, last) {
+        (true, Some((u, id))) => Some(Cursor(hex::encode(format!("t1:{u}:{id}")))),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
+fn ticket_status_col(s: crate::model::TicketStatus) -> &'static str {
+    use crate::model::TicketStatus as S;
+    match s {
+        S::Open => "open",
+        S::InProgress => "in_progress",
+        S::Resolved => "resolved",
+        S::Closed => "closed",
+    }
+}
+
+fn decode_ticket_cursor(c: &Cursor) -> Result<(i64, String)> {
+    let bad = || StoreError::invalid(format!("cursor {:?} is not one of this store's", c.0));
+    let raw = hex::decode(&c.0).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let rest = text.strip_prefix("t1:").ok_or_else(bad)?;
+    let (u, id) = rest.split_once(':').ok_or_else(bad)?;
+    Ok((u.parse().map_err(|_| bad())?, id.to_owned()))
+}

@@ -197,4 +197,14 @@ CREATE TABLE open_calls (
 );
 CREATE INDEX open_calls_by_node ON open_calls (node);
 "#,
+    // A tenant's tickets, the last updated first, filtered by status,
+    // assignee or customer: columns computed from the body, so writes
+    // stay as they are.
+    r#"
+ALTER TABLE tickets ADD COLUMN updated INTEGER GENERATED ALWAYS AS (json_extract(body, '$.updated')) VIRTUAL;
+ALTER TABLE tickets ADD COLUMN status TEXT GENERATED ALWAYS AS (json_extract(body, '$.status')) VIRTUAL;
+ALTER TABLE tickets ADD COLUMN assignee TEXT GENERATED ALWAYS AS (json_extract(body, '$.assignee')) VIRTUAL;
+ALTER TABLE tickets ADD COLUMN customer TEXT GENERATED ALWAYS AS (json_extract(body, '$.customer')) VIRTUAL;
+CREATE INDEX tickets_by_updated ON tickets (tenant, updated, id);
+"#,
 ];

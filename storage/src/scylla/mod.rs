@@ -279,6 +279,9 @@ statements! {
     release_number: Lwt "DELETE FROM customer_numbers WHERE tenant = ? AND number = ? IF customer = ?";
     number_owner: Read "SELECT customer FROM customer_numbers WHERE tenant = ? AND number = ?";
     put_ticket: Write "INSERT INTO tickets (tenant, id, body) VALUES (?, ?, ?)";
+    put_ticket_updated: Write "INSERT INTO tickets_by_updated (tenant, updated, id, body) VALUES (?, ?, ?, ?)";
+    drop_ticket_updated: Write "DELETE FROM tickets_by_updated WHERE tenant = ? AND updated = ? AND id = ?";
+    tickets_by_updated: Read "SELECT body FROM tickets_by_updated WHERE tenant = ?";
     get_ticket: Read "SELECT body FROM tickets WHERE tenant = ? AND id = ?";
     put_summary: Write "INSERT INTO summaries (tenant, id, body) VALUES (?, ?, ?)";
     get_summary: Read "SELECT body FROM summaries WHERE tenant = ? AND id = ?";
@@ -522,6 +525,25 @@ impl Inner {
         filter: Option<&CallFilter>,
         page: &PageRequest,
     ) -> Result<Page<CallRecord>> {
+        self.list_paged(
+            "call record",
+            st,
+            values,
+            |r: &CallRecord| filter.is_none_or(|f| f.matches(r)),
+            page,
+        )
+        .await
+    }
+
+    /// A listing of JSON bodies, paged by the server, kept if `keep`.
+    async fn list_paged<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+        keep: impl Fn(&T) -> bool,
+        page: &PageRequest,
+    ) -> Result<Page<T>> {
         let limit = page.checked_limit()? as usize;
         let mut state = match &page.cursor {
             Some(c) => decode_cursor(c)?,
@@ -533,8 +555,8 @@ impl Inner {
             st.set_page_size(i32::try_from(limit - items.len()).unwrap_or(1000));
             let (rows, next) = self.page(&st, &values, state).await?;
             for row in rows {
-                let r: CallRecord = decode("call record", &text(&row, 0)?)?;
-                if filter.is_none_or(|f| f.matches(&r)) {
+                let r: T = decode(what, &text(&row, 0)?)?;
+                if keep(&r) {
                     items.push(r);
                 }
             }
@@ -1227,6 +1249,22 @@ impl Store for ScyllaStore {
         Box::pin(async move {
             let i = &self.inner;
             let body = encode("ticket", ticket)?;
+            // The listing's row moves with the update time.
+            let old: Option<Ticket> = i
+                .body("ticket", &i.st.get_ticket, (&ticket.tenant.0, &ticket.id))
+                .await?;
+            if let Some(old) = old.filter(|o| o.updated != ticket.updated) {
+                i.exec(
+                    &i.st.drop_ticket_updated,
+                    (&ticket.tenant.0, old.updated.as_i64(), &ticket.id),
+                )
+                .await?;
+            }
+            i.exec(
+                &i.st.put_ticket_updated,
+                (&ticket.tenant.0, ticket.updated.as_i64(), &ticket.id, &body),
+            )
+            .await?;
             i.exec(&i.st.put_ticket, (&ticket.tenant.0, &ticket.id, &body))
                 .await?;
             if let Some(e) = TimelineEvent::of_ticket(ticket) {
@@ -1244,6 +1282,25 @@ impl Store for ScyllaStore {
         Box::pin(async move {
             let i = &self.inner;
             i.body("ticket", &i.st.get_ticket, (&tenant.0, id)).await
+        })
+    }
+
+    fn tickets<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        filter: &'a crate::store::TicketFilter,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<Ticket>> {
+        Box::pin(async move {
+            let i = &self.inner;
+            i.list_paged(
+                "ticket",
+                &i.st.tickets_by_updated,
+                (&tenant.0,),
+                |t: &Ticket| filter.matches(t),
+                page,
+            )
+            .await
         })
     }
 

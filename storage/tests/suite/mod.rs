@@ -17,7 +17,7 @@ use switchboard_storage::model::{
     SurveyLevel, Tenant, TenantId, Ticket, TicketStatus, TimelineKind, Timestamp,
 };
 use switchboard_storage::{
-    CallFilter, ErrorKind, Expect, PageRequest, StatsFilter, Store, TimeRange,
+    CallFilter, ErrorKind, Expect, PageRequest, StatsFilter, Store, TicketFilter, TimeRange,
 };
 
 /// Generates one test per suite function for a backend: `$open` is an
@@ -30,6 +30,7 @@ macro_rules! suite_tests {
             config_crud, config_update_retries, tenants_are_listed, hotlines_are_global,
             flows_are_versioned_and_published, prompts_are_reviewed, calls_by_day_page_and_filter,
             calls_by_agent_and_number, calls_rewritten_are_replaced, open_calls_until_their_record,
+            tickets_listed_last_updated_first,
             survey_outcomes_and_levels_are_kept, status_log_by_day,
             stats_partials_replace_and_sum, customers_and_numbers, customer_timeline,
             contact_plans_by_agent, leases_fence_with_epochs, demo_seed_is_idempotent,
@@ -713,6 +714,87 @@ pub async fn calls_rewritten_are_replaced(s: &dyn Store) -> Result<()> {
         )
         .await?;
     ensure!(by_agent.items.len() == 1);
+    Ok(())
+}
+
+/// A tenant's tickets, the last updated first, paged and filtered; an
+/// update moves a ticket to the top, once.
+pub async fn tickets_listed_last_updated_first(s: &dyn Store) -> Result<()> {
+    let t = tenant();
+    let ticket = |id: &str, mins: u64, status: TicketStatus, agent: &str, customer: &str| Ticket {
+        tenant: t.clone(),
+        id: id.into(),
+        customer: Some(customer.into()),
+        call: None,
+        title: format!("ticket {id}"),
+        description: String::new(),
+        status,
+        priority: 1,
+        assignee: Some(agent.into()),
+        fields: Default::default(),
+        created: at(day0(), 9, 0, 0),
+        updated: at(day0(), 9, mins, 0),
+    };
+    use TicketStatus::{Closed, InProgress, Open};
+    let all = [
+        ticket("t1", 1, Open, "a1", "c1"),
+        ticket("t2", 2, Closed, "a1", "c2"),
+        ticket("t3", 3, Open, "a2", "c1"),
+        ticket("t4", 4, InProgress, "a1", "c1"),
+        ticket("t5", 5, Open, "a1", "c3"),
+    ];
+    for k in &all {
+        s.put_ticket(k).await?;
+    }
+    let ids = |p: &[Ticket]| p.iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = s.tickets(&t, &TicketFilter::default(), &page).await?;
+        ensure!(got.items.len() <= 2);
+        seen.extend(ids(&got.items));
+        match got.next {
+            Some(c) => {
+                page = PageRequest {
+                    cursor: Some(c),
+                    ..PageRequest::first(2)
+                }
+            }
+            None => break,
+        }
+    }
+    ensure!(seen == ["t5", "t4", "t3", "t2", "t1"], "{seen:?}");
+    let open = TicketFilter {
+        status: Some(Open),
+        ..TicketFilter::default()
+    };
+    let got = s.tickets(&t, &open, &PageRequest::first(10)).await?;
+    ensure!(
+        ids(&got.items) == ["t5", "t3", "t1"],
+        "{:?}",
+        ids(&got.items)
+    );
+    let mine = TicketFilter {
+        status: Some(Open),
+        assignee: Some("a1".into()),
+        customer: Some("c1".into()),
+    };
+    let got = s.tickets(&t, &mine, &PageRequest::first(10)).await?;
+    ensure!(ids(&got.items) == ["t1"], "{:?}", ids(&got.items));
+    // t1 is worked on: now it is the last updated.
+    let mut t1 = all[0].clone();
+    t1.status = InProgress;
+    t1.updated = at(day0(), 10, 0, 0);
+    s.put_ticket(&t1).await?;
+    let got = s
+        .tickets(&t, &TicketFilter::default(), &PageRequest::first(10))
+        .await?;
+    ensure!(
+        ids(&got.items) == ["t1", "t5", "t4", "t3", "t2"],
+        "{:?}",
+        ids(&got.items)
+    );
+    ensure!(got.items[0].status == InProgress);
     Ok(())
 }
 
