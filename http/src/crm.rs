@@ -466,6 +466,54 @@ async fn create_ticket(
     Ok((StatusCode::CREATED, Json(ticket_doc(t))))
 }
 
+/// Filters and page of the ticket list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct TicketQuery {
+    status: Option<TicketStatus>,
+    /// The agent it is assigned to.
+    assignee: Option<String>,
+    /// The customer's id.
+    customer: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The tenant's tickets, the last updated first: all of them, or those
+/// with a status, an assignee, a customer.
+#[utoipa::path(get, path = "/tickets", tag = "crm", params(TicketQuery),
+    responses((status = 200, body = Page<TicketDoc>), (status = 403, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+async fn list_tickets(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<TicketQuery>,
+) -> ApiResult<Json<Page<TicketDoc>>> {
+    caller.require(CRM, "listing tickets")?;
+    if let Some(a) = &q.assignee {
+        check_len("assignee", a, 64)?;
+    }
+    if let Some(c) = &q.customer {
+        check_len("customer", c, 64)?;
+    }
+    let filter = switchboard_storage::TicketFilter {
+        status: q.status.map(Into::into),
+        assignee: q.assignee.map(AgentId),
+        customer: q.customer,
+    };
+    let page = crate::common::page_request(q.cursor, q.limit)?;
+    let p = state
+        .store
+        .tickets(&caller.tenant, &filter, &page)
+        .await
+        .map_err(|e| ApiError::from(e).in_field("cursor"))?;
+    Ok(Json(Page {
+        items: p.items.into_iter().map(ticket_doc).collect(),
+        next: p.next.map(|c| c.0),
+    }))
+}
+
 /// One ticket.
 #[utoipa::path(get, path = "/tickets/{id}", tag = "crm", params(("id" = String, Path)),
     responses((status = 200, body = TicketDoc), (status = 404, body = crate::error::ErrorBody)))]
@@ -819,7 +867,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_customer))
         .routes(routes!(get_customer, update_customer))
         .routes(routes!(timeline))
-        .routes(routes!(create_ticket))
+        .routes(routes!(list_tickets, create_ticket))
         .routes(routes!(get_ticket, update_ticket))
         .routes(routes!(get_summary, put_summary))
         .routes(routes!(list_plans, create_plan))

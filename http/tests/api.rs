@@ -1360,3 +1360,69 @@ async fn a_recording_is_streamed_and_seekable_by_byte_ranges() -> Result<()> {
     assert_eq!(many.bytes.len(), len);
     Ok(())
 }
+
+#[tokio::test]
+async fn tickets_are_listed_last_updated_first_with_filters() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    let mut ids = Vec::new();
+    for (title, status, assignee) in [
+        ("first", "open", "1001"),
+        ("second", "closed", "1001"),
+        ("third", "open", "1002"),
+    ] {
+        let t = admin
+            .post(
+                "/tickets",
+                json!({"title": title, "status": status, "assignee": assignee}),
+            )
+            .await?
+            .expect(201)?;
+        ids.push(t.body["id"].as_str().context("an id")?.to_owned());
+        // Distinct update times.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let titles = |a: &common::Answer| {
+        a.body["items"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|t| t["title"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let all = admin.get("/tickets").await?.expect(200)?;
+    assert_eq!(titles(&all), ["third", "second", "first"]);
+    // Two at a time: the cursor leads on.
+    let p1 = admin.get("/tickets?limit=2").await?.expect(200)?;
+    assert_eq!(titles(&p1), ["third", "second"]);
+    let next = p1.body["next"].as_str().context("a next cursor")?;
+    let p2 = admin
+        .get(&format!("/tickets?limit=2&cursor={next}"))
+        .await?
+        .expect(200)?;
+    assert_eq!(titles(&p2), ["first"]);
+    assert!(p2.body["next"].is_null());
+    let open = admin
+        .get("/tickets?status=open&assignee=1001")
+        .await?
+        .expect(200)?;
+    assert_eq!(titles(&open), ["first"]);
+    // The first one is worked on: it comes first now.
+    admin
+        .put(
+            &format!("/tickets/{}", ids[0]),
+            json!({"title": "first", "status": "in_progress", "assignee": "1001"}),
+        )
+        .await?
+        .expect(200)?;
+    let all = admin.get("/tickets").await?.expect(200)?;
+    assert_eq!(titles(&all), ["first", "third", "second"]);
+    // A wrong status or cursor names the field.
+    let bad = admin.get("/tickets?status=lost").await?.expect(422)?;
+    assert_eq!(bad.fields(), ["status"]);
+    let bad = admin.get("/tickets?cursor=zz").await?.expect(422)?;
+    assert_eq!(bad.fields(), ["cursor"]);
+    Ok(())
+}
