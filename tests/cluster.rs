@@ -93,10 +93,31 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
         Duration::from_secs(5)
     ));
     let path = format!("/api/v1/agents/{on_c}/status");
+    // a and b hear of the break (relayed from c) before c dies.
+    let on_break = |agent: String| {
+        move |v: &Value| {
+            v["type"] == "agent.status"
+                && v["agent"] == agent.as_str()
+                && v["status"]["status"] == "break"
+        }
+    };
+    let heard: Vec<_> = [&a, &b]
+        .iter()
+        .map(|n| {
+            common::cluster::hear(
+                n,
+                &token,
+                on_break(on_c.to_owned()),
+                Duration::from_secs(10),
+            )
+        })
+        .collect();
     let brk = serde_json::json!({"status": "break", "reason": "training"});
     let (code, v) = a.api("PUT", &path, Some(&token), Some(&brk));
     assert_eq!(code, 200, "{v}");
-    std::thread::sleep(Duration::from_millis(300));
+    for h in heard {
+        assert!(h.join().unwrap(), "the break was not relayed");
+    }
 
     // kill -9: a and b notice by the silence (the default 2 s), with
     // placement moving off c and nowhere else.

@@ -285,3 +285,39 @@ pub fn tls_flags(dir: &std::path::Path) -> Vec<String> {
         path("ca.pem"),
     ]
 }
+
+/// Whether `token`'s WebSocket on `node` receives, within `within`, a live
+/// event for which `wanted` holds. Connected before this returns, so
+/// what happens after it is heard.
+pub fn hear(
+    node: &Node,
+    token: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool + Send + 'static,
+    within: Duration,
+) -> std::thread::JoinHandle<bool> {
+    use futures_util::StreamExt;
+    let url = format!("ws://{}/api/v1/ws?token={token}", node.http);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("websocket");
+            let _ = ready_tx.send(());
+            let deadline = tokio::time::Instant::now() + within;
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+                let Ok(text) = msg.into_text() else { continue };
+                if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| wanted(&v)) {
+                    return true;
+                }
+            }
+            false
+        })
+    });
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+    handle
+}
