@@ -345,6 +345,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         id: &'a str,
     ) -> StoreFuture<'a, Option<Ticket>>;
 
+    /// The tenant's customers, the last updated first; with `name`, those
+    /// whose name contains it (any case).
+    fn customers<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<Customer>>;
+
     /// The tenant's tickets, the last updated first.
     fn tickets<'a>(
         &'a self,

@@ -621,6 +621,16 @@ impl Store for EmbeddedStore {
         Box::pin(self.read(move |c| queries::get_body(c, "tickets", "ticket", &tenant, &id)))
     }
 
+    fn customers<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<Customer>> {
+        let (tenant, name, page) = (tenant.clone(), name.map(str::to_owned), page.clone());
+        Box::pin(self.read(move |c| queries::list_customers(c, &tenant, name.as_deref(), &page)))
+    }
+
     fn tickets<'a>(
         &'a self,
         tenant: &'a TenantId,

@@ -1333,29 +1333,60 @@ pub(super) fn get_lease(c: &Connection, tenant: &TenantId, key: &str) -> Result<
     }))
 }
 
-/// A page of the tenant's tickets, the last updated first; the cursor is
-/// the (updated, id) of the last one given.
+/// A page of the tenant's tickets, the last updated first.
 pub(super) fn list_tickets(
     c: &Connection,
     tenant: &TenantId,
     filter: &crate::store::TicketFilter,
     page: &PageRequest,
 ) -> Result<Page<crate::model::Ticket>> {
-    let limit = page.checked_limit()?;
-    let mut sql = String::from("SELECT body, updated, id FROM tickets WHERE tenant = ?1");
-    let mut args: Vec<Value> = vec![Value::Text(tenant.0.clone())];
-    let mut and = |sql: &mut String, col: &str, v: String| {
-        args.push(Value::Text(v));
-        sql.push_str(&format!(" AND {col} = ?{}", args.len()));
-    };
+    let mut equal = Vec::new();
     if let Some(st) = filter.status {
-        and(&mut sql, "status", ticket_status_col(st).to_owned());
+        equal.push(("status", ticket_status_col(st).to_owned()));
     }
     if let Some(a) = &filter.assignee {
-        and(&mut sql, "assignee", a.0.clone());
+        equal.push(("assignee", a.0.clone()));
     }
     if let Some(cu) = &filter.customer {
-        and(&mut sql, "customer", cu.clone());
+        equal.push(("customer", cu.clone()));
+    }
+    list_by_updated(c, "tickets", "ticket", tenant, &equal, None, page)
+}
+
+/// A page of the tenant's customers, the last updated first; `name`: a
+/// part of the name, any case.
+pub(super) fn list_customers(
+    c: &Connection,
+    tenant: &TenantId,
+    name: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<crate::model::Customer>> {
+    list_by_updated(c, "customers", "customer", tenant, &[], name, page)
+}
+
+/// A page of `table`'s bodies of a tenant, the last updated first, with
+/// columns equal to values and the name containing `name`; the cursor is
+/// the (updated, id) of the last one given.
+fn list_by_updated<T: DeserializeOwned>(
+    c: &Connection,
+    table: &str,
+    what: &str,
+    tenant: &TenantId,
+    equal: &[(&str, String)],
+    name: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<T>> {
+    let limit = page.checked_limit()?;
+    let mut sql = format!("SELECT body, updated, id FROM {table} WHERE tenant = ?1");
+    let mut args: Vec<Value> = vec![Value::Text(tenant.0.clone())];
+    for (col, v) in equal {
+        args.push(Value::Text(v.clone()));
+        sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+    }
+    if let Some(n) = name {
+        // instr, not LIKE: what the user typed is taken literally.
+        args.push(Value::Text(n.to_lowercase()));
+        sql.push_str(&format!(" AND instr(lower(name), ?{}) > 0", args.len()));
     }
     if let Some(cur) = &page.cursor {
         let (updated, id) = decode_ticket_cursor(cur)?;
@@ -1387,7 +1418,7 @@ pub(super) fn list_tickets(
     let mut items = Vec::new();
     let mut last = None;
     for (body, updated, id) in rows.into_iter().take(limit as usize) {
-        items.push(decode::<crate::model::Ticket>("ticket", &body)?);
+        items.push(decode::<T>(what, &body)?);
         last = Some((updated, id));
     }
     let next = match (more, last) {

@@ -207,4 +207,10 @@ ALTER TABLE tickets ADD COLUMN assignee TEXT GENERATED ALWAYS AS (json_extract(b
 ALTER TABLE tickets ADD COLUMN customer TEXT GENERATED ALWAYS AS (json_extract(body, '$.customer')) VIRTUAL;
 CREATE INDEX tickets_by_updated ON tickets (tenant, updated, id);
 "#,
+    // A tenant's customers, the last updated first.
+    r#"
+ALTER TABLE customers ADD COLUMN updated INTEGER GENERATED ALWAYS AS (json_extract(body, '$.updated')) VIRTUAL;
+ALTER TABLE customers ADD COLUMN name TEXT GENERATED ALWAYS AS (json_extract(body, '$.name')) VIRTUAL;
+CREATE INDEX customers_by_updated ON customers (tenant, updated, id);
+"#,
 ];

@@ -275,6 +275,9 @@ statements! {
     stats_scope: Read "SELECT scope_kind, scope_id, hour, node, calls, offered, answered, abandoned_in_queue, abandoned_ringing, overflowed, answered_in_service_level, outbound, outbound_answered, talk_ms, ring_ms, queue_ms, wrap_up_ms FROM stats_hourly WHERE tenant = ? AND day = ? AND scope_kind = ? AND scope_id = ?";
     put_customer: Write "INSERT INTO customers (tenant, id, body) VALUES (?, ?, ?)";
     get_customer: Read "SELECT body FROM customers WHERE tenant = ? AND id = ?";
+    put_customer_updated: Write "INSERT INTO customers_by_updated (tenant, updated, id, body) VALUES (?, ?, ?, ?)";
+    drop_customer_updated: Write "DELETE FROM customers_by_updated WHERE tenant = ? AND updated = ? AND id = ?";
+    customers_by_updated: Read "SELECT body FROM customers_by_updated WHERE tenant = ?";
     claim_number: Lwt "INSERT INTO customer_numbers (tenant, number, customer) VALUES (?, ?, ?) IF NOT EXISTS";
     release_number: Lwt "DELETE FROM customer_numbers WHERE tenant = ? AND number = ? IF customer = ?";
     number_owner: Read "SELECT customer FROM customer_numbers WHERE tenant = ? AND number = ?";
@@ -807,6 +810,19 @@ impl Inner {
             }
         }
         let body = encode("customer", c)?;
+        // The listing's row moves with the update time.
+        if let Some(o) = old.as_ref().filter(|o| o.updated != c.updated) {
+            self.exec(
+                &self.st.drop_customer_updated,
+                (t, o.updated.as_i64(), &c.id),
+            )
+            .await?;
+        }
+        self.exec(
+            &self.st.put_customer_updated,
+            (t, c.updated.as_i64(), &c.id, &body),
+        )
+        .await?;
         self.exec(&self.st.put_customer, (t, &c.id, &body)).await?;
         for n in old.iter().flat_map(|o| o.numbers.iter()) {
             if !c.numbers.contains(n) {
@@ -1282,6 +1298,29 @@ impl Store for ScyllaStore {
         Box::pin(async move {
             let i = &self.inner;
             i.body("ticket", &i.st.get_ticket, (&tenant.0, id)).await
+        })
+    }
+
+    fn customers<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: Option<&'a str>,
+        page: &'a PageRequest,
+    ) -> StoreFuture<'a, Page<Customer>> {
+        Box::pin(async move {
+            let i = &self.inner;
+            let name = name.map(str::to_lowercase);
+            i.list_paged(
+                "customer",
+                &i.st.customers_by_updated,
+                (&tenant.0,),
+                |c: &Customer| {
+                    name.as_deref()
+                        .is_none_or(|n| c.name.to_lowercase().contains(n))
+                },
+                page,
+            )
+            .await
         })
     }
 

@@ -30,7 +30,7 @@ macro_rules! suite_tests {
             config_crud, config_update_retries, tenants_are_listed, hotlines_are_global,
             flows_are_versioned_and_published, prompts_are_reviewed, calls_by_day_page_and_filter,
             calls_by_agent_and_number, calls_rewritten_are_replaced, open_calls_until_their_record,
-            tickets_listed_last_updated_first,
+            tickets_listed_last_updated_first, customers_listed_last_updated_first,
             survey_outcomes_and_levels_are_kept, status_log_by_day,
             stats_partials_replace_and_sum, customers_and_numbers, customer_timeline,
             contact_plans_by_agent, leases_fence_with_epochs, demo_seed_is_idempotent,
@@ -714,6 +714,70 @@ pub async fn calls_rewritten_are_replaced(s: &dyn Store) -> Result<()> {
         )
         .await?;
     ensure!(by_agent.items.len() == 1);
+    Ok(())
+}
+
+/// A tenant's customers, the last updated first, paged, found by a part
+/// of the name in any case; an update moves one to the top, once.
+pub async fn customers_listed_last_updated_first(s: &dyn Store) -> Result<()> {
+    let t = tenant();
+    let customer = |id: &str, name: &str, mins: u64| Customer {
+        tenant: t.clone(),
+        id: id.into(),
+        name: name.into(),
+        numbers: vec![format!("139{}", 10_000_000 + mins)],
+        fields: Default::default(),
+        created: at(day0(), 8, 0, 0),
+        updated: at(day0(), 8, mins, 0),
+    };
+    let all = [
+        customer("k1", "张三", 1),
+        customer("k2", "Li Lei", 2),
+        customer("k3", "li ming", 3),
+    ];
+    for c in &all {
+        s.put_customer(c).await?;
+    }
+    let ids = |p: &[Customer]| p.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    let first = s.customers(&t, None, &PageRequest::first(2)).await?;
+    ensure!(ids(&first.items) == ["k3", "k2"], "{:?}", ids(&first.items));
+    let cursor = first
+        .next
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no next page"))?;
+    let second = s
+        .customers(
+            &t,
+            None,
+            &PageRequest {
+                cursor: Some(cursor),
+                ..PageRequest::first(2)
+            },
+        )
+        .await?;
+    ensure!(ids(&second.items) == ["k1"], "{:?}", ids(&second.items));
+    ensure!(second.next.is_none());
+    let li = s.customers(&t, Some("LI"), &PageRequest::first(10)).await?;
+    ensure!(ids(&li.items) == ["k3", "k2"], "{:?}", ids(&li.items));
+    let zhang = s.customers(&t, Some("张"), &PageRequest::first(10)).await?;
+    ensure!(ids(&zhang.items) == ["k1"], "{:?}", ids(&zhang.items));
+    // A literal match: `%` is no wildcard.
+    ensure!(s
+        .customers(&t, Some("%"), &PageRequest::first(10))
+        .await?
+        .items
+        .is_empty());
+    let mut k1 = all[0].clone();
+    k1.name = "张三丰".into();
+    k1.updated = at(day0(), 9, 0, 0);
+    s.put_customer(&k1).await?;
+    let now = s.customers(&t, None, &PageRequest::first(10)).await?;
+    ensure!(
+        ids(&now.items) == ["k1", "k3", "k2"],
+        "{:?}",
+        ids(&now.items)
+    );
+    ensure!(now.items[0].name == "张三丰");
     Ok(())
 }
 
