@@ -146,6 +146,44 @@ async fn lookup(
     Ok(Json(customer_doc(c)))
 }
 
+/// A part of the name and a page of the customer list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct CustomerQuery {
+    /// A part of the name, any case.
+    name: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The tenant's customers, the last updated first; with `name`, those
+/// whose name contains it.
+#[utoipa::path(get, path = "/customers", tag = "crm", params(CustomerQuery),
+    responses((status = 200, body = Page<CustomerDoc>), (status = 403, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody)))]
+async fn list_customers(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<CustomerQuery>,
+) -> ApiResult<Json<Page<CustomerDoc>>> {
+    caller.require(CRM, "listing customers")?;
+    let name = q.name.filter(|n| !n.trim().is_empty());
+    if let Some(n) = &name {
+        check_text("name", n, 100)?;
+    }
+    let page = crate::common::page_request(q.cursor, q.limit)?;
+    let p = state
+        .store
+        .customers(&caller.tenant, name.as_deref().map(str::trim), &page)
+        .await
+        .map_err(|e| ApiError::from(e).in_field("cursor"))?;
+    Ok(Json(Page {
+        items: p.items.into_iter().map(customer_doc).collect(),
+        next: p.next.map(|c| c.0),
+    }))
+}
+
 /// Creates a customer.
 #[utoipa::path(post, path = "/customers", tag = "crm", request_body = CustomerInput,
     responses((status = 201, body = CustomerDoc), (status = 409, body = crate::error::ErrorBody),
@@ -864,7 +902,7 @@ async fn plan_done(
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(lookup))
-        .routes(routes!(create_customer))
+        .routes(routes!(list_customers, create_customer))
         .routes(routes!(get_customer, update_customer))
         .routes(routes!(timeline))
         .routes(routes!(list_tickets, create_ticket))

@@ -1426,3 +1426,45 @@ async fn tickets_are_listed_last_updated_first_with_filters() -> Result<()> {
     assert_eq!(bad.fields(), ["cursor"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn customers_are_listed_last_updated_first_and_found_by_name() -> Result<()> {
+    let s = server().await?;
+    let admin = Api::admin(&s).await?;
+    for (name, number) in [
+        ("Zhang San", "13900000001"),
+        ("Li Lei", "13900000002"),
+        ("li ming", "13900000003"),
+    ] {
+        admin
+            .post("/customers", json!({"name": name, "numbers": [number]}))
+            .await?
+            .expect(201)?;
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let names = |a: &common::Answer| {
+        a.body["items"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let all = admin.get("/customers").await?.expect(200)?;
+    assert_eq!(names(&all), ["li ming", "Li Lei", "Zhang San"]);
+    let p1 = admin.get("/customers?limit=2").await?.expect(200)?;
+    assert_eq!(names(&p1), ["li ming", "Li Lei"]);
+    let next = p1.body["next"].as_str().context("a next cursor")?;
+    let p2 = admin
+        .get(&format!("/customers?limit=2&cursor={next}"))
+        .await?
+        .expect(200)?;
+    assert_eq!(names(&p2), ["Zhang San"]);
+    let li = admin.get("/customers?name=LI").await?.expect(200)?;
+    assert_eq!(names(&li), ["li ming", "Li Lei"]);
+    let bad = admin.get("/customers?limit=0").await?.expect(422)?;
+    assert_eq!(bad.fields(), ["limit"]);
+    Ok(())
+}
