@@ -18,6 +18,7 @@ mod core;
 mod leg;
 mod live;
 mod media;
+mod metered;
 pub mod metrics;
 mod records;
 mod remote;
@@ -64,8 +65,8 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match open_store(&cfg).await {
-        Ok(s) => s,
+    let store: Arc<dyn Store> = match open_store(&cfg).await {
+        Ok(s) => Arc::new(metered::Metered::new(s)),
         Err(e) => {
             eprintln!("switchboard: {e:#}");
             return ExitCode::from(2);

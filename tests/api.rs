@@ -479,3 +479,30 @@ fn configuration_changes_reach_the_running_node() {
         "overflowed after {waited:?}"
     );
 }
+
+#[test]
+fn every_store_operation_is_timed_and_its_failures_counted() {
+    let node = Node::start();
+    let token = node.login("admin", "demo-admin");
+    let (code, _) = node.api("GET", "/api/v1/agents", Some(&token), None);
+    assert_eq!(code, 200);
+    // A cursor the store does not know: refused by the store, counted.
+    let (code, v) = node.api("GET", "/api/v1/calls?cursor=zz", Some(&token), None);
+    assert_eq!(code, 422, "{v}");
+    let count = |op: &str| {
+        node.metric(&format!(
+            "switchboard_store_op_seconds_count{{op=\"{op}\"}}"
+        ))
+    };
+    assert!(
+        count("get_config").is_some_and(|n| n >= 1.0),
+        "{:?}",
+        count("get_config")
+    );
+    assert!(count("list_config").is_some_and(|n| n >= 1.0));
+    assert!(count("calls_by_day").is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        node.metric("switchboard_store_op_errors_total{op=\"calls_by_day\"}"),
+        Some(1.0)
+    );
+}

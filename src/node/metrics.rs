@@ -3,9 +3,9 @@
 //! `switchboard_…_total` for counters, `_seconds` for durations.
 
 use prometheus::{
-    register_gauge_vec, register_histogram, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Encoder, GaugeVec, Histogram, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_gauge_vec, register_histogram, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder, GaugeVec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -25,6 +25,8 @@ pub struct Metrics {
     pub rtp_jitter: Histogram,
     pub store_write: Histogram,
     pub store_errors: IntCounterVec,
+    pub store_ops: HistogramVec,
+    pub store_op_errors: IntCounterVec,
     pub actors: IntGaugeVec,
     pub cluster_members: IntGaugeVec,
     pub cluster_heartbeat_rtt: GaugeVec,
@@ -128,6 +130,19 @@ fn build() -> Metrics {
             "switchboard_store_write_errors_total",
             "Store writes that failed (and are retried), by kind of record",
             &["record"]
+        )
+        .expect("metric"),
+        store_ops: register_histogram_vec!(
+            "switchboard_store_op_seconds",
+            "Latency of every store operation of this node, by operation",
+            &["op"],
+            vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+        )
+        .expect("metric"),
+        store_op_errors: register_int_counter_vec!(
+            "switchboard_store_op_errors_total",
+            "Store operations that failed, by operation",
+            &["op"]
         )
         .expect("metric"),
         actors: register_int_gauge_vec!(
