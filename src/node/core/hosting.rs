@@ -256,12 +256,15 @@ impl SipCore {
                                 let agent = AgentId(id.clone());
                                 match self.store.get::<m::Agent>(&t, &id).await {
                                     Ok(Some(v)) => {
+                                        // The status it had chosen where it ran
+                                        // before (its old home tells too, when it
+                                        // is alive to), read before it signs in
+                                        // here: that sign-in is heard as a choice
+                                        // of ready.
+                                        let chosen = self.hub.last_chosen(&t, &agent);
                                         match spawner.real_agent(&v.record, has_trunk).await {
                                             Ok(real) => {
-                                                // The status it had chosen where it
-                                                // ran before (its old home tells too,
-                                                // when it is alive to).
-                                                if let Some(st) = self.hub.last_chosen(&t, &agent) {
+                                                if let Some(st) = chosen {
                                                     let _ = real.cast(AgentMsg::Restore(st));
                                                 }
                                                 reg.host_agent(&t, &agent, real);
