@@ -249,7 +249,15 @@ impl Agent {
     /// to the calls.
     pub fn restore(&mut self, status: Status, now: Timestamp) -> Result<(), AgentError> {
         if matches!(self.status, Status::Ringing { .. } | Status::Talking { .. }) {
-            return Err(AgentError::OnCall);
+            // On a call here already (resumed): what it chose waits for
+            // the call to end, as a choice made during the call does.
+            return match status {
+                Status::Busy | Status::Break { .. } | Status::Custom { .. } => {
+                    self.after_call = Some(status);
+                    Ok(())
+                }
+                _ => Err(AgentError::OnCall),
+            };
         }
         match status {
             Status::Offline if self.status != Status::Offline => {
@@ -272,6 +280,19 @@ impl Agent {
             _ => {}
         }
         Ok(())
+    }
+
+    /// What a new home is to restore when this agent moves there: the
+    /// status chosen for after the call when on one, else the status
+    /// itself (the new home takes over only what an agent chooses).
+    pub fn handover(&self) -> Status {
+        match (&self.status, &self.after_call) {
+            (
+                Status::Ringing { .. } | Status::Talking { .. } | Status::AfterCallWork { .. },
+                Some(after),
+            ) => after.clone(),
+            (s, _) => s.clone(),
+        }
     }
 
     /// The agent or a supervisor chooses a status. During a call the
@@ -878,6 +899,35 @@ mod tests {
         assert_eq!(b.status(), &lunch);
         let mut off = Agent::new("1002".into(), AgentPolicy::default(), t(0));
         assert_eq!(off.resume_ringing(call, t(1)), Err(AgentError::SignedOut));
+    }
+
+    #[test]
+    fn a_status_chosen_for_after_the_call_moves_with_the_agent() {
+        let call = CallId(3);
+        let lunch = Status::Break {
+            reason: "lunch".into(),
+        };
+        let mut old = ready_agent();
+        old.offer(call, t(20)).unwrap();
+        old.answered(call, t(22)).unwrap();
+        old.choose(lunch.clone(), Actor::Agent, t(30)).unwrap();
+        assert_eq!(old.status(), &Status::Talking { call });
+        assert_eq!(old.handover(), lunch);
+        // The new home: resumed on the call, then told what was chosen.
+        let mut new = ready_agent();
+        new.resume_call(call, t(31)).unwrap();
+        new.restore(old.handover(), t(31)).unwrap();
+        assert_eq!(new.status(), &Status::Talking { call });
+        new.hung_up(call, Duration::ZERO, t(40)).unwrap();
+        assert_eq!(new.status(), &lunch);
+        // Told in the other order, the same.
+        let mut other = ready_agent();
+        other.restore(lunch.clone(), t(31)).unwrap();
+        other.resume_call(call, t(31)).unwrap();
+        other.hung_up(call, Duration::ZERO, t(40)).unwrap();
+        assert_eq!(other.status(), &lunch);
+        // Nothing chosen: the status itself.
+        assert_eq!(ready_agent().handover(), Status::Ready);
     }
 
     #[test]

@@ -1167,7 +1167,7 @@ impl AgentProxy {
             AgentMsg::Resume(c) => ToAgent::Resume(c),
             AgentMsg::Restore(st) => ToAgent::Restore(st),
             AgentMsg::ResumeRinging(c) => ToAgent::ResumeRinging(c),
-            AgentMsg::Ringing(_) => return,
+            AgentMsg::Ringing(_) | AgentMsg::Handover(_) => return,
             AgentMsg::Watch(g) => match r.group_named(g.get_id()) {
                 Some(group) => ToAgent::Watch { group },
                 None => return,

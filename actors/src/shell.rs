@@ -121,6 +121,9 @@ pub enum AgentMsg {
     /// The agent's phone rings for this call, still up on another node
     /// (its home moved during the ring).
     ResumeRinging(CallId),
+    /// What a new home is to restore when the agent moves there
+    /// ([`Agent::handover`](crate::agent::Agent::handover)); local only.
+    Handover(RpcReplyPort<Status>),
     /// The call's node rings the agent's phone for this call: kept by the
     /// agent's proxy there, in case the agent's home moves during the
     /// ring; nothing to the agent itself (its offer made it ringing).
@@ -296,6 +299,9 @@ impl Actor for AgentActor {
             AgentMsg::Restore(status) => log_refusal(&self.id, a.restore(status, now)),
             AgentMsg::ResumeRinging(call) => log_refusal(&self.id, a.resume_ringing(call, now)),
             AgentMsg::Ringing(_) => {}
+            AgentMsg::Handover(reply) => {
+                let _ = reply.send(a.handover());
+            }
             AgentMsg::Proxy(_) => {}
         }
         self.settle(&myself, state);

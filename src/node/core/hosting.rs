@@ -354,9 +354,7 @@ impl SipCore {
                         let agent = AgentId(id.clone());
                         let status = match (kind, reg.running_agent(&t, &agent)) {
                             (Entity::Agent, Some(real)) => {
-                                ractor::call_t!(real, AgentMsg::Get, 500)
-                                    .ok()
-                                    .map(|(s, _)| s)
+                                ractor::call_t!(real, AgentMsg::Handover, 500).ok()
                             }
                             _ => None,
                         };
