@@ -392,28 +392,26 @@ impl Agent {
     /// The agent's phone is ringing for `call` (its home moved during the
     /// ring): ringing here too, so it is not offered another call.
     pub fn resume_ringing(&mut self, call: CallId, now: Timestamp) -> Result<(), AgentError> {
-        match &self.status {
-            Status::Ringing { call: c } if *c == call => Ok(()),
-            Status::Offline => Err(AgentError::SignedOut),
-            Status::Ringing { .. } | Status::Talking { .. } => Err(AgentError::OnCall),
-            s => {
-                let not_ready = matches!(
-                    s,
-                    Status::Busy | Status::Break { .. } | Status::Custom { .. }
-                );
-                if self.after_call.is_none() && not_ready {
-                    self.after_call = Some(s.clone());
-                }
-                self.acw_until = None;
-                self.change(Status::Ringing { call }, ChangeReason::Resumed, now);
-                Ok(())
-            }
+        if self.status == (Status::Ringing { call }) {
+            return Ok(());
         }
+        self.take_call(Status::Ringing { call }, ChangeReason::Resumed, now)
     }
 
     fn on_call(
         &mut self,
         call: CallId,
+        reason: ChangeReason,
+        now: Timestamp,
+    ) -> Result<(), AgentError> {
+        self.take_call(Status::Talking { call }, reason, now)
+    }
+
+    /// Into `to` (ringing or talking) from any status but offline or
+    /// another call.
+    fn take_call(
+        &mut self,
+        to: Status,
         reason: ChangeReason,
         now: Timestamp,
     ) -> Result<(), AgentError> {
@@ -431,7 +429,7 @@ impl Agent {
                     self.after_call = Some(s.clone());
                 }
                 self.acw_until = None;
-                self.change(Status::Talking { call }, reason, now);
+                self.change(to, reason, now);
                 Ok(())
             }
         }
