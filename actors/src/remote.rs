@@ -1658,6 +1658,24 @@ mod tests {
         a
     }
 
+    /// `b`, the agent's home, dies: `c` starts the agent afresh (signed
+    /// in, ready) and `a`, where its call is, notices; the agent on `c`.
+    async fn die_and_move(
+        home: &Mutex<String>,
+        peers: &Peers,
+        [a, b, c]: [&Arc<Registry>; 3],
+        t: &TenantId,
+        id: &AgentId,
+    ) -> ActorRef<AgentMsg> {
+        b.unhost_agent(t, id).unwrap().stop(None);
+        peers.lock().unwrap().remove("b");
+        *home.lock().unwrap() = "c".into();
+        let on_c = agent_on(c, t, id).await;
+        a.homes_changed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        on_c
+    }
+
     #[tokio::test]
     async fn an_agents_new_home_learns_the_call_it_is_on_and_does_not_offer_it_another() {
         let (home, peers, [a, b, c]) = nodes(["a", "b", "c"], "b");
@@ -1674,12 +1692,7 @@ mod tests {
         assert_eq!(s, Status::Talking { call });
 
         // b dies; c starts the agent afresh (signed in, ready).
-        b.unhost_agent(&t, &id).unwrap().stop(None);
-        peers.lock().unwrap().remove("b");
-        *home.lock().unwrap() = "c".into();
-        let on_c = agent_on(&c, &t, &id).await;
-        a.homes_changed();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let on_c = die_and_move(&home, &peers, [&a, &b, &c], &t, &id).await;
         let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Talking { call }, "the new home knows the call");
         let other = ractor::call!(on_c, |reply| AgentMsg::Offer {
@@ -1723,12 +1736,7 @@ mod tests {
         proxy.cast(AgentMsg::Ringing(call)).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         // b dies while the phone rings; c starts the agent (ready).
-        b.unhost_agent(&t, &id).unwrap().stop(None);
-        peers.lock().unwrap().remove("b");
-        *home.lock().unwrap() = "c".into();
-        let on_c = agent_on(&c, &t, &id).await;
-        a.homes_changed();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let on_c = die_and_move(&home, &peers, [&a, &b, &c], &t, &id).await;
         let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Ringing { call }, "the new home knows the ring");
         let other = ractor::call!(on_c, |reply| AgentMsg::Offer {
