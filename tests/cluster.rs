@@ -104,11 +104,11 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
     let heard: Vec<_> = [&a, &b]
         .iter()
         .map(|n| {
-            common::cluster::hear(
+            common::cluster::listen_until(
                 n,
                 &token,
-                on_break(on_c.to_owned()),
                 Duration::from_secs(10),
+                on_break(on_c.to_owned()),
             )
         })
         .collect();
@@ -116,7 +116,11 @@ fn three_nodes_join_agree_on_placement_and_survive_a_kill() {
     let (code, v) = a.api("PUT", &path, Some(&token), Some(&brk));
     assert_eq!(code, 200, "{v}");
     for h in heard {
-        assert!(h.join().unwrap(), "the break was not relayed");
+        let events = h.join().unwrap();
+        assert!(
+            events.last().is_some_and(on_break(on_c.to_owned())),
+            "the break was not relayed: {events:?}"
+        );
     }
 
     // kill -9: a and b notice by the silence (the default 2 s), with

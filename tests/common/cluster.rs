@@ -160,9 +160,23 @@ pub fn listen(
     token: &str,
     within: Duration,
 ) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    listen_until(node, token, within, |v| v["type"] == "call.ended")
+}
+
+/// The live events `token`'s WebSocket on `node` receives, collected in
+/// the background until one for which `last` holds (it is the last one
+/// kept) or `within` passes. Connected before this returns, so what
+/// happens after it is heard.
+pub fn listen_until(
+    node: &Node,
+    token: &str,
+    within: Duration,
+    last: impl Fn(&serde_json::Value) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
     use futures_util::StreamExt;
     let url = format!("ws://{}/api/v1/ws?token={token}", node.http);
-    std::thread::spawn(move || {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -171,6 +185,7 @@ pub fn listen(
             let (mut ws, _) = tokio_tungstenite::connect_async(url)
                 .await
                 .expect("websocket");
+            let _ = ready_tx.send(());
             let mut got = Vec::new();
             let deadline = tokio::time::Instant::now() + within;
             while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
@@ -178,15 +193,17 @@ pub fn listen(
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };
-                let ended = v["type"] == "call.ended";
+                let done = last(&v);
                 got.push(v);
-                if ended {
+                if done {
                     break;
                 }
             }
             got
         })
-    })
+    });
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+    handle
 }
 
 /// Three members on one fresh data directory, named (by
@@ -284,40 +301,4 @@ pub fn tls_flags(dir: &std::path::Path) -> Vec<String> {
         "--cluster-tls-ca".into(),
         path("ca.pem"),
     ]
-}
-
-/// Whether `token`'s WebSocket on `node` receives, within `within`, a live
-/// event for which `wanted` holds. Connected before this returns, so
-/// what happens after it is heard.
-pub fn hear(
-    node: &Node,
-    token: &str,
-    wanted: impl Fn(&serde_json::Value) -> bool + Send + 'static,
-    within: Duration,
-) -> std::thread::JoinHandle<bool> {
-    use futures_util::StreamExt;
-    let url = format!("ws://{}/api/v1/ws?token={token}", node.http);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url)
-                .await
-                .expect("websocket");
-            let _ = ready_tx.send(());
-            let deadline = tokio::time::Instant::now() + within;
-            while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
-                let Ok(text) = msg.into_text() else { continue };
-                if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| wanted(&v)) {
-                    return true;
-                }
-            }
-            false
-        })
-    });
-    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
-    handle
 }
