@@ -1342,7 +1342,7 @@ pub(super) fn list_tickets(
 ) -> Result<Page<crate::model::Ticket>> {
     let mut equal = Vec::new();
     if let Some(st) = filter.status {
-        equal.push(("status", ticket_status_col(st).to_owned()));
+        equal.push(("status", ticket_status_col(st)));
     }
     if let Some(a) = &filter.assignee {
         equal.push(("assignee", a.0.clone()));
@@ -1428,14 +1428,13 @@ fn list_by_updated<T: DeserializeOwned>(
     Ok(Page { items, next })
 }
 
-fn ticket_status_col(s: crate::model::TicketStatus) -> &'static str {
-    use crate::model::TicketStatus as S;
-    match s {
-        S::Open => "open",
-        S::InProgress => "in_progress",
-        S::Resolved => "resolved",
-        S::Closed => "closed",
-    }
+/// A status as its body stores it (its serde name), for the generated
+/// `status` column.
+fn ticket_status_col(s: crate::model::TicketStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn decode_ticket_cursor(c: &Cursor) -> Result<(i64, String)> {
