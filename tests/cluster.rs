@@ -660,6 +660,97 @@ fn an_agent_talking_on_a_call_of_a_node_that_dies_is_ready_again_and_its_record_
 }
 
 #[test]
+fn a_status_chosen_during_a_call_survives_the_agents_home_dying() {
+    use common::phone::Phone;
+    // The call is on a, the agent's home is c.
+    let (_, _, [mut a, mut b, mut c], token) = three_placed(&[]);
+    assert!(c.wait_log(
+        "agent hosted here tenant=demo agent=1001",
+        Duration::from_secs(5)
+    ));
+    let agent = Phone::auto_answer_quiet(&a, "1001", "pass1001", 50);
+    let running = agent.spawn(50);
+    assert!(a.wait_log("registered user=1001", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let customer = common::customer::Customer::call(a.sip, "4000", "13800138000");
+    std::thread::sleep(Duration::from_secs(5));
+    customer.press('1');
+    assert!(
+        a.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "the agent never answered"
+    );
+    assert!(c.wait_log("agent=1001 status=Talking", Duration::from_secs(2)));
+    // During the call the agent chooses lunch for after it; a and b hear
+    // of it (relayed from c) before c dies.
+    let planned = |v: &Value| {
+        v["type"] == "agent.next_status" && v["agent"] == "1001" && v["status"]["status"] == "break"
+    };
+    let heard: Vec<_> = [&a, &b]
+        .iter()
+        .map(|n| common::cluster::listen_until(n, &token, Duration::from_secs(10), planned))
+        .collect();
+    let lunch = serde_json::json!({"status": "break", "reason": "lunch"});
+    let (code, v) = a.api(
+        "PUT",
+        "/api/v1/agents/1001/status",
+        Some(&token),
+        Some(&lunch),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"]["status"], "talking", "{v}");
+    for h in heard {
+        let events = h.join().unwrap();
+        assert!(
+            events.last().is_some_and(planned),
+            "the choice was not relayed: {events:?}"
+        );
+    }
+    // c dies; the agent's new home resumes it on the call still up on a.
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let hosted = "agent hosted here tenant=demo agent=1001";
+    let t0 = Instant::now();
+    while a.count_log(hosted) + b.count_log(hosted) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "no survivor took the agent"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (503 while a node has not yet seen the move, or the new home is
+    // still starting the agent.)
+    let status = |n: &Node| {
+        let (code, v) = n.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
+        assert!(code == 200 || code == 503, "{code} {v}");
+        v
+    };
+    let t0 = Instant::now();
+    while status(&a)["status"]["status"] != "talking" {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{}", status(&a));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The customer hangs up: after the wrap-up, lunch, as chosen.
+    drop(customer);
+    let t0 = Instant::now();
+    loop {
+        let v = status(&a);
+        if v["status"]["status"] == "break" {
+            assert_eq!(v["status"]["reason"], "lunch", "{v}");
+            break;
+        }
+        assert!(
+            ["talking", "after_call_work"].contains(&v["status"]["status"].as_str().unwrap_or("")),
+            "not resumed on the call, or lunch forgotten: {v}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut running = running;
+    let _ = running.kill();
+    let _ = running.wait();
+}
+
+#[test]
 fn a_paused_node_loses_its_agents_lease_and_never_offers_it_a_second_call() {
     use common::phone::Phone;
     let (_, _, [mut a, mut b, mut c], _) = three_placed(&[]);

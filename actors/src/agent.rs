@@ -49,6 +49,9 @@ pub enum AgentEvent {
         to: Status,
         reason: ChangeReason,
     },
+    /// A status was chosen for after the call the agent is on (or
+    /// wrapping up): the status it goes to then.
+    Planned { agent: AgentId, next: Status },
 }
 
 /// Why an input was refused; the status is unchanged.
@@ -253,7 +256,7 @@ impl Agent {
             // the call to end, as a choice made during the call does.
             return match status {
                 Status::Busy | Status::Break { .. } | Status::Custom { .. } => {
-                    self.after_call = Some(status);
+                    self.plan(status);
                     Ok(())
                 }
                 _ => Err(AgentError::OnCall),
@@ -303,11 +306,11 @@ impl Agent {
         match &self.status {
             Status::Offline => Err(AgentError::SignedOut),
             Status::Ringing { .. } | Status::Talking { .. } => {
-                self.after_call = Some(status);
+                self.plan(status);
                 Ok(())
             }
             Status::AfterCallWork { .. } if status != Status::Ready => {
-                self.after_call = Some(status);
+                self.plan(status);
                 Ok(())
             }
             _ => {
@@ -322,6 +325,16 @@ impl Agent {
                 Ok(())
             }
         }
+    }
+
+    /// `next` is the status after the call (told, so that a new home
+    /// knows it should this one die).
+    fn plan(&mut self, next: Status) {
+        self.after_call = Some(next.clone());
+        self.events.push_back(AgentEvent::Planned {
+            agent: self.id.clone(),
+            next,
+        });
     }
 
     /// A call is offered: ready → ringing.
@@ -569,7 +582,10 @@ mod tests {
         a.choose(Status::Ready, Actor::Agent, at).unwrap();
         let starts: Vec<Timestamp> = drain(&mut a)
             .into_iter()
-            .map(|AgentEvent::Changed { period, .. }| period.start)
+            .filter_map(|e| match e {
+                AgentEvent::Changed { period, .. } => Some(period.start),
+                AgentEvent::Planned { .. } => None,
+            })
             .collect();
         assert_eq!(starts.len(), 3);
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
@@ -640,12 +656,13 @@ mod tests {
         );
         let periods: Vec<(StatusKind, u64, u64)> = drain(&mut a)
             .into_iter()
-            .map(|AgentEvent::Changed { period, .. }| {
-                (
+            .filter_map(|e| match e {
+                AgentEvent::Changed { period, .. } => Some((
                     period.status.kind(),
                     period.start.0 / 1000,
                     period.end.0 / 1000,
-                )
+                )),
+                AgentEvent::Planned { .. } => None,
             })
             .collect();
         assert_eq!(
@@ -848,7 +865,10 @@ mod tests {
                 if r.is_err() {
                     prop_assert_eq!(a.status(), &before, "a refused input changed the status");
                 }
-                while let Some(AgentEvent::Changed { period, to, .. }) = a.poll_event() {
+                while let Some(e) = a.poll_event() {
+                    let AgentEvent::Changed { period, to, .. } = e else {
+                        continue;
+                    };
                     if let Some(last) = log.last() {
                         prop_assert_eq!(last.end, period.start);
                     }
@@ -908,9 +928,18 @@ mod tests {
         let mut old = ready_agent();
         old.offer(call, t(20)).unwrap();
         old.answered(call, t(22)).unwrap();
+        drain(&mut old);
         old.choose(lunch.clone(), Actor::Agent, t(30)).unwrap();
         assert_eq!(old.status(), &Status::Talking { call });
         assert_eq!(old.handover(), lunch);
+        // Told, so that a new home knows it should this one die.
+        assert_eq!(
+            drain(&mut old),
+            vec![AgentEvent::Planned {
+                agent: AgentId::from("1001"),
+                next: lunch.clone()
+            }]
+        );
         // The new home: resumed on the call, then told what was chosen.
         let mut new = ready_agent();
         new.resume_call(call, t(31)).unwrap();
@@ -941,8 +970,10 @@ mod tests {
         a.restore(lunch.clone(), Timestamp(2)).unwrap();
         assert_eq!(a.status(), &lunch);
         let mut reasons = Vec::new();
-        while let Some(AgentEvent::Changed { reason, .. }) = a.poll_event() {
-            reasons.push(reason);
+        while let Some(e) = a.poll_event() {
+            if let AgentEvent::Changed { reason, .. } = e {
+                reasons.push(reason);
+            }
         }
         assert_eq!(reasons.last(), Some(&ChangeReason::Resumed));
         // Ready, and what calls drive, are not taken over.

@@ -209,6 +209,13 @@ pub enum Event {
         since: u64,
         reason: String,
     },
+    /// A status was chosen during a call for after it (and its wrap-up).
+    #[serde(rename = "agent.next_status")]
+    AgentNext {
+        version: u32,
+        agent: String,
+        status: StatusDoc,
+    },
     /// An agent's phone rings with a call: the screen pop.
     #[serde(rename = "agent.ringing")]
     Ringing {
@@ -292,6 +299,7 @@ impl Event {
     pub fn agent(&self) -> Option<&str> {
         match self {
             Event::AgentStatus { agent, .. }
+            | Event::AgentNext { agent, .. }
             | Event::Ringing { agent, .. }
             | Event::CallAnswered { agent, .. }
             | Event::CallDialing { agent, .. }

@@ -590,12 +590,27 @@ pub async fn load_tenant(
         tokio::spawn(async move {
             let gauge = &super::metrics::get().agents;
             while let Some(e) = status_rx.recv().await {
-                let switchboard_actors::agent::AgentEvent::Changed {
+                use switchboard_actors::agent::AgentEvent;
+                let AgentEvent::Changed {
                     ref agent,
                     ref to,
                     ref reason,
                     ref period,
-                } = e;
+                } = e
+                else {
+                    if let AgentEvent::Planned { agent, next } = e {
+                        tracing::info!(%agent, status = ?next, "agent status after the call");
+                        hub.publish(
+                            &tenant,
+                            Event::AgentNext {
+                                version: 1,
+                                agent: agent.0,
+                                status: StatusDoc::from(&next),
+                            },
+                        );
+                    }
+                    continue;
+                };
                 tracing::info!(%agent, status = ?to, ?reason, "agent status");
                 let kind = |s: &Status| format!("{:?}", s.kind()).to_lowercase();
                 if period.reason != switchboard_actors::agent::ChangeReason::Created {

@@ -74,14 +74,17 @@ impl LiveHub {
     /// An event for this node's WebSocket clients only (one another node
     /// published, or one every node publishes for its own clients).
     pub fn publish_local(&self, tenant: &TenantId, event: Event) {
-        if let Event::AgentStatus { agent, status, .. } = &event {
-            self.note_status(tenant, agent, status);
+        match &event {
+            Event::AgentStatus { agent, status, .. } | Event::AgentNext { agent, status, .. } => {
+                self.note_status(tenant, agent, status)
+            }
+            _ => {}
         }
         let _ = self.sender(tenant).send(event);
     }
 
-    /// Keeps the status each agent last chose, wherever it runs (statuses
-    /// calls drive leave it as it was).
+    /// Keeps the status each agent last chose, wherever it runs, or chose
+    /// for after its call (statuses calls drive leave it as it was).
     fn note_status(&self, tenant: &TenantId, agent: &str, status: &StatusDoc) {
         let chosen = match status {
             StatusDoc::Offline => Status::Offline,

@@ -204,7 +204,10 @@ impl Writer {
                 self.calls.push(*c);
             }
             Record::Status { tenant, event } => {
-                let AgentEvent::Changed { agent, period, .. } = event;
+                // The status log holds what was, not what is planned.
+                let AgentEvent::Changed { agent, period, .. } = event else {
+                    return;
+                };
                 let offset = self
                     .tenants
                     .get(&tenant)
