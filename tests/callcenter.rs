@@ -501,6 +501,7 @@ fn blind_transfers_to_an_agent_and_to_a_group_keep_one_call_record() {
         None,
     );
     assert_eq!(doc["transfers"][1]["to"], "group", "{doc}");
+    assert_eq!(doc["transfers"][1]["how"], "blind", "{doc}");
     assert_nothing_left_up(&node);
 }
 
@@ -662,6 +663,122 @@ fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
     let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
     assert_eq!(calls.len(), 1, "one call record: {calls:?}");
     assert_nothing_left_up(&node);
+}
+
+#[test]
+fn a_supervisor_on_the_call_takes_it_over_and_the_agent_is_cut_off() {
+    let mut node = Node::start();
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 40);
+    let supervisor = Phone::auto_answer_saying(
+        &node,
+        "1003",
+        "pass1003",
+        &format!("{LONG_SPEECH} {LONG_SPEECH} {LONG_SPEECH}"),
+    );
+    let (agent_run, sup_run) = (agent.spawn(40), supervisor.spawn(40));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let monitor = |node: &Node, mode: &str| {
+        let body = serde_json::json!({"mode": mode, "supervisor": "1003"});
+        node.api(
+            "POST",
+            "/api/v1/monitor/agents/1001",
+            Some(&admin),
+            Some(&body),
+        )
+    };
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    // Only a supervisor already on the call takes it over.
+    let (status, v) = monitor(&node, "take_over");
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("listen"),
+        "{v}"
+    );
+    let (status, v) = monitor(&node, "listen");
+    assert_eq!(status, 202, "{v}");
+    assert!(node.wait_log("the supervisor is on the call", Duration::from_secs(5)));
+    let (status, v) = monitor(&node, "take_over");
+    assert_eq!(status, 202, "{v}");
+    assert!(node.wait_log("the supervisor took the call over", Duration::from_secs(2)));
+    // The agent is cut off and wraps up; the supervisor has the call.
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
+        if v["status"]["status"] == "after_call_work" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "talking", "{v}");
+    // No monitor is left to end, and another cannot join a call whose
+    // agent is gone.
+    let (status, _) = node.api("DELETE", "/api/v1/monitor/agents/1001", Some(&admin), None);
+    assert_eq!(status, 409);
+    // The customer and the supervisor hear each other.
+    let t = c.elapsed();
+    let tone: Vec<i16> = (0..3 * 8000)
+        .map(|i| (8000.0 * (std::f64::consts::TAU * 1000.0 * f64::from(i) / 8000.0).sin()) as i16)
+        .collect();
+    c.say(tone);
+    std::thread::sleep(Duration::from_millis(3300));
+    let (_, heard) = tone_and_other(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(
+        heard > 40,
+        "the customer did not hear the supervisor: {heard} windows"
+    );
+    assert!(c.hang_up());
+    assert_nothing_left_up(&node);
+    let _ = (Phone::stop(agent_run), Phone::stop(sup_run));
+    let (tone, _) = tone_and_other(&supervisor.heard());
+    assert!(
+        tone > 50,
+        "the supervisor did not hear the customer: {tone} tone windows"
+    );
+    // One record: answered by 1001, taken over by 1003, who ended it.
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "one call record: {calls:?}");
+    let r = &calls[0];
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1003"),
+        "{r:?}"
+    );
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    let taken = &r.transfers[0];
+    assert_eq!(taken.by.0, "1001");
+    assert_eq!(
+        taken.to,
+        switchboard_storage::model::TransferTarget::Agent("1003".into())
+    );
+    assert_eq!(
+        taken.how,
+        switchboard_storage::model::TransferKind::TakenOver
+    );
+    let agents: Vec<&str> = r
+        .legs
+        .iter()
+        .filter(|l| l.kind == switchboard_storage::model::LegKind::Agent)
+        .map(|l| l.party.as_str())
+        .collect();
+    assert_eq!(agents, ["1001", "1003"], "{r:?}");
+    let (_, doc) = node.api(
+        "GET",
+        &format!("/api/v1/calls/{}", r.call),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(doc["transfers"][0]["how"], "taken_over", "{doc}");
+    assert_eq!(doc["transfers"][0]["target"], "1003", "{doc}");
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "after_call_work", "{v}");
 }
 
 #[test]

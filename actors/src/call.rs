@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
     CallRecord, Day, Direction, HangupReason, HangupSide, Leg, LegKind, NodeId, NumberLocation,
-    RingAttempt, RingOutcome, Satisfaction, Transfer, TransferTarget,
+    RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind, TransferTarget,
 };
 
 /// Who and what a call is, given when it starts.
@@ -610,6 +610,7 @@ impl InboundCall {
             at: now,
             by: agent.clone(),
             to: to.clone(),
+            how: TransferKind::Blind,
         });
         self.actions.push_back(CallAction::HangUpAgent {
             agent: agent.clone(),
@@ -634,6 +635,40 @@ impl InboundCall {
                 self.transfer_out(IvrOutcome::TransferNumber { number }, now);
             }
         }
+        Ok(())
+    }
+
+    /// A supervisor on the call, its phone up, takes it over (强拆): the
+    /// agent is cut off and goes to wrap-up, the supervisor's agent talks
+    /// to the customer from now on (its leg is already connected: no
+    /// bridge is asked for).
+    pub fn take_over(&mut self, supervisor: &AgentId, now: Timestamp) -> Result<(), TransferError> {
+        let Phase::Talking { group, agent } = self.phase.clone() else {
+            return Err(TransferError::NotTalking);
+        };
+        if *supervisor == agent {
+            return Err(TransferError::ToItself);
+        }
+        self.end_talk(now);
+        self.summary.transfers.push(Transfer {
+            at: now,
+            by: agent.clone(),
+            to: TransferTarget::Agent(supervisor.clone()),
+            how: TransferKind::TakenOver,
+        });
+        self.actions.push_back(CallAction::HangUpAgent {
+            agent: agent.clone(),
+        });
+        self.actions.push_back(CallAction::AgentHungUp {
+            agent,
+            wrap_up: self.wrap_up,
+        });
+        self.talks.push((supervisor.clone(), now, now, None));
+        self.summary.agent = Some(supervisor.clone());
+        self.phase = Phase::Talking {
+            group,
+            agent: supervisor.clone(),
+        };
         Ok(())
     }
 
@@ -942,6 +977,53 @@ mod tests {
     }
 
     #[test]
+    fn a_supervisor_takes_the_call_over_and_the_agent_is_cut_off() {
+        let mut c = talking();
+        let (a, sup): (AgentId, AgentId) = ("1001".into(), "1003".into());
+        assert_eq!(c.take_over(&a, t(20)), Err(TransferError::ToItself));
+        c.take_over(&sup, t(20)).unwrap();
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::HangUpAgent { agent: a.clone() },
+                CallAction::AgentHungUp {
+                    agent: a.clone(),
+                    wrap_up: Duration::from_secs(5)
+                },
+            ]
+        );
+        // The supervisor is the call's agent now: it hangs up with the
+        // customer and goes to wrap-up itself.
+        c.customer_hung_up(t(50));
+        let acts = actions(&mut c);
+        assert!(acts.contains(&CallAction::HangUpAgent { agent: sup.clone() }));
+        assert!(acts.contains(&CallAction::AgentHungUp {
+            agent: sup.clone(),
+            wrap_up: Duration::from_secs(5)
+        }));
+        let r = finished(&acts).unwrap();
+        assert_eq!(r.agent, Some(sup.clone()));
+        assert_eq!(
+            r.transfers,
+            vec![Transfer {
+                at: t(20),
+                by: a.clone(),
+                to: TransferTarget::Agent(sup.clone()),
+                how: TransferKind::TakenOver,
+            }]
+        );
+        let agents: Vec<(&str, Timestamp, Timestamp)> = r
+            .legs
+            .iter()
+            .filter(|l| l.kind == LegKind::Agent)
+            .map(|l| (l.party.as_str(), l.answered.unwrap_or(l.start), l.end))
+            .collect();
+        assert_eq!(agents, vec![("1001", t(10), t(20)), ("1003", t(20), t(50))]);
+        // Nothing to take over once the call is over.
+        assert_eq!(c.take_over(&sup, t(60)), Err(TransferError::NotTalking));
+    }
+
+    #[test]
     fn blind_transfers_to_an_agent_then_to_a_group_make_one_record() {
         let mut c = talking();
         let (a, b, d): (AgentId, AgentId, AgentId) = ("1001".into(), "1002".into(), "1003".into());
@@ -1019,12 +1101,14 @@ mod tests {
                 Transfer {
                     at: t(20),
                     by: a.clone(),
-                    to: TransferTarget::Agent(b.clone())
+                    to: TransferTarget::Agent(b.clone()),
+                    how: TransferKind::Blind,
                 },
                 Transfer {
                     at: t(40),
                     by: b.clone(),
-                    to: TransferTarget::Group("sales".into())
+                    to: TransferTarget::Group("sales".into()),
+                    how: TransferKind::Blind,
                 },
             ]
         );

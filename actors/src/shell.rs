@@ -692,6 +692,11 @@ pub enum CallMsg {
         to: TransferTarget,
         reply: RpcReplyPort<Result<(), TransferError>>,
     },
+    /// A supervisor on the call, its phone up, takes it over (强拆).
+    TakeOver {
+        supervisor: AgentId,
+        reply: RpcReplyPort<Result<(), TransferError>>,
+    },
     /// The agent a transfer went to took the offer, or not.
     DirectOffered {
         agent: AgentId,
@@ -977,6 +982,9 @@ impl Actor for CallActor {
                     _ => Ok(()),
                 };
                 let _ = reply.send(known.and_then(|()| m.transfer(to, now)));
+            }
+            CallMsg::TakeOver { supervisor, reply } => {
+                let _ = reply.send(m.take_over(&supervisor, now));
             }
             CallMsg::DirectOffered { agent, ok } => {
                 m.direct_offer(&agent, ok, DIRECT_RING_TIMEOUT, now)

@@ -82,12 +82,17 @@ pub struct LegDoc {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TransferDoc {
     pub at: u64,
-    /// The agent who transferred.
+    /// The agent who had the customer until then.
     pub by: String,
     /// `agent`, `group` or `number`.
     pub to: String,
     /// The agent's id, the group's id or the number.
     pub target: String,
+    /// `blind` (盲转), `consulted` (咨询转: the agent talked to the target
+    /// first), `taken_over` (强拆: `target` is the supervisor who took
+    /// the call from `by`).
+    #[schema(value_type = String)]
+    pub how: m::TransferKind,
 }
 
 /// Where the number is from (归属地).
@@ -291,6 +296,7 @@ pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
                     by: x.by.0,
                     to: to.into(),
                     target,
+                    how: x.how,
                 }
             })
             .collect(),

@@ -667,7 +667,7 @@ async fn hold(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// How a supervisor is on an agent's call (监听 / 耳语 / 强插).
+/// How a supervisor is on an agent's call (监听 / 耳语 / 强插 / 强拆).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MonitorMode {
@@ -677,6 +677,10 @@ pub enum MonitorMode {
     Whisper,
     /// Everyone hears everyone.
     Barge,
+    /// The supervisor, already on the call, takes it over (强拆): the
+    /// agent is cut off and goes to wrap-up; the supervisor talks to the
+    /// customer alone.
+    TakeOver,
 }
 
 /// A supervisor joins (or changes mode on) an agent's call.

@@ -135,6 +135,15 @@ impl Phone {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
+    /// Ends a spawned baresip now (SIGTERM, which `timeout` hands on: it
+    /// un-registers and quits) and returns what it printed.
+    pub fn stop(child: Child) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        Phone::output(child)
+    }
+
     /// Samples of what the phone heard (the decoder side of sndfile).
     pub fn heard(&self) -> Vec<i16> {
         self.dump("-dec.wav")

@@ -57,13 +57,31 @@ pub enum TransferTarget {
     Number(String),
 }
 
-/// One blind transfer of the call.
+/// One transfer of the call: the customer went from the agent `by` to
+/// `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     pub at: Timestamp,
-    /// The agent who transferred.
+    /// The agent who had the customer until then.
     pub by: AgentId,
     pub to: TransferTarget,
+    /// How (records from before this field are blind transfers).
+    #[serde(default)]
+    pub how: TransferKind,
+}
+
+/// How a call changed hands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    /// The agent sent the customer on and left (盲转).
+    #[default]
+    Blind,
+    /// The agent talked to the target first, the customer on hold (咨询转).
+    Consulted,
+    /// A supervisor on the call took it over and the agent was cut off
+    /// (强拆): `to` is the supervisor's agent.
+    TakenOver,
 }
 
 /// How an outbound call's dialing ended (外呼结果).

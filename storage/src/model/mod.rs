@@ -41,7 +41,7 @@ pub use agent::{
 };
 pub use call::{
     CallRecord, DialOutcome, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
-    NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferTarget,
+    NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind, TransferTarget,
 };
 pub use customer::{
     ContactPlan, ContactPlanStatus, Customer, ServiceSummary, Ticket, TicketStatus, TimelineEvent,

@@ -10,6 +10,10 @@
 //! The mode can change while the supervisor's phone is up (no new call);
 //! the supervisor's leg ends when the supervisor hangs up, when the
 //! monitored agent leaves the call, or when the call ends.
+//!
+//! A supervisor on the call can also take it over (强拆): the agent's leg
+//! ends and the supervisor's becomes the call's agent leg, connected to
+//! the customer alone.
 
 use super::*;
 use switchboard_http::live::{LiveError, MonitorMode};
@@ -35,6 +39,7 @@ fn mode_name(m: MonitorMode) -> &'static str {
         MonitorMode::Listen => "listen",
         MonitorMode::Whisper => "whisper",
         MonitorMode::Barge => "barge",
+        MonitorMode::TakeOver => "take_over",
     }
 }
 
@@ -77,6 +82,16 @@ impl SipCore {
             return Ok(());
         };
         let supervisor = &supervisor;
+        if mode == MonitorMode::TakeOver {
+            return match &c.monitor {
+                Some(m) if &m.supervisor == supervisor && m.leg.dialog.is_some() => {
+                    self.take_over(call).await
+                }
+                _ => Err(LiveError::Conflict(format!(
+                    "supervisor {supervisor} takes over only a call it is on: listen, whisper or barge in first"
+                ))),
+            };
+        }
         if let Some(m) = &c.monitor {
             if &m.supervisor != supervisor {
                 return Err(LiveError::Conflict(format!(
@@ -185,11 +200,52 @@ impl SipCore {
         let (hears_sup, to) = match m.mode {
             MonitorMode::Listen => ((false, false), vec![]),
             MonitorMode::Whisper => ((true, false), vec![agent.inbox()]),
-            MonitorMode::Barge => ((true, true), vec![agent.inbox(), customer.inbox()]),
+            // (A taken-over call has no monitor left.)
+            MonitorMode::Barge | MonitorMode::TakeOver => {
+                ((true, true), vec![agent.inbox(), customer.inbox()])
+            }
         };
         sup.send(LegCmd::Listeners(to));
         agent.send(LegCmd::Mix(hears_sup.0));
         customer.send(LegCmd::Mix(hears_sup.1));
+    }
+
+    /// The supervisor on `call`, its phone up, takes it over: the call's
+    /// machine cuts the agent off (its leg ends on the machine's word) and
+    /// the supervisor's leg is the call's agent leg from now on.
+    async fn take_over(&mut self, call: CallId) -> Result<(), LiveError> {
+        let Some((actor, supervisor)) = self.cc.get(&call).and_then(|c| {
+            let m = c.monitor.as_ref()?;
+            Some((c.actor.clone(), m.supervisor.clone()))
+        }) else {
+            return Err(LiveError::Conflict("nobody monitors this call".into()));
+        };
+        let asked = ractor::call!(actor, |reply| CallMsg::TakeOver {
+            supervisor: supervisor.clone(),
+            reply
+        })
+        .map_err(|e| LiveError::Unavailable(format!("the call did not answer: {e}")))?;
+        asked.map_err(|e| LiveError::Conflict(e.to_string()))?;
+        let Some(c) = self.cc.get_mut(&call) else {
+            return Ok(());
+        };
+        let Some(m) = c.monitor.take() else {
+            return Ok(());
+        };
+        if let Some(d) = &m.leg.dialog {
+            if let Some(entry) = self.calls.get_mut(d) {
+                entry.cc = Some((call, Party::Agent(supervisor.clone())));
+            }
+        }
+        c.customer_leg.send(LegCmd::Connect(m.leg.leg.inbox()));
+        m.leg.leg.send(LegCmd::Connect(c.customer_leg.inbox()));
+        let agent = m.agent.clone();
+        c.agents.insert(supervisor.clone(), m.leg);
+        // No mixing left: the customer and the supervisor hear each other.
+        self.rewire(call);
+        self.publish_monitor(call, &agent, &supervisor, Some(MonitorMode::TakeOver));
+        tracing::info!(%call, %agent, %supervisor, "the supervisor took the call over");
+        Ok(())
     }
 
     /// The supervisor's INVITE was answered (`Some`) or refused.
