@@ -782,6 +782,153 @@ fn a_supervisor_on_the_call_takes_it_over_and_the_agent_is_cut_off() {
 }
 
 #[test]
+fn an_agent_consults_a_colleague_then_makes_it_three_way_then_hands_the_customer_over() {
+    let mut node = Node::start();
+    // 1001 (support) answers the customer and says nothing; 1003 (sales,
+    // never offered a support call) is consulted and talks all along.
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 60);
+    let colleague = Phone::auto_answer_saying(
+        &node,
+        "1003",
+        "pass1003",
+        &format!("{LONG_SPEECH} {LONG_SPEECH} {LONG_SPEECH}"),
+    );
+    let (agent_run, colleague_run) = (agent.spawn(60), colleague.spawn(60));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let admin = node.login("admin", "demo-admin");
+    let consult = |node: &Node, body: Option<serde_json::Value>, path: &str, method: &str| {
+        node.api(
+            method,
+            &format!("/api/v1/agents/1001/consult{path}"),
+            Some(&token),
+            body.as_ref(),
+        )
+    };
+    let with = |a: &str| Some(serde_json::json!({ "agent": a }));
+    let status_of = |node: &Node, a: &str| {
+        let (_, v) = node.api(
+            "GET",
+            &format!("/api/v1/agents/{a}/status"),
+            Some(&admin),
+            None,
+        );
+        v["status"]["status"].as_str().unwrap_or("").to_owned()
+    };
+    let (code, v) = consult(&node, with("1003"), "", "POST");
+    assert_eq!(code, 409, "not on a call: {v}");
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let (code, v) = consult(&node, with("1001"), "", "POST");
+    assert_eq!(code, 409, "{v}");
+    let (code, v) = consult(&node, with("nobody"), "", "POST");
+    assert!(code == 404 || code == 422, "{code} {v}");
+    let (code, v) = consult(&node, None, "/conference", "POST");
+    assert_eq!(code, 409, "no consultation yet: {v}");
+
+    // Consult: the customer hears music, not the colleague.
+    let (code, v) = consult(&node, with("1003"), "", "POST");
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("the consulted party answered", Duration::from_secs(5)));
+    assert_eq!(status_of(&node, "1003"), "talking");
+    let (code, v) = consult(&node, with("1003"), "", "POST");
+    assert_eq!(code, 409, "consulting already: {v}");
+    let t = c.elapsed();
+    std::thread::sleep(Duration::from_millis(2500));
+    let (music, loud) = music_windows(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(loud > 50, "the held customer heard nothing: {loud}");
+    assert!(
+        music * 10 >= loud * 8,
+        "the held customer heard the consultation: {music} music windows in {loud}"
+    );
+    // Back to the customer: the colleague is free again.
+    let (code, v) = consult(&node, None, "", "DELETE");
+    assert_eq!(code, 204, "{v}");
+    let t0 = std::time::Instant::now();
+    while status_of(&node, "1003") != "ready" {
+        assert!(t0.elapsed() < Duration::from_secs(3), "1003 not released");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.reinvites(), vec!["sendonly", "sendrecv"]);
+
+    // Again, then three-way: the customer hears the colleague.
+    let (code, v) = consult(&node, with("1003"), "", "POST");
+    assert_eq!(code, 202, "{v}");
+    let t0 = std::time::Instant::now();
+    while node.count_log("the consulted party answered") < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "not answered again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = consult(&node, None, "/conference", "POST");
+    assert_eq!(code, 204, "{v}");
+    let t = c.elapsed();
+    std::thread::sleep(Duration::from_millis(3000));
+    let (music, loud) = music_windows(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(
+        loud > 40 && music * 10 < loud,
+        "the customer did not hear the colleague in the three-way call: {music} music in {loud}"
+    );
+    let (code, v) = consult(&node, None, "/conference", "POST");
+    assert_eq!(code, 409, "three-way already: {v}");
+
+    // Hand the customer over: the agent is off the call and wraps up.
+    let (code, v) = consult(&node, None, "/transfer", "POST");
+    assert_eq!(code, 204, "{v}");
+    let t0 = std::time::Instant::now();
+    while status_of(&node, "1001") != "after_call_work" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "1001 still on the call"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status_of(&node, "1003"), "talking");
+    let t = c.elapsed();
+    std::thread::sleep(Duration::from_millis(2000));
+    let (music, loud) = music_windows(&c.heard_since(t + Duration::from_millis(300)));
+    assert!(
+        loud > 30 && music * 10 < loud,
+        "the customer does not hear the colleague after the transfer: {music} music in {loud}"
+    );
+    assert!(c.hang_up());
+    assert_nothing_left_up(&node);
+    let _ = (Phone::stop(agent_run), Phone::stop(colleague_run));
+    let (_, speech) = tone_and_other(&agent.heard());
+    assert!(
+        speech > 50,
+        "the agent did not hear the colleague it consulted: {speech} windows"
+    );
+    // One record: 1001 answered, consulted 1003 and handed the call over.
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let r = &calls[0];
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1003"),
+        "{r:?}"
+    );
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    assert_eq!(r.transfers[0].by.0, "1001");
+    assert_eq!(
+        r.transfers[0].how,
+        switchboard_storage::model::TransferKind::Consulted
+    );
+    let agents: Vec<&str> = r
+        .legs
+        .iter()
+        .filter(|l| l.kind == switchboard_storage::model::LegKind::Agent)
+        .map(|l| l.party.as_str())
+        .collect();
+    assert_eq!(agents, ["1001", "1003"], "{r:?}");
+    assert_eq!(status_of(&node, "1003"), "after_call_work");
+}
+
+#[test]
 fn a_call_cut_by_a_crash_is_closed_when_the_node_restarts() {
     use common::records::open_calls;
     let data = Node::fresh_data_dir();

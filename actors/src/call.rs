@@ -605,20 +605,7 @@ impl InboundCall {
             }
             _ => {}
         }
-        self.end_talk(now);
-        self.summary.transfers.push(Transfer {
-            at: now,
-            by: agent.clone(),
-            to: to.clone(),
-            how: TransferKind::Blind,
-        });
-        self.actions.push_back(CallAction::HangUpAgent {
-            agent: agent.clone(),
-        });
-        self.actions.push_back(CallAction::AgentHungUp {
-            agent,
-            wrap_up: self.wrap_up,
-        });
+        self.leave(agent, to.clone(), TransferKind::Blind, now);
         match to {
             TransferTarget::Group(g) => self.enqueue(g, now),
             TransferTarget::Agent(a) => {
@@ -638,23 +625,58 @@ impl InboundCall {
         Ok(())
     }
 
-    /// A supervisor on the call, its phone up, takes it over (强拆): the
-    /// agent is cut off and goes to wrap-up, the supervisor's agent talks
-    /// to the customer from now on (its leg is already connected: no
-    /// bridge is asked for).
-    pub fn take_over(&mut self, supervisor: &AgentId, now: Timestamp) -> Result<(), TransferError> {
+    /// Another agent, already on the phone with the call's node, takes
+    /// the customer: a supervisor taking the call over (强拆), or the agent
+    /// the talking one consulted (咨询转). The talking agent is off the call
+    /// and goes to wrap-up; `to` talks to the customer from now on (its
+    /// leg is connected already: no bridge is asked for).
+    pub fn hand_over(
+        &mut self,
+        to: &AgentId,
+        how: TransferKind,
+        now: Timestamp,
+    ) -> Result<(), TransferError> {
         let Phase::Talking { group, agent } = self.phase.clone() else {
             return Err(TransferError::NotTalking);
         };
-        if *supervisor == agent {
+        if *to == agent {
             return Err(TransferError::ToItself);
         }
+        self.leave(agent, TransferTarget::Agent(to.clone()), how, now);
+        self.talks.push((to.clone(), now, now, None));
+        self.summary.agent = Some(to.clone());
+        self.phase = Phase::Talking {
+            group,
+            agent: to.clone(),
+        };
+        Ok(())
+    }
+
+    /// The outside number the talking agent consulted takes the customer
+    /// (its leg is up already): the agent goes to wrap-up and the record
+    /// ends here, as with a blind transfer to a number.
+    pub fn handed_out(&mut self, number: &str, now: Timestamp) -> Result<(), TransferError> {
+        let Phase::Talking { agent, .. } = self.phase.clone() else {
+            return Err(TransferError::NotTalking);
+        };
+        if !self.allow_external {
+            return Err(TransferError::ExternalNotAllowed);
+        }
+        let to = TransferTarget::Number(number.to_owned());
+        self.leave(agent, to, TransferKind::Consulted, now);
+        self.summary.talk_end = Some(now);
+        self.finish(HangupSide::System, HangupReason::Transferred, now);
+        Ok(())
+    }
+
+    /// The talking `agent`'s part ends with a transfer to `to`.
+    fn leave(&mut self, agent: AgentId, to: TransferTarget, how: TransferKind, now: Timestamp) {
         self.end_talk(now);
         self.summary.transfers.push(Transfer {
             at: now,
             by: agent.clone(),
-            to: TransferTarget::Agent(supervisor.clone()),
-            how: TransferKind::TakenOver,
+            to,
+            how,
         });
         self.actions.push_back(CallAction::HangUpAgent {
             agent: agent.clone(),
@@ -663,13 +685,6 @@ impl InboundCall {
             agent,
             wrap_up: self.wrap_up,
         });
-        self.talks.push((supervisor.clone(), now, now, None));
-        self.summary.agent = Some(supervisor.clone());
-        self.phase = Phase::Talking {
-            group,
-            agent: supervisor.clone(),
-        };
-        Ok(())
     }
 
     /// The agent a transfer went to took the offer (`ok`: it rings now,
@@ -980,8 +995,9 @@ mod tests {
     fn a_supervisor_takes_the_call_over_and_the_agent_is_cut_off() {
         let mut c = talking();
         let (a, sup): (AgentId, AgentId) = ("1001".into(), "1003".into());
-        assert_eq!(c.take_over(&a, t(20)), Err(TransferError::ToItself));
-        c.take_over(&sup, t(20)).unwrap();
+        let over = TransferKind::TakenOver;
+        assert_eq!(c.hand_over(&a, over, t(20)), Err(TransferError::ToItself));
+        c.hand_over(&sup, over, t(20)).unwrap();
         assert_eq!(
             actions(&mut c),
             vec![
@@ -1020,7 +1036,50 @@ mod tests {
             .collect();
         assert_eq!(agents, vec![("1001", t(10), t(20)), ("1003", t(20), t(50))]);
         // Nothing to take over once the call is over.
-        assert_eq!(c.take_over(&sup, t(60)), Err(TransferError::NotTalking));
+        assert_eq!(
+            c.hand_over(&sup, over, t(60)),
+            Err(TransferError::NotTalking)
+        );
+    }
+
+    #[test]
+    fn a_consulted_number_takes_the_customer_and_the_record_ends_transferred() {
+        let mut c = talking();
+        let a: AgentId = "1001".into();
+        assert_eq!(
+            c.handed_out("13900001111", t(20)),
+            Err(TransferError::ExternalNotAllowed)
+        );
+        c.allow_external = true;
+        c.handed_out("13900001111", t(20)).unwrap();
+        let acts = actions(&mut c);
+        assert_eq!(
+            acts[..2],
+            [
+                CallAction::HangUpAgent { agent: a.clone() },
+                CallAction::AgentHungUp {
+                    agent: a.clone(),
+                    wrap_up: Duration::from_secs(5)
+                },
+            ]
+        );
+        // Its leg is up already: nothing is dialed.
+        assert!(!acts
+            .iter()
+            .any(|x| matches!(x, CallAction::TransferOut { .. })));
+        let r = finished(&acts).unwrap();
+        assert_eq!(r.hangup_reason, HangupReason::Transferred);
+        assert_eq!(r.talk_end, Some(t(20)));
+        assert_eq!(
+            r.transfers,
+            vec![Transfer {
+                at: t(20),
+                by: a,
+                to: TransferTarget::Number("13900001111".into()),
+                how: TransferKind::Consulted,
+            }]
+        );
+        assert!(c.is_finished());
     }
 
     #[test]

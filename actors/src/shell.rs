@@ -692,9 +692,16 @@ pub enum CallMsg {
         to: TransferTarget,
         reply: RpcReplyPort<Result<(), TransferError>>,
     },
-    /// A supervisor on the call, its phone up, takes it over (强拆).
-    TakeOver {
-        supervisor: AgentId,
+    /// Another agent on the phone with the call's node takes the
+    /// customer (a supervisor taking over, a consulted agent).
+    HandOver {
+        to: AgentId,
+        how: crate::call::TransferKind,
+        reply: RpcReplyPort<Result<(), TransferError>>,
+    },
+    /// The outside number the agent consulted takes the customer.
+    HandedOut {
+        number: String,
         reply: RpcReplyPort<Result<(), TransferError>>,
     },
     /// The agent a transfer went to took the offer, or not.
@@ -983,8 +990,11 @@ impl Actor for CallActor {
                 };
                 let _ = reply.send(known.and_then(|()| m.transfer(to, now)));
             }
-            CallMsg::TakeOver { supervisor, reply } => {
-                let _ = reply.send(m.take_over(&supervisor, now));
+            CallMsg::HandOver { to, how, reply } => {
+                let _ = reply.send(m.hand_over(&to, how, now));
+            }
+            CallMsg::HandedOut { number, reply } => {
+                let _ = reply.send(m.handed_out(&number, now));
             }
             CallMsg::DirectOffered { agent, ok } => {
                 m.direct_offer(&agent, ok, DIRECT_RING_TIMEOUT, now)

@@ -252,6 +252,19 @@ pub enum Event {
         supervisor: String,
         mode: Option<String>,
     },
+    /// The agent's consultation: `to` is `agent` or `number`, `target`
+    /// its id or number, `state` `ringing`, `talking` (the customer on
+    /// hold), `conference` (all three), `transferred` (the customer is
+    /// the target's, the agent off the call) or `ended`.
+    #[serde(rename = "call.consult")]
+    CallConsult {
+        version: u32,
+        agent: String,
+        call: String,
+        to: String,
+        target: String,
+        state: String,
+    },
     /// The agent put its customer on hold (`held`) or took it off.
     #[serde(rename = "call.held")]
     CallHeld {
@@ -305,6 +318,7 @@ impl Event {
             | Event::CallDialing { agent, .. }
             | Event::CallHeld { agent, .. }
             | Event::CallMonitored { agent, .. }
+            | Event::CallConsult { agent, .. }
             | Event::CallTransferred { agent, .. }
             | Event::ContactPlanDue { agent, .. } => Some(agent),
             Event::CallEnded { agent, .. } => agent.as_deref(),
@@ -353,6 +367,15 @@ pub trait Live: Send + Sync {
         tenant: &'a TenantId,
         agent: &'a AgentId,
         to: m::TransferTarget,
+    ) -> LiveFuture<'a, ()>;
+    /// A consultation of `agent`'s (咨询): starts one (the customer on
+    /// hold, the target rung), hands the customer to the target, makes
+    /// it a three-way call, or ends it (back to the customer).
+    fn consult<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        op: ConsultOp,
     ) -> LiveFuture<'a, ()>;
     /// Puts the customer `agent` talks to on hold (`on`), or takes it
     /// off.
@@ -648,6 +671,121 @@ async fn transfer(
         }
     };
     live(&state)?.transfer(&caller.tenant, &agent, to).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a consultation does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsultOp {
+    /// Put the customer on hold and ring this agent or number.
+    Start(m::TransferTarget),
+    /// The customer goes to the target; the agent leaves (咨询转).
+    Transfer,
+    /// The customer joins: all three hear each other (三方通话).
+    Conference,
+    /// The target's leg ends; agent and customer talk again.
+    End,
+}
+
+/// Whom to consult: exactly one of the two.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultWith {
+    /// Another agent, on its device (it must be signed in and not on a
+    /// call).
+    pub agent: Option<String>,
+    /// An outside number through the trunk (if the tenant allows it).
+    pub number: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/consult", tag = "live",
+    params(("agent" = String, Path, description = "the agent talking to the customer")),
+    request_body = ConsultWith,
+    responses((status = 202, description = "the customer is on hold and the target rings"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
+async fn consult_start(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ConsultWith>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    let to = match (body.agent, body.number) {
+        (Some(a), None) => {
+            crate::common::check_id("agent", &a)?;
+            m::TransferTarget::Agent(AgentId(a))
+        }
+        (None, Some(n)) => {
+            crate::common::check_number("number", &n)?;
+            m::TransferTarget::Number(n)
+        }
+        _ => {
+            return Err(ApiError::field(
+                "agent",
+                "give exactly one of agent and number",
+            ))
+        }
+    };
+    live(&state)?
+        .consult(&caller.tenant, &agent, ConsultOp::Start(to))
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{agent}/consult", tag = "live",
+    params(("agent" = String, Path, description = "the consulting agent")),
+    responses((status = 204, description = "the target's leg ended; agent and customer talk again"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn consult_end(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    live(&state)?
+        .consult(&caller.tenant, &agent, ConsultOp::End)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/consult/transfer", tag = "live",
+    params(("agent" = String, Path, description = "the consulting agent")),
+    responses((status = 204, description = "the customer talks to the target; the agent is off the call"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn consult_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    live(&state)?
+        .consult(&caller.tenant, &agent, ConsultOp::Transfer)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/consult/conference", tag = "live",
+    params(("agent" = String, Path, description = "the consulting agent")),
+    responses((status = 204, description = "the customer, the agent and the target hear each other"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn consult_conference(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(id);
+    acting_on(&caller, &agent)?;
+    live(&state)?
+        .consult(&caller.tenant, &agent, ConsultOp::Conference)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -981,6 +1119,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dial))
         .routes(routes!(hold))
         .routes(routes!(transfer))
+        .routes(routes!(consult_start, consult_end))
+        .routes(routes!(consult_transfer))
+        .routes(routes!(consult_conference))
         .routes(routes!(unhold))
         .routes(routes!(monitor_agents))
         .routes(routes!(monitor_call, unmonitor_call))

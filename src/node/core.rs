@@ -129,6 +129,14 @@ pub enum CallNotice {
         to: switchboard_storage::model::TransferTarget,
         reply: cc::hold::HoldReply,
     },
+    /// An agent consults another agent or a number, hands the customer
+    /// over, makes it a three-way call or ends the consultation.
+    Consult {
+        tenant: TenantId,
+        agent: AgentId,
+        op: switchboard_http::live::ConsultOp,
+        reply: cc::hold::HoldReply,
+    },
     /// The node is draining: refuse new calls, keep the ones up.
     Drain,
     /// A supervisor joins an agent's call, changes mode or leaves.
@@ -896,6 +904,15 @@ impl SipCore {
                 with,
                 reply,
             } => self.monitor(tenant, agent, with, reply, now).await,
+            CallNotice::Consult {
+                tenant,
+                agent,
+                op,
+                reply,
+            } => {
+                let done = self.consult(&tenant, &agent, op, now).await;
+                let _ = reply.send(done);
+            }
             CallNotice::Homes(changed) => self.rehome(changed).await,
             CallNotice::Registered {
                 from,

@@ -339,6 +339,30 @@ impl Live for LiveHub {
         })
     }
 
+    fn consult<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        agent: &'a AgentId,
+        op: switchboard_http::live::ConsultOp,
+    ) -> LiveFuture<'a, ()> {
+        Box::pin(async move {
+            self.agent_handle(tenant, agent)?;
+            if let switchboard_http::live::ConsultOp::Start(m::TransferTarget::Agent(a)) = &op {
+                self.agent_handle(tenant, a)?;
+            }
+            let done = self
+                .ask_core(|reply| CallNotice::Consult {
+                    tenant: tenant.clone(),
+                    agent: agent.clone(),
+                    op,
+                    reply,
+                })
+                .await?;
+            done.await
+                .map_err(|_| LiveError::Unavailable("the SIP core did not answer".into()))?
+        })
+    }
+
     fn hold<'a>(
         &'a self,
         tenant: &'a TenantId,

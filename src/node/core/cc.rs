@@ -4,6 +4,7 @@
 //! legs and dialogs; what happens on them goes back to the actor. Outgoing
 //! legs (agents' phones) are our INVITEs, rung and cancelled here.
 
+pub(super) mod consult;
 pub(super) mod hold;
 pub(super) mod monitor;
 pub(super) mod outbound;
@@ -22,6 +23,8 @@ pub(super) enum Party {
     External,
     /// A supervisor monitoring the call.
     Supervisor,
+    /// The agent or number the talking agent consults.
+    Consulted,
 }
 
 /// A call-center call: the customer's leg, the agents' legs, the actor.
@@ -56,6 +59,8 @@ pub(super) struct CcCall {
     pub(super) external: Option<OutLeg>,
     /// A supervisor listening, whispering or barged in.
     pub(super) monitor: Option<monitor::Monitor>,
+    /// The talking agent consulting someone.
+    pub(super) consult: Option<consult::Consult>,
 }
 
 /// Whom one of our INVITEs is for.
@@ -65,6 +70,8 @@ pub(super) enum Target {
     External,
     /// A supervisor's phone (inbound calls only).
     Supervisor,
+    /// Whom the talking agent consults (inbound calls only).
+    Consulted,
 }
 
 /// Where an INVITE of ours goes: a registered phone, or a number through
@@ -274,6 +281,7 @@ impl SipCore {
                 agents: HashMap::new(),
                 external: None,
                 monitor: None,
+                consult: None,
             },
         );
     }
@@ -601,6 +609,7 @@ impl SipCore {
             Target::Agent(a) => format!("agent-{a}-{call}@switchboard"),
             Target::External => format!("external-{call}@switchboard"),
             Target::Supervisor => format!("supervisor-{call}@switchboard"),
+            Target::Consulted => format!("consulted-{call}@switchboard"),
         };
         let Some(leg) = self.send_invite(call, &target, name, dial, now).await else {
             return false;
@@ -611,8 +620,8 @@ impl SipCore {
                     c.agents.insert(a, leg);
                 }
                 Target::External => c.external = Some(leg),
-                // Rung by `monitor`, which keeps the leg itself.
-                Target::Supervisor => {}
+                // Rung by `monitor` and `consult`, which keep the leg.
+                Target::Supervisor | Target::Consulted => {}
             }
         }
         true
@@ -706,6 +715,7 @@ impl SipCore {
             Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
             Target::External => c.external.as_ref().map(|o| o.dest),
             Target::Supervisor => c.monitor.as_ref().map(|m| m.leg.dest),
+            Target::Consulted => c.consult.as_ref().map(|k| k.leg.dest),
         }) else {
             return;
         };
@@ -718,6 +728,7 @@ impl SipCore {
             Target::Agent(a) => c.agents.get_mut(a),
             Target::External => c.external.as_mut(),
             Target::Supervisor => c.monitor.as_mut().map(|m| &mut m.leg),
+            Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
         };
         let Some(out) = out else {
             return;
@@ -747,6 +758,10 @@ impl SipCore {
                     self.monitor_answered(call, None, now);
                     return;
                 }
+                Target::Consulted => {
+                    self.consult_answered(call, None, now);
+                    return;
+                }
                 Target::External => {
                     c.external = None;
                     // The transfer failed: the customer is told goodbye.
@@ -770,6 +785,7 @@ impl SipCore {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
             Target::Supervisor => return self.monitor_answered(call, Some(dialog), now),
+            Target::Consulted => return self.consult_answered(call, Some(dialog), now),
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
         match target {
@@ -791,7 +807,7 @@ impl SipCore {
                 }
                 let _ = actor.cast(CallMsg::AgentAnswered(agent));
             }
-            Target::Supervisor => {}
+            Target::Supervisor | Target::Consulted => {}
             Target::External => {
                 if let Some(c) = self.cc.get(&call) {
                     if let Some(x) = &c.external {
@@ -916,6 +932,10 @@ impl SipCore {
                 self.monitor_hung_up(call);
                 None
             }
+            Party::Consulted => {
+                self.consult_hung_up(call, now);
+                None
+            }
         };
         if let Some(msg) = msg {
             if let Some(c) = self.cc.get(&call) {
@@ -964,6 +984,15 @@ impl SipCore {
             match &m.leg.dialog {
                 Some(d) => dialogs.push(d.clone()),
                 None => cancels.push((cancel_for(&m.leg.invite), m.leg.dest, m.leg.transport)),
+            }
+        }
+        if let Some(k) = c.consult.take() {
+            match &k.leg.dialog {
+                Some(d) => dialogs.push(d.clone()),
+                None => cancels.push((cancel_for(&k.leg.invite), k.leg.dest, k.leg.transport)),
+            }
+            if let switchboard_storage::model::TransferTarget::Agent(a) = &k.to {
+                talked.push(a.clone());
             }
         }
         let (tenant, setup, started) = (c.tenant.clone(), c.setup.clone(), c.started);

@@ -41,7 +41,7 @@ impl SipCore {
         let _ = reply.send(done);
     }
 
-    fn set_hold(
+    pub(super) fn set_hold(
         &mut self,
         tenant: &TenantId,
         agent: &AgentId,

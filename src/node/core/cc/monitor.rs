@@ -111,6 +111,11 @@ impl SipCore {
         if supervisor == agent {
             return Err(LiveError::Conflict("an agent cannot monitor itself".into()));
         }
+        if c.consult.is_some() {
+            return Err(LiveError::Conflict(
+                "the agent is consulting: no supervision meanwhile".into(),
+            ));
+        }
         if self.cc.values().any(|c| {
             c.agents.contains_key(supervisor)
                 || c.monitor
@@ -220,8 +225,9 @@ impl SipCore {
         }) else {
             return Err(LiveError::Conflict("nobody monitors this call".into()));
         };
-        let asked = ractor::call!(actor, |reply| CallMsg::TakeOver {
-            supervisor: supervisor.clone(),
+        let asked = ractor::call!(actor, |reply| CallMsg::HandOver {
+            to: supervisor.clone(),
+            how: switchboard_storage::model::TransferKind::TakenOver,
             reply
         })
         .map_err(|e| LiveError::Unavailable(format!("the call did not answer: {e}")))?;
@@ -319,15 +325,17 @@ impl SipCore {
     /// The supervision of `call` ended: its supervisor's agent is free.
     pub(super) fn released(&self, tenant: &TenantId, m: &Monitor, call: CallId) {
         if m.on_call {
-            self.release_supervisor(tenant, &m.supervisor, call);
+            self.release_agent(tenant, &m.supervisor, call);
         }
     }
 
-    fn release_supervisor(&self, tenant: &TenantId, supervisor: &AgentId, call: CallId) {
+    /// `agent`, put on `call` for the queues (a supervisor, a consulted
+    /// agent), is free again.
+    pub(super) fn release_agent(&self, tenant: &TenantId, agent: &AgentId, call: CallId) {
         if let Some(a) = self
             .centers
             .tenant(tenant)
-            .and_then(|c| c.agents.get(supervisor))
+            .and_then(|c| c.agents.get(agent))
         {
             let _ = a.actor.cast(AgentMsg::HungUp {
                 call,
@@ -339,6 +347,7 @@ impl SipCore {
     /// Ends the supervision once the monitored agent or the customer has
     /// left the call.
     pub(super) fn check_monitor(&mut self, call: CallId, now: Instant) {
+        self.check_consult(call, now);
         let gone = self.cc.get(&call).is_some_and(|c| {
             c.monitor.as_ref().is_some_and(|m| {
                 c.customer.is_none() || c.agents.get(&m.agent).is_none_or(|a| a.dialog.is_none())

@@ -37,8 +37,9 @@ pub(in crate::node::core) struct ObCall {
 fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
     match target {
         Target::Agent(_) => &mut c.agent_leg,
-        // Outbound calls have no supervisor leg (yet): never asked for.
-        Target::External | Target::Supervisor => &mut c.customer,
+        // Outbound calls have no supervisor or consulted leg (yet):
+        // never asked for.
+        Target::External | Target::Supervisor | Target::Consulted => &mut c.customer,
     }
 }
 
@@ -397,7 +398,9 @@ impl SipCore {
             if !cancelled {
                 let _ = actor.cast(match target {
                     Target::Agent(_) => OutboundMsg::AgentFailed,
-                    Target::External | Target::Supervisor => OutboundMsg::CustomerFailed(code),
+                    Target::External | Target::Supervisor | Target::Consulted => {
+                        OutboundMsg::CustomerFailed(code)
+                    }
                 });
             }
             self.forget_ob_if_done(call);
@@ -412,7 +415,7 @@ impl SipCore {
         let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
-            Target::External | Target::Supervisor => Party::External,
+            Target::External | Target::Supervisor | Target::Consulted => Party::External,
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
         if cancelled {
@@ -425,7 +428,7 @@ impl SipCore {
                 tracing::info!(%call, "the agent answered: dialing the customer");
                 OutboundMsg::AgentAnswered
             }
-            Target::External | Target::Supervisor => {
+            Target::External | Target::Supervisor | Target::Consulted => {
                 tracing::info!(%call, "the customer answered");
                 OutboundMsg::CustomerAnswered
             }
@@ -442,7 +445,7 @@ impl SipCore {
                 c.agent_leg = None;
                 OutboundMsg::AgentHungUp
             }
-            Party::Customer | Party::External | Party::Supervisor => {
+            Party::Customer | Party::External | Party::Supervisor | Party::Consulted => {
                 c.customer = None;
                 OutboundMsg::CustomerHungUp
             }
