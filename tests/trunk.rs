@@ -216,6 +216,64 @@ fn an_agent_on_a_mobile_number_is_rung_through_the_trunk() {
 }
 
 #[test]
+fn an_agent_consults_an_outside_number_and_hands_the_customer_to_it() {
+    let (sipp, port, sipp_dir) = carrier();
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let running = agent.spawn(30);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let mut c = Customer::call(node.sip, "4000", "13912345678");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult",
+        Some(&token),
+        Some(&json!({"number": "13900001111"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(
+        node.wait_log("the consulted party answered", Duration::from_secs(5)),
+        "the carrier did not answer the consultation"
+    );
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult/transfer",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 204, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    // The agent is off the call and wraps up.
+    let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
+    assert_eq!(v["status"]["status"], "after_call_work", "{v}");
+    // The customer now talks to the outside party (the carrier's echo).
+    talk_through(&c);
+    assert!(c.hang_up());
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let _ = Phone::stop(running);
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    let r = calls.first().expect("call record");
+    assert_eq!(r.hangup_reason, HangupReason::Transferred, "{r:?}");
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    assert_eq!(
+        r.transfers[0].to,
+        switchboard_storage::model::TransferTarget::Number("13900001111".into())
+    );
+    assert_eq!(
+        r.transfers[0].how,
+        switchboard_storage::model::TransferKind::Consulted
+    );
+}
+
+#[test]
 fn a_caller_from_outside_never_reaches_the_trunk() {
     // The "carrier" is a socket that must hear nothing.
     let gateway = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
