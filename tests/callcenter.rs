@@ -373,6 +373,13 @@ fn the_agent_puts_the_customer_on_hold_with_music_and_takes_it_back() {
     let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
     let r = calls.first().expect("call record");
     assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    // On hold once, from the hold to the unhold (about 2.5 s).
+    assert_eq!(r.holds.len(), 1, "{r:?}");
+    let held = r.hold_time();
+    assert!(
+        held >= Duration::from_millis(2000) && held <= Duration::from_millis(4500),
+        "{held:?}"
+    );
     assert_nothing_left_up(&node);
 }
 
@@ -925,6 +932,8 @@ fn an_agent_consults_a_colleague_then_makes_it_three_way_then_hands_the_customer
         .map(|l| l.party.as_str())
         .collect();
     assert_eq!(agents, ["1001", "1003"], "{r:?}");
+    // The customer waited on hold through both consultations.
+    assert_eq!(r.holds.len(), 2, "{r:?}");
     assert_eq!(status_of(&node, "1003"), "after_call_work");
 }
 

@@ -18,8 +18,8 @@ use crate::{AgentId, CallId, TenantId, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
-    CallRecord, Day, Direction, HangupReason, HangupSide, Leg, LegKind, NodeId, NumberLocation,
-    RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind, TransferTarget,
+    CallRecord, Day, Direction, HangupReason, HangupSide, HoldPeriod, Leg, LegKind, NodeId,
+    NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind, TransferTarget,
 };
 
 /// Who and what a call is, given when it starts.
@@ -167,6 +167,34 @@ struct Ringing {
     deadline: Timestamp,
 }
 
+/// The customer's times on hold, as told by the media side.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Holds {
+    done: Vec<HoldPeriod>,
+    since: Option<Timestamp>,
+}
+
+impl Holds {
+    /// On hold (`on`) or off it, from `now`.
+    pub(crate) fn set(&mut self, on: bool, now: Timestamp) {
+        match (on, self.since) {
+            (true, None) => self.since = Some(now),
+            (false, Some(start)) => {
+                self.since = None;
+                self.done.push(HoldPeriod { start, end: now });
+            }
+            _ => {}
+        }
+    }
+
+    /// The periods so far, one still on ending `now`.
+    pub(crate) fn periods(&self, now: Timestamp) -> Vec<HoldPeriod> {
+        let mut v = self.done.clone();
+        v.extend(self.since.map(|start| HoldPeriod { start, end: now }));
+        v
+    }
+}
+
 /// One inbound call. See the module docs.
 #[derive(Debug)]
 pub struct InboundCall {
@@ -182,6 +210,7 @@ pub struct InboundCall {
     /// when, ended when (the call record's agent legs).
     talks: Vec<(AgentId, Timestamp, Timestamp, Option<Timestamp>)>,
     summary: CallRecord,
+    holds: Holds,
     actions: VecDeque<CallAction>,
 }
 
@@ -239,7 +268,9 @@ impl InboundCall {
                 node: setup.node,
                 outcome: None,
                 transfers: Vec::new(),
+                holds: Vec::new(),
             },
+            holds: Holds::default(),
             actions: VecDeque::new(),
         };
         c.drain_ivr(now);
@@ -259,8 +290,16 @@ impl InboundCall {
             r.ivr = self.ivr.trace().clone();
         }
         r.legs = self.legs(now);
+        r.holds = self.holds.periods(now);
         r.end = now;
         r
+    }
+
+    /// The customer went on hold (`on`) or came off it.
+    pub fn held(&mut self, on: bool, now: Timestamp) {
+        if self.phase != Phase::Done {
+            self.holds.set(on, now);
+        }
     }
 
     /// The media side is recording the conversation into `file`.
@@ -821,6 +860,7 @@ impl InboundCall {
         self.summary.hangup_side = side;
         self.summary.hangup_reason = reason;
         self.summary.legs = self.legs(now);
+        self.summary.holds = self.holds.periods(now);
         self.actions
             .push_back(CallAction::Finished(Box::new(self.summary.clone())));
     }
@@ -1040,6 +1080,33 @@ mod tests {
             c.hand_over(&sup, over, t(60)),
             Err(TransferError::NotTalking)
         );
+    }
+
+    #[test]
+    fn times_on_hold_are_in_the_record_one_still_on_ending_with_the_call() {
+        let mut c = talking();
+        c.held(true, t(20));
+        c.held(true, t(21));
+        c.held(false, t(25));
+        c.held(false, t(26));
+        c.held(true, t(30));
+        assert_eq!(
+            c.progress(t(32)).holds,
+            vec![
+                HoldPeriod {
+                    start: t(20),
+                    end: t(25)
+                },
+                HoldPeriod {
+                    start: t(30),
+                    end: t(32)
+                },
+            ]
+        );
+        c.customer_hung_up(t(40));
+        let r = finished(&actions(&mut c)).unwrap();
+        assert_eq!(r.hold_time(), Duration::from_secs(5 + 10));
+        assert_eq!(r.holds.len(), 2);
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub struct OutboundCall {
     answered: Option<Timestamp>,
     recording: Option<String>,
     deadline: Option<Timestamp>,
+    holds: crate::call::Holds,
     actions: VecDeque<OutboundAction>,
 }
 
@@ -96,6 +97,7 @@ impl OutboundCall {
             answered: None,
             recording: None,
             deadline: Some(now.after(AGENT_RING_TIMEOUT)),
+            holds: crate::call::Holds::default(),
             actions: VecDeque::new(),
         };
         c.actions.push_back(OutboundAction::DialAgent);
@@ -125,6 +127,13 @@ impl OutboundCall {
     }
 
     /// The media side records the conversation into `file`.
+    /// The customer went on hold (`on`) or came off it.
+    pub fn held(&mut self, on: bool, now: Timestamp) {
+        if !self.is_done() {
+            self.holds.set(on, now);
+        }
+    }
+
     pub fn recording(&mut self, file: String) {
         self.recording = Some(file);
     }
@@ -310,6 +319,7 @@ impl OutboundCall {
             node: s.node.clone(),
             outcome: Some(outcome),
             transfers: Vec::new(),
+            holds: self.holds.periods(now),
         }
     }
 }

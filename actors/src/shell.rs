@@ -686,6 +686,8 @@ pub enum CallMsg {
     AgentHungUp(AgentId),
     /// The conversation is being recorded into this file.
     Recording(String),
+    /// The customer went on hold (`true`) or came off it.
+    Held(bool),
     Queue(QueueNotice),
     /// The talking agent transfers the customer.
     Transfer {
@@ -962,6 +964,7 @@ impl Actor for CallActor {
             CallMsg::AgentFailed(a) => m.agent_failed(&a, now),
             CallMsg::AgentHungUp(_) => m.agent_hung_up(now),
             CallMsg::Recording(file) => m.recording(file),
+            CallMsg::Held(on) => m.held(on, now),
             CallMsg::Queue(QueueNotice::Ring {
                 agents,
                 ring_timeout,
@@ -1035,6 +1038,8 @@ pub enum OutboundMsg {
     CustomerHungUp,
     /// The conversation is being recorded into this file.
     Recording(String),
+    /// The customer went on hold (`true`) or came off it.
+    Held(bool),
     Tick,
 }
 
@@ -1148,6 +1153,7 @@ impl Actor for OutboundActor {
             OutboundMsg::CustomerFailed(code) => m.customer_failed(code, now),
             OutboundMsg::CustomerHungUp => m.customer_hung_up(now),
             OutboundMsg::Recording(file) => m.recording(file),
+            OutboundMsg::Held(on) => m.held(on, now),
             OutboundMsg::Tick => m.handle_timeout(now),
         }
         self.settle(&myself, state);

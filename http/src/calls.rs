@@ -189,6 +189,10 @@ pub struct CallDoc {
     pub queue_ms: u64,
     pub ring_ms: u64,
     pub talk_ms: u64,
+    /// Time the customer spent on hold (consultations included), and how
+    /// many times it was put on hold.
+    pub hold_ms: u64,
+    pub holds: u32,
     pub overflow: Option<OverflowDoc>,
     pub hangup_side: HangupSide,
     pub hangup_reason: HangupReason,
@@ -216,6 +220,8 @@ pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
         queue_ms: ms(r.queue_time()),
         ring_ms: ms(r.ring_time()),
         talk_ms: ms(r.talk_time()),
+        hold_ms: ms(r.hold_time()),
+        holds: u32::try_from(r.holds.len()).unwrap_or(u32::MAX),
         call: r.call.to_string(),
         day: format_date(r.day.date()),
         direction: r.direction.into(),

@@ -124,6 +124,7 @@ fn record(tenant: &TenantId, i: u64) -> CallRecord {
         node: NodeId(format!("n{}", i % NODES)),
         outcome: None,
         transfers: Vec::new(),
+        holds: Vec::new(),
     }
 }
 

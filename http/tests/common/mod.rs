@@ -113,6 +113,7 @@ pub fn call_record(
         node: NodeId::from("n1"),
         outcome: None,
         transfers: Vec::new(),
+        holds: Vec::new(),
     }
 }
 

@@ -1102,6 +1102,7 @@ fn failed_record(
         node: setup.node,
         outcome: None,
         transfers: Vec::new(),
+        holds: Vec::new(),
     }
 }
 

@@ -337,6 +337,16 @@ pub struct CallRecord {
     /// The agents' transfers, in order.
     #[serde(default)]
     pub transfers: Vec<Transfer>,
+    /// The times the customer was on hold (保持), consultations included.
+    #[serde(default)]
+    pub holds: Vec<HoldPeriod>,
+}
+
+/// A time the customer spent on hold, hearing music.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldPeriod {
+    pub start: Timestamp,
+    pub end: Timestamp,
 }
 
 impl CallRecord {
@@ -359,6 +369,11 @@ impl CallRecord {
             leg.end = leg.end.max(at);
         }
         self
+    }
+
+    /// Time the customer spent on hold.
+    pub fn hold_time(&self) -> Duration {
+        self.holds.iter().map(|h| h.end.since(h.start)).sum()
     }
 
     /// Time waiting in the queue.

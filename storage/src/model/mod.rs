@@ -40,8 +40,9 @@ pub use agent::{
     StatusKind, StatusPeriod,
 };
 pub use call::{
-    CallRecord, DialOutcome, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
-    NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind, TransferTarget,
+    CallRecord, DialOutcome, Direction, HangupReason, HangupSide, HoldPeriod, IvrTrace, Leg,
+    LegKind, NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind,
+    TransferTarget,
 };
 pub use customer::{
     ContactPlan, ContactPlanStatus, Customer, ServiceSummary, Ticket, TicketStatus, TimelineEvent,

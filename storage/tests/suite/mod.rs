@@ -184,6 +184,7 @@ pub fn call(
         node: NodeId::from("n1"),
         outcome: None,
         transfers: Vec::new(),
+        holds: Vec::new(),
     }
 }
 

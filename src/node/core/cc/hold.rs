@@ -100,9 +100,13 @@ impl SipCore {
         let _ = leg.send(LegCmd::Hold(on.then(music_on_hold)));
         if let Some(c) = self.cc.get_mut(&call) {
             c.held = on;
+            let _ = c.actor.cast(CallMsg::Held(on));
         }
         if let Some(c) = self.ob.get_mut(&call) {
             c.held = on;
+            let _ = c
+                .actor
+                .cast(switchboard_actors::shell::OutboundMsg::Held(on));
         }
         tracing::info!(%call, %agent, held = on, "hold");
         self.hub.publish(
