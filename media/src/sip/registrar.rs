@@ -352,6 +352,53 @@ impl RegisterOutcome {
     }
 }
 
+/// A request to authenticate (see [`Registrar::authenticate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The request's method, part of the digest.
+    pub method: &'a str,
+    /// The domain that names the tenant (the To or Request-URI host).
+    pub domain: &'a str,
+    /// The account the request is for (a REGISTER's AOR) or from (the
+    /// From of an INVITE).
+    pub user: &'a str,
+    /// The `Authorization` or `Proxy-Authorization` header's value.
+    pub authorization: Option<&'a str>,
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+}
+
+/// What authenticating a request came to.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Authentication {
+    /// The account of `tenant` proved it sent the request.
+    Authenticated {
+        /// The tenant the domain names.
+        tenant: String,
+    },
+    /// Challenge it: one header value per algorithm (`WWW-Authenticate`
+    /// with a 401, `Proxy-Authenticate` with a 407).
+    Challenge {
+        /// The header values, in order of preference.
+        headers: Vec<String>,
+        /// Whether they say `stale=true`.
+        stale: bool,
+    },
+    /// 400.
+    BadRequest {
+        /// Reason phrase.
+        reason: &'static str,
+    },
+    /// 403.
+    Forbidden {
+        /// Reason phrase.
+        reason: &'static str,
+    },
+    /// 404: no tenant serves the domain.
+    NotFound,
+}
+
 /// Registrar settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistrarConfig {
@@ -486,14 +533,44 @@ impl Registrar {
         accounts: &impl AccountStore,
         tenants: &TenantResolver,
     ) -> RegisterOutcome {
-        let now = req.now;
         // Step 1: a domain no tenant serves. This node does not proxy
         // REGISTERs onwards; step 5 names 404 for an AOR not valid here.
-        let Some(tenant) = tenants.resolve(&req.domain) else {
-            return RegisterOutcome::NotFound;
+        // Step 3: authenticate (§22.1); an account may register its own
+        // AOR only.
+        let asked = Asked {
+            method: "REGISTER",
+            domain: &req.domain,
+            user: &req.to_user,
+            authorization: req.authorization.as_deref(),
+            now: req.now,
         };
-        // Step 3: authenticate (§22.1).
-        let Some(authorization) = req.authorization.as_deref() else {
+        match self.authenticate(&asked, accounts, tenants) {
+            Authentication::Authenticated { tenant } => self.apply(&tenant, req),
+            Authentication::Challenge { headers, stale } => RegisterOutcome::Challenge {
+                www_authenticate: headers,
+                stale,
+            },
+            Authentication::BadRequest { reason } => RegisterOutcome::BadRequest { reason },
+            Authentication::Forbidden { reason } => RegisterOutcome::Forbidden { reason },
+            Authentication::NotFound => RegisterOutcome::NotFound,
+        }
+    }
+
+    /// Authenticates a request of account `asked.user` (a REGISTER for
+    /// its AOR, an INVITE it sends) by digest (RFC 3261 §22): the
+    /// credentials must be this realm's, on a fresh nonce, of that
+    /// account, and right for `asked.method`.
+    pub fn authenticate(
+        &mut self,
+        asked: &Asked<'_>,
+        accounts: &impl AccountStore,
+        tenants: &TenantResolver,
+    ) -> Authentication {
+        let now = asked.now;
+        let Some(tenant) = tenants.resolve(asked.domain) else {
+            return Authentication::NotFound;
+        };
+        let Some(authorization) = asked.authorization else {
             return self.challenge(now, false);
         };
         let creds = match parse_credentials(authorization) {
@@ -504,7 +581,7 @@ impl Registrar {
                 return self.challenge(now, false)
             }
             Err(_) => {
-                return RegisterOutcome::BadRequest {
+                return Authentication::BadRequest {
                     reason: "Malformed Authorization",
                 }
             }
@@ -521,24 +598,28 @@ impl Registrar {
             NonceCheck::Fresh => {}
         }
         let Some(account) = accounts.account(tenant, &creds.username) else {
-            return RegisterOutcome::Forbidden {
+            return Authentication::Forbidden {
                 reason: "Forbidden",
             };
         };
-        // Step 3 and §22.1: the authenticated user must be entitled to the
-        // AOR; here an account may register its own AOR only. The user
-        // part is case-sensitive (§19.1.4).
-        if creds.username != req.to_user {
-            return RegisterOutcome::Forbidden {
+        // §22.1: the authenticated user must be entitled to what it asks;
+        // here an account acts for itself only. The user part is
+        // case-sensitive (§19.1.4).
+        if creds.username != asked.user {
+            return Authentication::Forbidden {
                 reason: "Credentials Do Not Match The AOR",
             };
         }
-        if !verify(account.credential.ha1(creds.algorithm), "REGISTER", &creds) {
+        if !verify(
+            account.credential.ha1(creds.algorithm),
+            asked.method,
+            &creds,
+        ) {
             // A wrong response to one of our fresh nonces means the wrong
             // password. RFC 3261 §22 allows another 401, but a phone configured
             // with a bad password would then retry forever (each 401 brings
             // a fresh nonce); a 403 stops it and tells its user.
-            return RegisterOutcome::Forbidden {
+            return Authentication::Forbidden {
                 reason: "Forbidden",
             };
         }
@@ -552,13 +633,15 @@ impl Registrar {
             // stale=true lets a genuine client retry without its user.
             return self.challenge(now, true);
         }
-        self.apply(tenant, req)
+        Authentication::Authenticated {
+            tenant: tenant.to_owned(),
+        }
     }
 
-    fn challenge(&mut self, now: u64, stale: bool) -> RegisterOutcome {
+    fn challenge(&mut self, now: u64, stale: bool) -> Authentication {
         let nonce = self.nonces.issue(&self.config.realm, now);
-        RegisterOutcome::Challenge {
-            www_authenticate: challenge_headers(
+        Authentication::Challenge {
+            headers: challenge_headers(
                 &self.config.realm,
                 &nonce,
                 &self.config.challenge_algorithms,
@@ -825,8 +908,20 @@ mod tests {
 
     /// What a phone sends back: `qop=auth` with the given nc.
     fn authorization(alg: Algorithm, user: &str, password: &str, nonce: &str, nc: u32) -> String {
+        signed("REGISTER", alg, user, password, nonce, nc)
+    }
+
+    /// The same for a request of `method`.
+    fn signed(
+        method: &str,
+        alg: Algorithm,
+        user: &str,
+        password: &str,
+        nonce: &str,
+        nc: u32,
+    ) -> String {
         let h = |s: String| alg.hash(s.as_bytes());
-        let ha2 = h("REGISTER:sip:acme.example".into());
+        let ha2 = h(format!("{method}:sip:acme.example"));
         let response = h(format!(
             "{}:{nonce}:{nc:08x}:cn:auth:{ha2}",
             ha1(alg, user, REALM, password)
@@ -1040,6 +1135,58 @@ mod tests {
         let mut req = request("1001", 2, vec![contact("sip:1001@10.0.0.1")], T0);
         req.authorization = Some(authorization(Algorithm::Md5, "1001", "pw1001", &nonce, 1));
         assert_eq!(w.send(&req).status().0, 200);
+    }
+
+    #[test]
+    fn an_invite_is_authenticated_for_its_from_account_and_its_method() {
+        let mut w = world(RegistrarConfig::default());
+        fn asked(authorization: Option<&str>) -> Asked<'_> {
+            Asked {
+                method: "INVITE",
+                domain: "acme.example",
+                user: "1001",
+                authorization,
+                now: T0,
+            }
+        }
+        let World {
+            reg,
+            accounts,
+            tenants,
+        } = &mut w;
+        let Authentication::Challenge { headers, stale } =
+            reg.authenticate(&asked(None), accounts, tenants)
+        else {
+            panic!("no challenge");
+        };
+        assert!(!stale);
+        let nonce = nonce_of(&RegisterOutcome::Challenge {
+            www_authenticate: headers,
+            stale,
+        });
+        // A response computed for REGISTER does not do for an INVITE.
+        let register = authorization(Algorithm::Md5, "1001", "pw1001", &nonce, 1);
+        assert_eq!(
+            reg.authenticate(&asked(Some(&register)), accounts, tenants),
+            Authentication::Forbidden {
+                reason: "Forbidden"
+            }
+        );
+        // 1002's good credentials do not call as 1001.
+        let other = signed("INVITE", Algorithm::Md5, "1002", "pw1002", &nonce, 1);
+        assert_eq!(
+            reg.authenticate(&asked(Some(&other)), accounts, tenants),
+            Authentication::Forbidden {
+                reason: "Credentials Do Not Match The AOR"
+            }
+        );
+        let own = signed("INVITE", Algorithm::Md5, "1001", "pw1001", &nonce, 1);
+        assert_eq!(
+            reg.authenticate(&asked(Some(&own)), accounts, tenants),
+            Authentication::Authenticated {
+                tenant: "acme".into()
+            }
+        );
     }
 
     #[test]
