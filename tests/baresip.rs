@@ -7,6 +7,7 @@
 mod common;
 
 use common::phone::{loud_windows, read_wav, Phone};
+use common::records::wait_demo_calls;
 use common::Node;
 use std::time::Duration;
 
@@ -55,4 +56,77 @@ fn baresip_hears_the_prompt_and_the_node_hangs_up() {
         loud_windows(&phone.heard()) > 25,
         "the prompt was not heard"
     );
+}
+
+#[test]
+fn one_extension_calls_another_they_talk_and_the_record_says_internal() {
+    let mut node = Node::start();
+    let callee = Phone::auto_answer_saying(
+        &node,
+        "1002",
+        "pass1002",
+        "one two three four five six seven eight nine ten eleven twelve",
+    );
+    let running = callee.spawn(20);
+    assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
+    // A wrong password calls nobody.
+    let intruder = Phone::new(&node, "1003", "not-the-password");
+    let out = intruder.run(Some(&format!("sip:1002@{}", node.sip)), 3);
+    assert!(!out.contains("Call established"), "{out}");
+    assert!(
+        node.wait_log(
+            "internal call refused: bad credentials",
+            Duration::from_secs(2)
+        ),
+        "{out}"
+    );
+    let caller = Phone::new(&node, "1001", "pass1001");
+    let target = format!("sip:1002@{}", node.sip);
+    let talk = {
+        let (dir, target) = (caller.dir.clone(), target.clone());
+        std::thread::spawn(move || Phone { dir }.run(Some(&target), 8))
+    };
+    assert!(node.wait_log("internal call answered", Duration::from_secs(5)));
+    // Meanwhile 1002 is busy for another extension.
+    let other = Phone::new(&node, "1003", "pass1003");
+    let out = other.run(Some(&target), 3);
+    assert!(!out.contains("Call established"), "{out}");
+    assert!(node.wait_log("the callee is busy", Duration::from_secs(2)));
+    let out = talk.join().unwrap();
+    assert!(out.contains("Call established"), "{out}");
+    // Both agents were on the call: no queue offered them another.
+    assert!(node.wait_log("agent=1002 status=Talking", Duration::from_secs(2)));
+    assert!(node.wait_log("agent=1001 status=Talking", Duration::from_secs(2)));
+    let callee_out = Phone::stop(running);
+    assert_eq!(
+        callee_out.matches("Call established").count(),
+        1,
+        "{callee_out}"
+    );
+    // The two heard each other.
+    let heard = loud_windows(&caller.heard());
+    assert!(
+        heard > 30,
+        "the caller heard {heard} loud windows of the callee"
+    );
+    let heard = loud_windows(&callee.heard());
+    assert!(
+        heard > 30,
+        "the callee heard {heard} loud windows of the caller"
+    );
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    assert_eq!(
+        calls.len(),
+        1,
+        "one record, for the call that was put through: {calls:?}"
+    );
+    let r = &calls[0];
+    use switchboard_storage::model::{DialOutcome, Direction};
+    assert_eq!(r.direction, Direction::Internal, "{r:?}");
+    assert_eq!((r.caller.as_str(), r.dialed.as_str()), ("1001", "1002"));
+    assert_eq!(r.outcome, Some(DialOutcome::Answered));
+    assert!(r.answered.is_some() && r.recording.is_some(), "{r:?}");
+    assert_eq!(r.legs.len(), 2);
+    // Both are free again.
+    assert!(node.wait_log("agent=1002 status=Ready", Duration::from_secs(2)));
 }

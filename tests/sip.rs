@@ -151,23 +151,32 @@ fn sipp_calls_the_echo_test_over_udp_and_tcp() {
 }
 
 #[test]
-fn unknown_number_is_404_and_registered_but_absent_is_480() {
+fn unknown_number_is_404_registered_but_absent_is_480_and_an_extension_asks_for_credentials() {
     let node = Node::start();
-    let invite = |user: &str| {
+    let invite = |from: &str, user: &str| {
         format!(
-            "INVITE sip:{user}@{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{1}\r\nMax-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag=p\r\nTo: <sip:{user}@{0}>\r\nCall-ID: c-{1}\r\nCSeq: 1 INVITE\r\nContact: <sip:x@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n",
+            "INVITE sip:{user}@{0} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{1}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}@127.0.0.1>;tag=p\r\nTo: <sip:{user}@{0}>\r\nCall-ID: c-{1}\r\nCSeq: 1 INVITE\r\nContact: <sip:{from}@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n",
             node.sip,
             common::rand_u32()
         )
     };
     assert_eq!(
-        node.udp_exchange(invite("5555").as_bytes()).map(|r| r.0),
+        node.udp_exchange(invite("x", "5555").as_bytes())
+            .map(|r| r.0),
         Some(404)
     );
     assert_eq!(
-        node.udp_exchange(invite("1002").as_bytes()).map(|r| r.0),
+        node.udp_exchange(invite("x", "1002").as_bytes())
+            .map(|r| r.0),
         Some(480)
     );
+    // From one extension to another: only with the caller's password.
+    let (code, resp) = node
+        .udp_exchange(invite("1001", "1002").as_bytes())
+        .expect("an answer");
+    assert_eq!(code, 407, "{resp}");
+    let challenge = common::header(&resp, "Proxy-Authenticate").unwrap_or_default();
+    assert!(challenge.starts_with("Digest realm="), "{resp}");
 }
 
 fn invite_to_echo(node: &Node, peer: &Peer, branch: &str, call_id: &str) -> String {

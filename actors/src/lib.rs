@@ -43,6 +43,7 @@
 pub mod acd;
 pub mod agent;
 pub mod call;
+pub mod internal;
 pub mod ivr;
 pub mod location;
 pub mod outbound;

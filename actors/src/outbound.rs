@@ -126,7 +126,6 @@ impl OutboundCall {
         self.deadline
     }
 
-    /// The media side records the conversation into `file`.
     /// The customer went on hold (`on`) or came off it.
     pub fn held(&mut self, on: bool, now: Timestamp) {
         if !self.is_done() {
@@ -134,6 +133,7 @@ impl OutboundCall {
         }
     }
 
+    /// The media side records the conversation into `file`.
     pub fn recording(&mut self, file: String) {
         self.recording = Some(file);
     }

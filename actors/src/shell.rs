@@ -909,12 +909,13 @@ impl CallActor {
             let r = Box::new(state.machine.progress(self.clock.now()));
             let _ = self.records.send(CallNote::Progress(r));
         }
-        if let Some(t) = state.timer.take() {
-            t.abort();
-        }
-        if let Some(at) = state.machine.poll_timeout() {
-            state.timer = Some(myself.send_after(self.clock.until(at), || CallMsg::Tick));
-        }
+        rearm(
+            myself,
+            &mut state.timer,
+            &self.clock,
+            state.machine.poll_timeout(),
+            || CallMsg::Tick,
+        );
     }
 }
 
@@ -1092,18 +1093,46 @@ impl OutboundActor {
                 }
             }
         }
-        let progress = state.machine.progress(self.clock.now());
-        let now = outline(&progress);
-        if !finished && state.told.as_ref() != Some(&now) {
-            state.told = Some(now);
-            let _ = self.records.send(CallNote::Progress(Box::new(progress)));
+        if !finished {
+            let progress = state.machine.progress(self.clock.now());
+            tell_progress(&self.records, &mut state.told, progress);
         }
-        if let Some(t) = state.timer.take() {
-            t.abort();
-        }
-        if let Some(at) = state.machine.poll_timeout() {
-            state.timer = Some(myself.send_after(self.clock.until(at), || OutboundMsg::Tick));
-        }
+        rearm(
+            myself,
+            &mut state.timer,
+            &self.clock,
+            state.machine.poll_timeout(),
+            || OutboundMsg::Tick,
+        );
+    }
+}
+
+/// A call still up tells its record so far when its outline changed.
+fn tell_progress(
+    records: &mpsc::UnboundedSender<CallNote>,
+    told: &mut Option<Outline>,
+    progress: CallRecord,
+) {
+    let now = outline(&progress);
+    if told.as_ref() != Some(&now) {
+        *told = Some(now);
+        let _ = records.send(CallNote::Progress(Box::new(progress)));
+    }
+}
+
+/// Replaces a call actor's timer with one for `at`, if any.
+fn rearm<M: ractor::Message>(
+    myself: &ActorRef<M>,
+    timer: &mut Option<JoinHandle<Result<(), ractor::MessagingErr<M>>>>,
+    clock: &Clock,
+    at: Option<Timestamp>,
+    tick: fn() -> M,
+) {
+    if let Some(t) = timer.take() {
+        t.abort();
+    }
+    if let Some(at) = at {
+        *timer = Some(myself.send_after(clock.until(at), tick));
     }
 }
 
@@ -1155,6 +1184,144 @@ impl Actor for OutboundActor {
             OutboundMsg::Recording(file) => m.recording(file),
             OutboundMsg::Held(on) => m.held(on, now),
             OutboundMsg::Tick => m.handle_timeout(now),
+        }
+        self.settle(&myself, state);
+        Ok(())
+    }
+}
+
+/// What an internal call's actor asks of its legs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InternalCommand {
+    AnswerAndBridge,
+    RefuseCaller(u16),
+    HangUpCallee,
+    HangUpCaller,
+    /// The record is written; whatever leg is still up is the shell's to
+    /// end.
+    Finished,
+}
+
+/// Messages to an internal call's actor: what happened on its legs.
+#[derive(Debug)]
+pub enum InternalMsg {
+    CalleeAnswered,
+    /// A final non-2xx response to the callee's INVITE (408: none).
+    CalleeFailed(u16),
+    CallerCancelled,
+    CallerHungUp,
+    CalleeHungUp,
+    /// The conversation is being recorded into this file.
+    Recording(String),
+    Tick,
+}
+
+// Local only: these messages carry channels.
+impl ractor::Message for InternalMsg {}
+
+/// An internal call's actor: configuration. The machine is the spawn
+/// argument.
+#[derive(Debug)]
+pub struct InternalActor {
+    pub call: CallId,
+    pub clock: Clock,
+    pub telephony: mpsc::UnboundedSender<(CallId, InternalCommand)>,
+    /// The agents put on this call (so no queue offers them another),
+    /// freed when it ends.
+    pub agents: Vec<ActorRef<AgentMsg>>,
+    pub records: mpsc::UnboundedSender<CallNote>,
+}
+
+/// An internal call's actor state.
+#[derive(Debug)]
+pub struct InternalState {
+    machine: crate::internal::InternalCall,
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<InternalMsg>>>>,
+    told: Option<Outline>,
+}
+
+impl InternalActor {
+    fn settle(&self, myself: &ActorRef<InternalMsg>, state: &mut InternalState) {
+        use crate::internal::InternalAction;
+        let call = self.call;
+        let tell = |cmd| {
+            let _ = self.telephony.send((call, cmd));
+        };
+        while let Some(a) = state.machine.poll_action() {
+            match a {
+                InternalAction::AnswerAndBridge => tell(InternalCommand::AnswerAndBridge),
+                InternalAction::RefuseCaller(code) => tell(InternalCommand::RefuseCaller(code)),
+                InternalAction::HangUpCallee => tell(InternalCommand::HangUpCallee),
+                InternalAction::HangUpCaller => tell(InternalCommand::HangUpCaller),
+                InternalAction::Record(record) => {
+                    for a in &self.agents {
+                        let _ = a.cast(AgentMsg::HungUp {
+                            call,
+                            wrap_up: Duration::ZERO,
+                        });
+                    }
+                    let _ = self.records.send(CallNote::Finished(record));
+                    tell(InternalCommand::Finished);
+                    myself.stop(None);
+                }
+            }
+        }
+        if !state.machine.is_done() {
+            let progress = state.machine.progress(self.clock.now());
+            tell_progress(&self.records, &mut state.told, progress);
+        }
+        rearm(
+            myself,
+            &mut state.timer,
+            &self.clock,
+            state.machine.poll_timeout(),
+            || InternalMsg::Tick,
+        );
+    }
+}
+
+impl Actor for InternalActor {
+    type Msg = InternalMsg;
+    type State = InternalState;
+    type Arguments = crate::internal::InternalCall;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<InternalMsg>,
+        machine: crate::internal::InternalCall,
+    ) -> Result<InternalState, ActorProcessingErr> {
+        Ok(InternalState {
+            machine,
+            timer: None,
+            told: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<InternalMsg>,
+        state: &mut InternalState,
+    ) -> Result<(), ActorProcessingErr> {
+        self.settle(&myself, state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<InternalMsg>,
+        msg: InternalMsg,
+        state: &mut InternalState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        let m = &mut state.machine;
+        match msg {
+            InternalMsg::CalleeAnswered => m.callee_answered(now),
+            InternalMsg::CalleeFailed(code) => m.callee_failed(code, now),
+            InternalMsg::CallerCancelled => m.caller_cancelled(now),
+            InternalMsg::CallerHungUp => m.caller_hung_up(now),
+            InternalMsg::CalleeHungUp => m.callee_hung_up(now),
+            InternalMsg::Recording(file) => m.recording(file),
+            InternalMsg::Tick => m.handle_timeout(now),
         }
         self.settle(&myself, state);
         Ok(())

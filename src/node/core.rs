@@ -30,7 +30,9 @@ use switchboard_actors::agent::Device;
 use switchboard_actors::call::{CallSetup, InboundCall};
 use switchboard_actors::ivr::IvrOutcome;
 use switchboard_actors::ivr::{LocalTime, ScheduleExt};
-use switchboard_actors::shell::{AgentMsg, CallActor, CallMsg, OutboundCommand, TelephonyCommand};
+use switchboard_actors::shell::{
+    AgentMsg, CallActor, CallMsg, InternalCommand, OutboundCommand, TelephonyCommand,
+};
 use switchboard_actors::{AgentId, CallId, TenantId, Timestamp};
 use switchboard_media::sip::dialog::{authenticated_retry, OutgoingInvite};
 use switchboard_media::sip::dialog::{
@@ -214,6 +216,10 @@ pub struct SipCore {
     ob: HashMap<CallId, cc::outbound::ObCall>,
     ob_tx: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
     ob_rx: Option<mpsc::UnboundedReceiver<(CallId, OutboundCommand)>>,
+    /// Internal calls (extension to extension), and what their actors ask.
+    ic: HashMap<CallId, cc::internal::IcCall>,
+    ic_tx: mpsc::UnboundedSender<(CallId, InternalCommand)>,
+    ic_rx: Option<mpsc::UnboundedReceiver<(CallId, InternalCommand)>>,
     leg_tx: mpsc::UnboundedSender<(u64, LegEvent)>,
     leg_rx: Option<mpsc::UnboundedReceiver<(u64, LegEvent)>>,
     /// New calls are refused (503) while the node drains.
@@ -251,6 +257,7 @@ impl SipCore {
         let (telephony_tx, telephony_rx) = mpsc::unbounded_channel();
         let (leg_tx, leg_rx) = mpsc::unbounded_channel();
         let (ob_tx, ob_rx) = mpsc::unbounded_channel();
+        let (ic_tx, ic_rx) = mpsc::unbounded_channel();
         SipCore {
             transport,
             layer: TransactionLayer::new(timers),
@@ -283,6 +290,9 @@ impl SipCore {
             ob: HashMap::new(),
             ob_tx,
             ob_rx: Some(ob_rx),
+            ic: HashMap::new(),
+            ic_tx,
+            ic_rx: Some(ic_rx),
             leg_tx,
             leg_rx: Some(leg_rx),
             draining: false,
@@ -304,8 +314,15 @@ impl SipCore {
             self.telephony_rx.take(),
             self.leg_rx.take(),
             self.ob_rx.take(),
+            self.ic_rx.take(),
         );
-        let (Some(mut notices), Some(mut telephony), Some(mut legs), Some(mut outbound)) = started
+        let (
+            Some(mut notices),
+            Some(mut telephony),
+            Some(mut legs),
+            Some(mut outbound),
+            Some(mut internal),
+        ) = started
         else {
             anyhow::bail!("core started twice");
         };
@@ -327,6 +344,9 @@ impl SipCore {
                         while let Ok((call, cmd)) = outbound.try_recv() {
                             self.handle_outbound(call, cmd, Instant::now()).await;
                         }
+                        while let Ok((call, cmd)) = internal.try_recv() {
+                            self.handle_internal_cmd(call, cmd, Instant::now());
+                        }
                     }
                     self.handle_notice(n, Instant::now()).await;
                 }
@@ -336,11 +356,14 @@ impl SipCore {
                 Some((call, cmd)) = outbound.recv() => {
                     self.handle_outbound(call, cmd, Instant::now()).await;
                 }
+                Some((call, cmd)) = internal.recv() => {
+                    self.handle_internal_cmd(call, cmd, Instant::now());
+                }
                 Some((tag, event)) = legs.recv() => self.handle_leg_event(CallId(tag), event),
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
             self.flush().await;
-            let active = self.calls.len() + self.cc.len() + self.ob.len();
+            let active = self.calls.len() + self.cc.len() + self.ob.len() + self.ic.len();
             self.active
                 .send_if_modified(|n| std::mem::replace(n, active) != active);
         }
@@ -652,6 +675,11 @@ impl SipCore {
                 .handle_hotline(id, req, user, source, transport, now)
                 .await;
         }
+        if self.is_internal_call(&req, &user) {
+            return self
+                .handle_internal(id, req, user, source, transport, now)
+                .await;
+        }
         let service = match user.as_str() {
             "*43" => media::Service::Echo,
             "*44" => media::Service::Prompt,
@@ -780,6 +808,9 @@ impl SipCore {
             if let Some((tx, req)) = call.invite.take() {
                 let resp = call.dialog.response(&req, 487, "Request Terminated");
                 self.respond(tx, resp, now);
+            }
+            if let Some((c, _)) = call.cc {
+                self.ic_cancelled(c);
             }
         }
     }

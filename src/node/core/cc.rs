@@ -6,6 +6,7 @@
 
 pub(super) mod consult;
 pub(super) mod hold;
+pub(super) mod internal;
 pub(super) mod monitor;
 pub(super) mod outbound;
 
@@ -704,6 +705,9 @@ impl SipCore {
         if self.is_outbound(call) {
             return self.handle_ob_response(tx, call, target, resp, now);
         }
+        if self.is_internal(call) {
+            return self.handle_ic_response(tx, call, resp, now);
+        }
         let code = resp.as_ref().map_or(408, |r| r.code);
         if code < 200 {
             if code == 180 || code == 183 {
@@ -902,6 +906,9 @@ impl SipCore {
         if self.is_outbound(call) {
             return self.ob_leg_hung_up(call, party);
         }
+        if self.is_internal(call) {
+            return self.ic_leg_hung_up(call, party);
+        }
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
@@ -952,6 +959,9 @@ impl SipCore {
     pub(super) fn call_actor_ended(&mut self, call: CallId, now: Instant) {
         if self.is_outbound(call) {
             return self.ob_actor_ended(call, now);
+        }
+        if self.is_internal(call) {
+            return self.ic_actor_ended(call, now);
         }
         let Some(c) = self.cc.get_mut(&call) else {
             return;
