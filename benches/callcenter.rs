@@ -74,6 +74,7 @@ fn seed(dir: &Path, agents: usize) {
                 survey_flow: None,
                 retention: Retention::default(),
                 enabled: true,
+                queue_callback: None,
             })
             .await
             .unwrap();

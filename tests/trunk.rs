@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::customer::{spoken, Customer};
+use common::customer::{match_score, spoken, Customer};
 use common::phone::loud_windows;
 use common::phone::Phone;
 use common::records::status_log;
@@ -271,6 +271,103 @@ fn an_agent_consults_an_outside_number_and_hands_the_customer_to_it() {
         r.transfers[0].how,
         switchboard_storage::model::TransferKind::Consulted
     );
+}
+
+#[test]
+fn a_waiting_caller_asks_for_a_callback_and_is_called_back_once_an_agent_answers() {
+    // The carrier answers (and echoes) the call back to the caller.
+    let (sipp, port, sipp_dir) = carrier();
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |store| {
+        Box::pin(async move {
+            // No survey: the agent's hang-up ends the call.
+            store
+                .update::<Tenant, _>(&TenantId::from("demo"), Tenant::ID, |t| {
+                    t.survey_flow = None;
+                    Ok(true)
+                })
+                .await
+                .unwrap();
+        })
+    });
+    let mut node = Node::start_in(dir, &[]);
+    let admin = node.login("admin", "demo-admin");
+    let status = |node: &Node, agent: &str, body: serde_json::Value| {
+        let (code, v) = node.api(
+            "PUT",
+            &format!("/api/v1/agents/{agent}/status"),
+            Some(&admin),
+            Some(&body),
+        );
+        assert_eq!(code, 200, "{v}");
+    };
+    // Nobody in support is ready: the caller waits.
+    for a in ["1001", "1002"] {
+        status(&node, a, json!({"status": "break", "reason": "lunch"}));
+    }
+    let agent = Phone::auto_answer_saying(
+        &node,
+        "1001",
+        "pass1001",
+        "one two three four five six seven eight nine ten",
+    );
+    let running = agent.spawn(40);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let c = Customer::call(node.sip, "4000", "13912345678");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    std::thread::sleep(Duration::from_secs(4));
+    let asked = c.elapsed();
+    c.press('9');
+    // The caller hears the confirmation, then the node ends its leg.
+    assert!(
+        c.wait_bye(Duration::from_secs(15)),
+        "the node did not end the caller's leg"
+    );
+    assert!(node.wait_log("the caller waits for a callback", Duration::from_secs(2)));
+    let confirm = spoken(
+        "Thank you. You keep your place in the queue, and we will call you back. Goodbye.",
+        "en-us",
+    );
+    let score = match_score(&c.heard_since(asked), &confirm);
+    assert!(score > 0.9, "the confirmation was not heard ({score:.2})");
+    // 1001 is back: its phone rings, it answers, the caller is dialed.
+    status(&node, "1001", json!({"status": "ready"}));
+    assert!(node.wait_log("calling the caller back", Duration::from_secs(10)));
+    assert!(node.wait_log("the caller took its callback", Duration::from_secs(10)));
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(5)));
+    // 1001 says its piece (the carrier echoes it back), then hangs up.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = Phone::stop(running);
+    assert!(out.contains("Call established"), "{out}");
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let heard = loud_windows(&agent.heard());
+    assert!(
+        heard > 30,
+        "the agent heard {heard} loud windows through the callback"
+    );
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    assert_eq!(
+        calls.len(),
+        1,
+        "one record for the call and its callback: {calls:?}"
+    );
+    let r = &calls[0];
+    let cb = r.callback.expect("the callback in the record");
+    assert!(cb.dialed.is_some_and(|d| d > cb.requested), "{r:?}");
+    assert_eq!(cb.outcome, Some(DialOutcome::Answered), "{r:?}");
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert!(r.answered.is_some() && r.recording.is_some(), "{r:?}");
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    let (_, doc) = node.api(
+        "GET",
+        &format!("/api/v1/calls/{}", r.call),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(doc["callback"]["outcome"], "answered", "{doc}");
 }
 
 #[test]

@@ -18,8 +18,9 @@ use crate::{AgentId, CallId, TenantId, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
-    CallRecord, Day, Direction, HangupReason, HangupSide, HoldPeriod, Leg, LegKind, NodeId,
-    NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind, TransferTarget,
+    CallRecord, Callback, Day, DialOutcome, Direction, HangupReason, HangupSide, HoldPeriod, Leg,
+    LegKind, NodeId, NumberLocation, QueueCallback, RingAttempt, RingOutcome, Satisfaction,
+    Transfer, TransferKind, TransferTarget,
 };
 
 /// Who and what a call is, given when it starts.
@@ -51,6 +52,21 @@ pub enum CallAction {
     Announce {
         position: usize,
         expected_wait: Option<Duration>,
+    },
+    /// Play a prompt once over the waiting audio (the callback offer).
+    PlayOver {
+        prompt: String,
+    },
+    /// The caller asked to be called back: end its leg (BYE) but keep the
+    /// call, which keeps its place in the queue.
+    AwaitCallback,
+    /// An agent answered the offer of a call whose caller waits for a
+    /// callback: dial the caller through the trunk (the agent hears
+    /// ring-back meanwhile); the answer comes back through
+    /// [`InboundCall::callback_answered`] or
+    /// [`InboundCall::callback_failed`].
+    DialBack {
+        agent: AgentId,
     },
     /// Record what the customer says, at most `max_len`.
     RecordVoicemail {
@@ -152,6 +168,12 @@ enum Phase {
         agent: AgentId,
         fallback: String,
     },
+    /// `agent` answered the call's offer; the caller, who asked to be
+    /// called back, is being dialed.
+    CallingBack {
+        group: String,
+        agent: AgentId,
+    },
     /// The agent hung up; the customer takes the survey.
     Survey,
     Voicemail {
@@ -165,6 +187,17 @@ struct Ringing {
     agent: AgentId,
     start: Timestamp,
     deadline: Timestamp,
+}
+
+/// Where a callback the caller may ask for stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallbackState {
+    /// Not asked for (the caller waits on the line).
+    None,
+    /// Asked for: the confirmation plays, then the caller's leg ends.
+    Confirming,
+    /// The caller hung up; the call waits in the queue for an agent.
+    Waiting,
 }
 
 /// The customer's times on hold, as told by the media side.
@@ -211,6 +244,9 @@ pub struct InboundCall {
     talks: Vec<(AgentId, Timestamp, Timestamp, Option<Timestamp>)>,
     summary: CallRecord,
     holds: Holds,
+    /// The callback offered to waiting callers, if any.
+    callback_offer: Option<QueueCallback>,
+    callback: CallbackState,
     actions: VecDeque<CallAction>,
 }
 
@@ -269,12 +305,21 @@ impl InboundCall {
                 outcome: None,
                 transfers: Vec::new(),
                 holds: Vec::new(),
+                callback: None,
             },
             holds: Holds::default(),
+            callback_offer: None,
+            callback: CallbackState::None,
             actions: VecDeque::new(),
         };
         c.drain_ivr(now);
         c
+    }
+
+    /// Waiting callers are offered `offer`: a callback instead of the wait.
+    pub fn with_callback(mut self, offer: Option<QueueCallback>) -> InboundCall {
+        self.callback_offer = offer;
+        self
     }
 
     /// The call's record so far (complete once finished).
@@ -354,6 +399,12 @@ impl InboundCall {
         if matches!(self.phase, Phase::Ivr | Phase::Survey) {
             self.ivr.prompt_done(now);
             self.drain_ivr(now);
+        } else if matches!(self.phase, Phase::Queued { .. })
+            && self.callback == CallbackState::Confirming
+        {
+            // Confirmed: the caller's leg ends, its place stays.
+            self.callback = CallbackState::Waiting;
+            self.actions.push_back(CallAction::AwaitCallback);
         }
     }
 
@@ -362,6 +413,27 @@ impl InboundCall {
         if matches!(self.phase, Phase::Ivr | Phase::Survey) {
             self.ivr.digit(key, now);
             self.drain_ivr(now);
+            return;
+        }
+        // A waiting caller asks to be called back (not while an agent's
+        // phone rings for it already).
+        let asked = matches!(self.phase, Phase::Queued { .. })
+            && self.callback == CallbackState::None
+            && self.ringing.is_empty();
+        if let Some(offer) = self
+            .callback_offer
+            .as_ref()
+            .filter(|o| asked && o.key == key)
+        {
+            self.callback = CallbackState::Confirming;
+            self.summary.callback = Some(Callback {
+                requested: now,
+                dialed: None,
+                outcome: None,
+            });
+            self.actions.push_back(CallAction::Play {
+                prompt: offer.confirm.clone(),
+            });
         }
     }
 
@@ -437,6 +509,14 @@ impl InboundCall {
         self.actions.push_back(CallAction::StopWaiting);
         self.summary.dequeued = Some(now);
         self.summary.overflow = Some((to.clone(), reason));
+        if self.callback == CallbackState::Waiting {
+            // Nobody is on the line for voicemail, a number or the IVR:
+            // another group may still call back, the rest is given up.
+            if let Overflow::Group(group) = to {
+                return self.enqueue(group, now);
+            }
+            return self.finish(HangupSide::System, HangupReason::Overflow, now);
+        }
         match to {
             Overflow::Voicemail => self.start_voicemail(Duration::from_secs(60), now),
             Overflow::HangUp => {
@@ -471,6 +551,12 @@ impl InboundCall {
             Phase::Direct { fallback, .. } => (fallback, true),
             _ => return,
         };
+        if self.callback == CallbackState::Waiting && !direct {
+            return self.call_back(i, group, now);
+        }
+        // An agent answered while the confirmation played: the caller is
+        // still there and talks to it.
+        self.callback = CallbackState::None;
         let r = self.ringing.remove(i);
         self.talks.push((agent.clone(), r.start, now, None));
         self.summary.rings.push(RingAttempt {
@@ -507,6 +593,73 @@ impl InboundCall {
         };
     }
 
+    /// The agent rung `i`-th answered the call of a caller who waits for a
+    /// callback: it leaves the queue and the caller is dialed.
+    fn call_back(&mut self, i: usize, group: String, now: Timestamp) {
+        let r = self.ringing.remove(i);
+        let agent = r.agent.clone();
+        self.talks.push((agent.clone(), r.start, now, None));
+        self.summary.rings.push(RingAttempt {
+            agent: r.agent,
+            start: r.start,
+            end: now,
+            outcome: RingOutcome::Answered,
+        });
+        let others: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
+        self.stop_ringing(&others, now);
+        self.actions.push_back(CallAction::OfferAnswered {
+            group: group.clone(),
+            agent: agent.clone(),
+        });
+        self.actions.push_back(CallAction::DialBack {
+            agent: agent.clone(),
+        });
+        self.summary.dequeued = Some(now);
+        self.summary.agent = Some(agent.clone());
+        if let Some(c) = self.summary.callback.as_mut() {
+            c.dialed = Some(now);
+        }
+        self.callback = CallbackState::None;
+        self.phase = Phase::CallingBack { group, agent };
+    }
+
+    /// The caller answered its callback: it talks to the agent. The
+    /// service level counts this answer against the call's first enqueue.
+    pub fn callback_answered(&mut self, now: Timestamp) {
+        let Phase::CallingBack { group, agent } = self.phase.clone() else {
+            return;
+        };
+        if let Some(c) = self.summary.callback.as_mut() {
+            c.outcome = Some(DialOutcome::Answered);
+        }
+        self.actions.push_back(CallAction::Bridge {
+            agent: agent.clone(),
+        });
+        self.summary.answered.get_or_insert(now);
+        self.phase = Phase::Talking { group, agent };
+    }
+
+    /// Dialing the caller back ended with `code` (a final response other
+    /// than 2xx; 408 when nothing answered; 503 when it could not be
+    /// dialed): the agent is free again, the call is over.
+    pub fn callback_failed(&mut self, code: u16, now: Timestamp) {
+        let Phase::CallingBack { agent, .. } = self.phase.clone() else {
+            return;
+        };
+        if let Some(c) = self.summary.callback.as_mut() {
+            c.outcome = Some(DialOutcome::of_final(code, true));
+        }
+        self.end_talk(now);
+        self.actions.push_back(CallAction::HangUpAgent {
+            agent: agent.clone(),
+        });
+        self.actions.push_back(CallAction::AgentHungUp {
+            agent,
+            wrap_up: Duration::ZERO,
+        });
+        self.finish(HangupSide::System, HangupReason::CallbackFailed, now);
+    }
+
     /// An agent's device refused or could not be reached.
     pub fn agent_failed(&mut self, agent: &AgentId, now: Timestamp) {
         if let Some(i) = self.ringing.iter().position(|r| &r.agent == agent) {
@@ -517,6 +670,19 @@ impl InboundCall {
 
     /// The agent hung up: the customer takes the survey if there is one.
     pub fn agent_hung_up(&mut self, now: Timestamp) {
+        if let Phase::CallingBack { agent, .. } = self.phase.clone() {
+            // Before the caller answered its callback: that dial ends.
+            if let Some(c) = self.summary.callback.as_mut() {
+                c.outcome = Some(DialOutcome::Cancelled);
+            }
+            self.end_talk(now);
+            self.actions.push_back(CallAction::HangUpCustomer);
+            self.actions.push_back(CallAction::AgentHungUp {
+                agent,
+                wrap_up: Duration::ZERO,
+            });
+            return self.finish(HangupSide::Agent, HangupReason::CallbackFailed, now);
+        }
         let Phase::Talking { agent, .. } = self.phase.clone() else {
             return;
         };
@@ -545,6 +711,11 @@ impl InboundCall {
     pub fn customer_hung_up(&mut self, now: Timestamp) {
         match self.phase.clone() {
             Phase::Ivr => self.finish(HangupSide::Customer, HangupReason::LeftInIvr, now),
+            Phase::Queued { .. } if self.callback != CallbackState::None => {
+                // Gone before (or as) the confirmation ended: it waits for
+                // its callback all the same.
+                self.callback = CallbackState::Waiting;
+            }
             Phase::Queued { group } => {
                 let ringing: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
                 let reason = if ringing.is_empty() {
@@ -591,7 +762,8 @@ impl InboundCall {
             Phase::Voicemail { .. } => {
                 self.finish(HangupSide::Customer, HangupReason::Voicemail, now)
             }
-            Phase::Done => {}
+            // No caller's leg is up while it is dialed.
+            Phase::CallingBack { .. } | Phase::Done => {}
         }
     }
 
@@ -774,6 +946,13 @@ impl InboundCall {
             group: group.clone(),
             enqueued,
         });
+        if let Some(offer) = &self.callback_offer {
+            if self.callback == CallbackState::None {
+                self.actions.push_back(CallAction::PlayOver {
+                    prompt: offer.offer.clone(),
+                });
+            }
+        }
         self.phase = Phase::Queued { group };
     }
 
@@ -1080,6 +1259,152 @@ mod tests {
             c.hand_over(&sup, over, t(60)),
             Err(TransferError::NotTalking)
         );
+    }
+
+    /// A call with the callback offer, queued in support at t(4).
+    fn queued_with_callback() -> InboundCall {
+        let offer = QueueCallback {
+            key: '9',
+            offer: "cb_offer".into(),
+            confirm: "cb_confirm".into(),
+        };
+        let mut c = InboundCall::start(setup(1, "13800138000"), flow(), true, false, None, t(0))
+            .with_callback(Some(offer));
+        actions(&mut c);
+        c.prompt_done(t(3));
+        c.digit('1', t(4));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::PlayWaiting,
+                CallAction::Enqueue {
+                    group: "support".into(),
+                    enqueued: t(4)
+                },
+                CallAction::PlayOver {
+                    prompt: "cb_offer".into()
+                },
+            ]
+        );
+        // Another key does nothing; the callback key asks for it.
+        c.digit('5', t(10));
+        assert!(actions(&mut c).is_empty());
+        c.digit('9', t(10));
+        assert_eq!(
+            actions(&mut c),
+            vec![CallAction::Play {
+                prompt: "cb_confirm".into()
+            }]
+        );
+        c.prompt_done(t(14));
+        assert_eq!(actions(&mut c), vec![CallAction::AwaitCallback]);
+        // Its leg ends: it is not abandoned, it keeps its place.
+        c.customer_hung_up(t(14));
+        assert!(actions(&mut c).is_empty());
+        assert!(!c.is_finished());
+        c
+    }
+
+    #[test]
+    fn a_caller_called_back_once_an_agent_answers_talks_to_it_on_one_record() {
+        let mut c = queued_with_callback();
+        let a: AgentId = "1001".into();
+        c.ring(
+            std::slice::from_ref(&a),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+            t(40),
+        );
+        assert_eq!(actions(&mut c), vec![CallAction::Ring { agent: a.clone() }]);
+        c.agent_answered(&a, t(42));
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::OfferAnswered {
+                    group: "support".into(),
+                    agent: a.clone()
+                },
+                CallAction::DialBack { agent: a.clone() },
+            ]
+        );
+        // No survey or transfer meanwhile: nobody to talk to yet.
+        assert_eq!(
+            c.transfer(TransferTarget::Group("sales".into()), t(43)),
+            Err(TransferError::NotTalking)
+        );
+        c.callback_answered(t(50));
+        assert_eq!(
+            actions(&mut c),
+            vec![CallAction::Bridge { agent: a.clone() }]
+        );
+        c.customer_hung_up(t(80));
+        let r = finished(&actions(&mut c)).unwrap();
+        assert_eq!(
+            r.callback,
+            Some(Callback {
+                requested: t(10),
+                dialed: Some(t(42)),
+                outcome: Some(DialOutcome::Answered),
+            })
+        );
+        assert_eq!((r.enqueued, r.dequeued), (Some(t(4)), Some(t(42))));
+        // Answered when the caller was reached: against the first enqueue.
+        assert_eq!(r.answered, Some(t(50)));
+        assert_eq!(r.agent, Some(a));
+        assert_eq!(r.hangup_reason, HangupReason::Normal);
+    }
+
+    #[test]
+    fn a_callback_nobody_takes_frees_the_agent_and_ends_the_call() {
+        let mut c = queued_with_callback();
+        let a: AgentId = "1001".into();
+        c.ring(
+            std::slice::from_ref(&a),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+            t(40),
+        );
+        c.agent_answered(&a, t(42));
+        actions(&mut c);
+        c.callback_failed(486, t(50));
+        let acts = actions(&mut c);
+        assert_eq!(
+            acts[..2],
+            [
+                CallAction::HangUpAgent { agent: a.clone() },
+                CallAction::AgentHungUp {
+                    agent: a,
+                    wrap_up: Duration::ZERO
+                },
+            ]
+        );
+        let r = finished(&acts).unwrap();
+        assert_eq!(r.hangup_reason, HangupReason::CallbackFailed);
+        assert_eq!(r.callback.and_then(|c| c.outcome), Some(DialOutcome::Busy));
+        assert_eq!(r.answered, None);
+    }
+
+    #[test]
+    fn a_callback_still_waiting_at_the_overflow_is_given_up_unless_another_group_takes_it() {
+        let mut c = queued_with_callback();
+        c.overflow(
+            Overflow::Group("sales".into()),
+            OverflowReason::MaxQueueTime,
+            t(64),
+        );
+        let acts = actions(&mut c);
+        assert!(acts.contains(&CallAction::Enqueue {
+            group: "sales".into(),
+            enqueued: t(4)
+        }));
+        // No offer to a caller who is not there.
+        assert!(!acts
+            .iter()
+            .any(|a| matches!(a, CallAction::PlayOver { .. })));
+        c.overflow(Overflow::Voicemail, OverflowReason::MaxQueueTime, t(124));
+        let r = finished(&actions(&mut c)).unwrap();
+        assert_eq!(r.hangup_reason, HangupReason::Overflow);
+        assert_eq!(r.callback.and_then(|c| c.dialed), None);
     }
 
     #[test]

@@ -252,6 +252,7 @@ impl InternalCall {
             outcome: Some(outcome),
             transfers: Vec::new(),
             holds: Vec::new(),
+            callback: None,
         }
     }
 }

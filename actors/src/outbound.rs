@@ -320,6 +320,7 @@ impl OutboundCall {
             outcome: Some(outcome),
             transfers: Vec::new(),
             holds: self.holds.periods(now),
+            callback: None,
         }
     }
 }

@@ -639,6 +639,16 @@ pub enum TelephonyCommand {
         position: usize,
         expected_wait: Option<Duration>,
     },
+    /// Play a prompt once over the waiting audio.
+    PlayOver {
+        prompt: String,
+    },
+    /// End the caller's leg but keep the call (it waits for a callback).
+    AwaitCallback,
+    /// Dial the caller through the trunk; `agent` hears ring-back.
+    DialBack {
+        agent: AgentId,
+    },
     RecordVoicemail {
         max_len: Duration,
     },
@@ -688,6 +698,11 @@ pub enum CallMsg {
     Recording(String),
     /// The customer went on hold (`true`) or came off it.
     Held(bool),
+    /// The caller answered its callback.
+    CallbackAnswered,
+    /// Dialing the caller back ended with this final status (408: no
+    /// answer at all, 503: not dialed).
+    CallbackFailed(u16),
     Queue(QueueNotice),
     /// The talking agent transfers the customer.
     Transfer {
@@ -807,6 +822,9 @@ impl CallActor {
                     expected_wait,
                 }),
                 CallAction::StopWaiting => self.tell(TelephonyCommand::StopWaiting),
+                CallAction::PlayOver { prompt } => self.tell(TelephonyCommand::PlayOver { prompt }),
+                CallAction::AwaitCallback => self.tell(TelephonyCommand::AwaitCallback),
+                CallAction::DialBack { agent } => self.tell(TelephonyCommand::DialBack { agent }),
                 CallAction::RecordVoicemail { max_len } => {
                     self.tell(TelephonyCommand::RecordVoicemail { max_len })
                 }
@@ -966,6 +984,8 @@ impl Actor for CallActor {
             CallMsg::AgentHungUp(_) => m.agent_hung_up(now),
             CallMsg::Recording(file) => m.recording(file),
             CallMsg::Held(on) => m.held(on, now),
+            CallMsg::CallbackAnswered => m.callback_answered(now),
+            CallMsg::CallbackFailed(code) => m.callback_failed(code, now),
             CallMsg::Queue(QueueNotice::Ring {
                 agents,
                 ring_timeout,

@@ -208,6 +208,19 @@ pub struct CallDoc {
     pub outcome: Option<DialOutcome>,
     /// The agents' transfers, in order.
     pub transfers: Vec<TransferDoc>,
+    /// The caller asked to be called back from the queue (排队回拨).
+    pub callback: Option<CallbackDoc>,
+}
+
+/// A callback the caller asked for while waiting.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallbackDoc {
+    /// When the caller pressed the key, ms since the Unix epoch.
+    pub requested: u64,
+    /// When its number was dialed (an agent had answered); null: never.
+    pub dialed: Option<u64>,
+    /// How dialing it ended (`answered`, `busy`, `no_answer`, …).
+    pub outcome: Option<String>,
 }
 
 fn ms(d: std::time::Duration) -> u64 {
@@ -306,6 +319,11 @@ pub(crate) fn call_doc(r: CallRecord) -> CallDoc {
                 }
             })
             .collect(),
+        callback: r.callback.map(|c| CallbackDoc {
+            requested: c.requested.0,
+            dialed: c.dialed.map(|t| t.0),
+            outcome: c.outcome.map(|o| o.as_str().to_owned()),
+        }),
     }
 }
 

@@ -502,7 +502,25 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
     assert!(t.body.get("password").is_none());
     let mut tenant = admin.get("/tenant").await?.expect(200)?.body;
     tenant["service_level_secs"] = json!(30);
-    admin.put("/tenant", tenant).await?.expect(200)?;
+    // The queue callback's key is one key, its prompts exist.
+    for (cb, field) in [
+        (
+            json!({"key": "12", "offer": "welcome", "confirm": "goodbye"}),
+            "queue_callback.key",
+        ),
+        (
+            json!({"key": "9", "offer": "nope", "confirm": "goodbye"}),
+            "queue_callback.offer",
+        ),
+    ] {
+        let mut bad = tenant.clone();
+        bad["queue_callback"] = cb;
+        let r = admin.put("/tenant", bad).await?.expect(422)?;
+        assert_eq!(r.body["details"][0]["field"], field, "{}", r.body);
+    }
+    tenant["queue_callback"] = json!({"key": "#", "offer": "welcome", "confirm": "goodbye"});
+    let t = admin.put("/tenant", tenant).await?.expect(200)?;
+    assert_eq!(t.body["queue_callback"]["key"], "#");
     // Binding a user binds the agent.
     admin
         .post("/users", json!({"id": "li", "display_name": "Li", "roles": ["agent"], "password": "password-2", "agent": "1004"}))

@@ -156,6 +156,8 @@ pub struct CallCenter {
     pub hotlines: HashMap<String, Hotline>,
     /// Played when the agent hangs up first, if the tenant surveys.
     pub survey: Option<Flow>,
+    /// The callback offered to waiting callers (with a trunk only).
+    pub queue_callback: Option<m::QueueCallback>,
     pub agents: HashMap<AgentId, AgentHandle>,
     pub groups: HashMap<String, ActorRef<GroupMsg>>,
     pub prompts: Prompts,
@@ -302,6 +304,7 @@ pub struct Statics {
     pub allow_external: bool,
     pub hotlines: HashMap<String, Hotline>,
     pub survey: Option<Flow>,
+    pub queue_callback: Option<m::QueueCallback>,
     pub prompts: Prompts,
     pub trunk: Option<Trunk>,
     pub accounts: Vec<Account>,
@@ -418,6 +421,7 @@ pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<
         allow_external: t.allow_external_transfer,
         hotlines,
         survey,
+        queue_callback: t.queue_callback.clone(),
         prompts,
         trunk,
         accounts,
@@ -738,6 +742,7 @@ pub async fn load_tenant(
         allow_external: statics.allow_external,
         hotlines: statics.hotlines,
         survey: statics.survey,
+        queue_callback: statics.queue_callback,
         agents,
         groups,
         prompts: statics.prompts,

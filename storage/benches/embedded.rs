@@ -125,6 +125,7 @@ fn record(tenant: &TenantId, i: u64) -> CallRecord {
         outcome: None,
         transfers: Vec::new(),
         holds: Vec::new(),
+        callback: None,
     }
 }
 

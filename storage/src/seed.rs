@@ -7,9 +7,9 @@
 
 use crate::model::{
     Agent, AgentPolicy, CustomStatus, Device, Flow, FlowVersion, GroupConfig, Hotline, IvrFlow,
-    IvrSchedule, IvrSettings, Member, NoAgentRule, Node, Overflow, Prompt, PromptSource, Retention,
-    Review, ReviewStatus, Schedule, SipAccount, SkillGroup, Strategy, Survey, SurveyLevel, Tenant,
-    TenantId, Timestamp,
+    IvrSchedule, IvrSettings, Member, NoAgentRule, Node, Overflow, Prompt, PromptSource,
+    QueueCallback, Retention, Review, ReviewStatus, Schedule, SipAccount, SkillGroup, Strategy,
+    Survey, SurveyLevel, Tenant, TenantId, Timestamp,
 };
 use crate::{ErrorKind, Result, Store};
 use md5::{Digest, Md5};
@@ -129,7 +129,7 @@ fn survey_flow() -> Flow {
     }
 }
 
-const PROMPTS: [(&str, &str); 8] = [
+const PROMPTS: [(&str, &str); 10] = [
     ("welcome", "Welcome to the Switchboard demo hotline."),
     ("menu", "For support, press 1. For sales, press 2."),
     ("invalid", "Sorry, that is not a valid choice."),
@@ -147,6 +147,14 @@ const PROMPTS: [(&str, &str); 8] = [
         "Please rate our service from 1 to 5, 5 being the best.",
     ),
     ("thanks", "Thank you for your feedback."),
+    (
+        "callback_offer",
+        "To be called back instead of waiting, press 9.",
+    ),
+    (
+        "callback_confirm",
+        "Thank you. You keep your place in the queue, and we will call you back. Goodbye.",
+    ),
 ];
 
 /// Seeds the demo tenant: SIP accounts and agents 1001-1003 (passwords
@@ -167,6 +175,12 @@ pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result
             survey_flow: Some("survey".into()),
             retention: Retention::default(),
             enabled: true,
+            // Offered once the tenant has a trunk to call back through.
+            queue_callback: Some(QueueCallback {
+                key: '9',
+                offer: "callback_offer".into(),
+                confirm: "callback_confirm".into(),
+            }),
         })
         .await?;
     report.count(created);

@@ -151,8 +151,25 @@ pub struct TenantSettings {
     pub allow_external_transfer: bool,
     /// The survey flow played after the agent hangs up, if any.
     pub survey_flow: Option<String>,
+    /// Callers waiting in a queue may ask to be called back (排队回拨);
+    /// offered only while the tenant has a trunk. Absent: not offered.
+    #[serde(default)]
+    pub queue_callback: Option<QueueCallbackDoc>,
     /// The revision read; send it back to refuse a concurrent change.
     pub revision: Option<u64>,
+}
+
+/// The callback offer: waiting callers hear `offer` on entering the
+/// queue, press `key` (a digit, `*` or `#`), hear `confirm` and may hang
+/// up; their call keeps its place and they are dialed once an agent
+/// answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueCallbackDoc {
+    pub key: String,
+    /// Prompt ids.
+    pub offer: String,
+    pub confirm: String,
 }
 
 /// The tenant's settings.
@@ -177,6 +194,11 @@ fn settings_of(v: Versioned<Tenant>) -> TenantSettings {
         service_level_secs: u32::try_from(t.service_level.as_secs()).unwrap_or(u32::MAX),
         allow_external_transfer: t.allow_external_transfer,
         survey_flow: t.survey_flow,
+        queue_callback: t.queue_callback.map(|q| QueueCallbackDoc {
+            key: q.key.to_string(),
+            offer: q.offer,
+            confirm: q.confirm,
+        }),
         revision: Some(v.revision),
     }
 }
@@ -211,8 +233,37 @@ async fn put_tenant(
             .await
             .map_err(|_| ApiError::field("survey_flow", format!("no flow {f:?}")))?;
     }
+    let queue_callback = match body.queue_callback {
+        None => None,
+        Some(q) => {
+            let mut chars = q.key.chars();
+            let key = match (chars.next(), chars.next()) {
+                (Some(k), None) if k.is_ascii_digit() || k == '*' || k == '#' => k,
+                _ => {
+                    return Err(ApiError::field(
+                        "queue_callback.key",
+                        "one key: a digit, * or #",
+                    ))
+                }
+            };
+            for (field, id) in [
+                ("queue_callback.offer", &q.offer),
+                ("queue_callback.confirm", &q.confirm),
+            ] {
+                load::<switchboard_storage::model::Prompt>(&state, &caller.tenant, id, "prompt")
+                    .await
+                    .map_err(|_| ApiError::field(field, format!("no prompt {id:?}")))?;
+            }
+            Some(switchboard_storage::model::QueueCallback {
+                key,
+                offer: q.offer,
+                confirm: q.confirm,
+            })
+        }
+    };
     let v = load::<Tenant>(&state, &caller.tenant, Tenant::ID, "tenant").await?;
     let mut t = v.record.clone();
+    t.queue_callback = queue_callback;
     t.name = body.name;
     t.utc_offset_minutes = body.utc_offset_minutes;
     t.service_level = Duration::from_secs(u64::from(body.service_level_secs));

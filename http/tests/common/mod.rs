@@ -114,6 +114,7 @@ pub fn call_record(
         outcome: None,
         transfers: Vec::new(),
         holds: Vec::new(),
+        callback: None,
     }
 }
 

@@ -62,6 +62,9 @@ pub(super) struct CcCall {
     pub(super) monitor: Option<monitor::Monitor>,
     /// The talking agent consulting someone.
     pub(super) consult: Option<consult::Consult>,
+    /// The caller, who asked for a callback, being dialed back; once it
+    /// answers, its leg is the customer's.
+    callback: Option<OutLeg>,
 }
 
 /// Whom one of our INVITEs is for.
@@ -73,6 +76,8 @@ pub(super) enum Target {
     Supervisor,
     /// Whom the talking agent consults (inbound calls only).
     Consulted,
+    /// The caller of a call waiting for its callback.
+    CalledBack,
 }
 
 /// Where an INVITE of ours goes: a registered phone, or a number through
@@ -204,6 +209,12 @@ impl SipCore {
             center.allow_external && center.trunk.is_some(),
             center.survey.clone(),
             started,
+        )
+        .with_callback(
+            center
+                .queue_callback
+                .clone()
+                .filter(|_| center.trunk.is_some()),
         );
         let actor = CallActor {
             call,
@@ -283,6 +294,7 @@ impl SipCore {
                 external: None,
                 monitor: None,
                 consult: None,
+                callback: None,
             },
         );
     }
@@ -346,6 +358,19 @@ impl SipCore {
                     });
                 }
             }
+            TelephonyCommand::PlayOver { prompt } => {
+                if let Some(c) = self.cc.get(&call) {
+                    c.customer_leg.send(LegCmd::Announce(prompts.get(&prompt)));
+                }
+            }
+            TelephonyCommand::AwaitCallback => {
+                let customer = self.cc.get_mut(&call).and_then(|c| c.customer.take());
+                if let Some(d) = customer {
+                    self.hang_up(&d, now);
+                }
+                tracing::info!(%call, "the caller waits for a callback");
+            }
+            TelephonyCommand::DialBack { agent } => self.dial_back(call, &agent, now).await,
             TelephonyCommand::StopPrompt | TelephonyCommand::StopWaiting => {
                 if let Some(c) = self.cc.get(&call) {
                     c.customer_leg.send(LegCmd::Stop);
@@ -394,6 +419,7 @@ impl SipCore {
                 if let Some(d) = customer {
                     self.hang_up(&d, now);
                 }
+                self.end_callback_leg(call, now);
                 self.check_monitor(call, now);
                 self.forget_if_done(call);
             }
@@ -402,6 +428,7 @@ impl SipCore {
                 if let Some(c) = self.cc.get_mut(&call) {
                     c.finished = true;
                 }
+                self.forget_if_done(call);
             }
         }
     }
@@ -611,6 +638,7 @@ impl SipCore {
             Target::External => format!("external-{call}@switchboard"),
             Target::Supervisor => format!("supervisor-{call}@switchboard"),
             Target::Consulted => format!("consulted-{call}@switchboard"),
+            Target::CalledBack => format!("callback-{call}@switchboard"),
         };
         let Some(leg) = self.send_invite(call, &target, name, dial, now).await else {
             return false;
@@ -621,6 +649,7 @@ impl SipCore {
                     c.agents.insert(a, leg);
                 }
                 Target::External => c.external = Some(leg),
+                Target::CalledBack => c.callback = Some(leg),
                 // Rung by `monitor` and `consult`, which keep the leg.
                 Target::Supervisor | Target::Consulted => {}
             }
@@ -720,6 +749,7 @@ impl SipCore {
             Target::External => c.external.as_ref().map(|o| o.dest),
             Target::Supervisor => c.monitor.as_ref().map(|m| m.leg.dest),
             Target::Consulted => c.consult.as_ref().map(|k| k.leg.dest),
+            Target::CalledBack => c.callback.as_ref().map(|o| o.dest),
         }) else {
             return;
         };
@@ -733,6 +763,7 @@ impl SipCore {
             Target::External => c.external.as_mut(),
             Target::Supervisor => c.monitor.as_mut().map(|m| &mut m.leg),
             Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
+            Target::CalledBack => c.callback.as_mut(),
         };
         let Some(out) = out else {
             return;
@@ -766,6 +797,13 @@ impl SipCore {
                     self.consult_answered(call, None, now);
                     return;
                 }
+                Target::CalledBack => {
+                    c.callback = None;
+                    if !cancelled {
+                        tracing::info!(%call, code, "the caller did not take its callback");
+                        let _ = actor.cast(CallMsg::CallbackFailed(code));
+                    }
+                }
                 Target::External => {
                     c.external = None;
                     // The transfer failed: the customer is told goodbye.
@@ -790,6 +828,7 @@ impl SipCore {
             Target::External => Party::External,
             Target::Supervisor => return self.monitor_answered(call, Some(dialog), now),
             Target::Consulted => return self.consult_answered(call, Some(dialog), now),
+            Target::CalledBack => return self.callback_answered(call, dialog, now),
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
         match target {
@@ -811,7 +850,7 @@ impl SipCore {
                 }
                 let _ = actor.cast(CallMsg::AgentAnswered(agent));
             }
-            Target::Supervisor | Target::Consulted => {}
+            Target::Supervisor | Target::Consulted | Target::CalledBack => {}
             Target::External => {
                 if let Some(c) = self.cc.get(&call) {
                     if let Some(x) = &c.external {
@@ -822,6 +861,74 @@ impl SipCore {
                 }
             }
         }
+    }
+
+    /// An agent answered the offer of a call whose caller waits for a
+    /// callback: the caller's number is dialed through the trunk, the
+    /// agent hears ring-back.
+    async fn dial_back(&mut self, call: CallId, agent: &AgentId, now: Instant) {
+        let Some(c) = self.cc.get(&call) else {
+            return;
+        };
+        let (actor, number) = (c.actor.clone(), c.caller.clone());
+        if let Some(a) = c.agents.get(agent) {
+            a.leg.send(LegCmd::Play {
+                prompt: outbound::ringback(),
+                looped: true,
+            });
+        }
+        let trunk = self.centers.tenant(&c.tenant).and_then(|t| t.trunk.clone());
+        let dial = match &trunk {
+            Some(t) => self.trunk_dial(t, &number).await,
+            None => None,
+        };
+        let dialed = match dial {
+            Some(d) => self.dial(call, Target::CalledBack, d, now).await,
+            None => false,
+        };
+        if dialed {
+            tracing::info!(%call, %agent, "calling the caller back");
+        } else {
+            tracing::warn!(%call, "the caller cannot be called back (no trunk, or its gateway is unreachable)");
+            let _ = actor.cast(CallMsg::CallbackFailed(503));
+        }
+    }
+
+    /// The caller answered its callback: its leg is the customer's now.
+    fn callback_answered(&mut self, call: CallId, dialog: Dialog, now: Instant) {
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        let Some(out) = c.callback.take() else {
+            return;
+        };
+        let id = dialog.id.clone();
+        self.add_out_dialog(dialog, out.dest, out.transport, (call, Party::Customer));
+        let Some(c) = self.cc.get_mut(&call) else {
+            return;
+        };
+        if out.cancelled {
+            self.hang_up(&id, now);
+            self.forget_if_done(call);
+            return;
+        }
+        c.customer = Some(id);
+        c.customer_sdp = (out.session, out.local);
+        // The first leg (long gone) gives way to this one.
+        c.customer_leg = out.leg;
+        tracing::info!(%call, "the caller took its callback");
+        let _ = c.actor.cast(CallMsg::CallbackAnswered);
+    }
+
+    /// Stops dialing the caller back (CANCEL; the leg goes with the 487).
+    fn end_callback_leg(&mut self, call: CallId, now: Instant) {
+        let Some(x) = self.cc.get_mut(&call).and_then(|c| c.callback.as_mut()) else {
+            return;
+        };
+        x.cancelled = true;
+        let cancel = cancel_for(&x.invite);
+        let (dest, transport) = (x.dest, x.transport);
+        let _ = self.layer.send_request(&cancel, dest, transport, now);
     }
 
     /// Keeps the dialog one of our INVITEs made, for the requests in it.
@@ -996,6 +1103,10 @@ impl SipCore {
                 None => cancels.push((cancel_for(&m.leg.invite), m.leg.dest, m.leg.transport)),
             }
         }
+        if let Some(x) = c.callback.take() {
+            cancels.push((cancel_for(&x.invite), x.dest, x.transport));
+        }
+        c.finished = true;
         if let Some(k) = c.consult.take() {
             match &k.leg.dialog {
                 Some(d) => dialogs.push(d.clone()),
@@ -1035,13 +1146,17 @@ impl SipCore {
         self.forget_if_done(call);
     }
 
-    /// Drops a call-center call once no leg is left.
+    /// Drops a call-center call once its record is written and no leg is
+    /// left.
     pub(super) fn forget_if_done(&mut self, call: CallId) {
-        if self
-            .cc
-            .get(&call)
-            .is_some_and(|c| c.customer.is_none() && c.agents.is_empty() && c.external.is_none())
-        {
+        if self.cc.get(&call).is_some_and(|c| {
+            c.customer.is_none()
+                    && c.agents.is_empty()
+                    && c.external.is_none()
+                    && c.callback.is_none()
+                    // A call waiting for its callback has no leg up.
+                    && c.finished
+        }) {
             self.cc.remove(&call);
             let m = super::super::metrics::get();
             m.calls_active.dec();
@@ -1113,6 +1228,7 @@ fn failed_record(
         outcome: None,
         transfers: Vec::new(),
         holds: Vec::new(),
+        callback: None,
     }
 }
 

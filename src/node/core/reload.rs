@@ -186,6 +186,7 @@ impl SipCore {
         center.allow_external = s.allow_external;
         center.hotlines = s.hotlines;
         center.survey = s.survey;
+        center.queue_callback = s.queue_callback;
         center.trunk = s.trunk;
         center.prompts = s.prompts;
         let prompts = center.prompts.clone();

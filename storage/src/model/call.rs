@@ -43,6 +43,8 @@ pub enum HangupReason {
     /// The node handling the call died with it; another node closed the
     /// record from what the call had last written of itself.
     NodeLost,
+    /// The caller asked to be called back and could not be reached.
+    CallbackFailed,
 }
 
 /// Where an agent transferred the customer (转接).
@@ -340,6 +342,22 @@ pub struct CallRecord {
     /// The times the customer was on hold (保持), consultations included.
     #[serde(default)]
     pub holds: Vec<HoldPeriod>,
+    /// The caller asked to be called back from the queue (排队回拨).
+    #[serde(default)]
+    pub callback: Option<Callback>,
+}
+
+/// A callback the caller asked for while waiting in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    /// When the caller pressed the key.
+    pub requested: Timestamp,
+    /// When the caller's number was dialed (an agent had answered the
+    /// call's offer); `None`: never (an agent took the call while the
+    /// caller was still on the line, or it left the queue first).
+    pub dialed: Option<Timestamp>,
+    /// How dialing the caller ended.
+    pub outcome: Option<DialOutcome>,
 }
 
 /// A time the customer spent on hold, hearing music.

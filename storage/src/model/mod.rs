@@ -40,8 +40,8 @@ pub use agent::{
     StatusKind, StatusPeriod,
 };
 pub use call::{
-    CallRecord, DialOutcome, Direction, HangupReason, HangupSide, HoldPeriod, IvrTrace, Leg,
-    LegKind, NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind,
+    CallRecord, Callback, DialOutcome, Direction, HangupReason, HangupSide, HoldPeriod, IvrTrace,
+    Leg, LegKind, NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind,
     TransferTarget,
 };
 pub use customer::{
@@ -56,8 +56,8 @@ pub use lease::Lease;
 pub use prompt::{Prompt, PromptSource, Review, ReviewStatus};
 pub use stats::{Counters, HourlyStats, ScopeKind, StatsAggregator, StatsPartial, StatsScope};
 pub use tenant::{
-    FieldDef, FieldType, FormSchema, Retention, Role, SigningKey, SipAccount, Tenant, Trunk,
-    TrunkTransport, User,
+    FieldDef, FieldType, FormSchema, QueueCallback, Retention, Role, SigningKey, SipAccount,
+    Tenant, Trunk, TrunkTransport, User,
 };
 
 /// A tenant (租户): one customer company. Every record carries it.

@@ -23,6 +23,22 @@ pub struct Tenant {
     pub retention: Retention,
     /// A disabled tenant's calls are refused.
     pub enabled: bool,
+    /// Callers waiting in a queue may ask to be called back (排队回拨);
+    /// offered only while the tenant has a trunk to call back through.
+    #[serde(default)]
+    pub queue_callback: Option<QueueCallback>,
+}
+
+/// How waiting callers are offered a callback: told `offer` on entering
+/// the queue, they press `key`, hear `confirm` and may hang up; the call
+/// keeps its place and, once an agent answers its offer, the caller's
+/// number is dialed through the trunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCallback {
+    pub key: char,
+    /// Prompt ids.
+    pub offer: String,
+    pub confirm: String,
 }
 
 impl Tenant {

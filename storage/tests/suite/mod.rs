@@ -185,6 +185,7 @@ pub fn call(
         outcome: None,
         transfers: Vec::new(),
         holds: Vec::new(),
+        callback: None,
     }
 }
 
@@ -327,6 +328,7 @@ pub async fn tenants_are_listed(s: &dyn Store) -> Result<()> {
             survey_flow: None,
             retention: Default::default(),
             enabled: true,
+            queue_callback: None,
         },
         Expect::Absent,
     )

@@ -39,12 +39,14 @@ fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
         Target::Agent(_) => &mut c.agent_leg,
         // Outbound calls have no supervisor or consulted leg (yet):
         // never asked for.
-        Target::External | Target::Supervisor | Target::Consulted => &mut c.customer,
+        Target::External | Target::Supervisor | Target::Consulted | Target::CalledBack => {
+            &mut c.customer
+        }
     }
 }
 
 /// China's ring-back tone: 450 Hz, one second on, four off.
-fn ringback() -> Prompt {
+pub(super) fn ringback() -> Prompt {
     Prompt::tone(450.0, 5000, Duration::from_secs(1)).then(&Prompt::silence(Duration::from_secs(4)))
 }
 
@@ -398,9 +400,10 @@ impl SipCore {
             if !cancelled {
                 let _ = actor.cast(match target {
                     Target::Agent(_) => OutboundMsg::AgentFailed,
-                    Target::External | Target::Supervisor | Target::Consulted => {
-                        OutboundMsg::CustomerFailed(code)
-                    }
+                    Target::External
+                    | Target::Supervisor
+                    | Target::Consulted
+                    | Target::CalledBack => OutboundMsg::CustomerFailed(code),
                 });
             }
             self.forget_ob_if_done(call);
@@ -415,7 +418,9 @@ impl SipCore {
         let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
-            Target::External | Target::Supervisor | Target::Consulted => Party::External,
+            Target::External | Target::Supervisor | Target::Consulted | Target::CalledBack => {
+                Party::External
+            }
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
         if cancelled {
@@ -428,7 +433,7 @@ impl SipCore {
                 tracing::info!(%call, "the agent answered: dialing the customer");
                 OutboundMsg::AgentAnswered
             }
-            Target::External | Target::Supervisor | Target::Consulted => {
+            Target::External | Target::Supervisor | Target::Consulted | Target::CalledBack => {
                 tracing::info!(%call, "the customer answered");
                 OutboundMsg::CustomerAnswered
             }
