@@ -706,7 +706,7 @@ pub async fn load_tenant(
                     }
                     CallNote::Finished(r) => *r,
                 };
-                let reason = format!("{:?}", r.hangup_reason).to_lowercase();
+                let reason = r.hangup_reason.as_str().to_owned();
                 super::metrics::get()
                     .calls
                     .with_label_values(&[&reason])

@@ -47,6 +47,25 @@ pub enum HangupReason {
     CallbackFailed,
 }
 
+impl HangupReason {
+    /// Its name in the API, the events and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupReason::Normal => "normal",
+            HangupReason::LeftInIvr => "left_in_ivr",
+            HangupReason::AbandonedInQueue => "abandoned_in_queue",
+            HangupReason::AbandonedRinging => "abandoned_ringing",
+            HangupReason::IvrHangUp => "ivr_hang_up",
+            HangupReason::Overflow => "overflow",
+            HangupReason::Voicemail => "voicemail",
+            HangupReason::Transferred => "transferred",
+            HangupReason::Failed => "failed",
+            HangupReason::NodeLost => "node_lost",
+            HangupReason::CallbackFailed => "callback_failed",
+        }
+    }
+}
+
 /// Where an agent transferred the customer (转接).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -439,6 +458,29 @@ mod tests {
 
     fn read(json: &str) -> Result<Satisfaction, serde_json::Error> {
         serde_json::from_str::<Holder>(json).map(|h| h.satisfaction)
+    }
+
+    #[test]
+    fn hangup_reason_names_are_their_json_names() {
+        use HangupReason::*;
+        for r in [
+            Normal,
+            LeftInIvr,
+            AbandonedInQueue,
+            AbandonedRinging,
+            IvrHangUp,
+            Overflow,
+            Voicemail,
+            Transferred,
+            Failed,
+            NodeLost,
+            CallbackFailed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(r).ok(),
+                Some(serde_json::Value::String(r.as_str().into()))
+            );
+        }
     }
 
     #[test]
