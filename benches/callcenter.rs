@@ -75,6 +75,7 @@ fn seed(dir: &Path, agents: usize) {
                 retention: Retention::default(),
                 enabled: true,
                 queue_callback: None,
+                outbound_wrap_up: Duration::ZERO,
             })
             .await
             .unwrap();

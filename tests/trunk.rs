@@ -501,7 +501,7 @@ fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
     assert_eq!(legs, vec![LegKind::Agent, LegKind::Customer]);
     assert!(r.recording.is_some(), "{r:?}");
     // The API shows the outcome; the agent was talking from the dial on
-    // and is ready again.
+    // and wraps up after it.
     let (status, doc) = node.api("GET", &format!("/api/v1/calls/{call}"), Some(&token), None);
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["outcome"], "answered", "{doc}");
@@ -512,8 +512,14 @@ fn an_agent_calls_a_customer_from_the_phone_bar_through_the_trunk() {
                 && c.period.reason == ChangeReason::Dialed),
         "no talking period begun by the dial: {log:?}"
     );
+    // After the talk the agent wraps up (the demo's 10 s of outbound
+    // wrap-up), in it now or through it already.
     let (_, now) = node.api("GET", "/api/v1/agents/1001/status", Some(&token), None);
-    assert_eq!(now["status"]["status"], "ready", "{now}");
+    let wrapped = now["status"]["status"] == "after_call_work"
+        || status_log(&node.data_dir, "1001")
+            .iter()
+            .any(|c| matches!(c.period.status, Status::AfterCallWork { .. }));
+    assert!(wrapped, "no wrap-up after the outbound call: {now}");
     // The call is in the customer's timeline, and the plan is done with
     // the call and its outcome.
     assert_eq!(r.customer.as_deref(), Some("c-wang"), "{r:?}");

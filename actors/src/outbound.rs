@@ -39,6 +39,8 @@ pub struct OutboundSetup {
     pub number: String,
     /// Its customer profile, if known (the call joins its timeline).
     pub customer: Option<String>,
+    /// After-call work once the agent talked to the customer (外呼话后处理).
+    pub wrap_up: Duration,
 }
 
 /// What the machine asks its shell to do.
@@ -56,8 +58,8 @@ pub enum OutboundAction {
     HangUpAgent,
     /// End the customer's leg (CANCEL while it rings, BYE once answered).
     HangUpCustomer,
-    /// The agent is off the call.
-    AgentFree,
+    /// The agent is off the call; after a talk it wraps up this long.
+    AgentFree { wrap_up: Duration },
     /// The call is over: its record.
     Record(Box<CallRecord>),
 }
@@ -240,7 +242,13 @@ impl OutboundCall {
     fn finish(&mut self, outcome: DialOutcome, side: HangupSide, now: Timestamp) {
         self.phase = Phase::Done;
         self.deadline = None;
-        self.actions.push_back(OutboundAction::AgentFree);
+        let wrap_up = if self.answered.is_some() {
+            self.setup.wrap_up
+        } else {
+            Duration::ZERO
+        };
+        self.actions
+            .push_back(OutboundAction::AgentFree { wrap_up });
         let record = self.record(outcome, side, now);
         self.actions
             .push_back(OutboundAction::Record(Box::new(record)));
@@ -342,6 +350,7 @@ mod tests {
             caller_id: "02110000".into(),
             number: "13800138000".into(),
             customer: Some("c1".into()),
+            wrap_up: Duration::from_secs(15),
         }
     }
 
@@ -379,9 +388,15 @@ mod tests {
         c.recording("recordings/7.wav".into());
         c.customer_hung_up(at(70));
         let a = drain(&mut c);
+        // A talk is followed by the wrap-up.
         assert_eq!(
             a[..2],
-            [OutboundAction::HangUpAgent, OutboundAction::AgentFree]
+            [
+                OutboundAction::HangUpAgent,
+                OutboundAction::AgentFree {
+                    wrap_up: Duration::from_secs(15)
+                }
+            ]
         );
         let r = record_of(&a);
         assert_eq!(r.direction, Direction::Outbound);
@@ -479,7 +494,9 @@ mod tests {
             [
                 OutboundAction::HangUpCustomer,
                 OutboundAction::HangUpAgent,
-                OutboundAction::AgentFree
+                OutboundAction::AgentFree {
+                    wrap_up: Duration::ZERO
+                }
             ]
         );
         assert_eq!(record_of(&a).outcome, Some(DialOutcome::NoAnswer));
@@ -555,7 +572,10 @@ mod tests {
                 all.extend(drain(&mut c));
             }
             let records = all.iter().filter(|a| matches!(a, OutboundAction::Record(_))).count();
-            let frees = all.iter().filter(|a| **a == OutboundAction::AgentFree).count();
+            let frees = all
+                .iter()
+                .filter(|a| matches!(a, OutboundAction::AgentFree { .. }))
+                .count();
             prop_assert_eq!(records, usize::from(c.is_done()));
             prop_assert_eq!(frees, records);
             if let Some(last) = all.last() {

@@ -1098,11 +1098,8 @@ impl OutboundActor {
                 OutboundAction::Bridge => tell(OutboundCommand::Bridge),
                 OutboundAction::HangUpAgent => tell(OutboundCommand::HangUpAgent),
                 OutboundAction::HangUpCustomer => tell(OutboundCommand::HangUpCustomer),
-                OutboundAction::AgentFree => {
-                    let _ = self.agent.cast(AgentMsg::HungUp {
-                        call,
-                        wrap_up: Duration::ZERO,
-                    });
+                OutboundAction::AgentFree { wrap_up } => {
+                    let _ = self.agent.cast(AgentMsg::HungUp { call, wrap_up });
                 }
                 OutboundAction::Record(record) => {
                     let outcome = record.outcome;

@@ -158,6 +158,8 @@ pub struct CallCenter {
     pub survey: Option<Flow>,
     /// The callback offered to waiting callers (with a trunk only).
     pub queue_callback: Option<m::QueueCallback>,
+    /// After-call work after an answered outbound call.
+    pub outbound_wrap_up: Duration,
     pub agents: HashMap<AgentId, AgentHandle>,
     pub groups: HashMap<String, ActorRef<GroupMsg>>,
     pub prompts: Prompts,
@@ -305,6 +307,7 @@ pub struct Statics {
     pub hotlines: HashMap<String, Hotline>,
     pub survey: Option<Flow>,
     pub queue_callback: Option<m::QueueCallback>,
+    pub outbound_wrap_up: Duration,
     pub prompts: Prompts,
     pub trunk: Option<Trunk>,
     pub accounts: Vec<Account>,
@@ -422,6 +425,7 @@ pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<
         hotlines,
         survey,
         queue_callback: t.queue_callback.clone(),
+        outbound_wrap_up: t.outbound_wrap_up,
         prompts,
         trunk,
         accounts,
@@ -743,6 +747,7 @@ pub async fn load_tenant(
         hotlines: statics.hotlines,
         survey: statics.survey,
         queue_callback: statics.queue_callback,
+        outbound_wrap_up: statics.outbound_wrap_up,
         agents,
         groups,
         prompts: statics.prompts,

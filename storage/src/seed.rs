@@ -181,6 +181,7 @@ pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result
                 offer: "callback_offer".into(),
                 confirm: "callback_confirm".into(),
             }),
+            outbound_wrap_up: Duration::from_secs(10),
         })
         .await?;
     report.count(created);

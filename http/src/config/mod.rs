@@ -155,6 +155,10 @@ pub struct TenantSettings {
     /// offered only while the tenant has a trunk. Absent: not offered.
     #[serde(default)]
     pub queue_callback: Option<QueueCallbackDoc>,
+    /// After-call work after an outbound call the customer answered, in
+    /// seconds (0..=3600; inbound calls take their skill group's).
+    #[serde(default)]
+    pub outbound_wrap_up_secs: u32,
     /// The revision read; send it back to refuse a concurrent change.
     pub revision: Option<u64>,
 }
@@ -199,6 +203,7 @@ fn settings_of(v: Versioned<Tenant>) -> TenantSettings {
             offer: q.offer,
             confirm: q.confirm,
         }),
+        outbound_wrap_up_secs: u32::try_from(t.outbound_wrap_up.as_secs()).unwrap_or(u32::MAX),
         revision: Some(v.revision),
     }
 }
@@ -226,6 +231,12 @@ async fn put_tenant(
         return Err(ApiError::field(
             "service_level_secs",
             "must be within 1..=3600",
+        ));
+    }
+    if body.outbound_wrap_up_secs > 3600 {
+        return Err(ApiError::field(
+            "outbound_wrap_up_secs",
+            "must be within 0..=3600",
         ));
     }
     if let Some(f) = &body.survey_flow {
@@ -264,6 +275,7 @@ async fn put_tenant(
     let v = load::<Tenant>(&state, &caller.tenant, Tenant::ID, "tenant").await?;
     let mut t = v.record.clone();
     t.queue_callback = queue_callback;
+    t.outbound_wrap_up = Duration::from_secs(u64::from(body.outbound_wrap_up_secs));
     t.name = body.name;
     t.utc_offset_minutes = body.utc_offset_minutes;
     t.service_level = Duration::from_secs(u64::from(body.service_level_secs));

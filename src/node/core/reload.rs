@@ -187,6 +187,7 @@ impl SipCore {
         center.hotlines = s.hotlines;
         center.survey = s.survey;
         center.queue_callback = s.queue_callback;
+        center.outbound_wrap_up = s.outbound_wrap_up;
         center.trunk = s.trunk;
         center.prompts = s.prompts;
         let prompts = center.prompts.clone();

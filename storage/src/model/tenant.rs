@@ -27,6 +27,10 @@ pub struct Tenant {
     /// offered only while the tenant has a trunk to call back through.
     #[serde(default)]
     pub queue_callback: Option<QueueCallback>,
+    /// After-call work following an outbound call the customer answered
+    /// (inbound calls take their skill group's).
+    #[serde(default)]
+    pub outbound_wrap_up: Duration,
 }
 
 /// How waiting callers are offered a callback: told `offer` on entering

@@ -329,6 +329,7 @@ pub async fn tenants_are_listed(s: &dyn Store) -> Result<()> {
             retention: Default::default(),
             enabled: true,
             queue_callback: None,
+            outbound_wrap_up: Duration::ZERO,
         },
         Expect::Absent,
     )

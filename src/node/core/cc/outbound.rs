@@ -96,8 +96,12 @@ impl SipCore {
                 )));
             }
         }
-        let (clock, records, utc_offset) =
-            (center.clock, center.records.clone(), center.utc_offset);
+        let (clock, records, utc_offset, wrap_up) = (
+            center.clock,
+            center.records.clone(),
+            center.utc_offset,
+            center.outbound_wrap_up,
+        );
         let call = CallId(rand::random());
         let on_it = ractor::call!(handle.actor, |reply| AgentMsg::Dial { call, reply })
             .map_err(|e| LiveError::Unavailable(e.to_string()))?;
@@ -111,6 +115,7 @@ impl SipCore {
             caller_id: trunk.caller_id.clone(),
             number: number.clone(),
             customer,
+            wrap_up,
         };
         let machine = OutboundCall::start(setup, clock.now());
         let shell = OutboundActor {
