@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::phone::{loud_windows, Phone};
+use common::phone::{loud_windows, tone_share, Phone};
 use common::records::{
     add_prompt, publish_flow, seed_demo_then, status_log, wait_demo_calls, wait_demo_counters,
 };
@@ -510,22 +510,6 @@ fn blind_transfers_to_an_agent_and_to_a_group_keep_one_call_record() {
     assert_eq!(doc["transfers"][1]["to"], "group", "{doc}");
     assert_eq!(doc["transfers"][1]["how"], "blind", "{doc}");
     assert_nothing_left_up(&node);
-}
-
-/// The share of `w`'s energy at `hz` (Goertzel; 1.0 is a pure tone).
-fn tone_share(w: &[i16], hz: f64) -> f64 {
-    let energy: f64 = w.iter().map(|&x| f64::from(x).powi(2)).sum();
-    if energy == 0.0 {
-        return 0.0;
-    }
-    let k = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in w {
-        let s0 = f64::from(x) + k * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (energy * w.len() as f64 / 2.0)
 }
 
 /// Loud 20 ms windows of `s`: (those that are the 1 kHz tone, the others).

@@ -9,8 +9,8 @@
 mod common;
 
 use common::customer::{match_score, spoken, Customer};
-use common::phone::loud_windows;
 use common::phone::Phone;
+use common::phone::{loud_windows, tone_share};
 use common::records::status_log;
 use common::records::{seed_demo_then, wait_demo_calls};
 use common::{free_port, rand_u32, repo, require, Node};
@@ -368,6 +368,50 @@ fn a_waiting_caller_asks_for_a_callback_and_is_called_back_once_an_agent_answers
         None,
     );
     assert_eq!(doc["callback"]["outcome"], "answered", "{doc}");
+}
+
+#[test]
+fn the_agent_hears_the_carriers_early_media_instead_of_our_ring_back() {
+    require("sipp", "sip-tester");
+    let (sipp, port, sipp_dir) = carrier_with("carrier_early.xml");
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 25);
+    let running = agent.spawn(25);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&token),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(
+        node.wait_log("early media from the carrier", Duration::from_secs(10)),
+        "no early media"
+    );
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Phone::stop(running);
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    // What the agent heard while the customer's phone "rang": the
+    // carrier's audio, not the 450 Hz of our ring-back.
+    let heard = agent.heard();
+    let loud: Vec<&[i16]> = heard.chunks(160).filter(|w| loud_windows(w) > 0).collect();
+    let ringback = loud.iter().filter(|w| tone_share(w, 450.0) > 0.5).count();
+    assert!(
+        loud.len() > 50,
+        "the agent heard {} loud windows",
+        loud.len()
+    );
+    assert!(
+        ringback * 4 < loud.len(),
+        "the agent heard our ring-back ({ringback} of {} loud windows)",
+        loud.len()
+    );
 }
 
 #[test]

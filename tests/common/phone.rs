@@ -182,3 +182,19 @@ pub fn loud_windows(s: &[i16]) -> usize {
         })
         .count()
 }
+
+/// The share of `w`'s energy at `hz` (Goertzel; 1.0 is a pure tone).
+pub fn tone_share(w: &[i16], hz: f64) -> f64 {
+    let energy: f64 = w.iter().map(|&x| f64::from(x).powi(2)).sum();
+    if energy == 0.0 {
+        return 0.0;
+    }
+    let k = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in w {
+        let s0 = f64::from(x) + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - k * s1 * s2) / (energy * w.len() as f64 / 2.0)
+}

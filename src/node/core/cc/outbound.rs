@@ -374,6 +374,9 @@ impl SipCore {
             if target == Target::External && matches!(code, 180 | 183) {
                 tracing::info!(%call, "the customer's phone rings");
                 let _ = actor.cast(OutboundMsg::CustomerRinging);
+                if let Some(r) = resp.as_ref().filter(|r| !r.body.is_empty()) {
+                    self.early_media(call, r);
+                }
             }
             return;
         }
@@ -443,6 +446,33 @@ impl SipCore {
                 OutboundMsg::CustomerAnswered
             }
         });
+    }
+
+    /// The carrier sends early media (a 180 or 183 with SDP: its ring-back,
+    /// or an announcement such as "the number is not in service"): the
+    /// agent hears it instead of our ring-back, and is heard only once the
+    /// customer answers.
+    fn early_media(&mut self, call: CallId, resp: &Response) {
+        let Some(c) = self.ob.get(&call) else {
+            return;
+        };
+        let (Some(a), Some(cu)) = (c.agent_leg.as_ref(), c.customer.as_ref()) else {
+            return;
+        };
+        let answer = std::str::from_utf8(&resp.body)
+            .map_err(|_| SdpError::NoAudio)
+            .and_then(|sdp| parse_answer(sdp, &cu.local, Direction::SendRecv));
+        match answer {
+            Ok(answer) => {
+                cu.leg.send(LegCmd::Remote(answer));
+                a.leg.send(LegCmd::Stop);
+                cu.leg.send(LegCmd::Connect(a.leg.inbox()));
+                tracing::info!(%call, "early media from the carrier");
+            }
+            Err(e) => {
+                tracing::info!(%call, error = %e, "unusable early media SDP: our ring-back goes on")
+            }
+        }
     }
 
     /// A leg's peer sent BYE.
