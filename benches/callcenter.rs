@@ -76,6 +76,7 @@ fn seed(dir: &Path, agents: usize) {
                 enabled: true,
                 queue_callback: None,
                 outbound_wrap_up: Duration::ZERO,
+                sip_domains: Vec::new(),
             })
             .await
             .unwrap();

@@ -293,3 +293,58 @@ fn sha256_digest_is_offered_when_configured_and_accepted() {
         .recv_starting("SIP/2.0 401", Duration::from_secs(2))
         .is_some());
 }
+
+#[test]
+fn two_tenants_register_their_phones_under_their_own_sip_domains() {
+    use switchboard_media::sip::digest::{ha1, Algorithm};
+    use switchboard_storage::model::{SipAccount, Tenant, TenantId};
+    use switchboard_storage::Expect;
+    let dir = Node::fresh_data_dir();
+    common::records::seed_demo_then(&dir, |store| {
+        Box::pin(async move {
+            let demo = TenantId::from("demo");
+            let mut t = store
+                .get::<Tenant>(&demo, Tenant::ID)
+                .await
+                .unwrap()
+                .unwrap()
+                .record;
+            t.sip_domains = vec!["demo.example".into()];
+            store.put(&t, Expect::Any).await.unwrap();
+            // A second tenant whose account 2001 has a password of its own.
+            let acme = TenantId::from("acme");
+            t.tenant = acme.clone();
+            t.name = "Acme".into();
+            t.sip_domains = vec!["acme.example".into()];
+            store.put(&t, Expect::Any).await.unwrap();
+            let account = SipAccount {
+                tenant: acme,
+                id: "2001".into(),
+                ha1: ha1(Algorithm::Md5, "2001", "switchboard", "pass2001"),
+                realm: "switchboard".into(),
+                ha1_sha256: None,
+                enabled: true,
+            };
+            store.put(&account, Expect::Any).await.unwrap();
+        })
+    });
+    let node = Node::start_in(dir, &[]);
+    let register = |domain: &str, user: &str, password: &str| {
+        sipp(
+            &node,
+            "register_domain",
+            &[
+                "-key", "domain", domain, "-s", user, "-au", user, "-ap", password,
+            ],
+        )
+    };
+    let (ok, errors) = register("acme.example", "2001", "pass2001");
+    assert!(ok, "acme's phone: {errors}");
+    let (ok, errors) = register("demo.example", "1001", "pass1001");
+    assert!(ok, "demo's phone: {errors}");
+    // An account is its tenant's only; an address names no tenant now.
+    let (ok, errors) = register("demo.example", "2001", "pass2001");
+    assert!(!ok && errors.contains("403"), "{errors}");
+    let (ok, errors) = register("127.0.0.1", "1001", "pass1001");
+    assert!(!ok && errors.contains("404"), "{errors}");
+}

@@ -518,9 +518,18 @@ async fn configuration_writes_reach_the_hooks() -> Result<()> {
         let r = admin.put("/tenant", bad).await?.expect(422)?;
         assert_eq!(r.body["details"][0]["field"], field, "{}", r.body);
     }
+    let mut bad = tenant.clone();
+    bad["sip_domains"] = json!(["call center.example"]);
+    let r = admin.put("/tenant", bad).await?.expect(422)?;
+    assert_eq!(r.body["details"][0]["field"], "sip_domains", "{}", r.body);
     tenant["queue_callback"] = json!({"key": "#", "offer": "welcome", "confirm": "goodbye"});
+    tenant["sip_domains"] = json!(["Demo.Example.", "demo.example", "sip.demo.example"]);
     let t = admin.put("/tenant", tenant).await?.expect(200)?;
     assert_eq!(t.body["queue_callback"]["key"], "#");
+    assert_eq!(
+        t.body["sip_domains"],
+        json!(["demo.example", "sip.demo.example"])
+    );
     // Binding a user binds the agent.
     admin
         .post("/users", json!({"id": "li", "display_name": "Li", "roles": ["agent"], "password": "password-2", "agent": "1004"}))

@@ -160,6 +160,8 @@ pub struct CallCenter {
     pub queue_callback: Option<m::QueueCallback>,
     /// After-call work after an answered outbound call.
     pub outbound_wrap_up: Duration,
+    /// The SIP domains its phones register under.
+    pub sip_domains: Vec<String>,
     pub agents: HashMap<AgentId, AgentHandle>,
     pub groups: HashMap<String, ActorRef<GroupMsg>>,
     pub prompts: Prompts,
@@ -308,6 +310,7 @@ pub struct Statics {
     pub survey: Option<Flow>,
     pub queue_callback: Option<m::QueueCallback>,
     pub outbound_wrap_up: Duration,
+    pub sip_domains: Vec<String>,
     pub prompts: Prompts,
     pub trunk: Option<Trunk>,
     pub accounts: Vec<Account>,
@@ -426,6 +429,7 @@ pub async fn load_statics(store: &dyn Store, t: &Tenant, opts: &Load) -> Result<
         survey,
         queue_callback: t.queue_callback.clone(),
         outbound_wrap_up: t.outbound_wrap_up,
+        sip_domains: t.sip_domains.clone(),
         prompts,
         trunk,
         accounts,
@@ -748,6 +752,7 @@ pub async fn load_tenant(
         survey: statics.survey,
         queue_callback: statics.queue_callback,
         outbound_wrap_up: statics.outbound_wrap_up,
+        sip_domains: statics.sip_domains,
         agents,
         groups,
         prompts: statics.prompts,

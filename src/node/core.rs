@@ -244,9 +244,10 @@ impl SipCore {
         };
         let mut accounts = AccountMap::new();
         let mut tenants = TenantResolver::new();
-        // With one tenant every SIP domain is its.
-        for t in config.centers.tenants.keys() {
-            tenants.add_tenant(t.0.clone());
+        // With one tenant every SIP domain is its; with several, each
+        // tenant's phones register under its own domains.
+        for (t, center) in &config.centers.tenants {
+            tenants.set_domains(&t.0, &center.sip_domains);
         }
         for a in &config.centers.accounts {
             accounts.insert(a.clone());

@@ -182,6 +182,7 @@ pub async fn seed_demo(store: &dyn Store, realm: &str, now: Timestamp) -> Result
                 confirm: "callback_confirm".into(),
             }),
             outbound_wrap_up: Duration::from_secs(10),
+            sip_domains: Vec::new(),
         })
         .await?;
     report.count(created);

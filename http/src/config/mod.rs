@@ -159,6 +159,11 @@ pub struct TenantSettings {
     /// seconds (0..=3600; inbound calls take their skill group's).
     #[serde(default)]
     pub outbound_wrap_up_secs: u32,
+    /// The SIP domains the tenant's phones register under (their AOR's
+    /// host). A node serving one tenant takes any domain for it; with
+    /// several tenants each needs its own, used by no other tenant.
+    #[serde(default)]
+    pub sip_domains: Vec<String>,
     /// The revision read; send it back to refuse a concurrent change.
     pub revision: Option<u64>,
 }
@@ -204,6 +209,7 @@ fn settings_of(v: Versioned<Tenant>) -> TenantSettings {
             confirm: q.confirm,
         }),
         outbound_wrap_up_secs: u32::try_from(t.outbound_wrap_up.as_secs()).unwrap_or(u32::MAX),
+        sip_domains: t.sip_domains,
         revision: Some(v.revision),
     }
 }
@@ -239,6 +245,7 @@ async fn put_tenant(
             "must be within 0..=3600",
         ));
     }
+    let sip_domains = sip_domains(&state, &caller.tenant, &body.sip_domains).await?;
     if let Some(f) = &body.survey_flow {
         load::<switchboard_storage::model::IvrFlow>(&state, &caller.tenant, f, "flow")
             .await
@@ -275,6 +282,7 @@ async fn put_tenant(
     let v = load::<Tenant>(&state, &caller.tenant, Tenant::ID, "tenant").await?;
     let mut t = v.record.clone();
     t.queue_callback = queue_callback;
+    t.sip_domains = sip_domains;
     t.outbound_wrap_up = Duration::from_secs(u64::from(body.outbound_wrap_up_secs));
     t.name = body.name;
     t.utc_offset_minutes = body.utc_offset_minutes;
@@ -286,6 +294,49 @@ async fn put_tenant(
         revision: rev,
         record: t,
     })))
+}
+
+/// `asked` as host names in lower case, each once, none another
+/// tenant's.
+async fn sip_domains(
+    state: &AppState,
+    tenant: &TenantId,
+    asked: &[String],
+) -> ApiResult<Vec<String>> {
+    let mut domains: Vec<String> = Vec::new();
+    for d in asked {
+        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        let host_like = !d.is_empty()
+            && d.len() <= 253
+            && d.split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !host_like {
+            return Err(ApiError::field(
+                "sip_domains",
+                format!("{d:?} is not a host name"),
+            ));
+        }
+        if !domains.contains(&d) {
+            domains.push(d);
+        }
+    }
+    if domains.is_empty() {
+        return Ok(domains);
+    }
+    let others = state.store.list_tenants().await?;
+    for other in others.iter().filter(|t| *t != tenant) {
+        let Ok(t) = load::<Tenant>(state, other, Tenant::ID, "tenant").await else {
+            continue;
+        };
+        if let Some(d) = domains.iter().find(|d| t.record.sip_domains.contains(d)) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!("the SIP domain {d} is another tenant's"),
+            ));
+        }
+    }
+    Ok(domains)
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

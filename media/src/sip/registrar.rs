@@ -176,6 +176,15 @@ impl TenantResolver {
         self.domains.insert(normalize_domain(domain), tenant);
     }
 
+    /// Replaces `tenant`'s domains with `domains` (and declares it).
+    pub fn set_domains(&mut self, tenant: &str, domains: &[String]) {
+        self.domains.retain(|_, t| t != tenant);
+        self.tenants.insert(tenant.to_owned());
+        for d in domains {
+            self.domains.insert(normalize_domain(d), tenant.to_owned());
+        }
+    }
+
     /// The tenant that serves `domain`.
     pub fn resolve(&self, domain: &str) -> Option<&str> {
         if let Some(t) = self.domains.get(&normalize_domain(domain)) {
@@ -1614,5 +1623,13 @@ mod tests {
         assert_eq!(r.resolve("any"), None);
         r.add_tenant("solo");
         assert_eq!(r.resolve("any"), Some("solo"));
+        // A tenant's domains replaced: the old ones are nobody's.
+        r.set_domains("solo", &["a.example".into()]);
+        r.set_domains("duo", &["b.example".into()]);
+        assert_eq!(r.resolve("A.example"), Some("solo"));
+        r.set_domains("solo", &["c.example".into()]);
+        assert_eq!(r.resolve("a.example"), None);
+        assert_eq!(r.resolve("c.example"), Some("solo"));
+        assert_eq!(r.resolve("b.example"), Some("duo"));
     }
 }

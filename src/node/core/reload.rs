@@ -188,6 +188,8 @@ impl SipCore {
         center.survey = s.survey;
         center.queue_callback = s.queue_callback;
         center.outbound_wrap_up = s.outbound_wrap_up;
+        self.tenants.set_domains(&tenant.0, &s.sip_domains);
+        center.sip_domains = s.sip_domains;
         center.trunk = s.trunk;
         center.prompts = s.prompts;
         let prompts = center.prompts.clone();

@@ -31,6 +31,11 @@ pub struct Tenant {
     /// (inbound calls take their skill group's).
     #[serde(default)]
     pub outbound_wrap_up: Duration,
+    /// The SIP domains the tenant's phones register under (the host of
+    /// their AOR, e.g. `acme.example`). A node serving one tenant takes
+    /// any domain for it; with several, each needs its own.
+    #[serde(default)]
+    pub sip_domains: Vec<String>,
 }
 
 /// How waiting callers are offered a callback: told `offer` on entering

@@ -330,6 +330,7 @@ pub async fn tenants_are_listed(s: &dyn Store) -> Result<()> {
             enabled: true,
             queue_callback: None,
             outbound_wrap_up: Duration::ZERO,
+            sip_domains: Vec::new(),
         },
         Expect::Absent,
     )
