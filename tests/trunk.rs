@@ -415,6 +415,74 @@ fn the_agent_hears_the_carriers_early_media_instead_of_our_ring_back() {
 }
 
 #[test]
+fn a_supervisor_listens_to_an_outbound_call() {
+    let (sipp, port, sipp_dir) = carrier();
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    // 1001 talks (the carrier echoes it); 1003, the supervisor, listens.
+    let agent = Phone::auto_answer_saying(
+        &node,
+        "1001",
+        "pass1001",
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen",
+    );
+    let supervisor = Phone::auto_answer_quiet(&node, "1003", "pass1003", 25);
+    let (agent_run, sup_run) = (agent.spawn(25), supervisor.spawn(25));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let admin = node.login("admin", "demo-admin");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&token),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    let monitor = |node: &Node, mode: &str| {
+        node.api(
+            "POST",
+            "/api/v1/monitor/agents/1001",
+            Some(&admin),
+            Some(&json!({"mode": mode, "supervisor": "1003"})),
+        )
+    };
+    let (code, v) = monitor(&node, "listen");
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("the supervisor is on the call", Duration::from_secs(5)));
+    let (code, v) = monitor(&node, "take_over");
+    assert_eq!(code, 409, "{v}");
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "talking", "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, v) = node.api("DELETE", "/api/v1/monitor/agents/1001", Some(&admin), None);
+    assert_eq!(code, 204, "{v}");
+    let _ = Phone::stop(sup_run);
+    let heard = loud_windows(&supervisor.heard());
+    assert!(
+        heard > 40,
+        "the supervisor heard {heard} loud windows of the call"
+    );
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(
+        v["status"]["status"], "ready",
+        "the supervisor is free again: {v}"
+    );
+    let _ = Phone::stop(agent_run);
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    assert_eq!(
+        calls[0].outcome,
+        Some(DialOutcome::Answered),
+        "{:?}",
+        calls[0]
+    );
+}
+
+#[test]
 fn a_caller_from_outside_never_reaches_the_trunk() {
     // The "carrier" is a socket that must hear nothing.
     let gateway = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

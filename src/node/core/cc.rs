@@ -731,6 +731,9 @@ impl SipCore {
         let Some((call, target)) = self.outgoing.get(&tx).cloned() else {
             return;
         };
+        if target == Target::Supervisor {
+            return self.supervisor_response(tx, call, resp, now);
+        }
         if self.is_outbound(call) {
             return self.handle_ob_response(tx, call, target, resp, now);
         }
@@ -747,7 +750,8 @@ impl SipCore {
         let Some(dest) = self.cc.get(&call).and_then(|c| match &target {
             Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
             Target::External => c.external.as_ref().map(|o| o.dest),
-            Target::Supervisor => c.monitor.as_ref().map(|m| m.leg.dest),
+            // Its responses go to `supervisor_response`.
+            Target::Supervisor => None,
             Target::Consulted => c.consult.as_ref().map(|k| k.leg.dest),
             Target::CalledBack => c.callback.as_ref().map(|o| o.dest),
         }) else {
@@ -761,7 +765,7 @@ impl SipCore {
         let out = match &target {
             Target::Agent(a) => c.agents.get_mut(a),
             Target::External => c.external.as_mut(),
-            Target::Supervisor => c.monitor.as_mut().map(|m| &mut m.leg),
+            Target::Supervisor => None,
             Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
             Target::CalledBack => c.callback.as_mut(),
         };
@@ -789,10 +793,7 @@ impl SipCore {
                         let _ = actor.cast(CallMsg::AgentFailed(agent));
                     }
                 }
-                Target::Supervisor => {
-                    self.monitor_answered(call, None, now);
-                    return;
-                }
+                Target::Supervisor => return,
                 Target::Consulted => {
                     self.consult_answered(call, None, now);
                     return;
@@ -826,7 +827,7 @@ impl SipCore {
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
-            Target::Supervisor => return self.monitor_answered(call, Some(dialog), now),
+            Target::Supervisor => return,
             Target::Consulted => return self.consult_answered(call, Some(dialog), now),
             Target::CalledBack => return self.callback_answered(call, dialog, now),
         };
@@ -1011,7 +1012,7 @@ impl SipCore {
     /// A leg's peer sent BYE.
     pub(super) fn leg_hung_up(&mut self, call: CallId, party: Party, now: Instant) {
         if self.is_outbound(call) {
-            return self.ob_leg_hung_up(call, party);
+            return self.ob_leg_hung_up(call, party, now);
         }
         if self.is_internal(call) {
             return self.ic_leg_hung_up(call, party);

@@ -1,5 +1,5 @@
-//! Supervision of a live inbound call (监听 / 耳语 / 强插): the node rings
-//! the supervisor's phone and, once it answers, wires the legs:
+//! Supervision of a live call, inbound or outbound (监听 / 耳语 / 强插): the
+//! node rings the supervisor's phone and, once it answers, wires the legs:
 //!
 //! - listen: the supervisor hears the customer and the agent, mixed;
 //!   nobody hears the supervisor;
@@ -11,9 +11,9 @@
 //! the supervisor's leg ends when the supervisor hangs up, when the
 //! monitored agent leaves the call, or when the call ends.
 //!
-//! A supervisor on the call can also take it over (强拆): the agent's leg
-//! ends and the supervisor's becomes the call's agent leg, connected to
-//! the customer alone.
+//! A supervisor on an inbound call can also take it over (强拆): the
+//! agent's leg ends and the supervisor's becomes the call's agent leg,
+//! connected to the customer alone.
 
 use super::*;
 use switchboard_http::live::{LiveError, MonitorMode};
@@ -64,18 +64,30 @@ impl SipCore {
         with: Option<(AgentId, MonitorMode)>,
         now: Instant,
     ) -> Result<(), LiveError> {
-        let found = self.cc.iter().find(|(_, c)| {
+        let answered = |o: &Option<OutLeg>| o.as_ref().is_some_and(|x| x.dialog.is_some());
+        let inbound = self.cc.iter().find(|(_, c)| {
             &c.tenant == tenant
                 && c.customer.is_some()
                 && c.agents.get(agent).is_some_and(|a| a.dialog.is_some())
         });
-        let Some((&call, c)) = found else {
-            return Err(LiveError::Conflict(format!(
-                "agent {agent} is not talking to a customer"
-            )));
+        let outbound = self.ob.iter().find(|(_, c)| {
+            &c.tenant == tenant
+                && &c.agent == agent
+                && answered(&c.agent_leg)
+                && answered(&c.customer)
+        });
+        let (call, consulting) = match (inbound, outbound) {
+            (Some((&call, c)), _) => (call, c.consult.is_some()),
+            (None, Some((&call, _))) => (call, false),
+            (None, None) => {
+                return Err(LiveError::Conflict(format!(
+                    "agent {agent} is not talking to a customer"
+                )))
+            }
         };
+        let monitor = self.monitor_of(call);
         let Some((supervisor, mode)) = with else {
-            if c.monitor.is_none() {
+            if monitor.is_none() {
                 return Err(LiveError::Conflict("nobody monitors this call".into()));
             }
             self.end_monitor(call, now);
@@ -83,7 +95,10 @@ impl SipCore {
         };
         let supervisor = &supervisor;
         if mode == MonitorMode::TakeOver {
-            return match &c.monitor {
+            return match monitor {
+                _ if self.is_outbound(call) => Err(LiveError::Conflict(
+                    "outbound calls cannot be taken over yet".into(),
+                )),
                 Some(m) if &m.supervisor == supervisor && m.leg.dialog.is_some() => {
                     self.take_over(call).await
                 }
@@ -92,17 +107,15 @@ impl SipCore {
                 ))),
             };
         }
-        if let Some(m) = &c.monitor {
+        if let Some(m) = monitor {
             if &m.supervisor != supervisor {
                 return Err(LiveError::Conflict(format!(
                     "supervisor {} already monitors this call",
                     m.supervisor
                 )));
             }
-            if let Some(c) = self.cc.get_mut(&call) {
-                if let Some(m) = c.monitor.as_mut() {
-                    m.mode = mode;
-                }
+            if let Some(m) = self.monitor_mut(call).and_then(Option::as_mut) {
+                m.mode = mode;
             }
             self.rewire(call);
             self.monitor_event(call, Some(mode));
@@ -111,17 +124,25 @@ impl SipCore {
         if supervisor == agent {
             return Err(LiveError::Conflict("an agent cannot monitor itself".into()));
         }
-        if c.consult.is_some() {
+        if consulting {
             return Err(LiveError::Conflict(
                 "the agent is consulting: no supervision meanwhile".into(),
             ));
         }
-        if self.cc.values().any(|c| {
-            c.agents.contains_key(supervisor)
+        let busy_ob = self.ob.values().any(|c| {
+            &c.agent == supervisor
                 || c.monitor
                     .as_ref()
                     .is_some_and(|m| &m.supervisor == supervisor)
-        }) {
+        });
+        if busy_ob
+            || self.cc.values().any(|c| {
+                c.agents.contains_key(supervisor)
+                    || c.monitor
+                        .as_ref()
+                        .is_some_and(|m| &m.supervisor == supervisor)
+            })
+        {
             return Err(LiveError::Conflict(format!(
                 "supervisor {supervisor} is on another call"
             )));
@@ -164,8 +185,8 @@ impl SipCore {
                 "the supervisor's phone could not be called".into(),
             ));
         };
-        if let Some(c) = self.cc.get_mut(&call) {
-            c.monitor = Some(Monitor {
+        if let Some(slot) = self.monitor_mut(call) {
+            *slot = Some(Monitor {
                 supervisor: supervisor.clone(),
                 agent: agent.clone(),
                 mode,
@@ -177,28 +198,104 @@ impl SipCore {
         Ok(())
     }
 
+    /// The supervisor of `call` (inbound or outbound), if any.
+    fn monitor_of(&self, call: CallId) -> Option<&Monitor> {
+        match self.cc.get(&call) {
+            Some(c) => c.monitor.as_ref(),
+            None => self.ob.get(&call).and_then(|c| c.monitor.as_ref()),
+        }
+    }
+
+    /// Where `call` keeps its supervisor.
+    fn monitor_mut(&mut self, call: CallId) -> Option<&mut Option<Monitor>> {
+        if let Some(c) = self.cc.get_mut(&call) {
+            return Some(&mut c.monitor);
+        }
+        self.ob.get_mut(&call).map(|c| &mut c.monitor)
+    }
+
+    fn tenant_of(&self, call: CallId) -> Option<TenantId> {
+        match self.cc.get(&call) {
+            Some(c) => Some(c.tenant.clone()),
+            None => self.ob.get(&call).map(|c| c.tenant.clone()),
+        }
+    }
+
+    /// The customer's leg of `call` and its agents' legs.
+    fn legs_of(&self, call: CallId) -> Option<(&Leg, Vec<(&AgentId, &Leg)>)> {
+        if let Some(c) = self.cc.get(&call) {
+            let agents = c.agents.iter().map(|(a, o)| (a, &o.leg)).collect();
+            return Some((&c.customer_leg, agents));
+        }
+        let c = self.ob.get(&call)?;
+        let agents = c.agent_leg.iter().map(|o| (&c.agent, &o.leg)).collect();
+        Some((&c.customer.as_ref()?.leg, agents))
+    }
+
+    /// A response to the supervisor's INVITE (`None`: none at all).
+    pub(super) fn supervisor_response(
+        &mut self,
+        tx: TransactionId,
+        call: CallId,
+        resp: Option<Response>,
+        now: Instant,
+    ) {
+        let code = resp.as_ref().map_or(408, |r| r.code);
+        if code < 200 {
+            return;
+        }
+        let Some(dest) = self.monitor_of(call).map(|m| m.leg.dest) else {
+            return;
+        };
+        let host = self.contact_host_for(dest);
+        // (Field by field: the transaction layer is borrowed alongside.)
+        let slot = match self.cc.get_mut(&call) {
+            Some(c) => c.monitor.as_mut(),
+            None => self.ob.get_mut(&call).and_then(|c| c.monitor.as_mut()),
+        };
+        let Some(out) = slot.map(|m| &mut m.leg) else {
+            return;
+        };
+        if let Some(new_tx) = resp
+            .as_ref()
+            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
+        {
+            self.outgoing.remove(&tx);
+            self.outgoing.insert(new_tx, (call, Target::Supervisor));
+            return;
+        }
+        if code >= 300 {
+            self.outgoing.remove(&tx);
+            return self.monitor_answered(call, None, now);
+        }
+        let Some(resp) = resp else {
+            return;
+        };
+        if let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) {
+            self.monitor_answered(call, Some(dialog), now);
+        }
+    }
+
     /// The supervisor answered, or the mode changed: every leg hears
     /// whom the mode says.
     pub(super) fn rewire(&self, call: CallId) {
-        let Some(c) = self.cc.get(&call) else {
+        let Some((customer, agents)) = self.legs_of(call) else {
             return;
         };
-        let monitor = c
-            .monitor
-            .as_ref()
+        let monitor = self
+            .monitor_of(call)
             .filter(|m| m.leg.dialog.is_some())
-            .and_then(|m| Some((m, c.agents.get(&m.agent)?)));
-        let customer = &c.customer_leg;
+            .and_then(|m| Some((m, agents.iter().find(|(a, _)| **a == m.agent)?.1)));
         let Some((m, agent)) = monitor else {
             customer.send(LegCmd::Listeners(Vec::new()));
             customer.send(LegCmd::Mix(false));
-            for a in c.agents.values() {
-                a.leg.send(LegCmd::Listeners(Vec::new()));
-                a.leg.send(LegCmd::Mix(false));
+            for (_, a) in &agents {
+                a.send(LegCmd::Listeners(Vec::new()));
+                a.send(LegCmd::Mix(false));
             }
             return;
         };
-        let (agent, sup) = (&agent.leg, &m.leg.leg);
+        let sup = &m.leg.leg;
         customer.send(LegCmd::Listeners(vec![sup.inbox()]));
         agent.send(LegCmd::Listeners(vec![sup.inbox()]));
         sup.send(LegCmd::Mix(true));
@@ -256,42 +353,39 @@ impl SipCore {
 
     /// The supervisor's INVITE was answered (`Some`) or refused.
     pub(super) fn monitor_answered(&mut self, call: CallId, dialog: Option<Dialog>, now: Instant) {
-        let Some(c) = self.cc.get_mut(&call) else {
-            return;
-        };
-        let Some(m) = c.monitor.as_ref() else {
+        let Some(m) = self.monitor_of(call) else {
             return;
         };
         let Some(dialog) = dialog else {
             tracing::info!(%call, supervisor = %m.supervisor, "the supervisor did not answer");
-            if let Some(m) = c.monitor.take() {
-                let tenant = c.tenant.clone();
-                self.released(&tenant, &m, call);
-            }
+            self.drop_monitor(call);
             return;
         };
         let (dest, transport, cancelled) = (m.leg.dest, m.leg.transport, m.leg.cancelled);
         let id = dialog.id.clone();
         self.add_out_dialog(dialog, dest, transport, (call, Party::Supervisor));
         if cancelled {
-            if let Some(c) = self.cc.get_mut(&call) {
-                if let Some(m) = c.monitor.take() {
-                    let tenant = c.tenant.clone();
-                    self.released(&tenant, &m, call);
-                }
-            }
+            self.drop_monitor(call);
             self.hang_up(&id, now);
             return;
         }
-        let mode = c_mode(self.cc.get(&call));
+        let mode = self.monitor_of(call).map(|m| m.mode);
         tracing::info!(%call, "the supervisor is on the call");
         self.rewire(call);
         self.monitor_event(call, mode);
     }
 
+    /// Forgets `call`'s supervisor (its leg is gone or never came).
+    fn drop_monitor(&mut self, call: CallId) {
+        let m = self.monitor_mut(call).and_then(Option::take);
+        if let (Some(m), Some(tenant)) = (m, self.tenant_of(call)) {
+            self.released(&tenant, &m, call);
+        }
+    }
+
     /// Ends the supervisor's leg (BYE, or CANCEL while it rings).
     pub(super) fn end_monitor(&mut self, call: CallId, now: Instant) {
-        let Some(m) = self.cc.get_mut(&call).and_then(|c| c.monitor.take()) else {
+        let Some(m) = self.monitor_mut(call).and_then(Option::take) else {
             return;
         };
         match m.leg.dialog.clone() {
@@ -305,19 +399,19 @@ impl SipCore {
         }
         self.rewire(call);
         self.monitor_event_for(call, &m, None);
-        if let Some(tenant) = self.cc.get(&call).map(|c| c.tenant.clone()) {
+        if let Some(tenant) = self.tenant_of(call) {
             self.released(&tenant, &m, call);
         }
     }
 
     /// The supervisor hung up.
     pub(super) fn monitor_hung_up(&mut self, call: CallId) {
-        let Some(m) = self.cc.get_mut(&call).and_then(|c| c.monitor.take()) else {
+        let Some(m) = self.monitor_mut(call).and_then(Option::take) else {
             return;
         };
         self.rewire(call);
         self.monitor_event_for(call, &m, None);
-        if let Some(tenant) = self.cc.get(&call).map(|c| c.tenant.clone()) {
+        if let Some(tenant) = self.tenant_of(call) {
             self.released(&tenant, &m, call);
         }
     }
@@ -348,18 +442,23 @@ impl SipCore {
     /// left the call.
     pub(super) fn check_monitor(&mut self, call: CallId, now: Instant) {
         self.check_consult(call, now);
-        let gone = self.cc.get(&call).is_some_and(|c| {
-            c.monitor.as_ref().is_some_and(|m| {
-                c.customer.is_none() || c.agents.get(&m.agent).is_none_or(|a| a.dialog.is_none())
-            })
-        });
+        let up = |o: Option<&OutLeg>| o.is_some_and(|x| x.dialog.is_some());
+        let gone = match self.cc.get(&call) {
+            Some(c) => c
+                .monitor
+                .as_ref()
+                .is_some_and(|m| c.customer.is_none() || !up(c.agents.get(&m.agent))),
+            None => self.ob.get(&call).is_some_and(|c| {
+                c.monitor.is_some() && !(up(c.agent_leg.as_ref()) && up(c.customer.as_ref()))
+            }),
+        };
         if gone {
             self.end_monitor(call, now);
         }
     }
 
     fn monitor_event(&self, call: CallId, mode: Option<MonitorMode>) {
-        if let Some(m) = self.cc.get(&call).and_then(|c| c.monitor.as_ref()) {
+        if let Some(m) = self.monitor_of(call) {
             self.publish_monitor(call, &m.agent, &m.supervisor, mode);
         }
     }
@@ -375,11 +474,11 @@ impl SipCore {
         supervisor: &AgentId,
         mode: Option<MonitorMode>,
     ) {
-        let Some(c) = self.cc.get(&call) else {
+        let Some(tenant) = self.tenant_of(call) else {
             return;
         };
         self.hub.publish(
-            &c.tenant,
+            &tenant,
             Event::CallMonitored {
                 version: 1,
                 agent: agent.0.clone(),
@@ -389,8 +488,4 @@ impl SipCore {
             },
         );
     }
-}
-
-fn c_mode(c: Option<&CcCall>) -> Option<MonitorMode> {
-    c.and_then(|c| c.monitor.as_ref()).map(|m| m.mode)
 }

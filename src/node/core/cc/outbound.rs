@@ -31,6 +31,8 @@ pub(in crate::node::core) struct ObCall {
     pub(super) finished: bool,
     /// The agent put the customer on hold.
     pub(super) held: bool,
+    /// A supervisor listening, whispering or barged in.
+    pub(super) monitor: Option<super::monitor::Monitor>,
 }
 
 /// The leg of an outbound call a target names.
@@ -160,6 +162,7 @@ impl SipCore {
                 customer: None,
                 finished: false,
                 held: false,
+                monitor: None,
             },
         );
         Ok(call)
@@ -348,6 +351,7 @@ impl SipCore {
                 tracing::debug!(error = %e, "CANCEL not sent");
             }
         }
+        self.check_monitor(call, now);
         self.forget_ob_if_done(call);
     }
 
@@ -476,7 +480,16 @@ impl SipCore {
     }
 
     /// A leg's peer sent BYE.
-    pub(in crate::node::core) fn ob_leg_hung_up(&mut self, call: CallId, party: Party) {
+    pub(in crate::node::core) fn ob_leg_hung_up(
+        &mut self,
+        call: CallId,
+        party: Party,
+        now: Instant,
+    ) {
+        if party == Party::Supervisor {
+            self.monitor_hung_up(call);
+            return self.forget_ob_if_done(call);
+        }
         let Some(c) = self.ob.get_mut(&call) else {
             return;
         };
@@ -491,6 +504,7 @@ impl SipCore {
             }
         };
         let _ = c.actor.cast(msg);
+        self.check_monitor(call, now);
         self.forget_ob_if_done(call);
     }
 
@@ -523,12 +537,10 @@ impl SipCore {
 
     /// Drops an outbound call once its record is written and no leg is
     /// left.
-    fn forget_ob_if_done(&mut self, call: CallId) {
-        if self
-            .ob
-            .get(&call)
-            .is_some_and(|c| c.finished && c.agent_leg.is_none() && c.customer.is_none())
-        {
+    pub(super) fn forget_ob_if_done(&mut self, call: CallId) {
+        if self.ob.get(&call).is_some_and(|c| {
+            c.finished && c.agent_leg.is_none() && c.customer.is_none() && c.monitor.is_none()
+        }) {
             self.ob.remove(&call);
             let m = crate::node::metrics::get();
             m.calls_active.dec();
