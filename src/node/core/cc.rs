@@ -59,12 +59,12 @@ pub(super) struct CcCall {
     /// trunk (the call record ended with the transfer; the legs live on).
     pub(super) external: Option<OutLeg>,
     /// A supervisor listening, whispering or barged in.
-    pub(super) monitor: Option<monitor::Monitor>,
+    pub(super) monitor: Option<Box<monitor::Monitor>>,
     /// The talking agent consulting someone.
-    pub(super) consult: Option<consult::Consult>,
+    pub(super) consult: Option<Box<consult::Consult>>,
     /// The caller, who asked for a callback, being dialed back; once it
     /// answers, its leg is the customer's.
-    callback: Option<OutLeg>,
+    callback: Option<Box<OutLeg>>,
 }
 
 /// Whom one of our INVITEs is for.
@@ -649,7 +649,7 @@ impl SipCore {
                     c.agents.insert(a, leg);
                 }
                 Target::External => c.external = Some(leg),
-                Target::CalledBack => c.callback = Some(leg),
+                Target::CalledBack => c.callback = Some(Box::new(leg)),
                 // Rung by `monitor` and `consult`, which keep the leg.
                 Target::Supervisor | Target::Consulted => {}
             }
@@ -767,7 +767,7 @@ impl SipCore {
             Target::External => c.external.as_mut(),
             Target::Supervisor => None,
             Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
-            Target::CalledBack => c.callback.as_mut(),
+            Target::CalledBack => c.callback.as_deref_mut(),
         };
         let Some(out) = out else {
             return;
@@ -900,7 +900,7 @@ impl SipCore {
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
-        let Some(out) = c.callback.take() else {
+        let Some(out) = c.callback.take().map(|b| *b) else {
             return;
         };
         let id = dialog.id.clone();

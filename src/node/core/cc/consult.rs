@@ -209,14 +209,14 @@ impl SipCore {
         let (kind, target) = target_of(&to);
         tracing::info!(%call, %agent, to = kind, %target, "consulting");
         if let Some(c) = self.cc.get_mut(&call) {
-            c.consult = Some(Consult {
+            c.consult = Some(Box::new(Consult {
                 agent: agent.clone(),
                 to,
                 leg,
                 on_call,
                 conference: false,
                 was_held,
-            });
+            }));
         }
         self.consult_event(call, "ringing");
         Ok(())
@@ -329,7 +329,7 @@ impl SipCore {
         let Some(c) = self.cc.get_mut(&call) else {
             return Ok(());
         };
-        let Some(k) = c.consult.take() else {
+        let Some(k) = c.consult.take().map(|b| *b) else {
             return Ok(());
         };
         let party = match &to {
@@ -380,6 +380,7 @@ impl SipCore {
         let Some(k) = self.cc.get_mut(&call).and_then(|c| c.consult.take()) else {
             return;
         };
+        let k = *k;
         match k.leg.dialog.clone() {
             Some(d) => self.hang_up(&d, now),
             None => {
@@ -396,7 +397,7 @@ impl SipCore {
     pub(super) fn consult_hung_up(&mut self, call: CallId, now: Instant) {
         if let Some(k) = self.cc.get_mut(&call).and_then(|c| c.consult.take()) {
             tracing::info!(%call, agent = %k.agent, "the consulted party hung up");
-            self.consult_over(call, k, now);
+            self.consult_over(call, *k, now);
         }
     }
 

@@ -186,13 +186,13 @@ impl SipCore {
             ));
         };
         if let Some(slot) = self.monitor_mut(call) {
-            *slot = Some(Monitor {
+            *slot = Some(Box::new(Monitor {
                 supervisor: supervisor.clone(),
                 agent: agent.clone(),
                 mode,
                 leg,
                 on_call,
-            });
+            }));
         }
         tracing::info!(%call, %agent, %supervisor, mode = mode_name(mode), "ringing the supervisor");
         Ok(())
@@ -201,13 +201,13 @@ impl SipCore {
     /// The supervisor of `call` (inbound or outbound), if any.
     fn monitor_of(&self, call: CallId) -> Option<&Monitor> {
         match self.cc.get(&call) {
-            Some(c) => c.monitor.as_ref(),
-            None => self.ob.get(&call).and_then(|c| c.monitor.as_ref()),
+            Some(c) => c.monitor.as_deref(),
+            None => self.ob.get(&call).and_then(|c| c.monitor.as_deref()),
         }
     }
 
     /// Where `call` keeps its supervisor.
-    fn monitor_mut(&mut self, call: CallId) -> Option<&mut Option<Monitor>> {
+    fn monitor_mut(&mut self, call: CallId) -> Option<&mut Option<Box<Monitor>>> {
         if let Some(c) = self.cc.get_mut(&call) {
             return Some(&mut c.monitor);
         }
@@ -332,7 +332,7 @@ impl SipCore {
         let Some(c) = self.cc.get_mut(&call) else {
             return Ok(());
         };
-        let Some(m) = c.monitor.take() else {
+        let Some(m) = c.monitor.take().map(|b| *b) else {
             return Ok(());
         };
         if let Some(d) = &m.leg.dialog {

@@ -32,7 +32,7 @@ pub(in crate::node::core) struct ObCall {
     /// The agent put the customer on hold.
     pub(super) held: bool,
     /// A supervisor listening, whispering or barged in.
-    pub(super) monitor: Option<super::monitor::Monitor>,
+    pub(super) monitor: Option<Box<super::monitor::Monitor>>,
 }
 
 /// The leg of an outbound call a target names.
