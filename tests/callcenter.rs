@@ -922,6 +922,54 @@ fn an_agent_consults_a_colleague_then_makes_it_three_way_then_hands_the_customer
 }
 
 #[test]
+fn a_consulted_colleague_who_does_not_answer_is_given_up_after_its_ring_time() {
+    let mut node = Node::start();
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 45);
+    // 1003's phone rings and nobody picks it up.
+    let colleague = Phone::new(&node, "1003", "pass1003");
+    let (agent_run, colleague_run) = (agent.spawn(45), colleague.spawn(45));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let admin = node.login("admin", "demo-admin");
+    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(c.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    c.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult",
+        Some(&token),
+        Some(&serde_json::json!({"agent": "1003"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    let asked = std::time::Instant::now();
+    assert!(node.wait_log(
+        "the consulted party did not answer in time",
+        Duration::from_secs(25)
+    ));
+    assert!(
+        asked.elapsed() >= Duration::from_secs(19),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The customer is taken off hold; the colleague is free again.
+    let t0 = std::time::Instant::now();
+    while c.reinvites() != ["sendonly", "sendrecv"] {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", c.reinvites());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "ready", "{v}");
+    let (code, v) = node.api("DELETE", "/api/v1/agents/1001/consult", Some(&token), None);
+    assert_eq!(code, 409, "nothing left to end: {v}");
+    assert!(c.hang_up());
+    let _ = (Phone::stop(agent_run), Phone::stop(colleague_run));
+    assert_nothing_left_up(&node);
+}
+
+#[test]
 fn a_call_cut_by_a_crash_is_closed_when_the_node_restarts() {
     use common::records::open_calls;
     let data = Node::fresh_data_dir();

@@ -139,6 +139,9 @@ pub enum CallNotice {
         op: switchboard_http::live::ConsultOp,
         reply: cc::hold::HoldReply,
     },
+    /// The consulted party of `call` has rung its time: if consultation
+    /// `id` still rings, it ends.
+    ConsultTimeout { call: CallId, id: u64 },
     /// The node is draining: refuse new calls, keep the ones up.
     Drain,
     /// A supervisor joins an agent's call, changes mode or leaves.
@@ -952,6 +955,7 @@ impl SipCore {
                 account,
                 bindings,
             } => self.remote_registered(from, tenant, account, bindings),
+            CallNotice::ConsultTimeout { call, id } => self.consult_timeout(call, id, now),
             CallNotice::Drain => {
                 self.draining = true;
                 tracing::info!(

@@ -12,10 +12,14 @@
 //! - end: the target's leg ends and agent and customer talk again (also
 //!   when the target hangs up, or does not answer).
 //!
-//! A consultation ends with the call, or when the agent leaves it. It and
+//! A consulted party rings at most [`DIRECT_RING_TIMEOUT`] (as an agent a
+//! call is transferred to does); then the consultation ends as if the
+//! agent had ended it. A consultation ends with the call, or when the
+//! agent leaves it. It and
 //! a supervisor's monitoring exclude each other (both rewire the legs).
 
 use super::*;
+use switchboard_actors::shell::DIRECT_RING_TIMEOUT;
 use switchboard_http::live::{ConsultOp, LiveError};
 use switchboard_storage::model::{TransferKind, TransferTarget};
 
@@ -32,6 +36,8 @@ pub(in crate::node::core) struct Consult {
     conference: bool,
     /// The customer was on hold before: left so when it ends.
     was_held: bool,
+    /// Tells this consultation's ring timeout from a later one's.
+    id: u64,
 }
 
 fn target_of(to: &TransferTarget) -> (&'static str, String) {
@@ -208,6 +214,7 @@ impl SipCore {
         };
         let (kind, target) = target_of(&to);
         tracing::info!(%call, %agent, to = kind, %target, "consulting");
+        let id = rand::random();
         if let Some(c) = self.cc.get_mut(&call) {
             c.consult = Some(Box::new(Consult {
                 agent: agent.clone(),
@@ -216,8 +223,14 @@ impl SipCore {
                 on_call,
                 conference: false,
                 was_held,
+                id,
             }));
         }
+        let notices = self.notices_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DIRECT_RING_TIMEOUT).await;
+            let _ = notices.send(CallNotice::ConsultTimeout { call, id }).await;
+        });
         self.consult_event(call, "ringing");
         Ok(())
     }
@@ -391,6 +404,19 @@ impl SipCore {
             }
         }
         self.consult_over(call, k, now);
+    }
+
+    /// Consultation `id` of `call` rang its time: ended if it still rings.
+    pub(in crate::node::core) fn consult_timeout(&mut self, call: CallId, id: u64, now: Instant) {
+        let ringing = self.cc.get(&call).is_some_and(|c| {
+            c.consult
+                .as_ref()
+                .is_some_and(|k| k.id == id && k.leg.dialog.is_none())
+        });
+        if ringing {
+            tracing::info!(%call, "the consulted party did not answer in time");
+            self.consult_end(call, now);
+        }
     }
 
     /// The consulted party hung up.
