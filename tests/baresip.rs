@@ -130,3 +130,59 @@ fn one_extension_calls_another_they_talk_and_the_record_says_internal() {
     // Both are free again.
     assert!(node.wait_log("agent=1002 status=Ready", Duration::from_secs(2)));
 }
+
+#[test]
+fn the_phone_bar_calls_another_extension() {
+    let mut node = Node::start();
+    let callee = Phone::auto_answer_saying(
+        &node,
+        "1002",
+        "pass1002",
+        "one two three four five six seven eight nine ten eleven twelve",
+    );
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 15);
+    let (callee_run, agent_run) = (callee.spawn(15), agent.spawn(15));
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    let dial = |extension: &str| {
+        node.api(
+            "POST",
+            "/api/v1/agents/1001/calls",
+            Some(&token),
+            Some(&serde_json::json!({ "extension": extension })),
+        )
+    };
+    let (code, v) = dial("9999");
+    assert_eq!(code, 422, "{v}");
+    let (code, v) = dial("1002");
+    assert_eq!(code, 202, "{v}");
+    // 1001's own phone rings first, then 1002's; no trunk is involved.
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(10)));
+    assert!(node.wait_log("agent=1002 status=Talking", Duration::from_secs(2)));
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = Phone::stop(agent_run);
+    let _ = Phone::stop(callee_run);
+    let heard = loud_windows(&agent.heard());
+    assert!(
+        heard > 30,
+        "the agent heard {heard} loud windows of the extension"
+    );
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    let r = &calls[0];
+    use switchboard_storage::model::{DialOutcome, Direction};
+    assert_eq!(r.direction, Direction::Internal, "{r:?}");
+    assert_eq!((r.caller.as_str(), r.dialed.as_str()), ("1001", "1002"));
+    assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
+    // The extension's agent is free again.
+    let admin = node.login("admin", "demo-admin");
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, v) = node.api("GET", "/api/v1/agents/1002/status", Some(&admin), None);
+        if v["status"]["status"] == "ready" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

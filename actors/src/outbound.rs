@@ -41,6 +41,9 @@ pub struct OutboundSetup {
     pub customer: Option<String>,
     /// After-call work once the agent talked to the customer (外呼话后处理).
     pub wrap_up: Duration,
+    /// `number` is an extension of the tenant (an internal call): the
+    /// record says `internal`.
+    pub internal: bool,
 }
 
 /// What the machine asks its shell to do.
@@ -298,7 +301,11 @@ impl OutboundCall {
             tenant: s.tenant.clone(),
             call: s.call,
             day: Day::of(self.started, s.utc_offset_minutes),
-            direction: Direction::Outbound,
+            direction: if s.internal {
+                Direction::Internal
+            } else {
+                Direction::Outbound
+            },
             caller: s.caller_id.clone(),
             dialed: s.number.clone(),
             customer_number: s.number.clone(),
@@ -351,6 +358,7 @@ mod tests {
             number: "13800138000".into(),
             customer: Some("c1".into()),
             wrap_up: Duration::from_secs(15),
+            internal: false,
         }
     }
 

@@ -543,6 +543,9 @@ pub struct Dial {
     pub number: Option<String>,
     /// A contact plan of the agent's.
     pub plan: Option<String>,
+    /// Another extension (a SIP account of the tenant): an internal call
+    /// (内部呼叫), rung on its registered phone, not through the trunk.
+    pub extension: Option<String>,
 }
 
 /// What the node is asked to dial.
@@ -554,6 +557,8 @@ pub struct OutboundRequest {
     pub customer: Option<String>,
     /// The contact plan carried out.
     pub plan: Option<String>,
+    /// `number` is an extension of the tenant: rung on its phone.
+    pub internal: bool,
 }
 
 /// An outbound call under way: the agent's device rings now; the
@@ -580,8 +585,17 @@ async fn dial(
 ) -> ApiResult<(StatusCode, Json<Dialing>)> {
     let agent = AgentId(id);
     acting_on(&caller, &agent)?;
-    let request = match (body.number, body.plan) {
-        (Some(number), None) => {
+    let request = match (body.number, body.plan, body.extension) {
+        (None, None, Some(extension)) => {
+            crate::common::check_id("extension", &extension)?;
+            OutboundRequest {
+                number: extension,
+                customer: None,
+                plan: None,
+                internal: true,
+            }
+        }
+        (Some(number), None, None) => {
             crate::common::check_number("number", &number)?;
             let customer = state
                 .store
@@ -592,9 +606,10 @@ async fn dial(
                 number,
                 customer,
                 plan: None,
+                internal: false,
             }
         }
-        (None, Some(plan)) => {
+        (None, Some(plan), None) => {
             let p = state
                 .store
                 .contact_plans(&caller.tenant, &agent)
@@ -614,9 +629,15 @@ async fn dial(
                 number: p.number,
                 customer: Some(p.customer),
                 plan: Some(p.id),
+                internal: false,
             }
         }
-        _ => return Err(ApiError::field("number", "give either a number or a plan")),
+        _ => {
+            return Err(ApiError::field(
+                "number",
+                "give exactly one of number, plan and extension",
+            ))
+        }
     };
     let started = live(&state)?.dial(&caller.tenant, &agent, request).await?;
     Ok((StatusCode::ACCEPTED, Json(started)))

@@ -33,6 +33,11 @@ pub(in crate::node::core) struct ObCall {
     pub(super) held: bool,
     /// A supervisor listening, whispering or barged in.
     pub(super) monitor: Option<Box<super::monitor::Monitor>>,
+    /// `number` is an extension (an internal call): rung on its phone.
+    internal: bool,
+    /// The agent on that extension, on this call for the queues until it
+    /// ends.
+    callee: Option<ActorRef<AgentMsg>>,
 }
 
 /// The leg of an outbound call a target names.
@@ -77,6 +82,7 @@ impl SipCore {
             number,
             customer,
             plan,
+            internal,
         } = request;
         let unix = self.unix(now);
         let center = self
@@ -88,9 +94,17 @@ impl SipCore {
             .get(&agent)
             .cloned()
             .ok_or_else(|| LiveError::NotFound(format!("no agent {}", agent.0)))?;
-        let trunk = center.trunk.clone().ok_or_else(|| {
-            LiveError::Conflict("the tenant has no trunk to call out through".into())
-        })?;
+        let trunk = center.trunk.clone();
+        let caller_id = match (&trunk, internal, &handle.device) {
+            (_, true, Device::Sip { account }) => account.clone(),
+            (_, true, Device::Mobile { .. }) => agent.0.clone(),
+            (Some(t), false, _) => t.caller_id.clone(),
+            (None, false, _) => {
+                return Err(LiveError::Conflict(
+                    "the tenant has no trunk to call out through".into(),
+                ))
+            }
+        };
         if let Device::Sip { account } = &handle.device {
             if self.bindings(&tenant, account, unix).is_empty() {
                 return Err(LiveError::Conflict(format!(
@@ -98,6 +112,30 @@ impl SipCore {
                 )));
             }
         }
+        // An internal call: the extension, its phone, the agent on it.
+        let callee = if internal {
+            if self.accounts.account(&tenant.0, &number).is_none() {
+                return Err(LiveError::Invalid {
+                    field: "extension".into(),
+                    message: format!("no extension {number}"),
+                });
+            }
+            if number == caller_id {
+                return Err(LiveError::Conflict("an agent cannot call itself".into()));
+            }
+            if self.bindings(&tenant, &number, unix).is_empty() {
+                return Err(LiveError::Conflict(format!(
+                    "extension {number}'s phone is not registered"
+                )));
+            }
+            center
+                .agents
+                .values()
+                .find(|h| matches!(&h.device, Device::Sip { account } if *account == number))
+                .map(|h| h.actor.clone())
+        } else {
+            None
+        };
         let (clock, records, utc_offset, wrap_up) = (
             center.clock,
             center.records.clone(),
@@ -105,19 +143,46 @@ impl SipCore {
             center.outbound_wrap_up,
         );
         let call = CallId(rand::random());
+        let free = |a: &ActorRef<AgentMsg>| {
+            let _ = a.cast(AgentMsg::HungUp {
+                call,
+                wrap_up: Duration::ZERO,
+            });
+        };
+        // The callee first: one on a call is busy.
+        let callee = match callee {
+            Some(a) => match ractor::call!(a, |reply| AgentMsg::Dial { call, reply }) {
+                Ok(Ok(())) => Some(a),
+                Ok(Err(switchboard_actors::agent::AgentError::SignedOut)) => None,
+                Ok(Err(e)) => return Err(LiveError::Conflict(format!("extension {number}: {e}"))),
+                Err(e) => return Err(LiveError::Unavailable(e.to_string())),
+            },
+            None => None,
+        };
         let on_it = ractor::call!(handle.actor, |reply| AgentMsg::Dial { call, reply })
-            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
-        on_it.map_err(|e| LiveError::Conflict(e.to_string()))?;
+            .map_err(|e| LiveError::Unavailable(e.to_string()));
+        let on_it = match on_it {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(LiveError::Conflict(e.to_string())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = on_it {
+            if let Some(a) = &callee {
+                free(a);
+            }
+            return Err(e);
+        }
         let setup = OutboundSetup {
             tenant: tenant.clone(),
             node: self.node.clone(),
             utc_offset_minutes: utc_offset,
             call,
             agent: agent.clone(),
-            caller_id: trunk.caller_id.clone(),
+            caller_id,
             number: number.clone(),
             customer,
             wrap_up,
+            internal,
         };
         let machine = OutboundCall::start(setup, clock.now());
         let shell = OutboundActor {
@@ -137,10 +202,10 @@ impl SipCore {
                 a
             }
             Err(e) => {
-                let _ = handle.actor.cast(AgentMsg::HungUp {
-                    call,
-                    wrap_up: Duration::ZERO,
-                });
+                free(&handle.actor);
+                if let Some(a) = &callee {
+                    free(a);
+                }
                 return Err(LiveError::Unavailable(format!(
                     "the call's actor did not start: {e}"
                 )));
@@ -163,6 +228,8 @@ impl SipCore {
                 finished: false,
                 held: false,
                 monitor: None,
+                internal,
+                callee,
             },
         );
         Ok(call)
@@ -217,7 +284,16 @@ impl SipCore {
                 }
             }
             OutboundCommand::DialCustomer => {
+                let internal = self.ob.get(&call).is_some_and(|c| c.internal);
+                let shown = center
+                    .and_then(|x| x.agents.get(&agent))
+                    .map(|h| match &h.device {
+                        Device::Sip { account } => account.clone(),
+                        Device::Mobile { .. } => agent.0.clone(),
+                    })
+                    .unwrap_or_default();
                 let dial = match &trunk {
+                    _ if internal => self.phone_dial(&tenant, &number, &shown, self.unix(now)),
                     Some(t) => self.trunk_dial(t, &number).await,
                     None => None,
                 };
@@ -285,6 +361,12 @@ impl SipCore {
             OutboundCommand::HangUpAgent => self.end_ob_leg(call, &Target::Agent(agent), now),
             OutboundCommand::HangUpCustomer => self.end_ob_leg(call, &Target::External, now),
             OutboundCommand::Finished { outcome } => {
+                if let Some(a) = self.ob.get_mut(&call).and_then(|c| c.callee.take()) {
+                    let _ = a.cast(AgentMsg::HungUp {
+                        call,
+                        wrap_up: Duration::ZERO,
+                    });
+                }
                 let plan = self.ob.get_mut(&call).and_then(|c| {
                     c.finished = true;
                     c.plan.take()
@@ -519,6 +601,12 @@ impl SipCore {
         }
         tracing::error!(%call, "the outbound call's actor failed: the node ends the call");
         c.finished = true;
+        if let Some(a) = c.callee.take() {
+            let _ = a.cast(AgentMsg::HungUp {
+                call,
+                wrap_up: Duration::ZERO,
+            });
+        }
         let (tenant, agent) = (c.tenant.clone(), c.agent.clone());
         self.end_ob_leg(call, &Target::Agent(agent.clone()), now);
         self.end_ob_leg(call, &Target::External, now);
