@@ -756,6 +756,19 @@ async fn consult_start(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// A step of `agent`'s consultation after its start (204 when done).
+async fn consult_step(
+    state: &AppState,
+    caller: &Caller,
+    agent: String,
+    op: ConsultOp,
+) -> ApiResult<StatusCode> {
+    let agent = AgentId(agent);
+    acting_on(caller, &agent)?;
+    live(state)?.consult(&caller.tenant, &agent, op).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(delete, path = "/api/v1/agents/{agent}/consult", tag = "live",
     params(("agent" = String, Path, description = "the consulting agent")),
     responses((status = 204, description = "the target's leg ended; agent and customer talk again"),
@@ -766,12 +779,7 @@ async fn consult_end(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    let agent = AgentId(id);
-    acting_on(&caller, &agent)?;
-    live(&state)?
-        .consult(&caller.tenant, &agent, ConsultOp::End)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    consult_step(&state, &caller, id, ConsultOp::End).await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent}/consult/transfer", tag = "live",
@@ -784,12 +792,7 @@ async fn consult_transfer(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    let agent = AgentId(id);
-    acting_on(&caller, &agent)?;
-    live(&state)?
-        .consult(&caller.tenant, &agent, ConsultOp::Transfer)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    consult_step(&state, &caller, id, ConsultOp::Transfer).await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent}/consult/conference", tag = "live",
@@ -802,12 +805,7 @@ async fn consult_conference(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    let agent = AgentId(id);
-    acting_on(&caller, &agent)?;
-    live(&state)?
-        .consult(&caller.tenant, &agent, ConsultOp::Conference)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    consult_step(&state, &caller, id, ConsultOp::Conference).await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent}/hold", tag = "live",
