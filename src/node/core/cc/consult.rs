@@ -366,24 +366,14 @@ impl SipCore {
         customer.send(LegCmd::Connect(third.inbox()));
         third.send(LegCmd::Connect(customer.inbox()));
         let (kind, target) = target_of(&to);
-        match to {
+        match &to {
             TransferTarget::Agent(a) => {
-                c.agents.insert(a, k.leg);
+                c.agents.insert(a.clone(), k.leg);
             }
             _ => c.external = Some(k.leg),
         }
         tracing::info!(%call, %agent, to = kind, %target, "transferred after consulting");
-        self.hub.publish(
-            &tenant,
-            Event::CallConsult {
-                version: 1,
-                agent: agent.0.clone(),
-                call: call.to_string(),
-                to: kind.into(),
-                target,
-                state: "transferred".into(),
-            },
-        );
+        self.publish_consult(&tenant, call, &agent, &to, "transferred");
         Ok(())
     }
 
@@ -461,18 +451,7 @@ impl SipCore {
                 self.release_agent(&tenant, a, call);
             }
         }
-        let (kind, target) = target_of(&k.to);
-        self.hub.publish(
-            &tenant,
-            Event::CallConsult {
-                version: 1,
-                agent: k.agent.0.clone(),
-                call: call.to_string(),
-                to: kind.into(),
-                target,
-                state: "ended".into(),
-            },
-        );
+        self.publish_consult(&tenant, call, &k.agent, &k.to, "ended");
         self.forget_if_done(call);
     }
 
@@ -480,15 +459,26 @@ impl SipCore {
         let Some(c) = self.cc.get(&call) else {
             return;
         };
-        let Some(k) = c.consult.as_ref() else {
-            return;
-        };
-        let (kind, target) = target_of(&k.to);
+        if let Some(k) = c.consult.as_ref() {
+            self.publish_consult(&c.tenant, call, &k.agent, &k.to, state);
+        }
+    }
+
+    /// `call.consult` for `agent`'s consultation of `to`, now in `state`.
+    fn publish_consult(
+        &self,
+        tenant: &TenantId,
+        call: CallId,
+        agent: &AgentId,
+        to: &TransferTarget,
+        state: &str,
+    ) {
+        let (kind, target) = target_of(to);
         self.hub.publish(
-            &c.tenant,
+            tenant,
             Event::CallConsult {
                 version: 1,
-                agent: k.agent.0.clone(),
+                agent: agent.0.clone(),
                 call: call.to_string(),
                 to: kind.into(),
                 target,
