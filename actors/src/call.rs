@@ -557,16 +557,7 @@ impl InboundCall {
         // An agent answered while the confirmation played: the caller is
         // still there and talks to it.
         self.callback = CallbackState::None;
-        let r = self.ringing.remove(i);
-        self.talks.push((agent.clone(), r.start, now, None));
-        self.summary.rings.push(RingAttempt {
-            agent: r.agent,
-            start: r.start,
-            end: now,
-            outcome: RingOutcome::Answered,
-        });
-        let others: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
-        self.stop_ringing(&others, now);
+        self.ring_answered(i, now);
         self.actions.push_back(CallAction::StopWaiting);
         self.actions.push_back(if direct {
             CallAction::DirectAnswered {
@@ -596,17 +587,7 @@ impl InboundCall {
     /// The agent rung `i`-th answered the call of a caller who waits for a
     /// callback: it leaves the queue and the caller is dialed.
     fn call_back(&mut self, i: usize, group: String, now: Timestamp) {
-        let r = self.ringing.remove(i);
-        let agent = r.agent.clone();
-        self.talks.push((agent.clone(), r.start, now, None));
-        self.summary.rings.push(RingAttempt {
-            agent: r.agent,
-            start: r.start,
-            end: now,
-            outcome: RingOutcome::Answered,
-        });
-        let others: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
-        self.stop_ringing(&others, now);
+        let agent = self.ring_answered(i, now);
         self.actions.push_back(CallAction::OfferAnswered {
             group: group.clone(),
             agent: agent.clone(),
@@ -621,6 +602,23 @@ impl InboundCall {
         }
         self.callback = CallbackState::None;
         self.phase = Phase::CallingBack { group, agent };
+    }
+
+    /// The `i`-th ring was answered: its agent's talk begins, the other
+    /// rings stop. Its agent.
+    fn ring_answered(&mut self, i: usize, now: Timestamp) -> AgentId {
+        let r = self.ringing.remove(i);
+        let agent = r.agent.clone();
+        self.talks.push((agent.clone(), r.start, now, None));
+        self.summary.rings.push(RingAttempt {
+            agent: r.agent,
+            start: r.start,
+            end: now,
+            outcome: RingOutcome::Answered,
+        });
+        let others: Vec<AgentId> = self.ringing.iter().map(|r| r.agent.clone()).collect();
+        self.stop_ringing(&others, now);
+        agent
     }
 
     /// The caller answered its callback: it talks to the agent. The
