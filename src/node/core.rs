@@ -697,12 +697,7 @@ impl SipCore {
                 return self.respond_code(id, &req, code, now);
             }
         };
-        let offer = match std::str::from_utf8(&req.body) {
-            Ok(body) if !req.body.is_empty() => parse_offer(body),
-            // An offer in the ACK (§13.2.1) is not supported.
-            _ => Err(SdpError::NoAudio),
-        };
-        let offer = match offer {
+        let offer = match offer_in(&req) {
             Ok(o) => o,
             Err(e) => return self.refuse_offer(id, &req, &e, now),
         };
@@ -766,13 +761,7 @@ impl SipCore {
 
     /// 400 for SDP that cannot be read, 488 for an offer we cannot take.
     fn refuse_offer(&mut self, id: TransactionId, req: &Request, e: &SdpError, now: Instant) {
-        let mut resp = match e.kind() {
-            SdpErrorKind::Malformed => Response::to(req, 400, "Malformed SDP"),
-            SdpErrorKind::NotAcceptable => Response::to(req, 488, "Not Acceptable Here"),
-        };
-        resp.headers
-            .push("Warning", format!("399 switchboard \"{e}\""));
-        self.respond(id, resp, now);
+        self.respond(id, offer_refusal(req, e), now);
     }
 
     fn handle_ack(&mut self, req: &Request) {
@@ -1156,4 +1145,24 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The SDP offer of an INVITE (an offer in the ACK, RFC 3261 §13.2.1, is
+/// not supported).
+fn offer_in(req: &Request) -> Result<switchboard_media::sip::sdp::RemoteMedia, SdpError> {
+    match std::str::from_utf8(&req.body) {
+        Ok(body) if !req.body.is_empty() => parse_offer(body),
+        _ => Err(SdpError::NoAudio),
+    }
+}
+
+/// The response refusing an offer we cannot answer.
+fn offer_refusal(req: &Request, e: &SdpError) -> Response {
+    let mut resp = match e.kind() {
+        SdpErrorKind::Malformed => Response::to(req, 400, "Malformed SDP"),
+        SdpErrorKind::NotAcceptable => Response::to(req, 488, "Not Acceptable Here"),
+    };
+    resp.headers
+        .push("Warning", format!("399 switchboard \"{e}\""));
+    resp
 }

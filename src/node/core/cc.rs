@@ -15,6 +15,25 @@ use switchboard_actors::shell::RingContext;
 use switchboard_http::live::{Event, ScreenPop};
 use switchboard_storage::model::{ContactPlanStatus, NumberLocation, TicketStatus, TimelineKind};
 
+/// What [`SipCore::answer_invite`] made for an incoming INVITE.
+pub(super) struct Answering {
+    pub(super) leg: Leg,
+    /// Our side of the SDP, for later offers (hold).
+    pub(super) session: LocalSession,
+    pub(super) local: LocalMedia,
+    /// Our answer, for the 2xx.
+    pub(super) sdp: String,
+    pub(super) dialog: Dialog,
+}
+
+/// The user part of the request's From URI.
+pub(super) fn from_user(req: &Request) -> Option<String> {
+    req.headers
+        .get("From")
+        .and_then(|f| NameAddr::parse(f).ok())
+        .and_then(|f| header::uri_user(&f.uri))
+}
+
 /// Which side of a call-center call a leg is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Party {
@@ -130,56 +149,22 @@ impl SipCore {
         else {
             return self.respond_code(id, &req, 404, now);
         };
-        let offer = match std::str::from_utf8(&req.body) {
-            Ok(body) if !req.body.is_empty() => parse_offer(body),
-            _ => Err(SdpError::NoAudio),
-        };
-        let offer = match offer {
-            Ok(o) => o,
-            Err(e) => return self.refuse_offer(id, &req, &e, now),
-        };
         let call = CallId(rand::random());
-        let advertise = self.media_ip_for(source);
-        let leg = match Leg::start(
-            &self.media.ports,
-            advertise,
-            call.0,
-            format!("customer-{call}@switchboard"),
-            self.leg_tx.clone(),
-        )
-        .await
+        let name = format!("customer-{call}@switchboard");
+        let Answering {
+            leg,
+            session,
+            local,
+            sdp,
+            dialog,
+        } = match self
+            .answer_invite(&req, call, name, &dialed, source, transport)
+            .await
         {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "no media for call");
-                return self.respond_code(id, &req, 503, now);
-            }
+            Ok(a) => a,
+            Err(resp) => return self.respond(id, resp, now),
         };
-        let local = LocalMedia::new(leg.local.ip(), leg.local.port());
-        let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
-        let (answer, sdp) = match session.answer(&offer, &local, Direction::SendRecv) {
-            Ok(x) => x,
-            Err(e) => return self.refuse_offer(id, &req, &e, now),
-        };
-        leg.send(LegCmd::Remote(answer));
-        let local_tag = self.fresh("sb");
-        let mut contact = format!("sip:{dialed}@{}", self.contact_host_for(source));
-        if transport == Transport::Tcp {
-            contact.push_str(";transport=tcp");
-        }
-        let dialog = match Dialog::uas(&req, &local_tag, &contact) {
-            Ok(d) => d,
-            Err(e) => {
-                let resp = Response::to(&req, e.status(), &e.to_string());
-                return self.respond(id, resp, now);
-            }
-        };
-        let caller = req
-            .headers
-            .get("From")
-            .and_then(|f| NameAddr::parse(f).ok())
-            .and_then(|f| header::uri_user(&f.uri))
-            .unwrap_or_default();
+        let caller = from_user(&req).unwrap_or_default();
         let Some(center) = self.centers.for_hotline(&dialed) else {
             return self.respond_code(id, &req, 404, now);
         };
@@ -297,6 +282,54 @@ impl SipCore {
                 callback: None,
             },
         );
+    }
+
+    /// Media for an incoming INVITE's offer and the dialog it makes (the
+    /// INVITE is answered later, with `sdp`): `user` is the one our
+    /// Contact names. The response refusing it otherwise.
+    pub(super) async fn answer_invite(
+        &mut self,
+        req: &Request,
+        call: CallId,
+        name: String,
+        user: &str,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Result<Answering, Response> {
+        let offer = offer_in(req).map_err(|e| offer_refusal(req, &e))?;
+        let advertise = self.media_ip_for(source);
+        let leg = Leg::start(
+            &self.media.ports,
+            advertise,
+            call.0,
+            name,
+            self.leg_tx.clone(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no media for call");
+            Response::to(req, 503, reason_phrase(503))
+        })?;
+        let local = LocalMedia::new(leg.local.ip(), leg.local.port());
+        let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
+        let (answer, sdp) = session
+            .answer(&offer, &local, Direction::SendRecv)
+            .map_err(|e| offer_refusal(req, &e))?;
+        leg.send(LegCmd::Remote(answer));
+        let local_tag = self.fresh("sb");
+        let mut contact = format!("sip:{user}@{}", self.contact_host_for(source));
+        if transport == Transport::Tcp {
+            contact.push_str(";transport=tcp");
+        }
+        let dialog = Dialog::uas(req, &local_tag, &contact)
+            .map_err(|e| Response::to(req, e.status(), &e.to_string()))?;
+        Ok(Answering {
+            leg,
+            session,
+            local,
+            sdp,
+            dialog,
+        })
     }
 
     /// The address our RTP is announced on, toward `peer`.

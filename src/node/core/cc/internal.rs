@@ -94,14 +94,9 @@ impl SipCore {
         if caller == callee {
             return self.respond_code(id, &req, 486, now);
         }
-        let offer = match std::str::from_utf8(&req.body) {
-            Ok(body) if !req.body.is_empty() => parse_offer(body),
-            _ => Err(SdpError::NoAudio),
-        };
-        let offer = match offer {
-            Ok(o) => o,
-            Err(e) => return self.refuse_offer(id, &req, &e, now),
-        };
+        if let Err(e) = offer_in(&req) {
+            return self.refuse_offer(id, &req, &e, now);
+        }
         let Some(dial) = self.phone_dial(&tenant, &callee, &caller, self.unix(now)) else {
             tracing::info!(%caller, %callee, "internal call: the extension is not registered");
             return self.respond_code(id, &req, 480, now);
@@ -147,43 +142,16 @@ impl SipCore {
                 });
             }
         };
-        let advertise = self.media_ip_for(source);
-        let leg = match Leg::start(
-            &self.media.ports,
-            advertise,
-            call.0,
-            format!("caller-{call}@switchboard"),
-            self.leg_tx.clone(),
-        )
-        .await
+        let name = format!("caller-{call}@switchboard");
+        let Answering {
+            leg, sdp, dialog, ..
+        } = match self
+            .answer_invite(&req, call, name, &callee, source, transport)
+            .await
         {
-            Ok(l) => l,
-            Err(e) => {
+            Ok(a) => a,
+            Err(resp) => {
                 free(&busy);
-                tracing::warn!(error = %e, "no media for call");
-                return self.respond_code(id, &req, 503, now);
-            }
-        };
-        let local = LocalMedia::new(leg.local.ip(), leg.local.port());
-        let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
-        let (answer, sdp) = match session.answer(&offer, &local, Direction::SendRecv) {
-            Ok(x) => x,
-            Err(e) => {
-                free(&busy);
-                return self.refuse_offer(id, &req, &e, now);
-            }
-        };
-        leg.send(LegCmd::Remote(answer));
-        let local_tag = self.fresh("sb");
-        let mut contact = format!("sip:{callee}@{}", self.contact_host_for(source));
-        if transport == Transport::Tcp {
-            contact.push_str(";transport=tcp");
-        }
-        let dialog = match Dialog::uas(&req, &local_tag, &contact) {
-            Ok(d) => d,
-            Err(e) => {
-                free(&busy);
-                let resp = Response::to(&req, e.status(), &e.to_string());
                 return self.respond(id, resp, now);
             }
         };
@@ -506,12 +474,4 @@ impl SipCore {
             m.actors.with_label_values(&["call"]).dec();
         }
     }
-}
-
-/// The user part of the request's From URI.
-fn from_user(req: &Request) -> Option<String> {
-    req.headers
-        .get("From")
-        .and_then(|f| NameAddr::parse(f).ok())
-        .and_then(|f| header::uri_user(&f.uri))
 }
