@@ -150,6 +150,8 @@ pub enum TransferError {
     UnknownAgent(String),
     #[error("no skill group {0}")]
     UnknownGroup(String),
+    #[error("an outbound call has no place in a queue: transfer it to an agent or a number")]
+    NoQueue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,17 +7,29 @@
 //! bridged. Busy, no answer, rejected and unreachable end the call with
 //! that [`DialOutcome`] in its record. Either side hanging up ends it.
 //!
+//! Once they talk, the agent may send the customer on: blind
+//! ([`OutboundCall::transfer`]: the agent leaves at once, the shell rings
+//! the target while the customer hears music; if nobody answers the
+//! customer's leg ends, `transfer_failed`), after consulting
+//! ([`OutboundCall::hand_over`], [`OutboundCall::handed_out`]), or a
+//! supervisor takes the call over. An agent who takes the customer is the
+//! call's agent from then on; a number takes the call out of the center
+//! (the record ends, `transferred`). An outbound call has no place in a
+//! queue, so it goes to an agent or a number, not to a skill group.
+//!
 //! [`OutboundCall`] decides; its [`OutboundAction`]s tell the shell what
-//! to do with the two legs and when the call is over (the agent is free,
-//! the record is written). Time is an input: the agent's and the
-//! customer's ring timeouts come out of [`OutboundCall::poll_timeout`].
+//! to do with the legs and when the call is over (the agent is free, the
+//! record is written). Time is an input: the agent's and the customer's
+//! ring timeouts come out of [`OutboundCall::poll_timeout`].
 
+use crate::call::TransferError;
 use crate::{AgentId, CallId, TenantId, Timestamp};
 use std::collections::VecDeque;
 use std::time::Duration;
 pub use switchboard_storage::model::{
     CallRecord, Day, DialOutcome, Direction, HangupReason, HangupSide, IvrTrace, Leg, LegKind,
-    NodeId, NumberLocation, RingAttempt, RingOutcome, Satisfaction,
+    NodeId, NumberLocation, RingAttempt, RingOutcome, Satisfaction, Transfer, TransferKind,
+    TransferTarget,
 };
 
 /// How long the agent's own device may ring.
@@ -61,8 +73,8 @@ pub enum OutboundAction {
     HangUpAgent,
     /// End the customer's leg (CANCEL while it rings, BYE once answered).
     HangUpCustomer,
-    /// The agent is off the call; after a talk it wraps up this long.
-    AgentFree { wrap_up: Duration },
+    /// `agent` is off the call; after a talk it wraps up this long.
+    AgentFree { agent: AgentId, wrap_up: Duration },
     /// The call is over: its record.
     Record(Box<CallRecord>),
 }
@@ -72,7 +84,19 @@ enum Phase {
     RingingAgent,
     RingingCustomer,
     Talking,
+    /// Sent on blind: the target rings, no agent is on the call.
+    Transferring,
     Done,
+}
+
+/// One agent's part in the call: the first rang from the start; later
+/// ones took the customer, their legs up already.
+#[derive(Debug, Clone)]
+struct Part {
+    agent: AgentId,
+    start: Timestamp,
+    answered: Option<Timestamp>,
+    end: Option<Timestamp>,
 }
 
 /// The decision half of an outbound call's actor. See the module docs.
@@ -87,12 +111,26 @@ pub struct OutboundCall {
     recording: Option<String>,
     deadline: Option<Timestamp>,
     holds: crate::call::Holds,
+    /// The agents on the call in turn; the last is the call's agent.
+    parts: Vec<Part>,
+    transfers: Vec<Transfer>,
+    /// Where a blind transfer goes, while its target rings.
+    sending: Option<TransferTarget>,
+    /// The number that took the call out, from when.
+    handed_to: Option<(String, Timestamp)>,
+    reason: HangupReason,
     actions: VecDeque<OutboundAction>,
 }
 
 impl OutboundCall {
     /// Starts the call: the agent's device rings.
     pub fn start(setup: OutboundSetup, now: Timestamp) -> OutboundCall {
+        let first = Part {
+            agent: setup.agent.clone(),
+            start: now,
+            answered: None,
+            end: None,
+        };
         let mut c = OutboundCall {
             phase: Phase::RingingAgent,
             setup,
@@ -103,6 +141,11 @@ impl OutboundCall {
             recording: None,
             deadline: Some(now.after(AGENT_RING_TIMEOUT)),
             holds: crate::call::Holds::default(),
+            parts: vec![first],
+            transfers: Vec::new(),
+            sending: None,
+            handed_to: None,
+            reason: HangupReason::Normal,
             actions: VecDeque::new(),
         };
         c.actions.push_back(OutboundAction::DialAgent);
@@ -113,8 +156,10 @@ impl OutboundCall {
         self.setup.call
     }
 
+    /// The call's agent: the one who placed it, or the last who took the
+    /// customer.
     pub fn agent(&self) -> &AgentId {
-        &self.setup.agent
+        self.parts.last().map_or(&self.setup.agent, |p| &p.agent)
     }
 
     /// Whether the call is over.
@@ -150,6 +195,9 @@ impl OutboundCall {
         }
         self.phase = Phase::RingingCustomer;
         self.agent_answered = Some(now);
+        if let Some(p) = self.parts.first_mut() {
+            p.answered = Some(now);
+        }
         self.deadline = Some(now.after(CUSTOMER_RING_TIMEOUT));
         self.actions.push_back(OutboundAction::Ringback);
         self.actions.push_back(OutboundAction::DialCustomer);
@@ -210,16 +258,139 @@ impl OutboundCall {
                 self.actions.push_back(OutboundAction::HangUpCustomer);
                 self.finish(DialOutcome::Answered, HangupSide::Agent, now);
             }
-            Phase::Done => {}
+            // The agent who sent the customer on is off the call already.
+            Phase::Transferring | Phase::Done => {}
         }
     }
 
     /// The customer hung up (BYE) after answering.
     pub fn customer_hung_up(&mut self, now: Timestamp) {
-        if self.phase == Phase::Talking {
-            self.actions.push_back(OutboundAction::HangUpAgent);
-            self.finish(DialOutcome::Answered, HangupSide::Customer, now);
+        match self.phase {
+            Phase::Talking => {
+                self.actions.push_back(OutboundAction::HangUpAgent);
+                self.finish(DialOutcome::Answered, HangupSide::Customer, now);
+            }
+            // The shell stops ringing the target once the customer is gone.
+            Phase::Transferring => self.finish(DialOutcome::Answered, HangupSide::Customer, now),
+            _ => {}
         }
+    }
+
+    /// The talking agent sends the customer on, blind, to an agent or a
+    /// number (the shell rings it): the agent's leg ends and it wraps up;
+    /// the customer waits for the target.
+    pub fn transfer(&mut self, to: TransferTarget, now: Timestamp) -> Result<(), TransferError> {
+        if self.phase != Phase::Talking {
+            return Err(TransferError::NotTalking);
+        }
+        match &to {
+            TransferTarget::Group(_) => return Err(TransferError::NoQueue),
+            TransferTarget::Agent(a) if a == self.agent() => return Err(TransferError::ToItself),
+            _ => {}
+        }
+        self.actions.push_back(OutboundAction::HangUpAgent);
+        self.leave(to.clone(), TransferKind::Blind, now);
+        self.sending = Some(to);
+        self.phase = Phase::Transferring;
+        Ok(())
+    }
+
+    /// The target of a blind transfer answered: an agent talks to the
+    /// customer from now on; a number takes the call out (the record ends).
+    pub fn transfer_answered(&mut self, now: Timestamp) {
+        if self.phase != Phase::Transferring {
+            return;
+        }
+        match self.sending.take() {
+            Some(TransferTarget::Agent(a)) => {
+                self.take(a, now);
+                self.phase = Phase::Talking;
+            }
+            Some(TransferTarget::Number(n)) => {
+                self.handed_to = Some((n, now));
+                self.reason = HangupReason::Transferred;
+                self.finish(DialOutcome::Answered, HangupSide::System, now);
+            }
+            Some(TransferTarget::Group(_)) | None => {}
+        }
+    }
+
+    /// The target of a blind transfer did not answer, or could not be
+    /// rung: nobody is left for the customer, whose leg ends.
+    pub fn transfer_failed(&mut self, now: Timestamp) {
+        if self.phase != Phase::Transferring {
+            return;
+        }
+        self.sending = None;
+        self.actions.push_back(OutboundAction::HangUpCustomer);
+        self.reason = HangupReason::TransferFailed;
+        self.finish(DialOutcome::Answered, HangupSide::System, now);
+    }
+
+    /// Another agent, its leg to the customer up already, takes the call:
+    /// the one the talking agent consulted (咨询转), or a supervisor taking
+    /// it over (强拆). The talking agent is off the call (the shell ended
+    /// its leg) and wraps up.
+    pub fn hand_over(
+        &mut self,
+        to: &AgentId,
+        how: TransferKind,
+        now: Timestamp,
+    ) -> Result<(), TransferError> {
+        if self.phase != Phase::Talking {
+            return Err(TransferError::NotTalking);
+        }
+        if to == self.agent() {
+            return Err(TransferError::ToItself);
+        }
+        self.leave(TransferTarget::Agent(to.clone()), how, now);
+        self.take(to.clone(), now);
+        Ok(())
+    }
+
+    /// The outside number the talking agent consulted takes the customer
+    /// (its leg is up): the agent wraps up and the record ends here.
+    pub fn handed_out(&mut self, number: &str, now: Timestamp) -> Result<(), TransferError> {
+        if self.phase != Phase::Talking {
+            return Err(TransferError::NotTalking);
+        }
+        self.leave(
+            TransferTarget::Number(number.to_owned()),
+            TransferKind::Consulted,
+            now,
+        );
+        self.handed_to = Some((number.to_owned(), now));
+        self.reason = HangupReason::Transferred;
+        self.finish(DialOutcome::Answered, HangupSide::System, now);
+        Ok(())
+    }
+
+    /// The call's agent leaves it for `to`: its part ends, it wraps up.
+    fn leave(&mut self, to: TransferTarget, how: TransferKind, now: Timestamp) {
+        let by = self.agent().clone();
+        if let Some(p) = self.parts.last_mut() {
+            p.end = Some(now);
+        }
+        self.transfers.push(Transfer {
+            at: now,
+            by: by.clone(),
+            to,
+            how,
+        });
+        self.actions.push_back(OutboundAction::AgentFree {
+            agent: by,
+            wrap_up: self.setup.wrap_up,
+        });
+    }
+
+    /// `agent` talks to the customer from now.
+    fn take(&mut self, agent: AgentId, now: Timestamp) {
+        self.parts.push(Part {
+            agent,
+            start: now,
+            answered: Some(now),
+            end: None,
+        });
     }
 
     /// A ring timeout: the agent's device or the customer's phone rang
@@ -238,11 +409,17 @@ impl OutboundCall {
                 self.actions.push_back(OutboundAction::HangUpAgent);
                 self.finish(DialOutcome::NoAnswer, HangupSide::System, now);
             }
-            Phase::Talking | Phase::Done => self.deadline = None,
+            Phase::Talking | Phase::Transferring | Phase::Done => self.deadline = None,
         }
     }
 
     fn finish(&mut self, outcome: DialOutcome, side: HangupSide, now: Timestamp) {
+        // An agent still on the call is freed (one who left was already).
+        let on_call = self
+            .parts
+            .last()
+            .filter(|p| p.end.is_none())
+            .map(|p| p.agent.clone());
         self.phase = Phase::Done;
         self.deadline = None;
         let wrap_up = if self.answered.is_some() {
@@ -250,8 +427,10 @@ impl OutboundCall {
         } else {
             Duration::ZERO
         };
-        self.actions
-            .push_back(OutboundAction::AgentFree { wrap_up });
+        if let Some(agent) = on_call {
+            self.actions
+                .push_back(OutboundAction::AgentFree { agent, wrap_up });
+        }
         let record = self.record(outcome, side, now);
         self.actions
             .push_back(OutboundAction::Record(Box::new(record)));
@@ -279,20 +458,32 @@ impl OutboundCall {
                 (None, _) => RingOutcome::NoAnswer,
             },
         };
-        let mut legs = vec![Leg {
+        let agent_leg = |p: &Part| Leg {
             kind: LegKind::Agent,
-            party: s.agent.0.clone(),
-            start: self.started,
-            answered: self.agent_answered,
-            end: now,
+            party: p.agent.0.clone(),
+            start: p.start,
+            answered: p.answered,
+            end: p.end.unwrap_or(now),
             sip_call_id: None,
-        }];
+        };
+        let mut legs: Vec<Leg> = self.parts.first().map(agent_leg).into_iter().collect();
         if let Some(dialed) = self.agent_answered {
             legs.push(Leg {
                 kind: LegKind::Customer,
                 party: s.number.clone(),
                 start: dialed,
                 answered: self.answered,
+                end: now,
+                sip_call_id: None,
+            });
+        }
+        legs.extend(self.parts.iter().skip(1).map(agent_leg));
+        if let Some((number, from)) = &self.handed_to {
+            legs.push(Leg {
+                kind: LegKind::ThirdParty,
+                party: number.clone(),
+                start: *from,
+                answered: Some(*from),
                 end: now,
                 sip_call_id: None,
             });
@@ -317,12 +508,12 @@ impl OutboundCall {
             enqueued: None,
             dequeued: None,
             rings: vec![ring],
-            agent: Some(s.agent.clone()),
+            agent: Some(self.agent().clone()),
             answered: self.answered,
             talk_end: self.answered.map(|_| now),
             overflow: None,
             hangup_side: side,
-            hangup_reason: HangupReason::Normal,
+            hangup_reason: self.reason,
             voicemail: false,
             satisfaction: Satisfaction::NotOffered,
             legs,
@@ -333,7 +524,7 @@ impl OutboundCall {
             recording: self.recording.clone(),
             node: s.node.clone(),
             outcome: Some(outcome),
-            transfers: Vec::new(),
+            transfers: self.transfers.clone(),
             holds: self.holds.periods(now),
             callback: None,
         }
@@ -402,6 +593,7 @@ mod tests {
             [
                 OutboundAction::HangUpAgent,
                 OutboundAction::AgentFree {
+                    agent: AgentId::from("1001"),
                     wrap_up: Duration::from_secs(15)
                 }
             ]
@@ -503,6 +695,7 @@ mod tests {
                 OutboundAction::HangUpCustomer,
                 OutboundAction::HangUpAgent,
                 OutboundAction::AgentFree {
+                    agent: AgentId::from("1001"),
                     wrap_up: Duration::ZERO
                 }
             ]
@@ -526,6 +719,159 @@ mod tests {
         assert!(drain(&mut c).is_empty());
     }
 
+    /// Agent 1001 and the customer talking since `at(10)`.
+    fn talking() -> OutboundCall {
+        let mut c = OutboundCall::start(setup(), T0);
+        c.agent_answered(at(3));
+        c.customer_answered(at(10));
+        drain(&mut c);
+        c
+    }
+
+    fn free(agent: &str) -> OutboundAction {
+        OutboundAction::AgentFree {
+            agent: AgentId::from(agent),
+            wrap_up: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn a_blind_transfer_to_an_agent_hands_the_customer_on() {
+        let mut c = talking();
+        assert_eq!(
+            c.transfer(TransferTarget::Group("support".into()), at(20)),
+            Err(TransferError::NoQueue)
+        );
+        assert_eq!(
+            c.transfer(TransferTarget::Agent("1001".into()), at(20)),
+            Err(TransferError::ToItself)
+        );
+        c.transfer(TransferTarget::Agent("1002".into()), at(20))
+            .expect("transferred");
+        assert_eq!(
+            drain(&mut c),
+            vec![OutboundAction::HangUpAgent, free("1001")]
+        );
+        // The old agent's phone hanging up changes nothing now.
+        c.agent_hung_up(at(21));
+        assert!(drain(&mut c).is_empty());
+        c.transfer_answered(at(25));
+        assert_eq!(c.agent(), &AgentId::from("1002"));
+        assert!(drain(&mut c).is_empty(), "the shell bridged the target");
+        c.customer_hung_up(at(85));
+        let a = drain(&mut c);
+        assert_eq!(a[..2], [OutboundAction::HangUpAgent, free("1002")]);
+        let r = record_of(&a);
+        assert_eq!(r.agent, Some(AgentId::from("1002")));
+        assert_eq!(r.hangup_reason, HangupReason::Normal);
+        assert_eq!(r.hangup_side, HangupSide::Customer);
+        assert_eq!(r.transfers.len(), 1);
+        let t = &r.transfers[0];
+        assert_eq!(
+            (&t.by, &t.to, t.how, t.at),
+            (
+                &AgentId::from("1001"),
+                &TransferTarget::Agent("1002".into()),
+                TransferKind::Blind,
+                at(20)
+            )
+        );
+        let legs: Vec<_> = r
+            .legs
+            .iter()
+            .map(|l| (l.kind, l.party.as_str(), l.start, l.end))
+            .collect();
+        assert_eq!(
+            legs,
+            vec![
+                (LegKind::Agent, "1001", T0, at(20)),
+                (LegKind::Customer, "13800138000", at(3), at(85)),
+                (LegKind::Agent, "1002", at(25), at(85)),
+            ]
+        );
+        assert_eq!(r.talk_time(), Duration::from_secs(75));
+    }
+
+    #[test]
+    fn a_blind_transfer_nobody_answers_ends_the_customers_leg() {
+        let mut c = talking();
+        c.transfer(TransferTarget::Number("02188888888".into()), at(20))
+            .expect("transferred");
+        drain(&mut c);
+        c.transfer_failed(at(40));
+        let a = drain(&mut c);
+        assert_eq!(a[0], OutboundAction::HangUpCustomer);
+        assert_eq!(
+            a.iter()
+                .filter(|x| matches!(x, OutboundAction::AgentFree { .. }))
+                .count(),
+            0,
+            "the agent was freed when it left"
+        );
+        let r = record_of(&a);
+        assert_eq!(r.hangup_reason, HangupReason::TransferFailed);
+        assert_eq!(r.agent, Some(AgentId::from("1001")));
+        assert!(c.is_done());
+    }
+
+    #[test]
+    fn a_number_taking_the_customer_ends_the_record() {
+        let mut c = talking();
+        c.transfer(TransferTarget::Number("02188888888".into()), at(20))
+            .expect("transferred");
+        drain(&mut c);
+        c.transfer_answered(at(30));
+        let r = record_of(&drain(&mut c));
+        assert_eq!(r.hangup_reason, HangupReason::Transferred);
+        assert_eq!(
+            r.legs.last().map(|l| (l.kind, l.party.as_str(), l.start)),
+            Some((LegKind::ThirdParty, "02188888888", at(30)))
+        );
+
+        // The same after consulting the number.
+        let mut c = talking();
+        c.handed_out("02188888888", at(50)).expect("handed out");
+        let a = drain(&mut c);
+        assert_eq!(a[0], free("1001"));
+        let r = record_of(&a);
+        assert_eq!(r.hangup_reason, HangupReason::Transferred);
+        assert_eq!(r.transfers[0].how, TransferKind::Consulted);
+        assert_eq!(r.talk_end, Some(at(50)));
+    }
+
+    #[test]
+    fn a_hand_over_makes_the_taker_the_calls_agent() {
+        let mut c = talking();
+        c.hand_over(&AgentId::from("9001"), TransferKind::TakenOver, at(30))
+            .expect("taken over");
+        assert_eq!(
+            drain(&mut c),
+            vec![free("1001")],
+            "its leg ended by the shell"
+        );
+        assert_eq!(
+            c.hand_over(&AgentId::from("9001"), TransferKind::Consulted, at(31)),
+            Err(TransferError::ToItself)
+        );
+        c.agent_hung_up(at(60));
+        let a = drain(&mut c);
+        assert_eq!(a[..2], [OutboundAction::HangUpCustomer, free("9001")]);
+        let r = record_of(&a);
+        assert_eq!(r.agent, Some(AgentId::from("9001")));
+        assert_eq!(r.hangup_side, HangupSide::Agent);
+        assert_eq!(r.transfers[0].how, TransferKind::TakenOver);
+        // Not before the customer answered.
+        let mut c = OutboundCall::start(setup(), T0);
+        assert_eq!(
+            c.hand_over(&AgentId::from("9001"), TransferKind::Consulted, at(1)),
+            Err(TransferError::NotTalking)
+        );
+        assert_eq!(
+            c.transfer(TransferTarget::Agent("1002".into()), at(1)),
+            Err(TransferError::NotTalking)
+        );
+    }
+
     #[derive(Debug, Clone)]
     enum Input {
         AgentAnswered,
@@ -535,6 +881,10 @@ mod tests {
         CustomerFailed(u16),
         AgentHungUp,
         CustomerHungUp,
+        Transfer(bool),
+        TransferAnswered,
+        TransferFailed,
+        HandOver,
         Timeout(u64),
     }
 
@@ -548,6 +898,10 @@ mod tests {
                 .prop_map(Input::CustomerFailed),
             Just(Input::AgentHungUp),
             Just(Input::CustomerHungUp),
+            any::<bool>().prop_map(Input::Transfer),
+            Just(Input::TransferAnswered),
+            Just(Input::TransferFailed),
+            Just(Input::HandOver),
             (0u64..120).prop_map(Input::Timeout),
         ]
     }
@@ -572,6 +926,19 @@ mod tests {
                     Input::CustomerFailed(code) => c.customer_failed(code, now),
                     Input::AgentHungUp => c.agent_hung_up(now),
                     Input::CustomerHungUp => c.customer_hung_up(now),
+                    Input::Transfer(to_agent) => {
+                        let to = if to_agent {
+                            TransferTarget::Agent(AgentId(format!("t{clock}")))
+                        } else {
+                            TransferTarget::Number("02188888888".into())
+                        };
+                        let _ = c.transfer(to, now);
+                    }
+                    Input::TransferAnswered => c.transfer_answered(now),
+                    Input::TransferFailed => c.transfer_failed(now),
+                    Input::HandOver => {
+                        let _ = c.hand_over(&AgentId(format!("h{clock}")), TransferKind::Consulted, now);
+                    }
                     Input::Timeout(s) => {
                         clock += s;
                         c.handle_timeout(at(clock));
@@ -580,12 +947,25 @@ mod tests {
                 all.extend(drain(&mut c));
             }
             let records = all.iter().filter(|a| matches!(a, OutboundAction::Record(_))).count();
-            let frees = all
+            // Every agent who was on the call is freed once, when it
+            // leaves or with the record; none is left on a finished call.
+            let mut freed: Vec<&AgentId> = all
                 .iter()
-                .filter(|a| matches!(a, OutboundAction::AgentFree { .. }))
-                .count();
+                .filter_map(|a| match a {
+                    OutboundAction::AgentFree { agent, .. } => Some(agent),
+                    _ => None,
+                })
+                .collect();
             prop_assert_eq!(records, usize::from(c.is_done()));
-            prop_assert_eq!(frees, records);
+            let n = freed.len();
+            freed.sort();
+            freed.dedup();
+            prop_assert_eq!(freed.len(), n, "an agent freed twice");
+            if c.is_done() {
+                prop_assert_eq!(n, c.parts.len());
+            } else {
+                prop_assert_eq!(n, c.parts.len() - usize::from(c.parts.last().is_some_and(|p| p.end.is_none())));
+            }
             if let Some(last) = all.last() {
                 if c.is_done() {
                     prop_assert!(matches!(last, OutboundAction::Record(_)));

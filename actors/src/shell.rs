@@ -1061,6 +1061,29 @@ pub enum OutboundMsg {
     Recording(String),
     /// The customer went on hold (`true`) or came off it.
     Held(bool),
+    /// The talking agent sends the customer on, blind, to an agent (its
+    /// actor given) or a number; the node rings the target.
+    Transfer {
+        to: TransferTarget,
+        agent: Option<ActorRef<AgentMsg>>,
+        reply: RpcReplyPort<Result<(), TransferError>>,
+    },
+    /// The blind transfer's target answered (and is bridged), or not.
+    TransferAnswered,
+    TransferFailed,
+    /// Another agent on the phone with the customer already takes the
+    /// call (a consulted agent, a supervisor taking over).
+    HandOver {
+        to: AgentId,
+        agent: ActorRef<AgentMsg>,
+        how: crate::call::TransferKind,
+        reply: RpcReplyPort<Result<(), TransferError>>,
+    },
+    /// The outside number the agent consulted takes the customer.
+    HandedOut {
+        number: String,
+        reply: RpcReplyPort<Result<(), TransferError>>,
+    },
     Tick,
 }
 
@@ -1079,6 +1102,8 @@ pub struct OutboundActor {
 #[derive(Debug)]
 pub struct OutboundState {
     machine: OutboundCall,
+    /// The actors of the agents on the call, to free them.
+    agents: HashMap<AgentId, ActorRef<AgentMsg>>,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<OutboundMsg>>>>,
     told: Option<Outline>,
 }
@@ -1098,8 +1123,10 @@ impl OutboundActor {
                 OutboundAction::Bridge => tell(OutboundCommand::Bridge),
                 OutboundAction::HangUpAgent => tell(OutboundCommand::HangUpAgent),
                 OutboundAction::HangUpCustomer => tell(OutboundCommand::HangUpCustomer),
-                OutboundAction::AgentFree { wrap_up } => {
-                    let _ = self.agent.cast(AgentMsg::HungUp { call, wrap_up });
+                OutboundAction::AgentFree { agent, wrap_up } => {
+                    if let Some(a) = state.agents.get(&agent) {
+                        let _ = a.cast(AgentMsg::HungUp { call, wrap_up });
+                    }
                 }
                 OutboundAction::Record(record) => {
                     let outcome = record.outcome;
@@ -1166,8 +1193,10 @@ impl Actor for OutboundActor {
         _myself: ActorRef<OutboundMsg>,
         machine: OutboundCall,
     ) -> Result<OutboundState, ActorProcessingErr> {
+        let agents = HashMap::from([(machine.agent().clone(), self.agent.clone())]);
         Ok(OutboundState {
             machine,
+            agents,
             timer: None,
             told: None,
         })
@@ -1200,6 +1229,34 @@ impl Actor for OutboundActor {
             OutboundMsg::CustomerHungUp => m.customer_hung_up(now),
             OutboundMsg::Recording(file) => m.recording(file),
             OutboundMsg::Held(on) => m.held(on, now),
+            OutboundMsg::Transfer { to, agent, reply } => {
+                let target = match &to {
+                    TransferTarget::Agent(a) => Some(a.clone()),
+                    _ => None,
+                };
+                let done = m.transfer(to, now);
+                if let (Ok(()), Some(id), Some(actor)) = (&done, target, agent) {
+                    state.agents.insert(id, actor);
+                }
+                let _ = reply.send(done);
+            }
+            OutboundMsg::TransferAnswered => m.transfer_answered(now),
+            OutboundMsg::TransferFailed => m.transfer_failed(now),
+            OutboundMsg::HandOver {
+                to,
+                agent,
+                how,
+                reply,
+            } => {
+                let done = m.hand_over(&to, how, now);
+                if done.is_ok() {
+                    state.agents.insert(to, agent);
+                }
+                let _ = reply.send(done);
+            }
+            OutboundMsg::HandedOut { number, reply } => {
+                let _ = reply.send(m.handed_out(&number, now));
+            }
             OutboundMsg::Tick => m.handle_timeout(now),
         }
         self.settle(&myself, state);

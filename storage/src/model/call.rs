@@ -45,6 +45,9 @@ pub enum HangupReason {
     NodeLost,
     /// The caller asked to be called back and could not be reached.
     CallbackFailed,
+    /// The agent sent the customer of an outbound call on (blind) and the
+    /// target did not answer: nobody was left to take the customer.
+    TransferFailed,
 }
 
 impl HangupReason {
@@ -62,6 +65,7 @@ impl HangupReason {
             HangupReason::Failed => "failed",
             HangupReason::NodeLost => "node_lost",
             HangupReason::CallbackFailed => "callback_failed",
+            HangupReason::TransferFailed => "transfer_failed",
         }
     }
 }
@@ -475,6 +479,7 @@ mod tests {
             Failed,
             NodeLost,
             CallbackFailed,
+            TransferFailed,
         ] {
             assert_eq!(
                 serde_json::to_value(r).ok(),
