@@ -415,19 +415,25 @@ fn the_agent_hears_the_carriers_early_media_instead_of_our_ring_back() {
 }
 
 #[test]
-fn a_supervisor_listens_to_an_outbound_call() {
+fn a_supervisor_listens_to_an_outbound_call_then_takes_it_over() {
     let (sipp, port, sipp_dir) = carrier();
     let dir = Node::fresh_data_dir();
     seed_with_trunk(&dir, port, |_| Box::pin(async {}));
     let mut node = Node::start_in(dir, &[]);
-    // 1001 talks (the carrier echoes it); 1003, the supervisor, listens.
+    // 1001 talks (the carrier echoes it); 1003, the supervisor, listens,
+    // then takes the call over and talks on.
     let agent = Phone::auto_answer_saying(
         &node,
         "1001",
         "pass1001",
-        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen",
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty",
     );
-    let supervisor = Phone::auto_answer_quiet(&node, "1003", "pass1003", 25);
+    let supervisor = Phone::auto_answer_saying(
+        &node,
+        "1003",
+        "pass1003",
+        "this is the supervisor speaking to the customer now, one two three four five six seven",
+    );
     let (agent_run, sup_run) = (agent.spawn(25), supervisor.spawn(25));
     assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
     assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
@@ -452,34 +458,183 @@ fn a_supervisor_listens_to_an_outbound_call() {
     let (code, v) = monitor(&node, "listen");
     assert_eq!(code, 202, "{v}");
     assert!(node.wait_log("the supervisor is on the call", Duration::from_secs(5)));
-    let (code, v) = monitor(&node, "take_over");
-    assert_eq!(code, 409, "{v}");
     let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
     assert_eq!(v["status"]["status"], "talking", "{v}");
     std::thread::sleep(Duration::from_secs(2));
-    let (code, v) = node.api("DELETE", "/api/v1/monitor/agents/1001", Some(&admin), None);
-    assert_eq!(code, 204, "{v}");
-    let _ = Phone::stop(sup_run);
-    let heard = loud_windows(&supervisor.heard());
+    let (code, v) = monitor(&node, "take_over");
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("the supervisor took the call over", Duration::from_secs(5)));
+    // The agent's phone got a BYE; it wraps up.
+    let out = Phone::stop(agent_run);
+    assert!(out.contains("Call established"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "after_call_work", "{v}");
+    // The supervisor talks to the customer: in the last seconds of its
+    // call (the agent long gone) it hears its own speech back from the
+    // carrier's echo.
+    let out = Phone::output(sup_run);
+    assert!(out.contains("Call established"), "{out}");
+    let tail = |w: Vec<i16>| loud_windows(&w[w.len().saturating_sub(3 * 8000)..]);
+    let (said, heard) = (tail(supervisor.said()), tail(supervisor.heard()));
+    assert!(said > 20, "supervisor speech too quiet: {said}");
     assert!(
-        heard > 40,
-        "the supervisor heard {heard} loud windows of the call"
+        heard * 10 >= said * 5,
+        "the supervisor heard {heard} loud windows of the {said} it said last"
     );
-    let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
-    assert_eq!(
-        v["status"]["status"], "ready",
-        "the supervisor is free again: {v}"
-    );
-    let _ = Phone::stop(agent_run);
     let (ok, errors) = carrier_done(sipp, &sipp_dir);
     assert!(ok, "the carrier's side failed: {errors}");
     let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    let r = &calls[0];
+    assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
     assert_eq!(
-        calls[0].outcome,
-        Some(DialOutcome::Answered),
-        "{:?}",
-        calls[0]
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1003"),
+        "{r:?}"
     );
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    assert_eq!(r.transfers[0].by.0, "1001");
+    assert_eq!(
+        r.transfers[0].how,
+        switchboard_storage::model::TransferKind::TakenOver
+    );
+}
+
+#[test]
+fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
+    // The customer goes on hold while its agents consult: re-INVITEs.
+    let (sipp, port, sipp_dir) = carrier_with("carrier_reinvite.xml");
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    // 1001 places the call and consults 1002, who takes the customer and
+    // sends it on to 1003; 1003 talks (the carrier echoes it) and hangs
+    // up when it has said its piece.
+    let first = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let second = Phone::auto_answer_quiet(&node, "1002", "pass1002", 30);
+    let third = Phone::auto_answer_saying(
+        &node,
+        "1003",
+        "pass1003",
+        "one two three four five six seven eight nine ten eleven twelve",
+    );
+    let runs = [first.spawn(30), second.spawn(30), third.spawn(30)];
+    for u in ["1001", "1002", "1003"] {
+        assert!(node.wait_log(&format!("registered user={u}"), Duration::from_secs(5)));
+    }
+    let admin = node.login("admin", "demo-admin");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&admin),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult",
+        Some(&admin),
+        Some(&json!({"agent": "1002"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("the consulted party answered", Duration::from_secs(5)));
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult/transfer",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(code, 204, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = |node: &Node, a: &str| {
+        let (_, v) = node.api(
+            "GET",
+            &format!("/api/v1/agents/{a}/status"),
+            Some(&admin),
+            None,
+        );
+        v["status"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(status(&node, "1001"), "after_call_work");
+    assert_eq!(status(&node, "1002"), "talking");
+    // No queue for an outbound call: 1002 sends it to an agent.
+    let transfer = |node: &Node, to: serde_json::Value| {
+        node.api(
+            "POST",
+            "/api/v1/agents/1002/transfer",
+            Some(&admin),
+            Some(&to),
+        )
+    };
+    let (code, v) = transfer(&node, json!({"group": "support"}));
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains("queue"),
+        "{v}"
+    );
+    let (code, v) = transfer(&node, json!({"agent": "1003"}));
+    assert_eq!(code, 204, "{v}");
+    assert!(node.wait_log("the customer was sent on", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(status(&node, "1002"), "after_call_work");
+    let [a, b, c] = runs;
+    // 1003 hears its own speech from the customer's side (the echo).
+    let out = Phone::output(c);
+    assert!(out.contains("Call established"), "{out}");
+    let (said, heard) = (loud_windows(&third.said()), loud_windows(&third.heard()));
+    assert!(said > 40, "speech too quiet: {said}");
+    assert!(
+        heard * 10 >= said * 6,
+        "1003 heard {heard} loud windows of the {said} it said"
+    );
+    let _ = (Phone::stop(a), Phone::stop(b));
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    assert_eq!(calls.len(), 1, "one record for the call: {calls:?}");
+    let r = &calls[0];
+    assert_eq!(r.direction, Direction::Outbound);
+    assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1003"),
+        "{r:?}"
+    );
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    assert_eq!(r.hangup_reason, HangupReason::Normal, "{r:?}");
+    let hops: Vec<_> = r
+        .transfers
+        .iter()
+        .map(|t| (t.by.0.as_str(), t.to.clone(), t.how))
+        .collect();
+    use switchboard_storage::model::{TransferKind, TransferTarget};
+    assert_eq!(
+        hops,
+        vec![
+            (
+                "1001",
+                TransferTarget::Agent("1002".into()),
+                TransferKind::Consulted
+            ),
+            (
+                "1002",
+                TransferTarget::Agent("1003".into()),
+                TransferKind::Blind
+            ),
+        ]
+    );
+    let agents: Vec<_> = r
+        .legs
+        .iter()
+        .filter(|l| l.kind == LegKind::Agent)
+        .map(|l| l.party.as_str())
+        .collect();
+    assert_eq!(agents, ["1001", "1002", "1003"], "{r:?}");
 }
 
 #[test]

@@ -277,8 +277,8 @@ impl OutboundCall {
     }
 
     /// The talking agent sends the customer on, blind, to an agent or a
-    /// number (the shell rings it): the agent's leg ends and it wraps up;
-    /// the customer waits for the target.
+    /// number (the shell rings it, and ends the agent's leg): the agent
+    /// wraps up; the customer waits for the target.
     pub fn transfer(&mut self, to: TransferTarget, now: Timestamp) -> Result<(), TransferError> {
         if self.phase != Phase::Talking {
             return Err(TransferError::NotTalking);
@@ -288,7 +288,6 @@ impl OutboundCall {
             TransferTarget::Agent(a) if a == self.agent() => return Err(TransferError::ToItself),
             _ => {}
         }
-        self.actions.push_back(OutboundAction::HangUpAgent);
         self.leave(to.clone(), TransferKind::Blind, now);
         self.sending = Some(to);
         self.phase = Phase::Transferring;
@@ -750,7 +749,8 @@ mod tests {
             .expect("transferred");
         assert_eq!(
             drain(&mut c),
-            vec![OutboundAction::HangUpAgent, free("1001")]
+            vec![free("1001")],
+            "its leg ended by the shell"
         );
         // The old agent's phone hanging up changes nothing now.
         c.agent_hung_up(at(21));

@@ -921,7 +921,7 @@ impl SipCore {
                 agent,
                 to,
                 reply,
-            } => self.transfer(tenant, agent, to, reply, now),
+            } => self.transfer(tenant, agent, to, reply, now).await,
             CallNotice::Monitor {
                 tenant,
                 agent,

@@ -91,9 +91,10 @@ pub(super) struct CcCall {
 pub(super) enum Target {
     Agent(AgentId),
     External,
-    /// A supervisor's phone (inbound calls only).
+    /// A supervisor's phone.
     Supervisor,
-    /// Whom the talking agent consults (inbound calls only).
+    /// Whom the talking agent consults (or sends an outbound call's
+    /// customer to).
     Consulted,
     /// The caller of a call waiting for its callback.
     CalledBack,
@@ -767,6 +768,9 @@ impl SipCore {
         if target == Target::Supervisor {
             return self.supervisor_response(tx, call, resp, now);
         }
+        if target == Target::Consulted {
+            return self.consulted_response(tx, call, resp, now);
+        }
         if self.is_outbound(call) {
             return self.handle_ob_response(tx, call, target, resp, now);
         }
@@ -783,9 +787,9 @@ impl SipCore {
         let Some(dest) = self.cc.get(&call).and_then(|c| match &target {
             Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
             Target::External => c.external.as_ref().map(|o| o.dest),
-            // Its responses go to `supervisor_response`.
-            Target::Supervisor => None,
-            Target::Consulted => c.consult.as_ref().map(|k| k.leg.dest),
+            // Their responses go to `supervisor_response` and
+            // `consulted_response`.
+            Target::Supervisor | Target::Consulted => None,
             Target::CalledBack => c.callback.as_ref().map(|o| o.dest),
         }) else {
             return;
@@ -798,8 +802,7 @@ impl SipCore {
         let out = match &target {
             Target::Agent(a) => c.agents.get_mut(a),
             Target::External => c.external.as_mut(),
-            Target::Supervisor => None,
-            Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
+            Target::Supervisor | Target::Consulted => None,
             Target::CalledBack => c.callback.as_deref_mut(),
         };
         let Some(out) = out else {
@@ -826,11 +829,7 @@ impl SipCore {
                         let _ = actor.cast(CallMsg::AgentFailed(agent));
                     }
                 }
-                Target::Supervisor => return,
-                Target::Consulted => {
-                    self.consult_answered(call, None, now);
-                    return;
-                }
+                Target::Supervisor | Target::Consulted => return,
                 Target::CalledBack => {
                     c.callback = None;
                     if !cancelled {
@@ -860,8 +859,7 @@ impl SipCore {
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
-            Target::Supervisor => return,
-            Target::Consulted => return self.consult_answered(call, Some(dialog), now),
+            Target::Supervisor | Target::Consulted => return,
             Target::CalledBack => return self.callback_answered(call, dialog, now),
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));

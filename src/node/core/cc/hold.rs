@@ -48,45 +48,44 @@ impl SipCore {
         on: bool,
         now: Instant,
     ) -> Result<(), LiveError> {
-        let answered = |o: &Option<OutLeg>| o.as_ref().is_some_and(|x| x.dialog.is_some());
-        let inbound = self.cc.iter().find(|(_, c)| {
-            &c.tenant == tenant
-                && c.customer.is_some()
-                && c.agents.get(agent).is_some_and(|a| a.dialog.is_some())
-        });
+        let Some(call) = self.talking_call(tenant, agent) else {
+            return Err(LiveError::Conflict(
+                "the agent is not talking to a customer".into(),
+            ));
+        };
+        self.hold_call(call, agent, on, now)
+    }
+
+    /// Puts the customer of `call` (inbound or outbound) on hold, or
+    /// takes it off; `agent` is who asked, for the event.
+    pub(super) fn hold_call(
+        &mut self,
+        call: CallId,
+        agent: &AgentId,
+        on: bool,
+        now: Instant,
+    ) -> Result<(), LiveError> {
         let offered = if on {
             Direction::SendOnly
         } else {
             Direction::SendRecv
         };
-        // The call, the customer's dialog, our new offer and the leg.
-        let (call, dialog, sdp, local, leg) = if let Some((&call, _)) = inbound {
-            let Some(c) = self.cc.get_mut(&call) else {
-                return Err(LiveError::Conflict("the call ended".into()));
-            };
+        // The customer's dialog, our new offer and the leg.
+        let (tenant, dialog, sdp, local, leg) = if let Some(c) = self.cc.get_mut(&call) {
             check_held(c.held, on)?;
             let Some(dialog) = c.customer.clone() else {
                 return Err(LiveError::Conflict("the customer hung up".into()));
             };
             let (session, local) = &mut c.customer_sdp;
             let sdp = session.offer(local, offered);
-            (call, dialog, sdp, local.clone(), c.customer_leg.commands())
+            let leg = c.customer_leg.commands();
+            (c.tenant.clone(), dialog, sdp, local.clone(), leg)
         } else {
-            let found = self.ob.iter().find(|(_, c)| {
-                &c.tenant == tenant
-                    && &c.agent == agent
-                    && answered(&c.agent_leg)
-                    && answered(&c.customer)
-            });
-            let Some((&call, _)) = found else {
-                return Err(LiveError::Conflict(
-                    "the agent is not talking to a customer".into(),
-                ));
-            };
             let Some(c) = self.ob.get_mut(&call) else {
                 return Err(LiveError::Conflict("the call ended".into()));
             };
             check_held(c.held, on)?;
+            let tenant = c.tenant.clone();
             let Some(x) = c.customer.as_mut() else {
                 return Err(LiveError::Conflict("the customer hung up".into()));
             };
@@ -94,7 +93,7 @@ impl SipCore {
                 return Err(LiveError::Conflict("the customer has not answered".into()));
             };
             let sdp = x.session.offer(&x.local, offered);
-            (call, dialog, sdp, x.local.clone(), x.leg.commands())
+            (tenant, dialog, sdp, x.local.clone(), x.leg.commands())
         };
         self.reinvite(&dialog, sdp, local, offered, now)?;
         let _ = leg.send(LegCmd::Hold(on.then(music_on_hold)));
@@ -110,7 +109,7 @@ impl SipCore {
         }
         tracing::info!(%call, %agent, held = on, "hold");
         self.hub.publish(
-            tenant,
+            &tenant,
             Event::CallHeld {
                 version: 1,
                 agent: agent.0.clone(),
@@ -123,8 +122,8 @@ impl SipCore {
 
     /// A phone-bar blind transfer: the Call actor decides (and answers);
     /// a held customer is taken off hold first, so the next agent hears
-    /// it.
-    pub(in crate::node::core) fn transfer(
+    /// it. An outbound call's target is rung here (see `consult`).
+    pub(in crate::node::core) async fn transfer(
         &mut self,
         tenant: TenantId,
         agent: AgentId,
@@ -132,38 +131,26 @@ impl SipCore {
         reply: HoldReply,
         now: Instant,
     ) {
-        let talking = self.cc.iter().find(|(_, c)| {
-            c.tenant == tenant
-                && c.customer.is_some()
-                && c.agents.get(&agent).is_some_and(|a| a.dialog.is_some())
-        });
-        let Some((&call, c)) = talking else {
-            let outbound = self
-                .ob
-                .values()
-                .any(|c| c.tenant == tenant && c.agent == agent);
-            let why = if outbound {
-                "outbound calls cannot be transferred yet"
-            } else {
-                "the agent is not talking to a customer"
-            };
+        let Some(call) = self.talking_call(&tenant, &agent) else {
+            let why = "the agent is not talking to a customer";
             let _ = reply.send(Err(LiveError::Conflict(why.into())));
+            return;
+        };
+        let Some(c) = self.cc.get(&call) else {
+            let done = self.send_on(&tenant, call, &agent, to, now).await;
+            let _ = reply.send(done);
             return;
         };
         let (actor, held) = (c.actor.clone(), c.held);
         if held {
-            if let Err(e) = self.set_hold(&tenant, &agent, false, now) {
+            if let Err(e) = self.hold_call(call, &agent, false, now) {
                 let _ = reply.send(Err(e));
                 return;
             }
         }
         let hub = self.hub.clone();
         tokio::spawn(async move {
-            let (kind, target) = match &to {
-                TransferTarget::Agent(a) => ("agent", a.0.clone()),
-                TransferTarget::Group(g) => ("group", g.clone()),
-                TransferTarget::Number(n) => ("number", n.clone()),
-            };
+            let (kind, target) = super::consult::target_of(&to);
             let asked = ractor::call!(actor, |r| CallMsg::Transfer { to, reply: r });
             let done = match asked {
                 Err(e) => Err(LiveError::Unavailable(e.to_string())),
@@ -178,16 +165,8 @@ impl SipCore {
                 Ok(Err(e)) => Err(LiveError::Conflict(e.to_string())),
                 Ok(Ok(())) => {
                     tracing::info!(%call, %agent, to = kind, %target, "transferred");
-                    hub.publish(
-                        &tenant,
-                        Event::CallTransferred {
-                            version: 1,
-                            agent: agent.0.clone(),
-                            call: call.to_string(),
-                            to: kind.into(),
-                            target,
-                        },
-                    );
+                    let event = super::consult::transferred(&agent, call, kind, target);
+                    hub.publish(&tenant, event);
                     Ok(())
                 }
             };

@@ -11,9 +11,9 @@
 //! the supervisor's leg ends when the supervisor hangs up, when the
 //! monitored agent leaves the call, or when the call ends.
 //!
-//! A supervisor on an inbound call can also take it over (强拆): the
-//! agent's leg ends and the supervisor's becomes the call's agent leg,
-//! connected to the customer alone.
+//! A supervisor on a call can also take it over (强拆): the agent's leg
+//! ends and the supervisor's becomes the call's agent leg, connected to
+//! the customer alone.
 
 use super::*;
 use switchboard_http::live::{LiveError, MonitorMode};
@@ -64,27 +64,12 @@ impl SipCore {
         with: Option<(AgentId, MonitorMode)>,
         now: Instant,
     ) -> Result<(), LiveError> {
-        let answered = |o: &Option<OutLeg>| o.as_ref().is_some_and(|x| x.dialog.is_some());
-        let inbound = self.cc.iter().find(|(_, c)| {
-            &c.tenant == tenant
-                && c.customer.is_some()
-                && c.agents.get(agent).is_some_and(|a| a.dialog.is_some())
-        });
-        let outbound = self.ob.iter().find(|(_, c)| {
-            &c.tenant == tenant
-                && &c.agent == agent
-                && answered(&c.agent_leg)
-                && answered(&c.customer)
-        });
-        let (call, consulting) = match (inbound, outbound) {
-            (Some((&call, c)), _) => (call, c.consult.is_some()),
-            (None, Some((&call, _))) => (call, false),
-            (None, None) => {
-                return Err(LiveError::Conflict(format!(
-                    "agent {agent} is not talking to a customer"
-                )))
-            }
+        let Some(call) = self.talking_call(tenant, agent) else {
+            return Err(LiveError::Conflict(format!(
+                "agent {agent} is not talking to a customer"
+            )));
         };
+        let consulting = self.consult_of(call).is_some();
         let monitor = self.monitor_of(call);
         let Some((supervisor, mode)) = with else {
             if monitor.is_none() {
@@ -96,11 +81,8 @@ impl SipCore {
         let supervisor = &supervisor;
         if mode == MonitorMode::TakeOver {
             return match monitor {
-                _ if self.is_outbound(call) => Err(LiveError::Conflict(
-                    "outbound calls cannot be taken over yet".into(),
-                )),
                 Some(m) if &m.supervisor == supervisor && m.leg.dialog.is_some() => {
-                    self.take_over(call).await
+                    self.take_over(call, now).await
                 }
                 _ => Err(LiveError::Conflict(format!(
                     "supervisor {supervisor} takes over only a call it is on: listen, whisper or barge in first"
@@ -214,7 +196,7 @@ impl SipCore {
         self.ob.get_mut(&call).map(|c| &mut c.monitor)
     }
 
-    fn tenant_of(&self, call: CallId) -> Option<TenantId> {
+    pub(super) fn tenant_of(&self, call: CallId) -> Option<TenantId> {
         match self.cc.get(&call) {
             Some(c) => Some(c.tenant.clone()),
             None => self.ob.get(&call).map(|c| c.tenant.clone()),
@@ -222,7 +204,7 @@ impl SipCore {
     }
 
     /// The customer's leg of `call` and its agents' legs.
-    fn legs_of(&self, call: CallId) -> Option<(&Leg, Vec<(&AgentId, &Leg)>)> {
+    pub(super) fn legs_of(&self, call: CallId) -> Option<(&Leg, Vec<(&AgentId, &Leg)>)> {
         if let Some(c) = self.cc.get(&call) {
             let agents = c.agents.iter().map(|(a, o)| (a, &o.leg)).collect();
             return Some((&c.customer_leg, agents));
@@ -313,26 +295,20 @@ impl SipCore {
     }
 
     /// The supervisor on `call`, its phone up, takes it over: the call's
-    /// machine cuts the agent off (its leg ends on the machine's word) and
-    /// the supervisor's leg is the call's agent leg from now on.
-    async fn take_over(&mut self, call: CallId) -> Result<(), LiveError> {
-        let Some((actor, supervisor)) = self.cc.get(&call).and_then(|c| {
-            let m = c.monitor.as_ref()?;
-            Some((c.actor.clone(), m.supervisor.clone()))
-        }) else {
+    /// machine cuts the agent off (an inbound call's machine ends its leg;
+    /// an outbound call's agent leg ends here) and the supervisor's leg is
+    /// the call's agent leg from now on.
+    async fn take_over(&mut self, call: CallId, now: Instant) -> Result<(), LiveError> {
+        let Some((tenant, supervisor)) = self
+            .monitor_of(call)
+            .and_then(|m| Some((self.tenant_of(call)?, m.supervisor.clone())))
+        else {
             return Err(LiveError::Conflict("nobody monitors this call".into()));
         };
-        let asked = ractor::call!(actor, |reply| CallMsg::HandOver {
-            to: supervisor.clone(),
-            how: switchboard_storage::model::TransferKind::TakenOver,
-            reply
-        })
-        .map_err(|e| LiveError::Unavailable(format!("the call did not answer: {e}")))?;
-        asked.map_err(|e| LiveError::Conflict(e.to_string()))?;
-        let Some(c) = self.cc.get_mut(&call) else {
-            return Ok(());
-        };
-        let Some(m) = c.monitor.take().map(|b| *b) else {
+        let to = switchboard_storage::model::TransferTarget::Agent(supervisor.clone());
+        let how = switchboard_storage::model::TransferKind::TakenOver;
+        self.hand_over_to(&tenant, call, &to, how).await?;
+        let Some(m) = self.monitor_mut(call).and_then(Option::take).map(|b| *b) else {
             return Ok(());
         };
         if let Some(d) = &m.leg.dialog {
@@ -340,10 +316,21 @@ impl SipCore {
                 entry.cc = Some((call, Party::Agent(supervisor.clone())));
             }
         }
-        c.customer_leg.send(LegCmd::Connect(m.leg.leg.inbox()));
-        m.leg.leg.send(LegCmd::Connect(c.customer_leg.inbox()));
+        if let Some((customer, _)) = self.customer_of(call) {
+            customer.send(LegCmd::Connect(m.leg.leg.inbox()));
+            m.leg.leg.send(LegCmd::Connect(customer.inbox()));
+        }
         let agent = m.agent.clone();
-        c.agents.insert(supervisor.clone(), m.leg);
+        let mut gone = None;
+        if let Some(c) = self.cc.get_mut(&call) {
+            c.agents.insert(supervisor.clone(), m.leg);
+        } else if let Some(c) = self.ob.get_mut(&call) {
+            gone = c.agent_leg.replace(m.leg);
+            c.agent = supervisor.clone();
+        }
+        if let Some(d) = gone.and_then(|o| o.dialog) {
+            self.hang_up(&d, now);
+        }
         // No mixing left: the customer and the supervisor hear each other.
         self.rewire(call);
         self.publish_monitor(call, &agent, &supervisor, Some(MonitorMode::TakeOver));

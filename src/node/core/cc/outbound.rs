@@ -33,6 +33,11 @@ pub(in crate::node::core) struct ObCall {
     pub(super) held: bool,
     /// A supervisor listening, whispering or barged in.
     pub(super) monitor: Option<Box<super::monitor::Monitor>>,
+    /// The talking agent consulting someone, or sending the customer on.
+    pub(super) consult: Option<Box<super::consult::Consult>>,
+    /// The outside number the customer was handed to after a
+    /// consultation (the record ended; the legs live on).
+    pub(super) external: Option<OutLeg>,
     /// `number` is an extension (an internal call): rung on its phone.
     internal: bool,
     /// The agent on that extension, on this call for the queues until it
@@ -44,8 +49,8 @@ pub(in crate::node::core) struct ObCall {
 fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
     match target {
         Target::Agent(_) => &mut c.agent_leg,
-        // Outbound calls have no supervisor or consulted leg (yet):
-        // never asked for.
+        // The supervisor's and the consulted party's responses go
+        // elsewhere; outbound calls have no callback: never asked for.
         Target::External | Target::Supervisor | Target::Consulted | Target::CalledBack => {
             &mut c.customer
         }
@@ -228,6 +233,8 @@ impl SipCore {
                 finished: false,
                 held: false,
                 monitor: None,
+                consult: None,
+                external: None,
                 internal,
                 callee,
             },
@@ -513,7 +520,7 @@ impl SipCore {
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External | Target::Supervisor | Target::Consulted | Target::CalledBack => {
-                Party::External
+                Party::Customer
             }
         };
         self.add_out_dialog(dialog, dest, transport, (call, party));
@@ -568,24 +575,47 @@ impl SipCore {
         party: Party,
         now: Instant,
     ) {
-        if party == Party::Supervisor {
-            self.monitor_hung_up(call);
-            return self.forget_ob_if_done(call);
-        }
         let Some(c) = self.ob.get_mut(&call) else {
             return;
         };
         let msg = match party {
-            Party::Agent(_) => {
-                c.agent_leg = None;
-                OutboundMsg::AgentHungUp
+            Party::Supervisor => {
+                self.monitor_hung_up(call);
+                None
             }
-            Party::Customer | Party::External | Party::Supervisor | Party::Consulted => {
+            Party::Consulted => {
+                self.consult_hung_up(call, now);
+                None
+            }
+            Party::Agent(a) if a == c.agent => {
+                c.agent_leg = None;
+                Some(OutboundMsg::AgentHungUp)
+            }
+            // An agent who left the call (its BYE crossed ours).
+            Party::Agent(_) => None,
+            Party::Customer => {
                 c.customer = None;
-                OutboundMsg::CustomerHungUp
+                // A customer handed to a number takes it along.
+                let external = c.external.take();
+                if let Some(d) = external.and_then(|x| x.dialog) {
+                    self.hang_up(&d, now);
+                }
+                Some(OutboundMsg::CustomerHungUp)
+            }
+            Party::External => {
+                c.external = None;
+                let customer = c.customer.take();
+                if let Some(d) = customer.and_then(|x| x.dialog) {
+                    self.hang_up(&d, now);
+                }
+                None
             }
         };
-        let _ = c.actor.cast(msg);
+        if let Some(msg) = msg {
+            if let Some(c) = self.ob.get(&call) {
+                let _ = c.actor.cast(msg);
+            }
+        }
         self.check_monitor(call, now);
         self.forget_ob_if_done(call);
     }
@@ -608,6 +638,11 @@ impl SipCore {
             });
         }
         let (tenant, agent) = (c.tenant.clone(), c.agent.clone());
+        let external = c.external.take();
+        if let Some(d) = external.and_then(|x| x.dialog) {
+            self.hang_up(&d, now);
+        }
+        self.consult_end(call, now);
         self.end_ob_leg(call, &Target::Agent(agent.clone()), now);
         self.end_ob_leg(call, &Target::External, now);
         let handle = self
@@ -627,7 +662,12 @@ impl SipCore {
     /// left.
     pub(super) fn forget_ob_if_done(&mut self, call: CallId) {
         if self.ob.get(&call).is_some_and(|c| {
-            c.finished && c.agent_leg.is_none() && c.customer.is_none() && c.monitor.is_none()
+            c.finished
+                && c.agent_leg.is_none()
+                && c.customer.is_none()
+                && c.monitor.is_none()
+                && c.consult.is_none()
+                && c.external.is_none()
         }) {
             self.ob.remove(&call);
             let m = crate::node::metrics::get();
