@@ -1,5 +1,6 @@
 //! `switchboard cluster status`: asks a running node's HTTP API about
-//! its cluster, authenticated with the cluster cookie.
+//! its cluster, authenticated with the cluster cookie; `switchboard
+//! drain` and `switchboard cluster fault` ask it to act.
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -22,11 +23,18 @@ fn encode(s: &str) -> String {
 
 /// GET `path` from the node at `http`; the JSON body of a 200.
 fn get(http: &str, path: &str, cookie: &str) -> Result<Value> {
-    request(http, "GET", path, cookie)
+    request(http, "GET", path, cookie, None)
 }
 
-/// `method` `path` at the node at `http`; the JSON body of a 2xx.
-fn request(http: &str, method: &str, path: &str, cookie: &str) -> Result<Value> {
+/// `method` `path` (with `body`) at the node at `http`; the JSON body of
+/// a 2xx.
+fn request(
+    http: &str,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    body: Option<&Value>,
+) -> Result<Value> {
     let addr = http
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -37,9 +45,11 @@ fn request(http: &str, method: &str, path: &str, cookie: &str) -> Result<Value> 
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .with_context(|| format!("cannot reach the node's HTTP API at {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let body = body.map(Value::to_string).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nX-Switchboard-Cookie: {cookie}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nX-Switchboard-Cookie: {cookie}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
@@ -78,12 +88,43 @@ fn cookie_of(cookie: Option<String>, data_dir: &Path) -> Result<String> {
 /// it waits for.
 pub fn drain(http: &str, cookie: Option<String>, data_dir: &Path) -> Result<()> {
     let cookie = cookie_of(cookie, data_dir)?;
-    let v = request(http, "POST", "/api/v1/cluster/drain", &cookie)?;
+    let v = request(http, "POST", "/api/v1/cluster/drain", &cookie, None)?;
     println!(
         "node {} is draining: new calls are refused; it exits once its {} call(s) have ended",
         v["node"].as_str().unwrap_or("?"),
         v["calls"]
     );
+    Ok(())
+}
+
+/// `KIND:ID` as the API names the kind.
+fn entity(p: &str) -> Result<(&'static str, &str)> {
+    let Some((kind, id)) = p.split_once(':') else {
+        bail!("{p:?} is not KIND:ID (agent:1001, group:support)");
+    };
+    let kind = match kind {
+        "group" | "skill_group" => "skill_group",
+        "agent" => "agent",
+        "telesales_task" | "task" => "telesales_task",
+        _ => bail!("unknown kind {kind:?} (agent, group, telesales_task)"),
+    };
+    Ok((kind, id))
+}
+
+/// `switchboard cluster fault KIND:ID`: makes that actor on the node
+/// panic (a node run with `--fault-injection`).
+pub fn fault(
+    http: &str,
+    cookie: Option<String>,
+    data_dir: &Path,
+    target: &str,
+    tenant: &str,
+) -> Result<()> {
+    let cookie = cookie_of(cookie, data_dir)?;
+    let (kind, id) = entity(target)?;
+    let body = serde_json::json!({"tenant": tenant, "kind": kind, "id": id});
+    request(http, "POST", "/api/v1/cluster/fault", &cookie, Some(&body))?;
+    println!("{kind} {id} of {tenant} was told to panic: watch the node's log for its recovery");
     Ok(())
 }
 
@@ -94,23 +135,9 @@ pub fn status(
     placement: Option<&str>,
     tenant: &str,
 ) -> Result<()> {
-    let cookie = match cookie {
-        Some(c) => c,
-        None => {
-            crate::node::cluster::read_cookie(&data_dir.join(crate::node::cluster::COOKIE_FILE))
-                .context("give --cookie, or --data-dir of a node on this host")?
-        }
-    };
+    let cookie = cookie_of(cookie, data_dir)?;
     if let Some(p) = placement {
-        let Some((kind, id)) = p.split_once(':') else {
-            bail!("--placement: {p:?} is not KIND:ID (agent:1001, group:support)");
-        };
-        let kind = match kind {
-            "group" | "skill_group" => "skill_group",
-            "agent" => "agent",
-            "telesales_task" | "task" => "telesales_task",
-            _ => bail!("--placement: unknown kind {kind:?} (agent, group, telesales_task)"),
-        };
+        let (kind, id) = entity(p).context("--placement")?;
         let v = get(
             http,
             &format!(

@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub cluster_down_after_ms: Option<u64>,
     /// How long a draining node waits for its calls, in seconds.
     pub drain_timeout_secs: Option<u64>,
+    /// Let an operator make actors panic on purpose (game days).
+    pub fault_injection: Option<bool>,
 }
 
 /// Cluster settings, when the node joins one.
@@ -82,6 +84,9 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterSettings>,
     /// How long a draining node (SIGTERM) waits for its calls to end.
     pub drain_timeout: std::time::Duration,
+    /// `POST /api/v1/cluster/fault` makes an agent's or a group's actor
+    /// panic (with the cluster cookie), to see it recover.
+    pub fault_injection: bool,
 }
 
 /// Flags as given on the command line (all optional).
@@ -109,6 +114,7 @@ pub struct Flags {
     pub cookie: Option<String>,
     pub down_after_ms: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
+    pub fault_injection: bool,
 }
 
 /// The machine's host name, the default node name.
@@ -185,6 +191,7 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
                 .or(file.drain_timeout_secs)
                 .unwrap_or(300),
         ),
+        fault_injection: flags.fault_injection || file.fault_injection.unwrap_or(false),
     };
     let config = NodeConfig {
         cluster: cluster_settings(flags, cluster_file)?,

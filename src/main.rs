@@ -97,6 +97,11 @@ enum Command {
         /// this long for the calls up to end [default: 300]
         #[arg(long, value_name = "SECS")]
         drain_timeout_secs: Option<u64>,
+        /// Let an operator holding the cluster cookie make an agent's or a
+        /// skill group's actor panic on purpose (POST
+        /// /api/v1/cluster/fault), to watch it recover; off by default
+        #[arg(long)]
+        fault_injection: bool,
     },
     /// Drain a running node: it refuses new calls, leaves the cluster (the
     /// others stop placing entities on it) and exits once its calls have
@@ -144,6 +149,17 @@ enum ClusterCommand {
         #[arg(long, value_name = "TENANT", default_value = "demo")]
         tenant: String,
     },
+    /// Make an agent's or a skill group's actor on the node panic, to see
+    /// it recover (the node must run with --fault-injection).
+    Fault {
+        #[command(flatten)]
+        node: NodeApi,
+        /// The actor: KIND:ID (agent:1001, group:support)
+        #[arg(value_name = "KIND:ID")]
+        target: String,
+        #[arg(long, value_name = "TENANT", default_value = "demo")]
+        tenant: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -177,6 +193,7 @@ fn main() -> ExitCode {
             cookie,
             down_after_ms,
             drain_timeout_secs,
+            fault_injection,
         } => {
             let flags = config::Flags {
                 config,
@@ -198,6 +215,7 @@ fn main() -> ExitCode {
                 cookie,
                 down_after_ms,
                 drain_timeout_secs,
+                fault_injection,
             };
             let cfg = match config::load(&flags) {
                 Ok(c) => c,
@@ -241,6 +259,20 @@ fn main() -> ExitCode {
             placement.as_deref(),
             &tenant,
         ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Cluster {
+            command:
+                ClusterCommand::Fault {
+                    node,
+                    target,
+                    tenant,
+                },
+        } => match cluster_cli::fault(&node.http, node.cookie, &node.data_dir, &target, &tenant) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("switchboard: {e:#}");

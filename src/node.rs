@@ -121,6 +121,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         realm,
         data_dir: cfg.data_dir.clone(),
         clock: Clock::system(),
+        store: store.clone(),
     };
     let hub = live::LiveHub::new(store.clone());
     // In a cluster agents and groups live on their home node; the others
@@ -204,6 +205,15 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         .with_live(hub.clone())
         .with_cluster(membership.clone())
         .with_hooks(Arc::new(core::reload::Reloads(core.notices())));
+    let state = if cfg.fault_injection {
+        tracing::warn!("fault injection is on: POST /api/v1/cluster/fault with the cluster cookie makes actors panic");
+        state.with_faults(Arc::new(live::FaultInjector {
+            hub: hub.clone(),
+            registry: registry.clone(),
+        }))
+    } else {
+        state
+    };
     let (http_stop_tx, http_stop) = tokio::sync::oneshot::channel::<()>();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let api = tokio::spawn(async move {

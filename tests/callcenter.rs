@@ -1022,3 +1022,152 @@ fn a_call_cut_by_a_crash_is_closed_when_the_node_restarts() {
     let _ = running.kill();
     let _ = running.wait();
 }
+
+/// `switchboard cluster fault KIND:ID` against `node`: its exit status
+/// and what it printed.
+fn fault(node: &Node, target: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["cluster", "fault", target, "--http"])
+        .arg(node.http.to_string())
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .output()
+        .expect("run switchboard cluster fault");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
+    let mut node = Node::start_with(&["--fault-injection"]);
+    // 1001 talks for about ten seconds once it answers; 1002 answers
+    // the second call (it is busy until then).
+    let first = Phone::auto_answer_saying(
+        &node,
+        "1001",
+        "pass1001",
+        "one two three four five six seven eight nine ten eleven twelve thirteen \
+         fourteen fifteen sixteen seventeen eighteen nineteen twenty",
+    );
+    let second = Phone::auto_answer(&node, "1002", "pass1002");
+    let runs = [first.spawn(40), second.spawn(40)];
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let status = |node: &Node, a: &str| {
+        let (_, v) = node.api(
+            "GET",
+            &format!("/api/v1/agents/{a}/status"),
+            Some(&admin),
+            None,
+        );
+        v["status"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (code, v) = node.api(
+        "PUT",
+        "/api/v1/agents/1002/status",
+        Some(&admin),
+        Some(&serde_json::json!({"status": "busy"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    // Something that does not run here is refused, by name.
+    let (ok, out) = fault(&node, "agent:nobody");
+    assert!(!ok && out.contains("does not run on this node"), "{out}");
+
+    let mut a = common::customer::Customer::call(node.sip, "4000", "13800138000");
+    assert!(a.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    a.press('1');
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    // The agent's actor panics mid-call: it is rebuilt, still talking,
+    // and the customer goes on hearing the agent.
+    let (ok, out) = fault(&node, "agent:1001");
+    assert!(ok, "{out}");
+    assert!(node.wait_log(
+        "agent actor panicked: rebuilt from the store",
+        Duration::from_secs(5)
+    ));
+    assert_eq!(status(&node, "1001"), "talking");
+    let after = a.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let heard = loud_windows(&a.heard_since(after));
+    assert!(
+        heard > 30,
+        "the customer stopped hearing the agent: {heard}"
+    );
+
+    // A second customer waits in support's queue (1001 talks, 1002 is
+    // busy); the group's actor panics: the caller keeps its place.
+    let mut b = common::customer::Customer::call(node.sip, "4000", "13900139000");
+    assert!(b.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    b.press('1');
+    std::thread::sleep(Duration::from_millis(800));
+    let waiting = |node: &Node| {
+        let (_, v) = node.api("GET", "/api/v1/monitor/groups", Some(&admin), None);
+        v.as_array()
+            .and_then(|gs| gs.iter().find(|g| g["group"] == "support"))
+            .map(|g| g["waiting"].as_u64().unwrap_or(0))
+    };
+    assert_eq!(waiting(&node), Some(1));
+    let (ok, out) = fault(&node, "group:support");
+    assert!(ok, "{out}");
+    assert!(node.wait_log(
+        "skill group actor panicked: rebuilt from the store, its queue kept",
+        Duration::from_secs(5)
+    ));
+    assert_eq!(waiting(&node), Some(1), "the caller lost its place");
+    // 1002 is ready: the group offers it the waiting call.
+    let (code, v) = node.api(
+        "PUT",
+        "/api/v1/agents/1002/status",
+        Some(&admin),
+        Some(&serde_json::json!({"status": "ready"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(node.wait_log("agent=1002 status=Talking", Duration::from_secs(8)));
+    let after = b.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        loud_windows(&b.heard_since(after)) > 20,
+        "the second caller hears nobody"
+    );
+    assert!(b.hang_up());
+    assert!(a.hang_up());
+    for r in runs {
+        let _ = Phone::stop(r);
+    }
+    let calls = wait_demo_calls(&node.data_dir, 2, Duration::from_secs(20));
+    let by_caller = |n: &str| {
+        calls
+            .iter()
+            .find(|c| c.caller == n)
+            .unwrap_or_else(|| panic!("no record for {n}: {calls:?}"))
+    };
+    assert_eq!(
+        by_caller("13800138000")
+            .agent
+            .as_ref()
+            .map(|a| a.0.as_str()),
+        Some("1001")
+    );
+    let second = by_caller("13900139000");
+    assert_eq!(second.agent.as_ref().map(|a| a.0.as_str()), Some("1002"));
+    assert_eq!(second.hangup_reason, HangupReason::Normal, "{second:?}");
+    for kind in ["agent", "skill_group"] {
+        assert_eq!(
+            node.metric(&format!(
+                "switchboard_actor_recoveries_total{{kind=\"{kind}\"}}"
+            )),
+            Some(1.0),
+            "{kind}"
+        );
+    }
+}

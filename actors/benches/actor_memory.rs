@@ -77,6 +77,7 @@ async fn main() {
                 policy: AgentPolicy::default(),
                 clock,
                 events: None,
+                recovery: None,
             },
             (),
         )

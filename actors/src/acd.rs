@@ -120,7 +120,7 @@ impl AgentInfo {
 }
 
 /// One skill group's queue and distribution. See the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SkillGroup {
     id: String,
     config: GroupConfig,
@@ -217,6 +217,73 @@ impl SkillGroup {
         }
         self.agents = agents;
         self.dispatch(now);
+    }
+
+    /// The group rebuilt after its shell caught a panic while `self`
+    /// handled an input: `config` and `members` as the store has them
+    /// now, the calls waiting in the same order and the offers that ring
+    /// kept, whatever a change half done left inconsistent made
+    /// consistent again (an offer counts only when both the call and the
+    /// agent say so; no event pending). The next decisions follow.
+    pub fn recover(&self, config: GroupConfig, members: Vec<Member>, now: Timestamp) -> SkillGroup {
+        let mut g = SkillGroup {
+            id: self.id.clone(),
+            config,
+            order: self.order.clone(),
+            agents: self.agents.clone(),
+            queue: BTreeMap::new(),
+            calls: HashMap::new(),
+            arrivals: self.arrivals,
+            last_offered: self.last_offered.clone(),
+            rng: self.rng.clone(),
+            events: VecDeque::new(),
+            answers: self.answers.clone(),
+        };
+        // The queue from the calls' own keys (each call once).
+        for (call, w) in &self.calls {
+            if g.queue.contains_key(&w.key) {
+                continue;
+            }
+            g.queue.insert(w.key, *call);
+            g.calls.insert(*call, w.clone());
+        }
+        let offered_by = |g: &SkillGroup, a: &AgentId, call: CallId| {
+            g.agents.get(a).is_some_and(|i| i.offered == Some(call))
+        };
+        let calls: Vec<CallId> = g.calls.keys().copied().collect();
+        for call in calls {
+            let keep: Vec<AgentId> = g.calls[&call]
+                .offered
+                .iter()
+                .filter(|a| offered_by(&g, a, call))
+                .cloned()
+                .collect();
+            if let Some(w) = g.calls.get_mut(&call) {
+                w.offered = keep;
+            }
+        }
+        for (a, info) in g.agents.iter_mut() {
+            if let Some(call) = info.offered {
+                if !g.calls.get(&call).is_some_and(|w| w.offered.contains(a)) {
+                    info.offered = None;
+                }
+            }
+        }
+        g.set_members(members, now);
+        g
+    }
+
+    /// The members in configuration order, with their levels.
+    pub fn members(&self) -> Vec<Member> {
+        self.order
+            .iter()
+            .filter_map(|a| {
+                Some(Member {
+                    agent: a.clone(),
+                    level: self.agents.get(a)?.level,
+                })
+            })
+            .collect()
     }
 
     /// Calls waiting (offered ones included).
@@ -639,6 +706,53 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_recovered_group_keeps_its_queue_order_and_ringing_offers() {
+        let mut g = group(Strategy::LongestIdle, &[("a", 1), ("b", 1)]);
+        g.update_agent(&"a".into(), ready(1, 0, 0), t(2));
+        // Call 1 rings a; 2 (priority) and 3 wait.
+        g.enqueue(CallId(1), 0, t(3), t(3)).unwrap();
+        g.enqueue(CallId(3), 0, t(5), t(5)).unwrap();
+        g.enqueue(CallId(2), 5, t(6), t(6)).unwrap();
+        events(&mut g);
+        // A change half done: b thinks it rings for call 3, which does
+        // not know it; an event is pending.
+        let mut broken = g.clone();
+        if let Some(i) = broken.agents.get_mut(&AgentId::from("b")) {
+            i.offered = Some(CallId(3));
+        }
+        broken.events.push_back(AcdEvent::CancelOffer {
+            call: CallId(9),
+            agents: vec![],
+        });
+        let members = vec![
+            Member {
+                agent: "a".into(),
+                level: 1,
+            },
+            Member {
+                agent: "b".into(),
+                level: 1,
+            },
+        ];
+        let mut r = broken.recover(GroupConfig::default(), members, t(7));
+        assert!(
+            events(&mut r).is_empty(),
+            "nothing pending, nobody to offer to"
+        );
+        assert_eq!(
+            [CallId(2), CallId(1), CallId(3)].map(|c| r.position(c)),
+            [Some(1), Some(2), Some(3)],
+            "priority first, then enqueue time"
+        );
+        assert_eq!(r.oldest(), Some(t(3)));
+        // a's answer still counts; b may be offered the next call.
+        r.answered(CallId(1), &"a".into(), t(8))
+            .expect("the ringing offer was kept");
+        r.update_agent(&"b".into(), ready(2, 0, 0), t(9));
+        assert_eq!(offered(&events(&mut r)), vec![(2, vec!["b".to_string()])]);
     }
 
     #[test]

@@ -246,6 +246,43 @@ impl Agent {
         }
     }
 
+    /// The machine rebuilt after its shell caught a panic while `self`
+    /// handled an input: the same status (and call), device and day's
+    /// counters, with `policy` as the store has it now; what a change
+    /// half done can leave inconsistent is made consistent again (a
+    /// wrap-up deadline only in after-call work, and one there; a status
+    /// to return to only around a call; no device when signed out); the
+    /// misses in a row count anew and no event is pending.
+    pub fn recover(&self, policy: AgentPolicy) -> Agent {
+        let mut a = self.clone();
+        a.policy = policy;
+        a.events.clear();
+        a.missed = 0;
+        match &a.status {
+            Status::AfterCallWork { .. } => {
+                a.acw_until.get_or_insert(a.since);
+            }
+            _ => a.acw_until = None,
+        }
+        if !matches!(
+            a.status,
+            Status::Ringing { .. } | Status::Talking { .. } | Status::AfterCallWork { .. }
+        ) {
+            a.after_call = None;
+        }
+        match a.status {
+            Status::Offline => {
+                a.device = None;
+                a.device_online = false;
+            }
+            Status::Ready => {
+                a.ready_since.get_or_insert(a.since);
+            }
+            _ => {}
+        }
+        a
+    }
+
     /// The status the agent had on the node that ran it until its home
     /// moved: a not-ready status or signed out is taken over as it was
     /// (logged as resumed); ready, and the statuses calls drive, are left
@@ -563,6 +600,42 @@ mod tests {
 
     fn drain(a: &mut Agent) -> Vec<AgentEvent> {
         std::iter::from_fn(|| a.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_recovered_agent_goes_on_with_its_call_and_its_wrap_up() {
+        let mut a = ready_agent();
+        a.offer(CallId(4), t(20)).unwrap();
+        a.answered(CallId(4), t(25)).unwrap();
+        a.choose(Status::Busy, Actor::Agent, t(30)).unwrap();
+        drain(&mut a);
+        // Half-way through a change: a wrap-up deadline while talking.
+        let mut broken = a.clone();
+        broken.acw_until = Some(t(31));
+        broken.missed = 2;
+        let mut r = broken.recover(AgentPolicy::default());
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(r.status(), &Status::Talking { call: CallId(4) });
+        assert_eq!(r.poll_timeout(), None, "no wrap-up while talking");
+        assert!(r.offer(CallId(5), t(32)).is_err(), "still on its call");
+        // The call ends: wrap-up, then the status chosen during the call.
+        r.hung_up(CallId(4), Duration::from_secs(10), t(40))
+            .unwrap();
+        assert_eq!(r.status(), &Status::AfterCallWork { call: CallId(4) });
+        r.handle_timeout(t(50));
+        assert_eq!(r.status(), &Status::Busy);
+        // Broken in wrap-up without a deadline: it ends at the next tick.
+        let mut w = ready_agent();
+        w.offer(CallId(6), t(20)).unwrap();
+        w.answered(CallId(6), t(21)).unwrap();
+        w.hung_up(CallId(6), Duration::from_secs(60), t(22))
+            .unwrap();
+        let mut broken = w.clone();
+        broken.acw_until = None;
+        let mut r = broken.recover(AgentPolicy::default());
+        assert!(r.poll_timeout().is_some());
+        r.handle_timeout(t(23));
+        assert_eq!(r.status(), &Status::Ready);
     }
 
     #[test]

@@ -1172,7 +1172,8 @@ impl AgentProxy {
                 Some(group) => ToAgent::Watch { group },
                 None => return,
             },
-            AgentMsg::Tick | AgentMsg::Proxy(_) => return,
+            // Fault injection is for the actor on the node asked.
+            AgentMsg::Tick | AgentMsg::Proxy(_) | AgentMsg::Panic => return,
         };
         self.send(&node, wire);
     }
@@ -1541,6 +1542,7 @@ mod tests {
                 clock: Clock::system(),
                 seed: 1,
                 events: None,
+                recovery: None,
             },
             (),
         )
@@ -1638,6 +1640,7 @@ mod tests {
                 policy: AgentPolicy::default(),
                 clock: Clock::system(),
                 events: None,
+                recovery: None,
             },
             (),
         )

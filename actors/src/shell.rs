@@ -131,6 +131,9 @@ pub enum AgentMsg {
     /// For an [`AgentProxy`](crate::remote::AgentProxy) only; the real
     /// agent ignores it.
     Proxy(crate::remote::ProxyInput),
+    /// Fault injection (a node run with `--fault-injection`): the handler
+    /// panics, as a bug in it would, and the agent recovers.
+    Panic,
 }
 
 /// An agent now.
@@ -155,6 +158,73 @@ pub struct AgentActor {
     pub clock: Clock,
     /// Where every status change goes (the status log, live monitors).
     pub events: Option<mpsc::UnboundedSender<AgentEvent>>,
+    /// Where the agent's record is read again after a panic.
+    pub recovery: Option<Recovery>,
+}
+
+/// What a shell that caught a panic in its handler needs to rebuild its
+/// state machine: the store holding the actor's record, and the tenant.
+#[derive(Clone)]
+pub struct Recovery {
+    pub store: Arc<dyn switchboard_storage::Store>,
+    pub tenant: crate::TenantId,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most this many recoveries of one actor within [`RECOVERY_WINDOW`];
+/// one more and the actor stops (its state is likely what makes it
+/// panic).
+pub const MAX_RECOVERIES: usize = 3;
+pub const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
+
+/// Recoveries by kind of actor (`agent`, `skill_group`), for the metrics.
+pub fn recoveries() -> &'static prometheus::IntCounterVec {
+    static C: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "switchboard_actor_recoveries_total",
+                "Actors whose handler panicked and which were rebuilt from the store, by kind",
+            ),
+            &["kind"],
+        );
+        match c {
+            Ok(c) => {
+                // Already registered only if another copy of this crate
+                // did it: then this one is not exported.
+                let _ = prometheus::register(Box::new(c.clone()));
+                c
+            }
+            // A fixed, well-formed metric: unreachable.
+            Err(e) => unreachable!("recoveries metric: {e}"),
+        }
+    })
+}
+
+/// Whether one more recovery may be made now (and counts it): at most
+/// [`MAX_RECOVERIES`] in [`RECOVERY_WINDOW`].
+fn may_recover(done: &mut Vec<Timestamp>, now: Timestamp) -> bool {
+    done.retain(|t| now.since(*t) < RECOVERY_WINDOW);
+    if done.len() >= MAX_RECOVERIES {
+        return false;
+    }
+    done.push(now);
+    true
+}
+
+/// A panic's message, for the log.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 /// An agent actor's state.
@@ -163,6 +233,8 @@ pub struct AgentState {
     agent: Agent,
     groups: Vec<ActorRef<GroupMsg>>,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<AgentMsg>>>>,
+    /// When the agent recovered from a panic lately.
+    recovered: Vec<Timestamp>,
 }
 
 impl AgentActor {
@@ -220,6 +292,7 @@ impl Actor for AgentActor {
             agent: Agent::new(self.id.clone(), self.policy.clone(), self.clock.now()),
             groups: Vec::new(),
             timer: None,
+            recovered: Vec::new(),
         })
     }
 
@@ -229,6 +302,62 @@ impl Actor for AgentActor {
         msg: AgentMsg,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.step(&myself, msg, state)
+        }));
+        match step {
+            Ok(()) => Ok(()),
+            Err(p) => self.recover(&myself, state, &panic_text(&*p)).await,
+        }
+    }
+}
+
+impl AgentActor {
+    /// After a panic in the handler: the machine is rebuilt from the
+    /// agent's record in the store and the status it was in (see
+    /// [`Agent::recover`]); its groups hear its availability again. The
+    /// actor keeps its address, so the calls and groups holding it go on.
+    async fn recover(
+        &self,
+        myself: &ActorRef<AgentMsg>,
+        state: &mut AgentState,
+        why: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        if !may_recover(&mut state.recovered, now) {
+            tracing::error!(agent = %self.id, panic = why, "agent actor panicked again: stopping it");
+            return Err(format!("agent {} panicked too often: {why}", self.id).into());
+        }
+        let policy = match &self.recovery {
+            Some(r) => match r
+                .store
+                .get::<switchboard_storage::model::Agent>(&r.tenant, &self.id.0)
+                .await
+            {
+                Ok(Some(v)) => v.record.policy,
+                Ok(None) => state.agent.policy().clone(),
+                Err(e) => {
+                    tracing::warn!(agent = %self.id, error = %e, "agent record not read: its policy as it was");
+                    state.agent.policy().clone()
+                }
+            },
+            None => state.agent.policy().clone(),
+        };
+        state.agent = state.agent.recover(policy);
+        recoveries().with_label_values(&["agent"]).inc();
+        tracing::error!(agent = %self.id, panic = why, status = ?state.agent.status(), "agent actor panicked: rebuilt from the store, its status kept");
+        for g in &state.groups {
+            let _ = g.cast(GroupMsg::AgentUpdate {
+                agent: self.id.clone(),
+                availability: self.availability(&state.agent),
+            });
+        }
+        self.settle(myself, state);
+        Ok(())
+    }
+
+    /// One input (the handler's work; a panic in it is recovered from).
+    fn step(&self, myself: &ActorRef<AgentMsg>, msg: AgentMsg, state: &mut AgentState) {
         let now = self.clock.now();
         let a = &mut state.agent;
         // Replies to a caller that went away are of no interest.
@@ -303,9 +432,9 @@ impl Actor for AgentActor {
                 let _ = reply.send(a.handover());
             }
             AgentMsg::Proxy(_) => {}
+            AgentMsg::Panic => panic!("fault injection: agent {} panics on purpose", self.id),
         }
-        self.settle(&myself, state);
-        Ok(())
+        self.settle(myself, state);
     }
 }
 
@@ -376,6 +505,9 @@ pub enum GroupMsg {
     /// For a [`GroupProxy`](crate::remote::GroupProxy) only; the real
     /// group ignores it.
     Proxy(crate::remote::ProxyInput),
+    /// Fault injection (a node run with `--fault-injection`): the handler
+    /// panics, as a bug in it would, and the group recovers.
+    Panic,
 }
 
 /// A skill group's queue now.
@@ -400,6 +532,8 @@ pub struct SkillGroupActor {
     /// Told when the queue's length or its oldest call changes (the live
     /// monitors).
     pub events: Option<mpsc::UnboundedSender<GroupSnapshot>>,
+    /// Where the group's record is read again after a panic.
+    pub recovery: Option<Recovery>,
 }
 
 /// A skill-group actor's state.
@@ -411,6 +545,8 @@ pub struct GroupState {
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<GroupMsg>>>>,
     /// What was last told to `events` (length, oldest).
     published: Option<(usize, Option<Timestamp>)>,
+    /// When the group recovered from a panic lately.
+    recovered: Vec<Timestamp>,
 }
 
 impl SkillGroupActor {
@@ -551,6 +687,7 @@ impl Actor for SkillGroupActor {
             callers: HashMap::new(),
             timer: None,
             published: None,
+            recovered: Vec::new(),
         })
     }
 
@@ -560,6 +697,75 @@ impl Actor for SkillGroupActor {
         msg: GroupMsg,
         state: &mut GroupState,
     ) -> Result<(), ActorProcessingErr> {
+        use futures_util::FutureExt;
+        let step = std::panic::AssertUnwindSafe(self.step(&myself, msg, state))
+            .catch_unwind()
+            .await;
+        match step {
+            Ok(()) => Ok(()),
+            Err(p) => self.recover(&myself, state, &panic_text(&*p)).await,
+        }
+    }
+}
+
+impl SkillGroupActor {
+    /// After a panic in the handler: the machine is rebuilt with the
+    /// group's settings and members as the store has them, the waiting
+    /// calls kept in order and the ringing offers kept (see
+    /// [`SkillGroup::recover`]); the members tell their availability
+    /// again. The actor keeps its address, so the calls queued in it and
+    /// the agents reporting to it go on.
+    async fn recover(
+        &self,
+        myself: &ActorRef<GroupMsg>,
+        state: &mut GroupState,
+        why: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now();
+        if !may_recover(&mut state.recovered, now) {
+            tracing::error!(group = %self.id, panic = why, "skill group actor panicked again: stopping it");
+            return Err(format!("skill group {} panicked too often: {why}", self.id).into());
+        }
+        let record = match &self.recovery {
+            Some(r) => match r
+                .store
+                .get::<switchboard_storage::model::SkillGroup>(&r.tenant, &self.id)
+                .await
+            {
+                Ok(v) => v.map(|v| v.record),
+                Err(e) => {
+                    tracing::warn!(group = %self.id, error = %e, "skill group record not read: its settings as they were");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (config, members) = match record {
+            Some(g) => (g.config, g.members),
+            None => (state.group.config().clone(), state.group.members()),
+        };
+        // Members this node has no actor for yet come with the next
+        // member list.
+        let members: Vec<Member> = members
+            .into_iter()
+            .filter(|m| state.agents.contains_key(&m.agent))
+            .collect();
+        state
+            .agents
+            .retain(|a, _| members.iter().any(|m| &m.agent == a));
+        state.group = state.group.recover(config, members, now);
+        recoveries().with_label_values(&["skill_group"]).inc();
+        tracing::error!(group = %self.id, panic = why, waiting = state.group.len(), "skill group actor panicked: rebuilt from the store, its queue kept");
+        for r in state.agents.values() {
+            let _ = r.cast(AgentMsg::Watch(myself.clone()));
+        }
+        self.settle(myself, state).await;
+        Ok(())
+    }
+
+    /// One input (the handler's work; a panic in it is recovered from).
+    async fn step(&self, myself: &ActorRef<GroupMsg>, msg: GroupMsg, state: &mut GroupState) {
+        let myself = myself.clone();
         let now = self.clock.now();
         match msg {
             GroupMsg::Enqueue {
@@ -617,9 +823,9 @@ impl Actor for SkillGroupActor {
             }
             GroupMsg::Tick => state.group.handle_timeout(now),
             GroupMsg::Proxy(_) => {}
+            GroupMsg::Panic => panic!("fault injection: skill group {} panics on purpose", self.id),
         }
         self.settle(&myself, state).await;
-        Ok(())
     }
 }
 
@@ -1420,6 +1626,7 @@ mod tests {
                 policy: AgentPolicy::default(),
                 clock,
                 events: Some(tx),
+                recovery: None,
             },
             (),
         )
@@ -1460,6 +1667,7 @@ mod tests {
                 clock,
                 seed: 1,
                 events: None,
+                recovery: None,
             },
             (),
         )
@@ -1520,6 +1728,7 @@ mod tests {
                 clock,
                 seed: 1,
                 events: None,
+                recovery: None,
             },
             (),
         )
@@ -1633,6 +1842,7 @@ mod tests {
                 clock,
                 seed: 1,
                 events: None,
+                recovery: None,
             },
             (),
         )
@@ -1692,6 +1902,7 @@ mod tests {
                 clock,
                 seed: 1,
                 events: None,
+                recovery: None,
             },
             (),
         )

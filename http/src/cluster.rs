@@ -2,7 +2,9 @@
 //! their health) and `GET /cluster/placement` (which node an entity lives
 //! on now). Tenant admins and supervisors may read them; so may an
 //! operator holding the cluster cookie (header `X-Switchboard-Cookie`),
-//! which is how `switchboard cluster status` asks.
+//! which is how `switchboard cluster status` asks. With the cookie, on a
+//! node started with `--fault-injection`, `POST /cluster/fault` makes an
+//! agent's or a skill group's actor panic, to see it recover (game days).
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -32,6 +34,23 @@ pub trait ClusterInfo: Send + Sync {
     /// Starts draining this node (idempotent): no new calls, the others
     /// take its entities, it exits once its calls have ended.
     fn drain(&self) -> ClusterNow;
+}
+
+/// Fault injection on the node's actors.
+pub trait Faults: Send + Sync {
+    /// Makes the actor of `(tenant, kind, id)` running on this node panic
+    /// in its handler; `Err` says why not (it does not run here).
+    fn panic(&self, tenant: &str, kind: EntityKind, id: &str) -> Result<(), String>;
+}
+
+/// An actor to make panic.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    pub tenant: String,
+    /// `agent` or `skill_group`.
+    pub kind: EntityKind,
+    pub id: String,
 }
 
 /// The members, this node first.
@@ -210,8 +229,45 @@ async fn drain(
     ))
 }
 
+/// Makes an agent's or a skill group's actor on the answering node panic
+/// in its handler, as a bug would: it recovers (rebuilt from the store,
+/// its status or its queue kept) and the node logs and counts it
+/// (`switchboard_actor_recoveries_total`). Only with the cluster cookie,
+/// on a node started with `--fault-injection`.
+#[utoipa::path(post, path = "/cluster/fault", tag = "cluster", request_body = FaultRequest,
+    responses((status = 202, description = "the actor was told to panic"),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+async fn fault(
+    State(state): State<AppState>,
+    reader: Reader,
+    crate::extract::ApiJson(req): crate::extract::ApiJson<FaultRequest>,
+) -> ApiResult<axum::http::StatusCode> {
+    if let Reader::User(_) = reader {
+        return Err(ApiError::forbidden(
+            "fault injection takes the cluster cookie (X-Switchboard-Cookie)",
+        ));
+    }
+    let Some(faults) = state.faults.as_deref() else {
+        return Err(ApiError::forbidden(
+            "fault injection is off on this node (serve --fault-injection)",
+        ));
+    };
+    if req.kind == EntityKind::TelesalesTask {
+        return Err(ApiError::bad_request(
+            "kind: an agent or a skill_group can be made to panic",
+        ));
+    }
+    faults
+        .panic(&req.tenant, req.kind, &req.id)
+        .map_err(ApiError::not_found)?;
+    Ok(axum::http::StatusCode::ACCEPTED)
+}
+
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(fault))
         .routes(routes!(drain))
         .routes(routes!(status))
         .routes(routes!(placement))

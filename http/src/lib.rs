@@ -123,6 +123,8 @@ pub struct AppState {
     pub live: Option<Arc<dyn live::Live>>,
     /// The node's cluster membership, for `/cluster` (503 without).
     pub cluster: Option<Arc<dyn cluster::ClusterInfo>>,
+    /// Fault injection, when the node allows it (`/cluster/fault`).
+    pub faults: Option<Arc<dyn cluster::Faults>>,
     /// Failed sign-ins per user, on this node.
     pub sign_ins: Arc<std::sync::Mutex<limit::SignInLimits>>,
     /// Users as tokens were last checked against them.
@@ -153,6 +155,7 @@ impl AppState {
             sip_realm: switchboard_media::sip::registrar::RegistrarConfig::default().realm,
             live: None,
             cluster: None,
+            faults: None,
             sign_ins: Arc::default(),
             users: Arc::default(),
         }
@@ -167,6 +170,12 @@ impl AppState {
     /// The node's cluster membership.
     pub fn with_cluster(mut self, cluster: Arc<dyn cluster::ClusterInfo>) -> AppState {
         self.cluster = Some(cluster);
+        self
+    }
+
+    /// Lets an operator make actors panic on purpose.
+    pub fn with_faults(mut self, faults: Arc<dyn cluster::Faults>) -> AppState {
+        self.faults = Some(faults);
         self
     }
 

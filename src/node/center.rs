@@ -21,7 +21,7 @@ use switchboard_actors::agent::{Device, Status};
 use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
 use switchboard_actors::remote::Registry;
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
-use switchboard_actors::shell::{CallNote, GroupSnapshot};
+use switchboard_actors::shell::{CallNote, GroupSnapshot, Recovery};
 use switchboard_actors::{AgentId, TenantId};
 use switchboard_http::live::{Event, StatusDoc};
 use switchboard_media::rtp::prompt::{decode_wav, Prompt};
@@ -236,6 +236,8 @@ pub struct Load {
     /// Relative WAV prompt paths are under it.
     pub data_dir: PathBuf,
     pub clock: Clock,
+    /// Where the actors read their records again after a panic.
+    pub store: Arc<dyn Store>,
 }
 
 /// The tenants' settings the records writer needs, read before loading.
@@ -453,9 +455,18 @@ pub struct Spawner {
     /// In a cluster: agents and groups live on their home node, and every
     /// node talks to them through proxies.
     pub registry: Option<Arc<Registry>>,
+    /// Where a panicking agent or group reads its record again.
+    pub store: Arc<dyn Store>,
 }
 
 impl Spawner {
+    fn recovery(&self) -> Recovery {
+        Recovery {
+            store: self.store.clone(),
+            tenant: self.tenant.clone(),
+        }
+    }
+
     /// The agent's actor as the node uses it: the agent itself on a node
     /// alone; in a cluster its proxy (the agent itself starts on its home
     /// node, see the core's hosting).
@@ -481,6 +492,7 @@ impl Spawner {
                 policy: a.policy.clone(),
                 clock: self.clock,
                 events: Some(self.status.clone()),
+                recovery: Some(self.recovery()),
             },
             (),
         )
@@ -531,6 +543,7 @@ impl Spawner {
                 clock: self.clock,
                 seed: rand::random(),
                 events: Some(self.queues.clone()),
+                recovery: Some(self.recovery()),
             },
             (),
         )
@@ -680,6 +693,7 @@ pub async fn load_tenant(
         status: status_tx,
         queues: queue_tx,
         registry: registry.cloned(),
+        store: opts.store.clone(),
     };
     let mut agents = HashMap::new();
     for a in store.list::<m::Agent>(&tenant).await? {

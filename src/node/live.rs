@@ -533,3 +533,56 @@ impl Live for LiveHub {
         super::metrics::render()
     }
 }
+
+/// Fault injection over this node's agents and skill groups (a node
+/// started with `--fault-injection`): the actor running here is told to
+/// panic in its handler.
+pub struct FaultInjector {
+    pub hub: Arc<LiveHub>,
+    /// In a cluster, only the actors hosted here (not their proxies).
+    pub registry: Option<Arc<switchboard_actors::remote::Registry>>,
+}
+
+impl std::fmt::Debug for FaultInjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultInjector")
+    }
+}
+
+impl switchboard_http::cluster::Faults for FaultInjector {
+    fn panic(
+        &self,
+        tenant: &str,
+        kind: switchboard_http::cluster::EntityKind,
+        id: &str,
+    ) -> Result<(), String> {
+        use switchboard_http::cluster::EntityKind;
+        let t = TenantId::from(tenant);
+        let gone = |what: &str| format!("{what} {id} of tenant {tenant} does not run on this node");
+        match kind {
+            EntityKind::Agent => {
+                let agent = AgentId::from(id);
+                let actor = match &self.registry {
+                    Some(r) => r.hosted_agent(&t, &agent),
+                    None => self.hub.agent_handle(&t, &agent).ok().map(|h| h.actor),
+                };
+                let actor = actor.ok_or_else(|| gone("agent"))?;
+                actor.cast(AgentMsg::Panic).map_err(|_| gone("agent"))
+            }
+            EntityKind::SkillGroup => {
+                let actor = match &self.registry {
+                    Some(r) => r.hosted_group(&t, id),
+                    None => self
+                        .hub
+                        .tenants
+                        .read()
+                        .ok()
+                        .and_then(|w| w.get(&t)?.groups.get(id).cloned()),
+                };
+                let actor = actor.ok_or_else(|| gone("skill group"))?;
+                actor.cast(GroupMsg::Panic).map_err(|_| gone("skill group"))
+            }
+            EntityKind::TelesalesTask => Err("only agents and skill groups".into()),
+        }
+    }
+}
