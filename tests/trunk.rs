@@ -562,7 +562,6 @@ fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
     };
     assert_eq!(status(&node, "1001"), "after_call_work");
     assert_eq!(status(&node, "1002"), "talking");
-    // No queue for an outbound call: 1002 sends it to an agent.
     let transfer = |node: &Node, to: serde_json::Value| {
         node.api(
             "POST",
@@ -571,10 +570,10 @@ fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
             Some(&to),
         )
     };
-    let (code, v) = transfer(&node, json!({"group": "support"}));
+    let (code, v) = transfer(&node, json!({"agent": "1002"}));
     assert_eq!(code, 409, "{v}");
     assert!(
-        v["message"].as_str().unwrap_or_default().contains("queue"),
+        v["message"].as_str().unwrap_or_default().contains("itself"),
         "{v}"
     );
     let (code, v) = transfer(&node, json!({"agent": "1003"}));
@@ -635,6 +634,109 @@ fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
         .map(|l| l.party.as_str())
         .collect();
     assert_eq!(agents, ["1001", "1002", "1003"], "{r:?}");
+}
+
+#[test]
+fn an_outbound_call_sent_to_a_skill_group_waits_in_its_queue_and_is_answered_there() {
+    let (sipp, port, sipp_dir) = carrier();
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    // 1001 places the call and sends the customer to support, where 1002
+    // (busy at first) answers and talks (the carrier echoes it).
+    let first = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let second = Phone::auto_answer_saying(
+        &node,
+        "1002",
+        "pass1002",
+        "one two three four five six seven eight nine ten eleven twelve",
+    );
+    let runs = [first.spawn(30), second.spawn(30)];
+    for u in ["1001", "1002"] {
+        assert!(node.wait_log(&format!("registered user={u}"), Duration::from_secs(5)));
+    }
+    let admin = node.login("admin", "demo-admin");
+    let set = |node: &Node, a: &str, status: &str| {
+        let (code, v) = node.api(
+            "PUT",
+            &format!("/api/v1/agents/{a}/status"),
+            Some(&admin),
+            Some(&json!({"status": status})),
+        );
+        assert_eq!(code, 200, "{v}");
+    };
+    set(&node, "1002", "busy");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&admin),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    let transfer = |node: &Node, to: serde_json::Value| {
+        node.api(
+            "POST",
+            "/api/v1/agents/1001/transfer",
+            Some(&admin),
+            Some(&to),
+        )
+    };
+    let (code, v) = transfer(&node, json!({"group": "nowhere"}));
+    assert_eq!(code, 422, "{v}");
+    let (code, v) = transfer(&node, json!({"group": "support"}));
+    assert_eq!(code, 204, "{v}");
+    assert!(node.wait_log("the customer was sent to the queue", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, v) = node.api("GET", "/api/v1/monitor/groups", Some(&admin), None);
+    let waiting = v
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["group"] == "support"))
+        .map(|g| g["waiting"].clone());
+    assert_eq!(waiting, Some(json!(1)), "{v}");
+    let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "after_call_work", "{v}");
+    // 1002 becomes ready: the queue offers it the customer.
+    set(&node, "1002", "ready");
+    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(8)));
+    let [a, b] = runs;
+    let out = Phone::output(b);
+    assert!(out.contains("Call established"), "{out}");
+    let (said, heard) = (loud_windows(&second.said()), loud_windows(&second.heard()));
+    assert!(said > 40, "speech too quiet: {said}");
+    assert!(
+        heard * 10 >= said * 6,
+        "1002 heard {heard} loud windows of the {said} it said"
+    );
+    let _ = Phone::stop(a);
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    assert_eq!(calls.len(), 1, "one record for the call: {calls:?}");
+    let r = &calls[0];
+    assert_eq!(r.direction, Direction::Outbound);
+    assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
+    assert_eq!(r.group.as_deref(), Some("support"), "{r:?}");
+    assert!(r.enqueued.is_some(), "{r:?}");
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1002"),
+        "{r:?}"
+    );
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    assert_eq!(
+        r.transfers[0].to,
+        switchboard_storage::model::TransferTarget::Group("support".into())
+    );
+    let agents: Vec<_> = r
+        .legs
+        .iter()
+        .filter(|l| l.kind == LegKind::Agent)
+        .map(|l| l.party.as_str())
+        .collect();
+    assert_eq!(agents, ["1001", "1002"], "{r:?}");
+    assert!(r.recording.is_some(), "{r:?}");
 }
 
 #[test]

@@ -150,7 +150,7 @@ pub enum TransferError {
     UnknownAgent(String),
     #[error("no skill group {0}")]
     UnknownGroup(String),
-    #[error("an outbound call has no place in a queue: transfer it to an agent or a number")]
+    #[error("an outbound call goes to a skill group's queue, not to its agents' phones")]
     NoQueue,
 }
 
@@ -249,6 +249,9 @@ pub struct InboundCall {
     /// The callback offered to waiting callers, if any.
     callback_offer: Option<QueueCallback>,
     callback: CallbackState,
+    /// The legs of an outbound call before it came to the queue (its
+    /// customer's among them).
+    earlier: Vec<Leg>,
     actions: VecDeque<CallAction>,
 }
 
@@ -312,9 +315,53 @@ impl InboundCall {
             holds: Holds::default(),
             callback_offer: None,
             callback: CallbackState::None,
+            earlier: Vec::new(),
             actions: VecDeque::new(),
         };
         c.drain_ivr(now);
+        c
+    }
+
+    /// An outbound call whose agent sent the customer to `group`'s queue:
+    /// it goes on from `record`, the outbound call's record so far (its
+    /// direction, rings, legs, holds and the transfer), queued from now;
+    /// then as any queued call (offered, answered, transferred; abandoned
+    /// if the customer hangs up waiting). No IVR, no survey.
+    pub fn continue_outbound(
+        record: CallRecord,
+        group: String,
+        allow_external: bool,
+        wrap_up: Duration,
+        now: Timestamp,
+    ) -> InboundCall {
+        let holds = Holds {
+            done: record.holds.clone(),
+            since: None,
+        };
+        let earlier = record.legs.clone();
+        let mut c = InboundCall {
+            phase: Phase::Ivr,
+            ivr: IvrSession::none(allow_external),
+            survey: None,
+            ringing: Vec::new(),
+            wrap_up,
+            allow_external,
+            talks: Vec::new(),
+            summary: CallRecord {
+                talk_end: None,
+                enqueued: None,
+                dequeued: None,
+                hangup_side: HangupSide::System,
+                hangup_reason: HangupReason::Normal,
+                ..record
+            },
+            holds,
+            callback_offer: None,
+            callback: CallbackState::None,
+            earlier,
+            actions: VecDeque::new(),
+        };
+        c.enqueue(group, now);
         c
     }
 
@@ -1002,6 +1049,16 @@ impl InboundCall {
     /// each agent who answered.
     fn legs(&self, now: Timestamp) -> Vec<Leg> {
         let s = &self.summary;
+        if !self.earlier.is_empty() {
+            // An outbound call's: its legs then (the customer's still up),
+            // the agents' since.
+            let mut legs = self.earlier.clone();
+            for l in legs.iter_mut().filter(|l| l.kind == LegKind::Customer) {
+                l.end = now;
+            }
+            legs.extend(self.talk_legs(now));
+            return legs;
+        }
         let mut legs = vec![Leg {
             kind: LegKind::Customer,
             party: s.caller.clone(),
@@ -1010,15 +1067,23 @@ impl InboundCall {
             end: now,
             sip_call_id: None,
         }];
-        legs.extend(self.talks.iter().map(|(agent, start, answered, end)| Leg {
-            kind: LegKind::Agent,
-            party: agent.0.clone(),
-            start: *start,
-            answered: Some(*answered),
-            end: end.or(s.talk_end).unwrap_or(now),
-            sip_call_id: None,
-        }));
+        legs.extend(self.talk_legs(now));
         legs
+    }
+
+    /// The leg of each agent who answered.
+    fn talk_legs(&self, now: Timestamp) -> impl Iterator<Item = Leg> + '_ {
+        let talk_end = self.summary.talk_end;
+        self.talks
+            .iter()
+            .map(move |(agent, start, answered, end)| Leg {
+                kind: LegKind::Agent,
+                party: agent.0.clone(),
+                start: *start,
+                answered: Some(*answered),
+                end: end.or(talk_end).unwrap_or(now),
+                sip_call_id: None,
+            })
     }
 
     fn finish(&mut self, side: HangupSide, reason: HangupReason, now: Timestamp) {
@@ -1472,6 +1537,83 @@ mod tests {
             }]
         );
         assert!(c.is_finished());
+    }
+
+    #[test]
+    fn an_outbound_call_sent_to_a_queue_goes_on_in_one_record() {
+        use crate::outbound::{OutboundCall, OutboundSetup};
+        let mut o = OutboundCall::start(
+            OutboundSetup {
+                tenant: TenantId::from("demo"),
+                node: NodeId::from("n1"),
+                utc_offset_minutes: 480,
+                call: CallId(7),
+                agent: AgentId::from("1001"),
+                caller_id: "4000".into(),
+                number: "13800138000".into(),
+                customer: None,
+                wrap_up: Duration::from_secs(10),
+                internal: false,
+            },
+            t(0),
+        );
+        o.agent_answered(t(2));
+        o.customer_answered(t(5));
+        let record = o.to_queue("support", t(20)).unwrap();
+        let mut c = InboundCall::continue_outbound(
+            record,
+            "support".into(),
+            false,
+            Duration::from_secs(5),
+            t(20),
+        );
+        assert_eq!(
+            actions(&mut c),
+            vec![
+                CallAction::PlayWaiting,
+                CallAction::Enqueue {
+                    group: "support".into(),
+                    enqueued: t(20)
+                }
+            ]
+        );
+        let b = AgentId::from("1002");
+        c.ring(
+            std::slice::from_ref(&b),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+            t(21),
+        );
+        c.agent_answered(&b, t(24));
+        actions(&mut c);
+        c.customer_hung_up(t(60));
+        let r = finished(&actions(&mut c)).unwrap();
+        assert_eq!(r.direction, Direction::Outbound);
+        assert_eq!(r.agent, Some(b.clone()));
+        assert_eq!(r.group.as_deref(), Some("support"));
+        assert_eq!(r.enqueued, Some(t(20)));
+        assert_eq!(
+            r.answered,
+            Some(t(5)),
+            "the customer answered the outbound call"
+        );
+        assert_eq!(r.hangup_side, HangupSide::Customer);
+        assert_eq!(r.outcome, Some(DialOutcome::Answered));
+        assert_eq!(r.transfers.len(), 1);
+        let legs: Vec<(LegKind, &str, Timestamp)> = r
+            .legs
+            .iter()
+            .map(|l| (l.kind, l.party.as_str(), l.end))
+            .collect();
+        assert_eq!(
+            legs,
+            vec![
+                (LegKind::Agent, "1001", t(20)),
+                (LegKind::Customer, "13800138000", t(60)),
+                (LegKind::Agent, "1002", t(60)),
+            ]
+        );
+        assert_eq!(r.rings.len(), 2, "the outbound agent's ring, then 1002's");
     }
 
     #[test]

@@ -498,6 +498,28 @@ impl IvrSession {
         s
     }
 
+    /// A session that runs no flow: the call entered the center another
+    /// way (an outbound call sent to a queue). An overflow to an IVR node
+    /// finds none and hangs up.
+    pub fn none(allow_external: bool) -> IvrSession {
+        IvrSession {
+            flow: Flow {
+                id: String::new(),
+                start: String::new(),
+                nodes: Default::default(),
+            },
+            allow_external,
+            schedule_open: true,
+            node: String::new(),
+            wait: Wait::Finished,
+            tries: 0,
+            digits: String::new(),
+            trace: IvrTrace::default(),
+            survey: None,
+            actions: VecDeque::new(),
+        }
+    }
+
     pub fn trace(&self) -> &IvrTrace {
         &self.trace
     }

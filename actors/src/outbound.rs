@@ -14,8 +14,9 @@
 //! ([`OutboundCall::hand_over`], [`OutboundCall::handed_out`]), or a
 //! supervisor takes the call over. An agent who takes the customer is the
 //! call's agent from then on; a number takes the call out of the center
-//! (the record ends, `transferred`). An outbound call has no place in a
-//! queue, so it goes to an agent or a number, not to a skill group.
+//! (the record ends, `transferred`). Sent to a skill group
+//! ([`OutboundCall::to_queue`]), the call goes on as a queued call of the
+//! center from the record so far, and this machine is done.
 //!
 //! [`OutboundCall`] decides; its [`OutboundAction`]s tell the shell what
 //! to do with the legs and when the call is over (the agent is free, the
@@ -292,6 +293,24 @@ impl OutboundCall {
         self.sending = Some(to);
         self.phase = Phase::Transferring;
         Ok(())
+    }
+
+    /// The talking agent sends the customer to a skill group's queue: the
+    /// agent wraps up and this machine is done without a record; the
+    /// call goes on as a queued call from the record so far (returned),
+    /// which already has the transfer.
+    pub fn to_queue(&mut self, group: &str, now: Timestamp) -> Result<CallRecord, TransferError> {
+        if self.phase != Phase::Talking {
+            return Err(TransferError::NotTalking);
+        }
+        self.leave(
+            TransferTarget::Group(group.to_owned()),
+            TransferKind::Blind,
+            now,
+        );
+        self.phase = Phase::Done;
+        self.deadline = None;
+        Ok(self.record(DialOutcome::Answered, HangupSide::System, now))
     }
 
     /// The target of a blind transfer answered: an agent talks to the
@@ -790,6 +809,29 @@ mod tests {
             ]
         );
         assert_eq!(r.talk_time(), Duration::from_secs(75));
+    }
+
+    #[test]
+    fn a_customer_sent_to_a_queue_leaves_a_record_to_go_on_from() {
+        let mut c = talking();
+        c.held(true, at(12));
+        c.held(false, at(14));
+        let r = c.to_queue("support", at(20)).expect("sent to the queue");
+        let a = drain(&mut c);
+        assert_eq!(
+            a,
+            vec![free("1001")],
+            "no record: the queued call writes it"
+        );
+        assert!(c.is_done());
+        assert_eq!(r.direction, Direction::Outbound);
+        assert_eq!(r.answered, Some(at(10)));
+        assert_eq!(r.holds.len(), 1);
+        assert_eq!(r.transfers[0].to, TransferTarget::Group("support".into()));
+        assert_eq!(
+            c.to_queue("support", at(21)),
+            Err(TransferError::NotTalking)
+        );
     }
 
     #[test]

@@ -1290,6 +1290,13 @@ pub enum OutboundMsg {
         number: String,
         reply: RpcReplyPort<Result<(), TransferError>>,
     },
+    /// The agent sends the customer to a skill group's queue: the answer
+    /// is the record so far, to go on from in a queued call; the actor
+    /// then stops without writing it.
+    ToQueue {
+        group: String,
+        reply: RpcReplyPort<Result<Box<CallRecord>, TransferError>>,
+    },
     Tick,
 }
 
@@ -1343,7 +1350,8 @@ impl OutboundActor {
                 }
             }
         }
-        if !finished {
+        // (A call gone on to a queue is the queued call's to tell.)
+        if !finished && !state.machine.is_done() {
             let progress = state.machine.progress(self.clock.now());
             tell_progress(&self.records, &mut state.told, progress);
         }
@@ -1462,6 +1470,17 @@ impl Actor for OutboundActor {
             }
             OutboundMsg::HandedOut { number, reply } => {
                 let _ = reply.send(m.handed_out(&number, now));
+            }
+            OutboundMsg::ToQueue { group, reply } => {
+                let queued = m.to_queue(&group, now).map(Box::new);
+                let done = queued.is_ok();
+                let _ = reply.send(queued);
+                if done {
+                    // The agent is freed; the queued call takes over.
+                    self.settle(&myself, state);
+                    myself.stop(None);
+                    return Ok(());
+                }
             }
             OutboundMsg::Tick => m.handle_timeout(now),
         }

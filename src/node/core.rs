@@ -99,8 +99,9 @@ pub struct CoreConfig {
 pub enum CallNotice {
     /// The media side is done (prompt finished): end the call with BYE.
     Hangup(DialogId),
-    /// A call-center call's actor stopped.
-    ActorEnded(CallId),
+    /// A call-center call's actor stopped (a call that moved on to
+    /// another actor is not its old one's).
+    ActorEnded(CallId, ractor::ActorId),
     /// An agent signed in: does its SIP phone's registration let it ring?
     CheckDevice { tenant: TenantId, agent: AgentId },
     /// The API wrote a configuration record.
@@ -338,7 +339,7 @@ impl SipCore {
                     self.handle_inbound(msg, Instant::now()).await;
                 }
                 Some(n) = notices.recv() => {
-                    if matches!(n, CallNotice::ActorEnded(_)) {
+                    if matches!(n, CallNotice::ActorEnded(..)) {
                         // What the actor asked before it stopped (its
                         // `Finished` above all) is in the telephony
                         // channel already: it goes first.
@@ -908,7 +909,7 @@ impl SipCore {
             CallNotice::PeerConfig { tenant, kind, id } => self.config_changed(tenant, kind, id),
             CallNotice::Apply(change) => self.apply(*change).await,
             CallNotice::Hangup(id) => self.hang_up(&id, now),
-            CallNotice::ActorEnded(call) => self.call_actor_ended(call, now),
+            CallNotice::ActorEnded(call, actor) => self.call_actor_ended(call, actor, now),
             CallNotice::CheckDevice { tenant, agent } => self.check_device(&tenant, &agent, now),
             CallNotice::Hold {
                 tenant,

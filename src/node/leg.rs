@@ -55,6 +55,9 @@ pub enum LegCmd {
     /// Mix what the other legs send (more than one may: the customer and
     /// a whispering supervisor) instead of relaying one of them.
     Mix(bool),
+    /// Report keys and prompt ends here from now (a leg we dialed that
+    /// becomes a queued call's customer).
+    Report(mpsc::UnboundedSender<(u64, LegEvent)>),
 }
 
 /// What a leg reports.
@@ -248,6 +251,7 @@ impl State {
                 self.peer = Some(p);
             }
             LegCmd::Listeners(l) => self.listeners = l,
+            LegCmd::Report(to) => self.events = to,
             LegCmd::Mix(on) => {
                 if on != self.mixer.is_some() {
                     self.mixer = on.then(Mixer::new);

@@ -9,6 +9,7 @@ pub(super) mod hold;
 pub(super) mod internal;
 pub(super) mod monitor;
 pub(super) mod outbound;
+pub(super) mod requeue;
 
 use super::*;
 use switchboard_actors::shell::RingContext;
@@ -214,12 +215,7 @@ impl SipCore {
         let location = switchboard_actors::location::lookup(&caller);
         let actor = match Actor::spawn(None, actor, machine).await {
             Ok((a, handle)) => {
-                // Told when the actor stops, however it stops.
-                let notices = self.notices_tx.clone();
-                tokio::spawn(async move {
-                    let _ = handle.await;
-                    let _ = notices.send(CallNotice::ActorEnded(call)).await;
-                });
+                self.watch_call_actor(call, &a, handle);
                 a
             }
             Err(e) => {
@@ -1092,10 +1088,34 @@ impl SipCore {
         self.forget_if_done(call);
     }
 
+    /// Tells the core when `actor`, `call`'s, stops, however it stops.
+    pub(super) fn watch_call_actor<M: ractor::Message>(
+        &self,
+        call: CallId,
+        actor: &ActorRef<M>,
+        done: tokio::task::JoinHandle<()>,
+    ) {
+        let (notices, id) = (self.notices_tx.clone(), actor.get_id());
+        tokio::spawn(async move {
+            let _ = done.await;
+            let _ = notices.send(CallNotice::ActorEnded(call, id)).await;
+        });
+    }
+
     /// A Call actor stopped. After its record it has nothing more to do;
     /// before it (it failed), the node ends every leg, frees the agents
-    /// and writes the record itself with what the media side knows.
-    pub(super) fn call_actor_ended(&mut self, call: CallId, now: Instant) {
+    /// and writes the record itself with what the media side knows. An
+    /// actor the call has left (an outbound call gone on to a queue) is
+    /// of no concern.
+    pub(super) fn call_actor_ended(&mut self, call: CallId, actor: ractor::ActorId, now: Instant) {
+        let current = match (self.cc.get(&call), self.ob.get(&call)) {
+            (Some(c), _) => Some(c.actor.get_id()),
+            (None, Some(c)) => Some(c.actor.get_id()),
+            (None, None) => self.ic_actor(call),
+        };
+        if current.is_some_and(|id| id != actor) {
+            return;
+        }
         if self.is_outbound(call) {
             return self.ob_actor_ended(call, now);
         }

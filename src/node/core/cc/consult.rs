@@ -20,7 +20,8 @@
 //!
 //! Inbound and outbound calls alike: the customer's leg is the one the
 //! customer opened, or the one we opened through the trunk. A blind
-//! transfer of an outbound call (which has no queue to wait in) is a
+//! transfer of an outbound call to an agent or a number (one to a
+//! group goes to its queue, see `requeue`) is a
 //! consultation too, one the agent leaves at once: the customer hears
 //! music while the target rings and is handed over when it answers; if it
 //! does not, the customer's leg ends (`transfer_failed`).
@@ -186,9 +187,6 @@ impl SipCore {
                 };
                 (self.trunk_dial(&t, n).await, false)
             }
-            TransferTarget::Group(_) if blind => {
-                return Err(LiveError::Conflict(TransferError::NoQueue.to_string()))
-            }
             TransferTarget::Group(_) => {
                 return Err(LiveError::Invalid {
                     field: "agent".into(),
@@ -283,8 +281,10 @@ impl SipCore {
                     })
                 }
             },
-            TransferTarget::Group(_) => {
-                return Err(LiveError::Conflict(TransferError::NoQueue.to_string()))
+            TransferTarget::Group(g) => {
+                return self
+                    .queue_outbound(tenant, call, agent, g.clone(), now)
+                    .await
             }
             TransferTarget::Number(_) => None,
         };

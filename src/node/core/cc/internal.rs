@@ -184,11 +184,7 @@ impl SipCore {
         };
         let actor = match Actor::spawn(None, shell, InternalCall::start(setup, clock.now())).await {
             Ok((a, done)) => {
-                let notices = self.notices_tx.clone();
-                tokio::spawn(async move {
-                    let _ = done.await;
-                    let _ = notices.send(CallNotice::ActorEnded(call)).await;
-                });
+                self.watch_call_actor(call, &a, done);
                 a
             }
             Err(e) => {
@@ -430,6 +426,11 @@ impl SipCore {
 
     /// The actor stopped. Before its record (it failed), the node ends
     /// the legs (the agents are freed by the actor's end of the call).
+    /// The actor of internal call `call`, if it is one.
+    pub(super) fn ic_actor(&self, call: CallId) -> Option<ractor::ActorId> {
+        self.ic.get(&call).map(|c| c.actor.get_id())
+    }
+
     pub(in crate::node::core) fn ic_actor_ended(&mut self, call: CallId, now: Instant) {
         let Some(c) = self.ic.get_mut(&call) else {
             return;

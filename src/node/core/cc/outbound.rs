@@ -39,7 +39,7 @@ pub(in crate::node::core) struct ObCall {
     /// consultation (the record ended; the legs live on).
     pub(super) external: Option<OutLeg>,
     /// `number` is an extension (an internal call): rung on its phone.
-    internal: bool,
+    pub(super) internal: bool,
     /// The agent on that extension, on this call for the queues until it
     /// ends.
     callee: Option<ActorRef<AgentMsg>>,
@@ -199,11 +199,7 @@ impl SipCore {
         };
         let actor = match Actor::spawn(None, shell, machine).await {
             Ok((a, done)) => {
-                let notices = self.notices_tx.clone();
-                tokio::spawn(async move {
-                    let _ = done.await;
-                    let _ = notices.send(CallNotice::ActorEnded(call)).await;
-                });
+                self.watch_call_actor(call, &a, done);
                 a
             }
             Err(e) => {
@@ -388,7 +384,7 @@ impl SipCore {
 
     /// Marks the contact plan a call carried out done, with the call and
     /// its outcome (off the core's task).
-    fn plan_done(
+    pub(super) fn plan_done(
         &self,
         tenant: TenantId,
         agent: AgentId,
