@@ -158,8 +158,9 @@ pub struct AgentActor {
     pub clock: Clock,
     /// Where every status change goes (the status log, live monitors).
     pub events: Option<mpsc::UnboundedSender<AgentEvent>>,
-    /// Where the agent's record is read again after a panic.
-    pub recovery: Option<Recovery>,
+    /// Where the agent's record is read again after a panic (one for the
+    /// tenant's actors).
+    pub recovery: Option<Arc<Recovery>>,
 }
 
 /// What a shell that caught a panic in its handler needs to rebuild its
@@ -307,7 +308,8 @@ impl Actor for AgentActor {
         }));
         match step {
             Ok(()) => Ok(()),
-            Err(p) => self.recover(&myself, state, &panic_text(&*p)).await,
+            // (Boxed: every actor's task would hold room for it.)
+            Err(p) => Box::pin(self.recover(&myself, state, &panic_text(&*p))).await,
         }
     }
 }
@@ -533,7 +535,7 @@ pub struct SkillGroupActor {
     /// monitors).
     pub events: Option<mpsc::UnboundedSender<GroupSnapshot>>,
     /// Where the group's record is read again after a panic.
-    pub recovery: Option<Recovery>,
+    pub recovery: Option<Arc<Recovery>>,
 }
 
 /// A skill-group actor's state.
@@ -703,7 +705,8 @@ impl Actor for SkillGroupActor {
             .await;
         match step {
             Ok(()) => Ok(()),
-            Err(p) => self.recover(&myself, state, &panic_text(&*p)).await,
+            // (Boxed: every actor's task would hold room for it.)
+            Err(p) => Box::pin(self.recover(&myself, state, &panic_text(&*p))).await,
         }
     }
 }

@@ -455,18 +455,12 @@ pub struct Spawner {
     /// In a cluster: agents and groups live on their home node, and every
     /// node talks to them through proxies.
     pub registry: Option<Arc<Registry>>,
-    /// Where a panicking agent or group reads its record again.
-    pub store: Arc<dyn Store>,
+    /// Where a panicking agent or group reads its record again (one for
+    /// the tenant's actors).
+    pub recovery: Arc<Recovery>,
 }
 
 impl Spawner {
-    fn recovery(&self) -> Recovery {
-        Recovery {
-            store: self.store.clone(),
-            tenant: self.tenant.clone(),
-        }
-    }
-
     /// The agent's actor as the node uses it: the agent itself on a node
     /// alone; in a cluster its proxy (the agent itself starts on its home
     /// node, see the core's hosting).
@@ -492,7 +486,7 @@ impl Spawner {
                 policy: a.policy.clone(),
                 clock: self.clock,
                 events: Some(self.status.clone()),
-                recovery: Some(self.recovery()),
+                recovery: Some(self.recovery.clone()),
             },
             (),
         )
@@ -543,7 +537,7 @@ impl Spawner {
                 clock: self.clock,
                 seed: rand::random(),
                 events: Some(self.queues.clone()),
-                recovery: Some(self.recovery()),
+                recovery: Some(self.recovery.clone()),
             },
             (),
         )
@@ -693,7 +687,10 @@ pub async fn load_tenant(
         status: status_tx,
         queues: queue_tx,
         registry: registry.cloned(),
-        store: opts.store.clone(),
+        recovery: Arc::new(Recovery {
+            store: opts.store.clone(),
+            tenant: tenant.clone(),
+        }),
     };
     let mut agents = HashMap::new();
     for a in store.list::<m::Agent>(&tenant).await? {
