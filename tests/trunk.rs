@@ -31,6 +31,11 @@ fn carrier() -> (Child, u16, std::path::PathBuf) {
 
 /// SIPp running `scenario` (of `tests/sipp/`) as the carrier.
 fn carrier_with(scenario: &str) -> (Child, u16, std::path::PathBuf) {
+    carrier_calls(scenario, 1)
+}
+
+/// SIPp running `scenario` as the carrier, for `calls` calls.
+fn carrier_calls(scenario: &str, calls: u32) -> (Child, u16, std::path::PathBuf) {
     require("sipp", "sip-tester");
     let port = free_port();
     let dir =
@@ -50,15 +55,8 @@ fn carrier_with(scenario: &str) -> (Child, u16, std::path::PathBuf) {
             &port.to_string(),
         ])
         .args(["-mp", &(free_port() & !1).to_string()])
-        .args([
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "35s",
-            "-trace_err",
-        ])
+        .args(["-rtp_echo", "-m", &calls.to_string()])
+        .args(["-nostdin", "-timeout", "35s", "-trace_err"])
         .arg("-error_file")
         .arg(dir.join("errors.log"))
         .current_dir(&dir)
@@ -737,6 +735,64 @@ fn an_outbound_call_sent_to_a_skill_group_waits_in_its_queue_and_is_answered_the
         .collect();
     assert_eq!(agents, ["1001", "1002"], "{r:?}");
     assert!(r.recording.is_some(), "{r:?}");
+}
+
+#[test]
+fn an_outbound_call_is_sent_on_blind_to_an_outside_number() {
+    // Two calls at the carrier: the customer, then the number it is sent
+    // to; re-INVITEs for the music meanwhile.
+    let (mut sipp, port, _sipp_dir) = carrier_calls("carrier_reinvite.xml", 2);
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let running = agent.spawn(30);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/calls",
+        Some(&admin),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/transfer",
+        Some(&admin),
+        Some(&json!({"number": "13900001111"})),
+    );
+    assert_eq!(code, 204, "{v}");
+    assert!(
+        node.wait_log("the customer was sent on", Duration::from_secs(8)),
+        "the number never answered"
+    );
+    let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
+    assert_eq!(v["status"]["status"], "after_call_work", "{v}");
+    // The record ends with the hand-over; the two parties talk on.
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    let r = &calls[0];
+    assert_eq!(r.direction, Direction::Outbound);
+    assert_eq!(r.hangup_reason, HangupReason::Transferred, "{r:?}");
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    assert_eq!(
+        (&r.transfers[0].to, r.transfers[0].how),
+        (
+            &switchboard_storage::model::TransferTarget::Number("13900001111".into()),
+            switchboard_storage::model::TransferKind::Blind
+        )
+    );
+    assert!(
+        r.legs
+            .iter()
+            .any(|l| l.kind == LegKind::ThirdParty && l.party == "13900001111"),
+        "{r:?}"
+    );
+    assert_eq!(r.holds.len(), 1, "the music while the number rang: {r:?}");
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+    let _ = Phone::stop(running);
 }
 
 #[test]
