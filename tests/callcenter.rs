@@ -1058,25 +1058,7 @@ fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
     assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
     assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
     let admin = node.login("admin", "demo-admin");
-    let status = |node: &Node, a: &str| {
-        let (_, v) = node.api(
-            "GET",
-            &format!("/api/v1/agents/{a}/status"),
-            Some(&admin),
-            None,
-        );
-        v["status"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (code, v) = node.api(
-        "PUT",
-        "/api/v1/agents/1002/status",
-        Some(&admin),
-        Some(&serde_json::json!({"status": "busy"})),
-    );
-    assert_eq!(code, 200, "{v}");
+    node.set_status(&admin, "1002", "busy");
     // Something that does not run here is refused, by name.
     let (ok, out) = fault(&node, "agent:nobody");
     assert!(!ok && out.contains("does not run on this node"), "{out}");
@@ -1094,7 +1076,7 @@ fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
         "agent actor panicked: rebuilt from the store",
         Duration::from_secs(5)
     ));
-    assert_eq!(status(&node, "1001"), "talking");
+    assert_eq!(node.status_of(&admin, "1001"), "talking");
     let after = a.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let heard = loud_windows(&a.heard_since(after));
@@ -1125,13 +1107,7 @@ fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
     ));
     assert_eq!(waiting(&node), Some(1), "the caller lost its place");
     // 1002 is ready: the group offers it the waiting call.
-    let (code, v) = node.api(
-        "PUT",
-        "/api/v1/agents/1002/status",
-        Some(&admin),
-        Some(&serde_json::json!({"status": "ready"})),
-    );
-    assert_eq!(code, 200, "{v}");
+    node.set_status(&admin, "1002", "ready");
     assert!(node.wait_log("agent=1002 status=Talking", Duration::from_secs(8)));
     let after = b.elapsed();
     std::thread::sleep(Duration::from_secs(2));

@@ -116,6 +116,19 @@ fn seed_with_trunk(
     });
 }
 
+/// `agent` dials 13800138000 from the phone bar (through the carrier);
+/// back once agent and customer are bridged.
+fn dial_out(node: &mut Node, token: &str, agent: &str) {
+    let (code, v) = node.api(
+        "POST",
+        &format!("/api/v1/agents/{agent}/calls"),
+        Some(token),
+        Some(&json!({"number": "13800138000"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+}
+
 /// The customer says something and hears it back from the carrier's echo.
 fn talk_through(c: &Customer) {
     let speech = spoken("one two three four five six seven", "en-us");
@@ -437,14 +450,7 @@ fn a_supervisor_listens_to_an_outbound_call_then_takes_it_over() {
     assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
     let token = node.login("1001", "pass1001");
     let admin = node.login("admin", "demo-admin");
-    let (code, v) = node.api(
-        "POST",
-        "/api/v1/agents/1001/calls",
-        Some(&token),
-        Some(&json!({"number": "13800138000"})),
-    );
-    assert_eq!(code, 202, "{v}");
-    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    dial_out(&mut node, &token, "1001");
     let monitor = |node: &Node, mode: &str| {
         node.api(
             "POST",
@@ -522,14 +528,7 @@ fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
         assert!(node.wait_log(&format!("registered user={u}"), Duration::from_secs(5)));
     }
     let admin = node.login("admin", "demo-admin");
-    let (code, v) = node.api(
-        "POST",
-        "/api/v1/agents/1001/calls",
-        Some(&admin),
-        Some(&json!({"number": "13800138000"})),
-    );
-    assert_eq!(code, 202, "{v}");
-    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    dial_out(&mut node, &admin, "1001");
     let (code, v) = node.api(
         "POST",
         "/api/v1/agents/1001/consult",
@@ -546,20 +545,8 @@ fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
     );
     assert_eq!(code, 204, "{v}");
     std::thread::sleep(Duration::from_millis(500));
-    let status = |node: &Node, a: &str| {
-        let (_, v) = node.api(
-            "GET",
-            &format!("/api/v1/agents/{a}/status"),
-            Some(&admin),
-            None,
-        );
-        v["status"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert_eq!(status(&node, "1001"), "after_call_work");
-    assert_eq!(status(&node, "1002"), "talking");
+    assert_eq!(node.status_of(&admin, "1001"), "after_call_work");
+    assert_eq!(node.status_of(&admin, "1002"), "talking");
     let transfer = |node: &Node, to: serde_json::Value| {
         node.api(
             "POST",
@@ -578,7 +565,7 @@ fn an_outbound_call_goes_to_a_consulted_agent_then_on_to_another_blind() {
     assert_eq!(code, 204, "{v}");
     assert!(node.wait_log("the customer was sent on", Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(status(&node, "1002"), "after_call_work");
+    assert_eq!(node.status_of(&admin, "1002"), "after_call_work");
     let [a, b, c] = runs;
     // 1003 hears its own speech from the customer's side (the echo).
     let out = Phone::output(c);
@@ -654,24 +641,8 @@ fn an_outbound_call_sent_to_a_skill_group_waits_in_its_queue_and_is_answered_the
         assert!(node.wait_log(&format!("registered user={u}"), Duration::from_secs(5)));
     }
     let admin = node.login("admin", "demo-admin");
-    let set = |node: &Node, a: &str, status: &str| {
-        let (code, v) = node.api(
-            "PUT",
-            &format!("/api/v1/agents/{a}/status"),
-            Some(&admin),
-            Some(&json!({"status": status})),
-        );
-        assert_eq!(code, 200, "{v}");
-    };
-    set(&node, "1002", "busy");
-    let (code, v) = node.api(
-        "POST",
-        "/api/v1/agents/1001/calls",
-        Some(&admin),
-        Some(&json!({"number": "13800138000"})),
-    );
-    assert_eq!(code, 202, "{v}");
-    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    node.set_status(&admin, "1002", "busy");
+    dial_out(&mut node, &admin, "1001");
     let transfer = |node: &Node, to: serde_json::Value| {
         node.api(
             "POST",
@@ -695,7 +666,7 @@ fn an_outbound_call_sent_to_a_skill_group_waits_in_its_queue_and_is_answered_the
     let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
     assert_eq!(v["status"]["status"], "after_call_work", "{v}");
     // 1002 becomes ready: the queue offers it the customer.
-    set(&node, "1002", "ready");
+    node.set_status(&admin, "1002", "ready");
     assert!(node.wait_log("customer and agent bridged", Duration::from_secs(8)));
     let [a, b] = runs;
     let out = Phone::output(b);
@@ -749,14 +720,7 @@ fn an_outbound_call_is_sent_on_blind_to_an_outside_number() {
     let running = agent.spawn(30);
     assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
     let admin = node.login("admin", "demo-admin");
-    let (code, v) = node.api(
-        "POST",
-        "/api/v1/agents/1001/calls",
-        Some(&admin),
-        Some(&json!({"number": "13800138000"})),
-    );
-    assert_eq!(code, 202, "{v}");
-    assert!(node.wait_log("agent and customer bridged", Duration::from_secs(8)));
+    dial_out(&mut node, &admin, "1001");
     let (code, v) = node.api(
         "POST",
         "/api/v1/agents/1001/transfer",

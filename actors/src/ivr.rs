@@ -484,15 +484,8 @@ impl IvrSession {
         let start = flow.start.clone();
         let mut s = IvrSession {
             flow,
-            allow_external,
             schedule_open: open,
-            node: start.clone(),
-            wait: Wait::Finished,
-            tries: 0,
-            digits: String::new(),
-            trace: IvrTrace::default(),
-            survey: None,
-            actions: VecDeque::new(),
+            ..IvrSession::none(allow_external)
         };
         s.enter(start, now);
         s

@@ -242,6 +242,31 @@ impl Node {
         v["token"].as_str().expect("a token").to_owned()
     }
 
+    /// `agent`'s status now (`ready`, `talking`, …), read with `token`.
+    pub fn status_of(&self, token: &str, agent: &str) -> String {
+        let (_, v) = self.api(
+            "GET",
+            &format!("/api/v1/agents/{agent}/status"),
+            Some(token),
+            None,
+        );
+        v["status"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Sets `agent`'s status with `token` (the API must take it).
+    pub fn set_status(&self, token: &str, agent: &str, status: &str) {
+        let (code, v) = self.api(
+            "PUT",
+            &format!("/api/v1/agents/{agent}/status"),
+            Some(token),
+            Some(&serde_json::json!({"status": status})),
+        );
+        assert_eq!(code, 200, "{agent} to {status}: {v}");
+    }
+
     /// Waits (bounded) until the metric `name` reads `value`; its last
     /// reading.
     pub fn wait_metric(&self, name: &str, value: f64, within: Duration) -> Option<f64> {

@@ -203,14 +203,7 @@ impl SipCore {
                 .clone()
                 .filter(|_| center.trunk.is_some()),
         );
-        let actor = CallActor {
-            call,
-            clock: center.clock,
-            telephony: self.telephony_tx.clone(),
-            groups: center.call_groups.clone(),
-            agents: center.call_agents.clone(),
-            records: center.records.clone(),
-        };
+        let actor = self.call_shell(center, call);
         let tenant = center.tenant.clone();
         let location = switchboard_actors::location::lookup(&caller);
         let actor = match Actor::spawn(None, actor, machine).await {
@@ -279,6 +272,22 @@ impl SipCore {
                 callback: None,
             },
         );
+    }
+
+    /// The shell of a call-center call of `center`'s.
+    pub(super) fn call_shell(
+        &self,
+        center: &crate::node::center::CallCenter,
+        call: CallId,
+    ) -> CallActor {
+        CallActor {
+            call,
+            clock: center.clock,
+            telephony: self.telephony_tx.clone(),
+            groups: center.call_groups.clone(),
+            agents: center.call_agents.clone(),
+            records: center.records.clone(),
+        }
     }
 
     /// Media for an incoming INVITE's offer and the dialog it makes (the
@@ -761,11 +770,8 @@ impl SipCore {
         let Some((call, target)) = self.outgoing.get(&tx).cloned() else {
             return;
         };
-        if target == Target::Supervisor {
-            return self.supervisor_response(tx, call, resp, now);
-        }
-        if target == Target::Consulted {
-            return self.consulted_response(tx, call, resp, now);
+        if matches!(target, Target::Supervisor | Target::Consulted) {
+            return self.side_leg_response(tx, call, target, resp, now);
         }
         if self.is_outbound(call) {
             return self.handle_ob_response(tx, call, target, resp, now);
@@ -783,8 +789,7 @@ impl SipCore {
         let Some(dest) = self.cc.get(&call).and_then(|c| match &target {
             Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
             Target::External => c.external.as_ref().map(|o| o.dest),
-            // Their responses go to `supervisor_response` and
-            // `consulted_response`.
+            // Their responses go to `side_leg_response`.
             Target::Supervisor | Target::Consulted => None,
             Target::CalledBack => c.callback.as_ref().map(|o| o.dest),
         }) else {
@@ -888,6 +893,57 @@ impl SipCore {
                     }
                 }
             }
+        }
+    }
+
+    /// A response to the INVITE of a leg kept beside a call, inbound or
+    /// outbound: the supervisor's or the consulted party's (`None`: no
+    /// answer at all). A challenge is answered once; the end, answered
+    /// or not, goes to the supervision or the consultation.
+    fn side_leg_response(
+        &mut self,
+        tx: TransactionId,
+        call: CallId,
+        target: Target,
+        resp: Option<Response>,
+        now: Instant,
+    ) {
+        let code = resp.as_ref().map_or(408, |r| r.code);
+        if code < 200 {
+            return;
+        }
+        let Some(dest) = side_leg(&mut self.cc, &mut self.ob, call, &target).map(|o| o.dest) else {
+            return;
+        };
+        let host = self.contact_host_for(dest);
+        // (Field by field: the transaction layer is borrowed alongside.)
+        let Some(out) = side_leg(&mut self.cc, &mut self.ob, call, &target) else {
+            return;
+        };
+        if let Some(new_tx) = resp
+            .as_ref()
+            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
+        {
+            self.outgoing.remove(&tx);
+            self.outgoing.insert(new_tx, (call, target));
+            return;
+        }
+        let dialog = if code >= 300 {
+            tracing::info!(%call, ?target, code, "the call was not taken");
+            self.outgoing.remove(&tx);
+            None
+        } else {
+            let Some(resp) = resp else {
+                return;
+            };
+            let Some(d) = accept_2xx(&mut self.layer, out, &resp, &host) else {
+                return;
+            };
+            Some(d)
+        };
+        match target {
+            Target::Supervisor => self.monitor_answered(call, dialog, now),
+            _ => self.consult_answered(call, dialog, now),
         }
     }
 
@@ -1354,4 +1410,24 @@ pub(super) fn accept_2xx(
     }
     out.dialog = Some(dialog.id.clone());
     Some(dialog)
+}
+
+/// The supervisor's or the consulted party's leg of `call`.
+fn side_leg<'a>(
+    cc: &'a mut HashMap<CallId, CcCall>,
+    ob: &'a mut HashMap<CallId, outbound::ObCall>,
+    call: CallId,
+    target: &Target,
+) -> Option<&'a mut OutLeg> {
+    match target {
+        Target::Supervisor => match cc.get_mut(&call) {
+            Some(c) => c.monitor.as_mut().map(|m| &mut m.leg),
+            None => ob.get_mut(&call)?.monitor.as_mut().map(|m| &mut m.leg),
+        },
+        Target::Consulted => match cc.get_mut(&call) {
+            Some(c) => c.consult.as_mut().map(|k| &mut k.leg),
+            None => ob.get_mut(&call)?.consult.as_mut().map(|k| &mut k.leg),
+        },
+        Target::Agent(_) | Target::External | Target::CalledBack => None,
+    }
 }

@@ -316,54 +316,8 @@ impl SipCore {
         Ok(())
     }
 
-    /// A response to the consulted party's INVITE (`None`: none at all),
-    /// on an inbound or an outbound call.
-    pub(super) fn consulted_response(
-        &mut self,
-        tx: TransactionId,
-        call: CallId,
-        resp: Option<Response>,
-        now: Instant,
-    ) {
-        let code = resp.as_ref().map_or(408, |r| r.code);
-        if code < 200 {
-            return;
-        }
-        let Some(dest) = self.consult_of(call).map(|k| k.leg.dest) else {
-            return;
-        };
-        let host = self.contact_host_for(dest);
-        // (Field by field: the transaction layer is borrowed alongside.)
-        let slot = match self.cc.get_mut(&call) {
-            Some(c) => c.consult.as_mut(),
-            None => self.ob.get_mut(&call).and_then(|c| c.consult.as_mut()),
-        };
-        let Some(out) = slot.map(|k| &mut k.leg) else {
-            return;
-        };
-        if let Some(new_tx) = resp
-            .as_ref()
-            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
-        {
-            self.outgoing.remove(&tx);
-            self.outgoing.insert(new_tx, (call, Target::Consulted));
-            return;
-        }
-        if code >= 300 {
-            tracing::info!(%call, code, "the consulted party did not take the call");
-            self.outgoing.remove(&tx);
-            return self.consult_answered(call, None, now);
-        }
-        let Some(resp) = resp else {
-            return;
-        };
-        if let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) {
-            self.consult_answered(call, Some(dialog), now);
-        }
-    }
-
     /// The consulted party's INVITE was answered (`Some`) or not.
-    fn consult_answered(&mut self, call: CallId, dialog: Option<Dialog>, now: Instant) {
+    pub(super) fn consult_answered(&mut self, call: CallId, dialog: Option<Dialog>, now: Instant) {
         let Some(k) = self.consult_of(call) else {
             return;
         };

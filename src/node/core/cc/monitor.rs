@@ -214,50 +214,6 @@ impl SipCore {
         Some((&c.customer.as_ref()?.leg, agents))
     }
 
-    /// A response to the supervisor's INVITE (`None`: none at all).
-    pub(super) fn supervisor_response(
-        &mut self,
-        tx: TransactionId,
-        call: CallId,
-        resp: Option<Response>,
-        now: Instant,
-    ) {
-        let code = resp.as_ref().map_or(408, |r| r.code);
-        if code < 200 {
-            return;
-        }
-        let Some(dest) = self.monitor_of(call).map(|m| m.leg.dest) else {
-            return;
-        };
-        let host = self.contact_host_for(dest);
-        // (Field by field: the transaction layer is borrowed alongside.)
-        let slot = match self.cc.get_mut(&call) {
-            Some(c) => c.monitor.as_mut(),
-            None => self.ob.get_mut(&call).and_then(|c| c.monitor.as_mut()),
-        };
-        let Some(out) = slot.map(|m| &mut m.leg) else {
-            return;
-        };
-        if let Some(new_tx) = resp
-            .as_ref()
-            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
-        {
-            self.outgoing.remove(&tx);
-            self.outgoing.insert(new_tx, (call, Target::Supervisor));
-            return;
-        }
-        if code >= 300 {
-            self.outgoing.remove(&tx);
-            return self.monitor_answered(call, None, now);
-        }
-        let Some(resp) = resp else {
-            return;
-        };
-        if let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) {
-            self.monitor_answered(call, Some(dialog), now);
-        }
-    }
-
     /// The supervisor answered, or the mode changed: every leg hears
     /// whom the mode says.
     pub(super) fn rewire(&self, call: CallId) {

@@ -99,14 +99,7 @@ impl SipCore {
             Duration::ZERO,
             center.clock.now(),
         );
-        let shell = CallActor {
-            call,
-            clock: center.clock,
-            telephony: self.telephony_tx.clone(),
-            groups: center.call_groups.clone(),
-            agents: center.call_agents.clone(),
-            records: center.records.clone(),
-        };
+        let shell = self.call_shell(center, call);
         customer.leg.send(LegCmd::Stop);
         customer.leg.send(LegCmd::Report(self.leg_tx.clone()));
         let actor = match Actor::spawn(None, shell, machine).await {
