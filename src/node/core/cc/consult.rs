@@ -301,6 +301,11 @@ impl SipCore {
             Err(e) => Some(LiveError::Unavailable(e.to_string())),
         };
         if let Some(e) = refused {
+            // The agent stays: back to it, off hold, as after a
+            // consultation.
+            if let Some(k) = self.consult_mut(call).and_then(Option::as_mut) {
+                k.blind = false;
+            }
             self.consult_end(call, now);
             return Err(e);
         }
