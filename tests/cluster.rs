@@ -1020,3 +1020,71 @@ fn nodes_with_cluster_tls_join_and_a_node_of_another_ca_or_without_tls_never_doe
         home(&b, &token, "agent", "1001")
     );
 }
+
+#[test]
+fn an_agent_and_a_group_that_panic_on_their_homes_recover_and_take_the_next_call() {
+    use common::phone::Phone;
+    let (data, [_, nb, nc], [mut a, mut b, mut c], token) = three_placed(&["--fault-injection"]);
+    assert_eq!(home(&a, &token, "skill_group", "support"), nb);
+    assert_eq!(home(&a, &token, "agent", "1001"), nc);
+    assert!(c.wait_log(
+        "agent hosted here tenant=demo agent=1001",
+        Duration::from_secs(5)
+    ));
+    assert!(b.wait_log(
+        "skill group hosted here tenant=demo group=support",
+        Duration::from_secs(5)
+    ));
+    let fault = |node: &Node, target: &str| {
+        let http = node.http.to_string();
+        let dir = data.display().to_string();
+        cli(&[
+            "cluster",
+            "fault",
+            target,
+            "--http",
+            &http,
+            "--data-dir",
+            &dir,
+        ])
+    };
+    // Only the node running the actor can make it panic.
+    let out = fault(&a, "agent:1001");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not run on this node"));
+    assert!(fault(&c, "agent:1001").status.success());
+    assert!(c.wait_log(
+        "agent actor panicked: rebuilt from the store",
+        Duration::from_secs(5)
+    ));
+    assert!(fault(&b, "group:support").status.success());
+    assert!(b.wait_log(
+        "skill group actor panicked: rebuilt from the store",
+        Duration::from_secs(5)
+    ));
+    // A call on a still queues in the group on b and reaches 1001, homed
+    // on c, whose phone is registered with b.
+    let agent = Phone::auto_answer(&b, "1001", "pass1001");
+    let running = agent.spawn(20);
+    assert!(b.wait_log("registered user=1001", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut customer = common::customer::Customer::call(a.sip, "4000", "13800138000");
+    assert!(customer.answered);
+    std::thread::sleep(Duration::from_secs(5));
+    customer.press('1');
+    assert!(
+        a.wait_log("customer and agent bridged", Duration::from_secs(10)),
+        "the agent never answered: {:?}",
+        a.lines
+    );
+    let _ = customer.hang_up();
+    let _ = Phone::stop(running);
+    let calls = common::records::wait_demo_calls(&data, 1, Duration::from_secs(20));
+    assert_eq!(
+        calls[0].agent.as_ref().map(|x| x.0.as_str()),
+        Some("1001"),
+        "{:?}",
+        calls[0]
+    );
+    assert_eq!(c.count_log("agent=1001 status=Talking"), 1);
+}
