@@ -184,7 +184,14 @@ fn build() -> Metrics {
 /// The node's metrics (registered on first use).
 pub fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(build)
+    M.get_or_init(|| {
+        // The actors' own counter, exported at 0 from the start.
+        let recoveries = switchboard_actors::shell::recoveries();
+        for kind in ["agent", "skill_group"] {
+            recoveries.with_label_values(&[kind]);
+        }
+        build()
+    })
 }
 
 /// Every registered metric in the text exposition format.
