@@ -760,6 +760,79 @@ fn an_outbound_call_is_sent_on_blind_to_an_outside_number() {
 }
 
 #[test]
+fn an_outbound_call_becomes_a_three_way_call_with_a_consulted_agent() {
+    let (sipp, port, sipp_dir) = carrier_with("carrier_reinvite.xml");
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    // 1001 places the call and says nothing; 1002, consulted, talks
+    // throughout: in the three-way call it hears itself back through the
+    // customer (the carrier echoes the mix it gets).
+    let first = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let second = Phone::auto_answer_saying(
+        &node,
+        "1002",
+        "pass1002",
+        "one two three four five six seven eight nine ten eleven twelve thirteen \
+         fourteen fifteen sixteen seventeen eighteen nineteen twenty",
+    );
+    let runs = [first.spawn(30), second.spawn(30)];
+    for u in ["1001", "1002"] {
+        assert!(node.wait_log(&format!("registered user={u}"), Duration::from_secs(5)));
+    }
+    let admin = node.login("admin", "demo-admin");
+    dial_out(&mut node, &admin, "1001");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult",
+        Some(&admin),
+        Some(&json!({"agent": "1002"})),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert!(node.wait_log("the consulted party answered", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/consult/conference",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(code, 204, "{v}");
+    assert!(node.wait_log("three-way call", Duration::from_secs(2)));
+    std::thread::sleep(Duration::from_secs(3));
+    // 1002 leaves the three-way call; agent and customer go on.
+    let (code, v) = node.api("DELETE", "/api/v1/agents/1001/consult", Some(&admin), None);
+    assert_eq!(code, 204, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.status_of(&admin, "1001"), "talking");
+    let [a, b] = runs;
+    let out = Phone::stop(b);
+    assert!(out.contains("Call established"), "{out}");
+    let heard = loud_windows(&second.heard());
+    assert!(
+        heard > 60,
+        "1002 heard {heard} loud windows: not itself through the customer"
+    );
+    let _ = Phone::stop(a);
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(ok, "the carrier's side failed: {errors}");
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    let r = &calls[0];
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1001"),
+        "{r:?}"
+    );
+    assert!(r.transfers.is_empty(), "{r:?}");
+    assert_eq!(
+        r.holds.len(),
+        1,
+        "on hold from the consultation to the three-way call: {r:?}"
+    );
+    assert_eq!(r.hangup_side, HangupSide::Agent, "{r:?}");
+}
+
+#[test]
 fn a_caller_from_outside_never_reaches_the_trunk() {
     // The "carrier" is a socket that must hear nothing.
     let gateway = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
