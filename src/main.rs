@@ -157,6 +157,7 @@ enum ClusterCommand {
         /// The actor: KIND:ID (agent:1001, group:support)
         #[arg(value_name = "KIND:ID")]
         target: String,
+        /// The actor's tenant
         #[arg(long, value_name = "TENANT", default_value = "demo")]
         tenant: String,
     },
