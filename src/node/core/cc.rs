@@ -777,7 +777,7 @@ impl SipCore {
             return self.handle_ob_response(tx, call, target, resp, now);
         }
         if self.is_internal(call) {
-            return self.handle_ic_response(tx, call, resp, now);
+            return self.handle_ic_response(tx, call, target, resp, now);
         }
         let code = resp.as_ref().map_or(408, |r| r.code);
         if code < 200 {
@@ -786,77 +786,51 @@ impl SipCore {
             }
             return;
         }
-        let Some(dest) = self.cc.get(&call).and_then(|c| match &target {
-            Target::Agent(a) => c.agents.get(a).map(|o| o.dest),
-            Target::External => c.external.as_ref().map(|o| o.dest),
-            // Their responses go to `side_leg_response`.
-            Target::Supervisor | Target::Consulted => None,
-            Target::CalledBack => c.callback.as_ref().map(|o| o.dest),
-        }) else {
+        let Some(outcome) = self.final_outcome(tx, call, &target, resp.as_ref(), now) else {
             return;
         };
-        let host = self.contact_host_for(dest);
         let Some(c) = self.cc.get_mut(&call) else {
             return;
         };
         let actor = c.actor.clone();
-        let out = match &target {
-            Target::Agent(a) => c.agents.get_mut(a),
-            Target::External => c.external.as_mut(),
-            Target::Supervisor | Target::Consulted => None,
-            Target::CalledBack => c.callback.as_deref_mut(),
-        };
-        let Some(out) = out else {
-            return;
-        };
-        if let Some(new_tx) = resp
-            .as_ref()
-            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
-        {
-            tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
-            self.outgoing.remove(&tx);
-            self.outgoing.insert(new_tx, (call, target));
-            return;
-        }
-        if code >= 300 {
-            tracing::info!(%call, ?target, code, "the call was not taken");
-            let cancelled = out.cancelled;
-            self.outgoing.remove(&tx);
-            match target {
-                Target::Agent(agent) => {
-                    c.agents.remove(&agent);
-                    // A leg we cancelled ends with 487: the call knows.
-                    if !cancelled {
-                        let _ = actor.cast(CallMsg::AgentFailed(agent));
+        let (dialog, dest, transport, cancelled) = match outcome {
+            Outcome::Refused { code, cancelled } => {
+                tracing::info!(%call, ?target, code, "the call was not taken");
+                match target {
+                    Target::Agent(agent) => {
+                        c.agents.remove(&agent);
+                        // A leg we cancelled ends with 487: the call knows.
+                        if !cancelled {
+                            let _ = actor.cast(CallMsg::AgentFailed(agent));
+                        }
+                    }
+                    Target::Supervisor | Target::Consulted => return,
+                    Target::CalledBack => {
+                        c.callback = None;
+                        if !cancelled {
+                            tracing::info!(%call, code, "the caller did not take its callback");
+                            let _ = actor.cast(CallMsg::CallbackFailed(code));
+                        }
+                    }
+                    Target::External => {
+                        c.external = None;
+                        // The transfer failed: the customer is told goodbye.
+                        let customer = c.customer.take();
+                        if let Some(d) = customer {
+                            self.hang_up(&d, now);
+                        }
                     }
                 }
-                Target::Supervisor | Target::Consulted => return,
-                Target::CalledBack => {
-                    c.callback = None;
-                    if !cancelled {
-                        tracing::info!(%call, code, "the caller did not take its callback");
-                        let _ = actor.cast(CallMsg::CallbackFailed(code));
-                    }
-                }
-                Target::External => {
-                    c.external = None;
-                    // The transfer failed: the customer is told goodbye.
-                    let customer = c.customer.take();
-                    if let Some(d) = customer {
-                        self.hang_up(&d, now);
-                    }
-                }
+                self.forget_if_done(call);
+                return;
             }
-            self.forget_if_done(call);
-            return;
-        }
-        let Some(resp) = resp else {
-            return;
+            Outcome::Answered {
+                dialog,
+                dest,
+                transport,
+                cancelled,
+            } => (*dialog, dest, transport, cancelled),
         };
-        let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) else {
-            return;
-        };
-        let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
@@ -896,10 +870,52 @@ impl SipCore {
         }
     }
 
+    /// The final response (or none) to one of our INVITEs, for any leg
+    /// of any call: a challenge is answered once (then nothing more
+    /// yet), a refusal forgets the transaction, a 2xx is ACKed (each
+    /// copy; only the first counts) and its SDP applied to the leg.
+    /// `None`: nothing for the caller to do (a provisional response, a
+    /// retry, a copy, or a leg no longer kept).
+    pub(super) fn final_outcome(
+        &mut self,
+        tx: TransactionId,
+        call: CallId,
+        target: &Target,
+        resp: Option<&Response>,
+        now: Instant,
+    ) -> Option<Outcome> {
+        let code = resp.map_or(408, |r| r.code);
+        if code < 200 {
+            return None;
+        }
+        let dest = out_leg(&mut self.cc, &mut self.ob, &mut self.ic, call, target)?.dest;
+        let host = self.contact_host_for(dest);
+        // (Field by field: the transaction layer is borrowed alongside.)
+        let out = out_leg(&mut self.cc, &mut self.ob, &mut self.ic, call, target)?;
+        if let Some(new_tx) = resp.and_then(|r| auth_retry(&mut self.layer, out, r, &host, now)) {
+            tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
+            self.outgoing.remove(&tx);
+            self.outgoing.insert(new_tx, (call, target.clone()));
+            return None;
+        }
+        if code >= 300 {
+            let cancelled = out.cancelled;
+            self.outgoing.remove(&tx);
+            return Some(Outcome::Refused { code, cancelled });
+        }
+        let dialog = accept_2xx(&mut self.layer, out, resp?, &host)?;
+        Some(Outcome::Answered {
+            dialog: Box::new(dialog),
+            dest: out.dest,
+            transport: out.transport,
+            cancelled: out.cancelled,
+        })
+    }
+
     /// A response to the INVITE of a leg kept beside a call, inbound or
     /// outbound: the supervisor's or the consulted party's (`None`: no
-    /// answer at all). A challenge is answered once; the end, answered
-    /// or not, goes to the supervision or the consultation.
+    /// answer at all). The end, answered or not, goes to the supervision
+    /// or the consultation.
     fn side_leg_response(
         &mut self,
         tx: TransactionId,
@@ -908,38 +924,13 @@ impl SipCore {
         resp: Option<Response>,
         now: Instant,
     ) {
-        let code = resp.as_ref().map_or(408, |r| r.code);
-        if code < 200 {
-            return;
-        }
-        let Some(dest) = side_leg(&mut self.cc, &mut self.ob, call, &target).map(|o| o.dest) else {
-            return;
-        };
-        let host = self.contact_host_for(dest);
-        // (Field by field: the transaction layer is borrowed alongside.)
-        let Some(out) = side_leg(&mut self.cc, &mut self.ob, call, &target) else {
-            return;
-        };
-        if let Some(new_tx) = resp
-            .as_ref()
-            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
-        {
-            self.outgoing.remove(&tx);
-            self.outgoing.insert(new_tx, (call, target));
-            return;
-        }
-        let dialog = if code >= 300 {
-            tracing::info!(%call, ?target, code, "the call was not taken");
-            self.outgoing.remove(&tx);
-            None
-        } else {
-            let Some(resp) = resp else {
-                return;
-            };
-            let Some(d) = accept_2xx(&mut self.layer, out, &resp, &host) else {
-                return;
-            };
-            Some(d)
+        let dialog = match self.final_outcome(tx, call, &target, resp.as_ref(), now) {
+            None => return,
+            Some(Outcome::Refused { code, .. }) => {
+                tracing::info!(%call, ?target, code, "the call was not taken");
+                None
+            }
+            Some(Outcome::Answered { dialog, .. }) => Some(*dialog),
         };
         match target {
             Target::Supervisor => self.monitor_answered(call, dialog, now),
@@ -1412,22 +1403,44 @@ pub(super) fn accept_2xx(
     Some(dialog)
 }
 
-/// The supervisor's or the consulted party's leg of `call`.
-fn side_leg<'a>(
+/// What a final response to one of our INVITEs came to (see
+/// [`SipCore::final_outcome`]).
+pub(super) enum Outcome {
+    /// Refused with `code` (408: no answer at all); `cancelled`: we had
+    /// given up on it.
+    Refused { code: u16, cancelled: bool },
+    /// Answered: its dialog, where it is, whether we had given up on it.
+    Answered {
+        dialog: Box<Dialog>,
+        dest: SocketAddr,
+        transport: Transport,
+        cancelled: bool,
+    },
+}
+
+/// The leg of `call` that `target` names, whatever kind of call it is.
+fn out_leg<'a>(
     cc: &'a mut HashMap<CallId, CcCall>,
     ob: &'a mut HashMap<CallId, outbound::ObCall>,
+    ic: &'a mut HashMap<CallId, internal::IcCall>,
     call: CallId,
     target: &Target,
 ) -> Option<&'a mut OutLeg> {
-    match target {
-        Target::Supervisor => match cc.get_mut(&call) {
-            Some(c) => c.monitor.as_mut().map(|m| &mut m.leg),
-            None => ob.get_mut(&call)?.monitor.as_mut().map(|m| &mut m.leg),
-        },
-        Target::Consulted => match cc.get_mut(&call) {
-            Some(c) => c.consult.as_mut().map(|k| &mut k.leg),
-            None => ob.get_mut(&call)?.consult.as_mut().map(|k| &mut k.leg),
-        },
-        Target::Agent(_) | Target::External | Target::CalledBack => None,
+    if let Some(c) = cc.get_mut(&call) {
+        return match target {
+            Target::Agent(a) => c.agents.get_mut(a),
+            Target::External => c.external.as_mut(),
+            Target::Supervisor => c.monitor.as_mut().map(|m| &mut m.leg),
+            Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
+            Target::CalledBack => c.callback.as_deref_mut(),
+        };
     }
+    if let Some(c) = ob.get_mut(&call) {
+        return match target {
+            Target::Supervisor => c.monitor.as_mut().map(|m| &mut m.leg),
+            Target::Consulted => c.consult.as_mut().map(|k| &mut k.leg),
+            t => outbound::slot(c, t).as_mut(),
+        };
+    }
+    ic.get_mut(&call)?.callee_mut()
 }

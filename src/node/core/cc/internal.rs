@@ -32,6 +32,13 @@ pub(in crate::node::core) struct IcCall {
     finished: bool,
 }
 
+impl IcCall {
+    /// The callee's leg, while it is kept.
+    pub(super) fn callee_mut(&mut self) -> Option<&mut OutLeg> {
+        self.callee.as_mut()
+    }
+}
+
 impl SipCore {
     /// Whether an INVITE for `user` is a call from one extension of the
     /// tenant to another (its From an account, its target an account).
@@ -240,6 +247,7 @@ impl SipCore {
         &mut self,
         tx: TransactionId,
         call: CallId,
+        target: Target,
         resp: Option<Response>,
         now: Instant,
     ) {
@@ -265,34 +273,27 @@ impl SipCore {
             }
             return;
         }
-        let Some(dest) = c.callee.as_ref().map(|o| o.dest) else {
-            return;
-        };
-        let host = self.contact_host_for(dest);
-        let Some(c) = self.ic.get_mut(&call) else {
-            return;
-        };
-        let Some(out) = c.callee.as_mut() else {
-            return;
-        };
-        if code >= 300 {
-            let cancelled = out.cancelled;
-            c.callee = None;
-            self.outgoing.remove(&tx);
-            tracing::info!(%call, code, "internal call: the extension did not take it");
-            if !cancelled {
-                let _ = actor.cast(InternalMsg::CalleeFailed(code));
-            }
-            self.forget_ic_if_done(call);
-            return;
-        }
-        let Some(resp) = resp else {
-            return;
-        };
-        let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) else {
-            return;
-        };
-        let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
+        let (dialog, dest, transport, cancelled) =
+            match self.final_outcome(tx, call, &target, resp.as_ref(), now) {
+                None => return,
+                Some(Outcome::Refused { code, cancelled }) => {
+                    if let Some(c) = self.ic.get_mut(&call) {
+                        c.callee = None;
+                    }
+                    tracing::info!(%call, code, "internal call: the extension did not take it");
+                    if !cancelled {
+                        let _ = actor.cast(InternalMsg::CalleeFailed(code));
+                    }
+                    self.forget_ic_if_done(call);
+                    return;
+                }
+                Some(Outcome::Answered {
+                    dialog,
+                    dest,
+                    transport,
+                    cancelled,
+                }) => (*dialog, dest, transport, cancelled),
+            };
         let id = dialog.id.clone();
         self.add_out_dialog(dialog, dest, transport, (call, Party::External));
         if cancelled {

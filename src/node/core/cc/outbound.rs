@@ -46,7 +46,7 @@ pub(in crate::node::core) struct ObCall {
 }
 
 /// The leg of an outbound call a target names.
-fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
+pub(super) fn slot<'a>(c: &'a mut ObCall, target: &Target) -> &'a mut Option<OutLeg> {
     match target {
         Target::Agent(_) => &mut c.agent_leg,
         // The supervisor's and the consulted party's responses go
@@ -455,10 +455,9 @@ impl SipCore {
         now: Instant,
     ) {
         let code = resp.as_ref().map_or(408, |r| r.code);
-        let Some(c) = self.ob.get_mut(&call) else {
+        let Some(actor) = self.ob.get(&call).map(|c| c.actor.clone()) else {
             return;
         };
-        let actor = c.actor.clone();
         if code < 200 {
             if target == Target::External && matches!(code, 180 | 183) {
                 tracing::info!(%call, "the customer's phone rings");
@@ -469,50 +468,35 @@ impl SipCore {
             }
             return;
         }
-        let Some(dest) = slot(c, &target).as_ref().map(|o| o.dest) else {
-            return;
+        let outcome = match self.final_outcome(tx, call, &target, resp.as_ref(), now) {
+            Some(o) => o,
+            None => return,
         };
-        let host = self.contact_host_for(dest);
-        let Some(c) = self.ob.get_mut(&call) else {
-            return;
-        };
-        let leg = slot(c, &target);
-        let Some(out) = leg.as_mut() else {
-            return;
-        };
-        if let Some(new_tx) = resp
-            .as_ref()
-            .and_then(|r| auth_retry(&mut self.layer, out, r, &host, now))
-        {
-            tracing::info!(%call, ?target, code, "sending the INVITE again with credentials");
-            self.outgoing.remove(&tx);
-            self.outgoing.insert(new_tx, (call, target));
-            return;
-        }
-        if code >= 300 {
-            let cancelled = out.cancelled;
-            *leg = None;
-            self.outgoing.remove(&tx);
-            tracing::info!(%call, ?target, code, "outbound leg not answered");
-            if !cancelled {
-                let _ = actor.cast(match target {
-                    Target::Agent(_) => OutboundMsg::AgentFailed,
-                    Target::External
-                    | Target::Supervisor
-                    | Target::Consulted
-                    | Target::CalledBack => OutboundMsg::CustomerFailed(code),
-                });
+        let (dialog, dest, transport, cancelled) = match outcome {
+            Outcome::Refused { code, cancelled } => {
+                if let Some(c) = self.ob.get_mut(&call) {
+                    *slot(c, &target) = None;
+                }
+                tracing::info!(%call, ?target, code, "outbound leg not answered");
+                if !cancelled {
+                    let _ = actor.cast(match target {
+                        Target::Agent(_) => OutboundMsg::AgentFailed,
+                        Target::External
+                        | Target::Supervisor
+                        | Target::Consulted
+                        | Target::CalledBack => OutboundMsg::CustomerFailed(code),
+                    });
+                }
+                self.forget_ob_if_done(call);
+                return;
             }
-            self.forget_ob_if_done(call);
-            return;
-        }
-        let Some(resp) = resp else {
-            return;
+            Outcome::Answered {
+                dialog,
+                dest,
+                transport,
+                cancelled,
+            } => (*dialog, dest, transport, cancelled),
         };
-        let Some(dialog) = accept_2xx(&mut self.layer, out, &resp, &host) else {
-            return;
-        };
-        let (dest, transport, cancelled) = (out.dest, out.transport, out.cancelled);
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External | Target::Supervisor | Target::Consulted | Target::CalledBack => {
