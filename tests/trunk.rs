@@ -833,6 +833,61 @@ fn an_outbound_call_becomes_a_three_way_call_with_a_consulted_agent() {
 }
 
 #[test]
+fn an_outbound_call_sent_to_an_agent_who_never_answers_ends_transfer_failed() {
+    let (sipp, port, sipp_dir) = carrier_with("carrier_reinvite.xml");
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &[]);
+    // 1002's phone rings but nobody picks it up.
+    let first = Phone::auto_answer_quiet(&node, "1001", "pass1001", 40);
+    let second = Phone::new(&node, "1002", "pass1002");
+    let runs = [first.spawn(40), second.spawn(40)];
+    for u in ["1001", "1002"] {
+        assert!(node.wait_log(&format!("registered user={u}"), Duration::from_secs(5)));
+    }
+    let admin = node.login("admin", "demo-admin");
+    dial_out(&mut node, &admin, "1001");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/agents/1001/transfer",
+        Some(&admin),
+        Some(&json!({"agent": "1002"})),
+    );
+    assert_eq!(code, 204, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.status_of(&admin, "1001"), "after_call_work");
+    // After its 20 s of ringing nobody is left for the customer.
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(30));
+    let r = &calls[0];
+    assert_eq!(r.hangup_reason, HangupReason::TransferFailed, "{r:?}");
+    assert_eq!(
+        r.agent.as_ref().map(|a| a.0.as_str()),
+        Some("1001"),
+        "{r:?}"
+    );
+    assert_eq!(r.transfers.len(), 1, "{r:?}");
+    let rang = r.end.since(r.transfers[0].at);
+    assert!(
+        rang >= Duration::from_secs(19) && rang <= Duration::from_secs(25),
+        "gave up after {rang:?}"
+    );
+    let (ok, errors) = carrier_done(sipp, &sipp_dir);
+    assert!(
+        ok,
+        "the carrier's side failed (its customer gets a BYE): {errors}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        node.status_of(&admin, "1002"),
+        "ready",
+        "1002 is free again"
+    );
+    for r in runs {
+        let _ = Phone::stop(r);
+    }
+}
+
+#[test]
 fn a_caller_from_outside_never_reaches_the_trunk() {
     // The "carrier" is a socket that must hear nothing.
     let gateway = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
