@@ -634,6 +634,23 @@ impl SipCore {
         })
     }
 
+    /// Where to ring an agent's `device`: its registered SIP phone
+    /// (showing `shown`), or its mobile number through `trunk`; `None`
+    /// when it cannot be reached (not registered, no trunk).
+    pub(super) async fn device_dial(
+        &self,
+        tenant: &TenantId,
+        device: &Device,
+        shown: &str,
+        trunk: Option<&Trunk>,
+        now: Instant,
+    ) -> Option<Dial> {
+        match device {
+            Device::Sip { account } => self.phone_dial(tenant, account, shown, self.unix(now)),
+            Device::Mobile { number } => self.trunk_dial(trunk?, number).await,
+        }
+    }
+
     /// An INVITE to `number` through `trunk`: From is the trunk's caller
     /// ID, the gateway's name is looked up now.
     pub(super) async fn trunk_dial(&self, trunk: &Trunk, number: &str) -> Option<Dial> {

@@ -160,15 +160,9 @@ impl SipCore {
                 if let Err(e) = on_it {
                     return Err(LiveError::Conflict(format!("agent {a}: {e}")));
                 }
-                let dial = match &handle.device {
-                    Device::Sip { account } => {
-                        self.phone_dial(tenant, account, &shown, self.unix(now))
-                    }
-                    Device::Mobile { number } => match &trunk {
-                        Some(t) => self.trunk_dial(t, number).await,
-                        None => None,
-                    },
-                };
+                let dial = self
+                    .device_dial(tenant, &handle.device, &shown, trunk.as_ref(), now)
+                    .await;
                 if dial.is_none() {
                     self.release_agent(tenant, a, call);
                     return Err(LiveError::Conflict(format!(

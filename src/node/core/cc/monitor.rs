@@ -146,13 +146,9 @@ impl SipCore {
         };
         let trunk = center.trunk.clone();
         let shown = format!("monitor-{agent}");
-        let dial = match &handle.device {
-            Device::Sip { account } => self.phone_dial(tenant, account, &shown, self.unix(now)),
-            Device::Mobile { number } => match trunk {
-                Some(t) => self.trunk_dial(&t, number).await,
-                None => None,
-            },
-        };
+        let dial = self
+            .device_dial(tenant, &handle.device, &shown, trunk.as_ref(), now)
+            .await;
         let Some(dial) = dial else {
             return Err(LiveError::Conflict(format!(
                 "supervisor {supervisor}'s phone cannot be reached (not registered?)"

@@ -261,14 +261,12 @@ impl SipCore {
                 let device = center
                     .and_then(|x| x.agents.get(&agent))
                     .map(|h| h.device.clone());
-                let dial = match (device, &trunk) {
-                    (Some(Device::Sip { account }), _) => {
-                        self.phone_dial(&tenant, &account, &number, self.unix(now))
+                let dial = match device {
+                    Some(d) => {
+                        self.device_dial(&tenant, &d, &number, trunk.as_ref(), now)
+                            .await
                     }
-                    (Some(Device::Mobile { number: mobile }), Some(t)) => {
-                        self.trunk_dial(t, &mobile).await
-                    }
-                    _ => None,
+                    None => None,
                 };
                 let target = Target::Agent(agent.clone());
                 let leg = match dial {
