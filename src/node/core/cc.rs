@@ -810,7 +810,7 @@ impl SipCore {
             return;
         };
         let actor = c.actor.clone();
-        let (dialog, dest, transport, cancelled) = match outcome {
+        let answered = match outcome {
             Outcome::Refused { code, cancelled } => {
                 tracing::info!(%call, ?target, code, "the call was not taken");
                 match target {
@@ -841,20 +841,15 @@ impl SipCore {
                 self.forget_if_done(call);
                 return;
             }
-            Outcome::Answered {
-                dialog,
-                dest,
-                transport,
-                cancelled,
-            } => (*dialog, dest, transport, cancelled),
+            Outcome::Answered(a) => *a,
         };
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
             Target::External => Party::External,
             Target::Supervisor | Target::Consulted => return,
-            Target::CalledBack => return self.callback_answered(call, dialog, now),
+            Target::CalledBack => return self.callback_answered(call, answered.dialog, now),
         };
-        self.add_out_dialog(dialog, dest, transport, (call, party));
+        let cancelled = self.keep_answered(answered, (call, party));
         match target {
             Target::Agent(agent) if cancelled => {
                 // Answered as we gave up on it: end it at once.
@@ -921,12 +916,12 @@ impl SipCore {
             return Some(Outcome::Refused { code, cancelled });
         }
         let dialog = accept_2xx(&mut self.layer, out, resp?, &host)?;
-        Some(Outcome::Answered {
-            dialog: Box::new(dialog),
+        Some(Outcome::Answered(Box::new(Answered {
+            dialog,
             dest: out.dest,
             transport: out.transport,
             cancelled: out.cancelled,
-        })
+        })))
     }
 
     /// A response to the INVITE of a leg kept beside a call, inbound or
@@ -947,7 +942,7 @@ impl SipCore {
                 tracing::info!(%call, ?target, code, "the call was not taken");
                 None
             }
-            Some(Outcome::Answered { dialog, .. }) => Some(*dialog),
+            Some(Outcome::Answered(a)) => Some(a.dialog),
         };
         match target {
             Target::Supervisor => self.monitor_answered(call, dialog, now),
@@ -1102,6 +1097,18 @@ impl SipCore {
 
     /// A leg's peer sent BYE.
     pub(super) fn leg_hung_up(&mut self, call: CallId, party: Party, now: Instant) {
+        // The legs kept beside a call, whatever its kind.
+        if matches!(party, Party::Supervisor | Party::Consulted) {
+            if party == Party::Supervisor {
+                self.monitor_hung_up(call);
+            } else {
+                self.consult_hung_up(call, now);
+            }
+            self.check_monitor(call, now);
+            self.forget_if_done(call);
+            self.forget_ob_if_done(call);
+            return;
+        }
         if self.is_outbound(call) {
             return self.ob_leg_hung_up(call, party, now);
         }
@@ -1134,14 +1141,8 @@ impl SipCore {
                 }
                 None
             }
-            Party::Supervisor => {
-                self.monitor_hung_up(call);
-                None
-            }
-            Party::Consulted => {
-                self.consult_hung_up(call, now);
-                None
-            }
+            // Handled above.
+            Party::Supervisor | Party::Consulted => None,
         };
         if let Some(msg) = msg {
             if let Some(c) = self.cc.get(&call) {
@@ -1426,13 +1427,26 @@ pub(super) enum Outcome {
     /// Refused with `code` (408: no answer at all); `cancelled`: we had
     /// given up on it.
     Refused { code: u16, cancelled: bool },
-    /// Answered: its dialog, where it is, whether we had given up on it.
-    Answered {
-        dialog: Box<Dialog>,
-        dest: SocketAddr,
-        transport: Transport,
-        cancelled: bool,
-    },
+    /// Answered.
+    Answered(Box<Answered>),
+}
+
+/// An INVITE of ours that was answered: its dialog, where the peer is,
+/// whether we had given up on it.
+pub(super) struct Answered {
+    pub(super) dialog: Dialog,
+    pub(super) dest: SocketAddr,
+    pub(super) transport: Transport,
+    pub(super) cancelled: bool,
+}
+
+impl SipCore {
+    /// Keeps an answered leg's dialog as `leg_of`'s; whether we had
+    /// given up on it (then it is to be ended at once).
+    pub(super) fn keep_answered(&mut self, a: Answered, leg_of: (CallId, Party)) -> bool {
+        self.add_out_dialog(a.dialog, a.dest, a.transport, leg_of);
+        a.cancelled
+    }
 }
 
 /// The leg of `call` that `target` names, whatever kind of call it is.

@@ -273,29 +273,23 @@ impl SipCore {
             }
             return;
         }
-        let (dialog, dest, transport, cancelled) =
-            match self.final_outcome(tx, call, &target, resp.as_ref(), now) {
-                None => return,
-                Some(Outcome::Refused { code, cancelled }) => {
-                    if let Some(c) = self.ic.get_mut(&call) {
-                        c.callee = None;
-                    }
-                    tracing::info!(%call, code, "internal call: the extension did not take it");
-                    if !cancelled {
-                        let _ = actor.cast(InternalMsg::CalleeFailed(code));
-                    }
-                    self.forget_ic_if_done(call);
-                    return;
+        let answered = match self.final_outcome(tx, call, &target, resp.as_ref(), now) {
+            None => return,
+            Some(Outcome::Refused { code, cancelled }) => {
+                if let Some(c) = self.ic.get_mut(&call) {
+                    c.callee = None;
                 }
-                Some(Outcome::Answered {
-                    dialog,
-                    dest,
-                    transport,
-                    cancelled,
-                }) => (*dialog, dest, transport, cancelled),
-            };
-        let id = dialog.id.clone();
-        self.add_out_dialog(dialog, dest, transport, (call, Party::External));
+                tracing::info!(%call, code, "internal call: the extension did not take it");
+                if !cancelled {
+                    let _ = actor.cast(InternalMsg::CalleeFailed(code));
+                }
+                self.forget_ic_if_done(call);
+                return;
+            }
+            Some(Outcome::Answered(a)) => *a,
+        };
+        let id = answered.dialog.id.clone();
+        let cancelled = self.keep_answered(answered, (call, Party::External));
         if cancelled {
             if let Some(c) = self.ic.get_mut(&call) {
                 c.callee = None;

@@ -470,7 +470,7 @@ impl SipCore {
             Some(o) => o,
             None => return,
         };
-        let (dialog, dest, transport, cancelled) = match outcome {
+        let answered = match outcome {
             Outcome::Refused { code, cancelled } => {
                 if let Some(c) = self.ob.get_mut(&call) {
                     *slot(c, &target) = None;
@@ -488,12 +488,7 @@ impl SipCore {
                 self.forget_ob_if_done(call);
                 return;
             }
-            Outcome::Answered {
-                dialog,
-                dest,
-                transport,
-                cancelled,
-            } => (*dialog, dest, transport, cancelled),
+            Outcome::Answered(a) => *a,
         };
         let party = match &target {
             Target::Agent(a) => Party::Agent(a.clone()),
@@ -501,8 +496,7 @@ impl SipCore {
                 Party::Customer
             }
         };
-        self.add_out_dialog(dialog, dest, transport, (call, party));
-        if cancelled {
+        if self.keep_answered(answered, (call, party)) {
             // Answered as we gave up on it: end it at once.
             self.end_ob_leg(call, &target, now);
             return;
@@ -557,14 +551,8 @@ impl SipCore {
             return;
         };
         let msg = match party {
-            Party::Supervisor => {
-                self.monitor_hung_up(call);
-                None
-            }
-            Party::Consulted => {
-                self.consult_hung_up(call, now);
-                None
-            }
+            // Kept beside the call: `leg_hung_up` handles them.
+            Party::Supervisor | Party::Consulted => None,
             Party::Agent(a) if a == c.agent => {
                 c.agent_leg = None;
                 Some(OutboundMsg::AgentHungUp)
