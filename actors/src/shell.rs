@@ -1678,6 +1678,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_agent_recovers_three_panics_a_minute_and_stops_at_the_fourth() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        let (a, _) = agent("1001", clock).await;
+        a.cast(AgentMsg::Choose {
+            status: Status::Busy,
+            by: By::Agent,
+            reply: tokio::sync::oneshot::channel().0.into(),
+        })
+        .unwrap();
+        for _ in 0..3 {
+            a.cast(AgentMsg::Panic).unwrap();
+            settle().await;
+            assert_eq!(status(&a).await, Status::Busy, "recovered, its status kept");
+        }
+        // A minute later it may recover again.
+        tokio::time::advance(RECOVERY_WINDOW).await;
+        a.cast(AgentMsg::Panic).unwrap();
+        settle().await;
+        assert_eq!(status(&a).await, Status::Busy);
+        // Two more are recovered; the fourth in the window stops it.
+        a.cast(AgentMsg::Panic).unwrap();
+        a.cast(AgentMsg::Panic).unwrap();
+        a.cast(AgentMsg::Panic).unwrap();
+        settle().await;
+        assert!(
+            ractor::call!(a, AgentMsg::Get).is_err(),
+            "a fourth panic within the window stops the actor"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_queued_call_whose_actor_is_gone_leaves_the_queue_and_frees_its_agent() {
         let clock = Clock::starting_at(Timestamp(1_000_000));
         let (a, _) = agent("1001", clock).await;
