@@ -59,3 +59,38 @@ fn sigterm_stops_the_node_cleanly() {
     }
     assert!(node.wait_log("stopping", Duration::from_secs(1)));
 }
+
+#[test]
+fn fault_injection_is_refused_unless_the_node_allows_it() {
+    let node = common::Node::start();
+    let fault = |cookie: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        c.args(["cluster", "fault", "agent:1001", "--http"])
+            .arg(node.http.to_string())
+            .arg("--data-dir")
+            .arg(&node.data_dir);
+        if let Some(k) = cookie {
+            c.args(["--cookie", k]);
+        }
+        c.output().expect("run switchboard cluster fault")
+    };
+    let out = fault(None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("403") && err.contains("fault injection is off"),
+        "{err}"
+    );
+    let out = fault(Some("not-the-cookie"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    // A user's token is not enough either.
+    let admin = node.login("admin", "demo-admin");
+    let (code, v) = node.api(
+        "POST",
+        "/api/v1/cluster/fault",
+        Some(&admin),
+        Some(&serde_json::json!({"tenant": "demo", "kind": "agent", "id": "1001"})),
+    );
+    assert_eq!(code, 403, "{v}");
+}
