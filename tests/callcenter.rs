@@ -407,11 +407,7 @@ fn blind_transfers_to_an_agent_and_to_a_group_keep_one_call_record() {
     );
     assert_eq!(status, 409, "not on a call: {v}");
 
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
     let second = Phone::auto_answer_saying(&node, "1002", "pass1002", LONG_SPEECH);
     let second_run = second.spawn(20);
     assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
@@ -559,11 +555,7 @@ fn a_supervisor_listens_whispers_and_barges_in_on_a_call() {
     );
     assert_eq!(status, 403, "agents do not monitor");
 
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
 
     // Listen: the supervisor hears the customer's tone; the customer
     // hears nobody (the agent is quiet, the supervisor muted).
@@ -679,11 +671,7 @@ fn a_supervisor_on_the_call_takes_it_over_and_the_agent_is_cut_off() {
             Some(&body),
         )
     };
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
     // Only a supervisor already on the call takes it over.
     let (status, v) = monitor(&node, "take_over");
     assert_eq!(status, 409, "{v}");
@@ -809,11 +797,7 @@ fn an_agent_consults_a_colleague_then_makes_it_three_way_then_hands_the_customer
     };
     let (code, v) = consult(&node, with("1003"), "", "POST");
     assert_eq!(code, 409, "not on a call: {v}");
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
     let (code, v) = consult(&node, with("1001"), "", "POST");
     assert_eq!(code, 409, "{v}");
     let (code, v) = consult(&node, with("nobody"), "", "POST");
@@ -932,11 +916,7 @@ fn a_consulted_colleague_who_does_not_answer_is_given_up_after_its_ring_time() {
     assert!(node.wait_log("registered user=1003", Duration::from_secs(5)));
     let token = node.login("1001", "pass1001");
     let admin = node.login("admin", "demo-admin");
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
     let (code, v) = node.api(
         "POST",
         "/api/v1/agents/1001/consult",
@@ -1063,11 +1043,7 @@ fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
     let (ok, out) = fault(&node, "agent:nobody");
     assert!(!ok && out.contains("does not run on this node"), "{out}");
 
-    let mut a = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(a.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    a.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut a = common::customer::Customer::to_support(&mut node, "13800138000");
     // The agent's actor panics mid-call: it is rebuilt, still talking,
     // and the customer goes on hearing the agent.
     let (ok, out) = fault(&node, "agent:1001");

@@ -236,11 +236,7 @@ fn an_agent_consults_an_outside_number_and_hands_the_customer_to_it() {
     let running = agent.spawn(30);
     assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
     let token = node.login("1001", "pass1001");
-    let mut c = Customer::call(node.sip, "4000", "13912345678");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(node.wait_log("customer and agent bridged", Duration::from_secs(10)));
+    let mut c = Customer::to_support(&mut node, "13912345678");
     let (code, v) = node.api(
         "POST",
         "/api/v1/agents/1001/consult",

@@ -55,6 +55,20 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 impl Customer {
     /// Calls `number` on the node from `caller` (a phone number) and waits
     /// up to 5 s for the answer.
+    /// `caller` calls the demo hotline 4000 on `node`, presses 1 (support)
+    /// once the menu has been said, and is bridged to an agent.
+    pub fn to_support(node: &mut super::Node, caller: &str) -> Customer {
+        let c = Customer::call(node.sip, "4000", caller);
+        assert!(c.answered, "the hotline did not answer");
+        std::thread::sleep(Duration::from_secs(5));
+        c.press('1');
+        assert!(
+            node.wait_log("customer and agent bridged", Duration::from_secs(10)),
+            "no agent answered"
+        );
+        c
+    }
+
     pub fn call(node: SocketAddr, number: &str, caller: &str) -> Customer {
         let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("sip socket"));
         let rtp_port = free_port() & !1;
