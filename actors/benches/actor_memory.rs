@@ -1,6 +1,7 @@
 //! Resident memory per actor: a bare `ractor` actor (the framework's own
 //! floor: its cell, two unbounded mailboxes and the task), an Agent
-//! actor signed in and ready, as a node holds one per agent, and an
+//! actor signed in and ready, the same agent once it rests (no actor:
+//! its state kept in its home, as a node keeps an idle agent), and an
 //! agent's proxy, as every other node of a cluster holds one per agent.
 //!
 //! Run: `cargo bench -p switchboard-actors --bench actor_memory`.
@@ -9,6 +10,8 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::agent_ref::{AgentRef, REST_AFTER};
 use switchboard_actors::remote::{Entity, Link, Registry, Wire};
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock};
 use switchboard_actors::TenantId;
@@ -78,8 +81,9 @@ async fn main() {
                 clock,
                 events: None,
                 recovery: None,
+                rest: None,
             },
-            (),
+            None,
         )
         .await
         .unwrap();
@@ -95,6 +99,36 @@ async fn main() {
         agents.push(actor);
     }
     report("Agent actor, signed in and ready", before);
+
+    // As a node holds them: each signs in, then rests (no actor) once
+    // nothing was in flight for REST_AFTER.
+    let before = rss();
+    let mut resting = Vec::with_capacity(ACTORS);
+    for i in 0..ACTORS {
+        let agent = AgentRef::start(AgentActor {
+            id: format!("r{i:05}").as_str().into(),
+            policy: AgentPolicy::default(),
+            clock,
+            events: None,
+            recovery: None,
+            rest: None,
+        });
+        let signed = ractor::call!(agent, |reply| AgentMsg::SignIn {
+            device: Device::Sip {
+                account: format!("r{i:05}"),
+            },
+            initial: Status::Ready,
+            reply
+        })
+        .unwrap();
+        signed.unwrap();
+        agent.cast(AgentMsg::DeviceOnline(true)).unwrap();
+        resting.push(agent);
+    }
+    tokio::time::sleep(REST_AFTER + Duration::from_secs(2)).await;
+    let rested = resting.iter().filter(|a| a.is_resting()).count();
+    assert_eq!(rested, ACTORS, "every agent rests");
+    report("agent signed in, ready and resting", before);
 
     let before = rss();
     let registry = Registry::new(Arc::new(Elsewhere));

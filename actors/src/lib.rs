@@ -42,6 +42,7 @@
 
 pub mod acd;
 pub mod agent;
+pub mod agent_ref;
 pub mod call;
 pub mod internal;
 pub mod ivr;

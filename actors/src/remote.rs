@@ -19,6 +19,7 @@
 
 use crate::acd::{Availability, Overflow, OverflowReason};
 use crate::agent::{Actor as By, AgentError, AgentPolicy, Device, Status};
+use crate::agent_ref::{AgentRef, Identity};
 use crate::shell::{AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, QueueNotice};
 use crate::{AgentId, CallId, TenantId, Timestamp};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -227,8 +228,8 @@ enum Pending {
 
 /// Where a message for an entity goes now.
 #[derive(Debug)]
-enum Route<T> {
-    Here(ActorRef<T>),
+enum Route<R> {
+    Here(R),
     There(String),
     /// Its home is this node but it is not started yet (or it is gone).
     Nowhere,
@@ -237,15 +238,32 @@ enum Route<T> {
 /// A route, comparable: did the entity move?
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum At {
-    Here(ActorId),
+    Here(Identity),
     There(String),
     Nowhere,
 }
 
-impl<T> Route<T> {
+/// An entity's reference here that tells which one it is.
+trait Here {
+    fn identity(&self) -> Identity;
+}
+
+impl Here for AgentRef {
+    fn identity(&self) -> Identity {
+        AgentRef::identity(self)
+    }
+}
+
+impl Here for ActorRef<GroupMsg> {
+    fn identity(&self) -> Identity {
+        Identity::Actor(self.get_id())
+    }
+}
+
+impl<R: Here> Route<R> {
     fn at(&self) -> At {
         match self {
-            Route::Here(r) => At::Here(r.get_id()),
+            Route::Here(r) => At::Here(r.identity()),
             Route::There(n) => At::There(n.clone()),
             Route::Nowhere => At::Nowhere,
         }
@@ -270,7 +288,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub struct Registry {
     link: Arc<dyn Link>,
-    hosted_agents: RwLock<HashMap<Key<AgentId>, ActorRef<AgentMsg>>>,
+    hosted_agents: RwLock<HashMap<Key<AgentId>, AgentRef>>,
     hosted_groups: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
     agent_proxies: RwLock<HashMap<Key<AgentId>, ActorRef<AgentMsg>>>,
     group_proxies: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
@@ -321,12 +339,7 @@ impl Registry {
     }
 
     /// The agent's real actor runs here now.
-    pub fn host_agent(
-        self: &Arc<Self>,
-        tenant: &TenantId,
-        agent: &AgentId,
-        actor: ActorRef<AgentMsg>,
-    ) {
+    pub fn host_agent(self: &Arc<Self>, tenant: &TenantId, agent: &AgentId, actor: AgentRef) {
         tracing::info!(%tenant, %agent, "agent hosted here");
         write(&self.hosted_agents).insert((tenant.clone(), agent.clone()), actor);
         self.unpark(
@@ -335,7 +348,7 @@ impl Registry {
     }
 
     /// The agent's real actor no longer runs here; it is returned.
-    pub fn unhost_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+    pub fn unhost_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<AgentRef> {
         let r = write(&self.hosted_agents).remove(&(tenant.clone(), agent.clone()));
         self.unfence(Entity::Agent, tenant, &agent.0);
         self.engaged
@@ -397,7 +410,7 @@ impl Registry {
     }
 
     /// The agent's actor here, if it runs here and its lease holds.
-    pub fn hosted_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+    pub fn hosted_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<AgentRef> {
         if !self.fenced_in(Entity::Agent, tenant, &agent.0) {
             return None;
         }
@@ -413,7 +426,7 @@ impl Registry {
     }
 
     /// The agent's actor here, lease or not.
-    pub fn running_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+    pub fn running_agent(&self, tenant: &TenantId, agent: &AgentId) -> Option<AgentRef> {
         read(&self.hosted_agents)
             .get(&(tenant.clone(), agent.clone()))
             .cloned()
@@ -582,7 +595,7 @@ impl Registry {
         }
     }
 
-    fn agent_route(&self, tenant: &TenantId, agent: &AgentId) -> Route<AgentMsg> {
+    fn agent_route(&self, tenant: &TenantId, agent: &AgentId) -> Route<AgentRef> {
         if let Some(r) = self.hosted_agent(tenant, agent) {
             return Route::Here(r);
         }
@@ -594,7 +607,7 @@ impl Registry {
         }
     }
 
-    fn group_route(&self, tenant: &TenantId, group: &str) -> Route<GroupMsg> {
+    fn group_route(&self, tenant: &TenantId, group: &str) -> Route<ActorRef<GroupMsg>> {
         if let Some(r) = self.hosted_group(tenant, group) {
             return Route::Here(r);
         }
@@ -841,16 +854,12 @@ impl Registry {
     }
 
     /// The tenant's agent proxies on this node for `ids`.
-    fn agent_refs(
-        &self,
-        tenant: &TenantId,
-        ids: Vec<AgentId>,
-    ) -> Vec<(AgentId, ActorRef<AgentMsg>)> {
+    fn agent_refs(&self, tenant: &TenantId, ids: Vec<AgentId>) -> Vec<(AgentId, AgentRef)> {
         let proxies = read(&self.agent_proxies);
         ids.into_iter()
             .filter_map(|a| {
                 let r = proxies.get(&(tenant.clone(), a.clone()))?.clone();
-                Some((a, r))
+                Some((a, r.into()))
             })
             .collect()
     }
@@ -897,7 +906,7 @@ enum AgentCall {
 }
 
 impl AgentCall {
-    async fn ask(self, a: &ActorRef<AgentMsg>) -> Reply {
+    async fn ask(self, a: &AgentRef) -> Reply {
         let done = |r: Result<Result<(), AgentError>, _>| r.map_or(Reply::Gone, Reply::Done);
         match self {
             AgentCall::SignIn(device, initial) => done(ractor::call!(a, |reply| {
@@ -1051,7 +1060,7 @@ impl Actor for AgentProxy {
                 }
                 return Ok(());
             }
-            AgentMsg::Proxy(_) | AgentMsg::Tick => return Ok(()),
+            AgentMsg::Proxy(_) | AgentMsg::Tick | AgentMsg::Rest => return Ok(()),
             AgentMsg::Answered(c) => {
                 st.ringing.remove(&c);
                 st.calls.insert(c);
@@ -1102,7 +1111,7 @@ impl Actor for AgentProxy {
 }
 
 // By hand: an actor reference clones whatever its message type.
-impl<T> Clone for Route<T> {
+impl<R: Clone> Clone for Route<R> {
     fn clone(&self) -> Self {
         match self {
             Route::Here(a) => Route::Here(a.clone()),
@@ -1113,10 +1122,10 @@ impl<T> Clone for Route<T> {
 }
 
 impl AgentProxy {
-    fn route(&self, route: Route<AgentMsg>, msg: AgentMsg) {
+    fn route(&self, route: Route<AgentRef>, msg: AgentMsg) {
         let node = match route {
             Route::Here(real) => {
-                let _ = real.send_message(msg);
+                let _ = real.cast(msg);
                 return;
             }
             // Its home is starting it: requests fail (their ports drop),
@@ -1173,7 +1182,7 @@ impl AgentProxy {
                 None => return,
             },
             // Fault injection is for the actor on the node asked.
-            AgentMsg::Tick | AgentMsg::Proxy(_) | AgentMsg::Panic => return,
+            AgentMsg::Tick | AgentMsg::Proxy(_) | AgentMsg::Panic | AgentMsg::Rest => return,
         };
         self.send(&node, wire);
     }
@@ -1255,7 +1264,7 @@ impl GroupProxy {
         route.at()
     }
 
-    fn forward(&self, route: Route<GroupMsg>, msg: GroupMsg) {
+    fn forward(&self, route: Route<ActorRef<GroupMsg>>, msg: GroupMsg) {
         let r = &self.registry;
         let wire = match (route, msg) {
             (Route::Here(real), msg) => {
@@ -1631,21 +1640,16 @@ mod tests {
         assert_eq!(positions(&on_b, &[CallId(7)]).await, [Some(1)]);
     }
 
-    async fn agent_on(reg: &Arc<Registry>, t: &TenantId, id: &AgentId) -> ActorRef<AgentMsg> {
+    async fn agent_on(reg: &Arc<Registry>, t: &TenantId, id: &AgentId) -> AgentRef {
         use crate::shell::AgentActor;
-        let (a, _) = Actor::spawn(
-            None,
-            AgentActor {
-                id: id.clone(),
-                policy: AgentPolicy::default(),
-                clock: Clock::system(),
-                events: None,
-                recovery: None,
-            },
-            (),
-        )
-        .await
-        .unwrap();
+        let a = AgentRef::start(AgentActor {
+            id: id.clone(),
+            policy: AgentPolicy::default(),
+            clock: Clock::system(),
+            events: None,
+            recovery: None,
+            rest: None,
+        });
         let device = Device::Sip {
             account: id.0.clone(),
         };
@@ -1669,7 +1673,7 @@ mod tests {
         [a, b, c]: [&Arc<Registry>; 3],
         t: &TenantId,
         id: &AgentId,
-    ) -> ActorRef<AgentMsg> {
+    ) -> AgentRef {
         b.unhost_agent(t, id).unwrap().stop(None);
         peers.lock().unwrap().remove("b");
         *home.lock().unwrap() = "c".into();

@@ -15,6 +15,7 @@ use crate::acd::{
     AcdEvent, Availability, GroupConfig, Member, Overflow, OverflowReason, SkillGroup,
 };
 use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
+use crate::agent_ref::{AgentRef, Rest};
 use crate::call::{CallAction, CallRecord, InboundCall, TransferError, TransferTarget};
 use crate::ivr::IvrOutcome;
 use crate::outbound::{OutboundAction, OutboundCall};
@@ -134,6 +135,9 @@ pub enum AgentMsg {
     /// Fault injection (a node run with `--fault-injection`): the handler
     /// panics, as a bug in it would, and the agent recovers.
     Panic,
+    /// The actor's own timer: see whether the agent may rest
+    /// ([`agent_ref`](crate::agent_ref)).
+    Rest,
 }
 
 /// An agent now.
@@ -161,6 +165,10 @@ pub struct AgentActor {
     /// Where the agent's record is read again after a panic (one for the
     /// tenant's actors).
     pub recovery: Option<Arc<Recovery>>,
+    /// The agent's home, for an actor that rests when nothing is in
+    /// flight ([`AgentRef::start`](crate::agent_ref::AgentRef::start) sets
+    /// it); `None`: the actor never rests.
+    pub rest: Option<Rest>,
 }
 
 /// What a shell that caught a panic in its handler needs to rebuild its
@@ -228,14 +236,96 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_owned())
 }
 
-/// An agent actor's state.
+type Timer<M> = Option<JoinHandle<Result<(), ractor::MessagingErr<M>>>>;
+
+/// An agent actor's state (kept in the agent's home while it rests).
 #[derive(Debug)]
 pub struct AgentState {
-    agent: Agent,
+    pub(crate) agent: Agent,
     groups: Vec<ActorRef<GroupMsg>>,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<AgentMsg>>>>,
+    timer: Timer<AgentMsg>,
+    /// When the actor is to see whether it may rest.
+    rest_timer: Timer<AgentMsg>,
+    /// Messages handled: every one but the actor's own timers', which is
+    /// every one sent through the agent's home.
+    handled: u64,
+    /// When the last of them was handled.
+    active: Timestamp,
     /// When the agent recovered from a panic lately.
     recovered: Vec<Timestamp>,
+}
+
+impl AgentState {
+    /// A signed-out agent's.
+    pub(crate) fn new(a: &AgentActor) -> AgentState {
+        let now = a.clock.now();
+        AgentState {
+            agent: Agent::new(a.id.clone(), a.policy.clone(), now),
+            groups: Vec::new(),
+            timer: None,
+            rest_timer: None,
+            handled: 0,
+            active: now,
+            recovered: Vec::new(),
+        }
+    }
+
+    pub(crate) fn handled(&self) -> u64 {
+        self.handled
+    }
+
+    /// What the agent's home keeps while it rests (this actor's timers
+    /// stopped, its count started again for the next actor); `self` is
+    /// left empty, for the actor about to stop.
+    pub(crate) fn take_for_rest(&mut self) -> AgentState {
+        for t in [self.timer.take(), self.rest_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
+        }
+        let blank = Agent::new(self.agent.id().clone(), AgentPolicy::default(), self.active);
+        AgentState {
+            agent: std::mem::replace(&mut self.agent, blank),
+            groups: std::mem::take(&mut self.groups),
+            timer: None,
+            rest_timer: None,
+            handled: 0,
+            active: self.active,
+            recovered: std::mem::take(&mut self.recovered),
+        }
+    }
+}
+
+/// Whether an agent has nothing in flight: no call (offered, on, or
+/// wrapping up) and no deadline.
+fn may_rest(agent: &Agent) -> bool {
+    agent.status().call().is_none() && agent.poll_timeout().is_none()
+}
+
+/// Answers `msg` from `agent` if it only reads (its status, its
+/// snapshot); otherwise gives it back.
+pub(crate) fn answer_read(id: &AgentId, a: &Agent, msg: AgentMsg) -> Option<AgentMsg> {
+    // Replies to a caller that went away are of no interest.
+    match msg {
+        AgentMsg::Get(reply) => {
+            let _ = reply.send((a.status().clone(), a.since()));
+            None
+        }
+        AgentMsg::Snapshot(reply) => {
+            let _ = reply.send(AgentSnapshot {
+                agent: id.clone(),
+                status: a.status().clone(),
+                since: a.since(),
+                device: a.device().cloned(),
+                device_online: a.device_online(),
+                calls_today: a.calls_answered(),
+                talk_time_today: a.talk_time(),
+            });
+            None
+        }
+        other => Some(other),
+    }
 }
 
 impl AgentActor {
@@ -273,6 +363,38 @@ impl AgentActor {
         if let Some(at) = state.agent.poll_timeout() {
             state.timer = Some(myself.send_after(self.clock.until(at), || AgentMsg::Tick));
         }
+        if let Some(rest) = &self.rest {
+            if !may_rest(&state.agent) {
+                if let Some(t) = state.rest_timer.take() {
+                    t.abort();
+                }
+            } else if state.rest_timer.is_none() {
+                state.rest_timer = Some(myself.send_after(rest.after(), || AgentMsg::Rest));
+            }
+        }
+    }
+
+    /// The rest timer: the agent rests if nothing was in flight for
+    /// [`REST_AFTER`] and its home holds no message for it; the actor then
+    /// stops.
+    fn try_rest(&self, myself: &ActorRef<AgentMsg>, state: &mut AgentState) {
+        state.rest_timer = None;
+        let Some(rest) = &self.rest else {
+            return;
+        };
+        if !may_rest(&state.agent) {
+            // Armed again when it may.
+            return;
+        }
+        let (idle, after) = (self.clock.now().since(state.active), rest.after());
+        if idle < after {
+            state.rest_timer = Some(myself.send_after(after - idle, || AgentMsg::Rest));
+        } else if rest.rest(myself, state) {
+            tracing::debug!(agent = %self.id, "agent rests");
+            myself.stop(None);
+        } else {
+            state.rest_timer = Some(myself.send_after(after, || AgentMsg::Rest));
+        }
     }
 }
 
@@ -282,18 +404,17 @@ impl ractor::Message for AgentMsg {}
 impl Actor for AgentActor {
     type Msg = AgentMsg;
     type State = AgentState;
-    type Arguments = ();
+    /// The state kept while the agent rested, or `None` for a new agent.
+    type Arguments = Option<Box<AgentState>>;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<AgentMsg>,
-        _args: (),
+        kept: Option<Box<AgentState>>,
     ) -> Result<AgentState, ActorProcessingErr> {
-        Ok(AgentState {
-            agent: Agent::new(self.id.clone(), self.policy.clone(), self.clock.now()),
-            groups: Vec::new(),
-            timer: None,
-            recovered: Vec::new(),
+        Ok(match kept {
+            Some(kept) => *kept,
+            None => AgentState::new(self),
         })
     }
 
@@ -303,6 +424,17 @@ impl Actor for AgentActor {
         msg: AgentMsg,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Rest => {
+                self.try_rest(&myself, state);
+                return Ok(());
+            }
+            AgentMsg::Tick => {}
+            _ => {
+                state.handled += 1;
+                state.active = self.clock.now();
+            }
+        }
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.step(&myself, msg, state)
         }));
@@ -362,6 +494,9 @@ impl AgentActor {
     fn step(&self, myself: &ActorRef<AgentMsg>, msg: AgentMsg, state: &mut AgentState) {
         let now = self.clock.now();
         let a = &mut state.agent;
+        let Some(msg) = answer_read(&self.id, a, msg) else {
+            return;
+        };
         // Replies to a caller that went away are of no interest.
         match msg {
             AgentMsg::SignIn {
@@ -410,20 +545,8 @@ impl AgentActor {
                     state.groups.push(group);
                 }
             }
-            AgentMsg::Get(reply) => {
-                let _ = reply.send((a.status().clone(), a.since()));
-            }
-            AgentMsg::Snapshot(reply) => {
-                let _ = reply.send(AgentSnapshot {
-                    agent: self.id.clone(),
-                    status: a.status().clone(),
-                    since: a.since(),
-                    device: a.device().cloned(),
-                    device_online: a.device_online(),
-                    calls_today: a.calls_answered(),
-                    talk_time_today: a.talk_time(),
-                });
-            }
+            // Answered above.
+            AgentMsg::Get(_) | AgentMsg::Snapshot(_) => {}
             AgentMsg::Policy(p) => a.set_policy(p),
             AgentMsg::Tick => a.handle_timeout(now),
             AgentMsg::Resume(call) => log_refusal(&self.id, a.resume_call(call, now)),
@@ -433,7 +556,7 @@ impl AgentActor {
             AgentMsg::Handover(reply) => {
                 let _ = reply.send(a.handover());
             }
-            AgentMsg::Proxy(_) => {}
+            AgentMsg::Proxy(_) | AgentMsg::Rest => {}
             AgentMsg::Panic => panic!("fault injection: agent {} panics on purpose", self.id),
         }
         self.settle(myself, state);
@@ -452,7 +575,7 @@ pub enum QueueNotice {
     /// These agents ring for the call now (they accepted the offer).
     Ring {
         call: CallId,
-        agents: Vec<(AgentId, ActorRef<AgentMsg>)>,
+        agents: Vec<(AgentId, AgentRef)>,
         ring_timeout: Duration,
         wrap_up: Duration,
     },
@@ -496,7 +619,7 @@ pub enum GroupMsg {
         agent: AgentId,
         availability: Availability,
     },
-    Members(Vec<(Member, ActorRef<AgentMsg>)>),
+    Members(Vec<(Member, AgentRef)>),
     /// New settings (strategy, timeouts, overflow…); they apply to the
     /// next decision.
     Config(GroupConfig),
@@ -542,7 +665,7 @@ pub struct SkillGroupActor {
 #[derive(Debug)]
 pub struct GroupState {
     group: SkillGroup,
-    agents: HashMap<AgentId, ActorRef<AgentMsg>>,
+    agents: HashMap<AgentId, AgentRef>,
     callers: HashMap<CallId, mpsc::UnboundedSender<QueueNotice>>,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<GroupMsg>>>>,
     /// What was last told to `events` (length, oldest).
@@ -984,7 +1107,7 @@ pub struct CallActor {
     pub telephony: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
     /// The tenant's groups and agents, shared by all its calls.
     pub groups: Arc<HashMap<String, ActorRef<GroupMsg>>>,
-    pub agents: Arc<HashMap<AgentId, ActorRef<AgentMsg>>>,
+    pub agents: Arc<HashMap<AgentId, AgentRef>>,
     /// Where the call's record goes: its progress, then the finished one.
     pub records: mpsc::UnboundedSender<CallNote>,
 }
@@ -1274,7 +1397,7 @@ pub enum OutboundMsg {
     /// actor given) or a number; the node rings the target.
     Transfer {
         to: TransferTarget,
-        agent: Option<ActorRef<AgentMsg>>,
+        agent: Option<AgentRef>,
         reply: RpcReplyPort<Result<(), TransferError>>,
     },
     /// The blind transfer's target answered (and is bridged), or not.
@@ -1284,7 +1407,7 @@ pub enum OutboundMsg {
     /// call (a consulted agent, a supervisor taking over).
     HandOver {
         to: AgentId,
-        agent: ActorRef<AgentMsg>,
+        agent: AgentRef,
         how: crate::call::TransferKind,
         reply: RpcReplyPort<Result<(), TransferError>>,
     },
@@ -1310,7 +1433,7 @@ pub struct OutboundActor {
     pub call: CallId,
     pub clock: Clock,
     pub telephony: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
-    pub agent: ActorRef<AgentMsg>,
+    pub agent: AgentRef,
     pub records: mpsc::UnboundedSender<CallNote>,
 }
 
@@ -1319,7 +1442,7 @@ pub struct OutboundActor {
 pub struct OutboundState {
     machine: OutboundCall,
     /// The actors of the agents on the call, to free them.
-    agents: HashMap<AgentId, ActorRef<AgentMsg>>,
+    agents: HashMap<AgentId, AgentRef>,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<OutboundMsg>>>>,
     told: Option<Outline>,
 }
@@ -1530,7 +1653,7 @@ pub struct InternalActor {
     pub telephony: mpsc::UnboundedSender<(CallId, InternalCommand)>,
     /// The agents put on this call (so no queue offers them another),
     /// freed when it ends.
-    pub agents: Vec<ActorRef<AgentMsg>>,
+    pub agents: Vec<AgentRef>,
     pub records: mpsc::UnboundedSender<CallNote>,
 }
 
@@ -1635,25 +1758,19 @@ mod tests {
     use super::*;
     use crate::acd::Strategy;
     use crate::agent::{ChangeReason, StatusKind};
+    use crate::agent_ref::REST_AFTER;
 
-    async fn agent(
-        id: &str,
-        clock: Clock,
-    ) -> (ActorRef<AgentMsg>, mpsc::UnboundedReceiver<AgentEvent>) {
+    async fn agent(id: &str, clock: Clock) -> (AgentRef, mpsc::UnboundedReceiver<AgentEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (r, _) = Actor::spawn(
-            None,
-            AgentActor {
-                id: id.into(),
-                policy: AgentPolicy::default(),
-                clock,
-                events: Some(tx),
-                recovery: None,
-            },
-            (),
-        )
-        .await
-        .unwrap();
+        // Resting when nothing is in flight, as a node's agents do.
+        let r = AgentRef::start(AgentActor {
+            id: id.into(),
+            policy: AgentPolicy::default(),
+            clock,
+            events: Some(tx),
+            recovery: None,
+            rest: None,
+        });
         let ok = ractor::call!(r, |reply| AgentMsg::SignIn {
             device: Device::Sip { account: id.into() },
             initial: Status::Ready,
@@ -1665,7 +1782,7 @@ mod tests {
         (r, rx)
     }
 
-    async fn status(r: &ActorRef<AgentMsg>) -> Status {
+    async fn status(r: &AgentRef) -> Status {
         ractor::call!(r, AgentMsg::Get).unwrap().0
     }
 
@@ -1675,6 +1792,137 @@ mod tests {
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
+    }
+
+    async fn choose(a: &AgentRef, status: Status) -> Result<(), AgentError> {
+        ractor::call!(a, |reply| AgentMsg::Choose {
+            status,
+            by: By::Agent,
+            reply
+        })
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_agent_rests_and_wakes_with_its_state() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        let (a, mut events) = agent("1001", clock).await;
+        let later = REST_AFTER + Duration::from_secs(1);
+        settle().await;
+        assert!(!a.is_resting(), "just signed in");
+        tokio::time::advance(later).await;
+        settle().await;
+        assert!(a.is_resting(), "nothing in flight for REST_AFTER");
+        // A read is answered at rest.
+        assert_eq!(status(&a).await, Status::Ready);
+        assert!(a.is_resting());
+
+        // A choice wakes it.
+        assert_eq!(choose(&a, Status::Busy).await, Ok(()));
+        assert!(!a.is_resting());
+        tokio::time::advance(later).await;
+        settle().await;
+        assert!(a.is_resting());
+        assert_eq!(status(&a).await, Status::Busy);
+        assert_eq!(choose(&a, Status::Ready).await, Ok(()));
+
+        // Offered a call: ringing, talking and wrap-up keep the actor.
+        let call = CallId(7);
+        let offered = ractor::call!(a, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        assert_eq!(offered, Ok(()));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        settle().await;
+        assert!(!a.is_resting(), "ringing");
+        a.cast(AgentMsg::Answered(call)).unwrap();
+        settle().await;
+        tokio::time::advance(Duration::from_secs(60)).await;
+        settle().await;
+        assert!(!a.is_resting(), "talking");
+        assert_eq!(status(&a).await, Status::Talking { call });
+        a.cast(AgentMsg::HungUp {
+            call,
+            wrap_up: Duration::from_secs(15),
+        })
+        .unwrap();
+        settle().await;
+        tokio::time::advance(Duration::from_secs(12)).await;
+        settle().await;
+        assert!(!a.is_resting(), "wrapping up");
+        assert_eq!(status(&a).await, Status::AfterCallWork { call });
+        tokio::time::advance(Duration::from_secs(4)).await;
+        settle().await;
+        assert_eq!(status(&a).await, Status::Ready, "wrap-up ended on time");
+        tokio::time::advance(later).await;
+        settle().await;
+        assert!(a.is_resting());
+        let snap = ractor::call!(a, AgentMsg::Snapshot).unwrap();
+        assert_eq!(snap.calls_today, 1, "counters kept at rest");
+        assert_eq!(snap.talk_time_today, Duration::from_secs(60));
+        assert!(snap.device_online);
+
+        // The status log heard every change, across the rests.
+        let mut to = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if let AgentEvent::Changed { to: s, .. } = e {
+                to.push(s.kind());
+            }
+        }
+        use StatusKind as K;
+        assert_eq!(
+            to,
+            [
+                K::Ready,
+                K::Busy,
+                K::Ready,
+                K::Ringing,
+                K::Talking,
+                K::AfterCallWork,
+                K::Ready
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_message_is_lost_while_an_agent_goes_to_rest() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        let (a, _) = agent("1001", clock).await;
+        let lunch = Status::Break {
+            reason: "lunch".into(),
+        };
+        settle().await;
+        let mut rested = 0;
+        // The actor sees whether it may rest exactly REST_AFTER after its
+        // last message; a choice arrives then, before or after the actor
+        // has looked, with the rest timer's message in its mailbox or not.
+        for turns in 0..8 {
+            tokio::time::advance(REST_AFTER + Duration::from_secs(1)).await;
+            settle().await;
+            rested += usize::from(a.is_resting());
+            a.cast(AgentMsg::Choose {
+                status: Status::Ready,
+                by: By::Agent,
+                reply: tokio::sync::oneshot::channel().0.into(),
+            })
+            .unwrap();
+            settle().await;
+            tokio::time::advance(REST_AFTER).await;
+            for _ in 0..turns {
+                tokio::task::yield_now().await;
+            }
+            a.cast(AgentMsg::Choose {
+                status: lunch.clone(),
+                by: By::Agent,
+                reply: tokio::sync::oneshot::channel().0.into(),
+            })
+            .unwrap();
+            settle().await;
+            assert_eq!(
+                status(&a).await,
+                lunch,
+                "the choice after {turns} turns was taken"
+            );
+        }
+        assert_eq!(rested, 8, "it rested every time in between");
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_actors::agent::{Device, Status};
+use switchboard_actors::agent_ref::AgentRef;
 use switchboard_actors::ivr::{Flow, FlowExt, Schedule};
 use switchboard_actors::remote::Registry;
 use switchboard_actors::shell::{AgentActor, AgentMsg, Clock, GroupMsg, SkillGroupActor};
@@ -142,7 +143,7 @@ impl Prompts {
 /// An agent's actor and the device it takes calls on.
 #[derive(Debug, Clone)]
 pub struct AgentHandle {
-    pub actor: ActorRef<AgentMsg>,
+    pub actor: AgentRef,
     pub device: Device,
 }
 
@@ -175,7 +176,7 @@ pub struct CallCenter {
     /// The groups' and agents' actors as every call sees them: shared, and
     /// rebuilt by [`CallCenter::refresh_call_refs`] when either changes.
     pub call_groups: Arc<HashMap<String, ActorRef<GroupMsg>>>,
-    pub call_agents: Arc<HashMap<AgentId, ActorRef<AgentMsg>>>,
+    pub call_agents: Arc<HashMap<AgentId, AgentRef>>,
 }
 
 impl CallCenter {
@@ -468,7 +469,7 @@ impl Spawner {
         let actor = match &self.registry {
             None => self.real_agent(a, has_trunk).await?,
             // The core starts the agent itself once it holds its lease.
-            Some(reg) => reg.agent_proxy(&self.tenant, &a.id).await?,
+            Some(reg) => reg.agent_proxy(&self.tenant, &a.id).await?.into(),
         };
         Ok(AgentHandle {
             actor,
@@ -478,19 +479,16 @@ impl Spawner {
 
     /// An agent's actor, signed in with its device and ready (a mobile
     /// agent only when the tenant has a trunk).
-    pub async fn real_agent(&self, a: &m::Agent, has_trunk: bool) -> Result<ActorRef<AgentMsg>> {
-        let (actor, _) = Actor::spawn(
-            None,
-            AgentActor {
-                id: a.id.clone(),
-                policy: a.policy.clone(),
-                clock: self.clock,
-                events: Some(self.status.clone()),
-                recovery: Some(self.recovery.clone()),
-            },
-            (),
-        )
-        .await?;
+    pub async fn real_agent(&self, a: &m::Agent, has_trunk: bool) -> Result<AgentRef> {
+        // It rests (no actor) whenever nothing is in flight for it.
+        let actor = AgentRef::start(AgentActor {
+            id: a.id.clone(),
+            policy: a.policy.clone(),
+            clock: self.clock,
+            events: Some(self.status.clone()),
+            recovery: Some(self.recovery.clone()),
+            rest: None,
+        });
         let reachable = match &a.device {
             Device::Sip { .. } => true,
             Device::Mobile { .. } => has_trunk,
@@ -579,7 +577,7 @@ pub fn watch_groups(
 pub fn members(
     g: &m::SkillGroup,
     agents: &HashMap<AgentId, AgentHandle>,
-) -> Vec<(m::Member, ActorRef<AgentMsg>)> {
+) -> Vec<(m::Member, AgentRef)> {
     g.members
         .iter()
         .filter_map(|m| Some((m.clone(), agents.get(&m.agent)?.actor.clone())))

@@ -27,6 +27,7 @@
 //! does not, the customer's leg ends (`transfer_failed`).
 
 use super::*;
+use switchboard_actors::agent_ref::AgentRef;
 use switchboard_actors::call::TransferError;
 use switchboard_actors::shell::{OutboundMsg, DIRECT_RING_TIMEOUT};
 use switchboard_http::live::{ConsultOp, LiveError};
@@ -714,7 +715,7 @@ impl SipCore {
     }
 
     /// `agent`'s actor in `tenant`.
-    fn agent_actor(&self, tenant: &TenantId, agent: &AgentId) -> Option<ActorRef<AgentMsg>> {
+    fn agent_actor(&self, tenant: &TenantId, agent: &AgentId) -> Option<AgentRef> {
         let center = self.centers.tenant(tenant)?;
         center.agents.get(agent).map(|h| h.actor.clone())
     }

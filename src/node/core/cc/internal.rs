@@ -12,6 +12,7 @@
 //! signalling and the media and writes nothing itself.
 
 use super::*;
+use switchboard_actors::agent_ref::AgentRef;
 use switchboard_actors::internal::{InternalCall, InternalSetup};
 use switchboard_actors::shell::{InternalActor, InternalCommand, InternalMsg};
 use switchboard_media::sip::registrar::{Asked, Authentication};
@@ -27,7 +28,7 @@ pub(in crate::node::core) struct IcCall {
     callee: Option<OutLeg>,
     /// The agents on this call, freed by the actor when it ends (by the
     /// node if the actor failed).
-    agents: Vec<ActorRef<AgentMsg>>,
+    agents: Vec<AgentRef>,
     /// The actor wrote the record.
     finished: bool,
 }
@@ -141,7 +142,7 @@ impl SipCore {
                 busy.push(actor.clone());
             }
         }
-        let free = |busy: &[ActorRef<AgentMsg>]| {
+        let free = |busy: &[AgentRef]| {
             for a in busy {
                 let _ = a.cast(AgentMsg::HungUp {
                     call,

@@ -7,6 +7,7 @@
 //! does what it asks and tells it what happened on the legs.
 
 use super::*;
+use switchboard_actors::agent_ref::AgentRef;
 use switchboard_actors::outbound::{OutboundCall, OutboundSetup};
 use switchboard_actors::shell::{OutboundActor, OutboundCommand, OutboundMsg};
 use switchboard_http::live::{LiveError, OutboundRequest};
@@ -42,7 +43,7 @@ pub(in crate::node::core) struct ObCall {
     pub(super) internal: bool,
     /// The agent on that extension, on this call for the queues until it
     /// ends.
-    callee: Option<ActorRef<AgentMsg>>,
+    callee: Option<AgentRef>,
 }
 
 /// The leg of an outbound call a target names.
@@ -148,7 +149,7 @@ impl SipCore {
             center.outbound_wrap_up,
         );
         let call = CallId(rand::random());
-        let free = |a: &ActorRef<AgentMsg>| {
+        let free = |a: &AgentRef| {
             let _ = a.cast(AgentMsg::HungUp {
                 call,
                 wrap_up: Duration::ZERO,
