@@ -172,10 +172,18 @@ impl Agent {
     /// could not be reached (false). Mobile devices are always reachable.
     /// Returns whether anything changed.
     pub fn set_device_online(&mut self, online: bool) -> bool {
-        let online = online || matches!(self.device, Some(Device::Mobile { .. }));
-        let changed = online != self.device_online;
-        self.device_online = online;
+        let changed = self.device_would_change(online);
+        self.device_online = online || self.is_mobile();
         changed
+    }
+
+    /// Whether [`Self::set_device_online`] would change anything.
+    pub fn device_would_change(&self, online: bool) -> bool {
+        (online || self.is_mobile()) != self.device_online
+    }
+
+    fn is_mobile(&self) -> bool {
+        matches!(self.device, Some(Device::Mobile { .. }))
     }
 
     /// Since when the agent has been ready, if it is.

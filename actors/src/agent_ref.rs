@@ -8,7 +8,8 @@
 //! The next message that changes something wakes it: a new actor starts
 //! from the kept state under the same [`AgentRef`], and takes the
 //! message. Reads (the status, the live monitor's snapshot) are answered
-//! from the kept state without waking it.
+//! from the kept state without waking it, and so is a registration's
+//! refresh that leaves the phone as reachable as it was.
 //!
 //! Nothing is lost between the two: every message to such an agent goes
 //! through its home under one lock, which counts them; the actor counts
@@ -226,6 +227,12 @@ impl Home {
                 let Some(msg) = answer_read(&self.id, &state.agent, msg) else {
                     return Ok(());
                 };
+                // A phone's registration refreshed: nothing changes.
+                if let AgentMsg::DeviceOnline(on) = msg {
+                    if !state.agent.device_would_change(on) {
+                        return Ok(());
+                    }
+                }
                 let Slot::Resting(state) = std::mem::replace(&mut *slot, Slot::Stopped) else {
                     unreachable!("matched as resting above");
                 };

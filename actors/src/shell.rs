@@ -1813,8 +1813,10 @@ mod tests {
         tokio::time::advance(later).await;
         settle().await;
         assert!(a.is_resting(), "nothing in flight for REST_AFTER");
-        // A read is answered at rest.
+        // A read is answered at rest, and a registration's refresh
+        // changes nothing.
         assert_eq!(status(&a).await, Status::Ready);
+        a.cast(AgentMsg::DeviceOnline(true)).unwrap();
         assert!(a.is_resting());
 
         // A choice wakes it.
