@@ -147,7 +147,7 @@ fn build() -> Metrics {
         .expect("metric"),
         actors: register_int_gauge_vec!(
             "switchboard_actors",
-            "Actors running on this node, by kind",
+            "Actors on this node, by kind (agents: those hosted here, awake or resting)",
             &["kind"]
         )
         .expect("metric"),
@@ -190,6 +190,7 @@ pub fn get() -> &'static Metrics {
         for kind in ["agent", "skill_group"] {
             recoveries.with_label_values(&[kind]);
         }
+        switchboard_actors::agent_ref::resting();
         build()
     })
 }
