@@ -668,6 +668,9 @@ pub struct GroupState {
     agents: HashMap<AgentId, AgentRef>,
     callers: HashMap<CallId, mpsc::UnboundedSender<QueueNotice>>,
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<GroupMsg>>>>,
+    /// When `timer` fires (kept while the deadline stays: a busy group
+    /// handles thousands of messages a second).
+    timer_at: Option<Timestamp>,
     /// What was last told to `events` (length, oldest).
     published: Option<(usize, Option<Timestamp>)>,
     /// When the group recovered from a panic lately.
@@ -758,11 +761,15 @@ impl SkillGroupActor {
                 }
             }
         }
-        if let Some(t) = state.timer.take() {
-            t.abort();
-        }
-        if let Some(at) = state.group.poll_timeout() {
-            state.timer = Some(myself.send_after(self.clock.until(at), || GroupMsg::Tick));
+        let next = state.group.poll_timeout();
+        if next != state.timer_at {
+            if let Some(t) = state.timer.take() {
+                t.abort();
+            }
+            if let Some(at) = next {
+                state.timer = Some(myself.send_after(self.clock.until(at), || GroupMsg::Tick));
+            }
+            state.timer_at = next;
         }
         if let Some(tx) = &self.events {
             let now = (state.group.len(), state.group.oldest());
@@ -811,6 +818,7 @@ impl Actor for SkillGroupActor {
             agents: HashMap::new(),
             callers: HashMap::new(),
             timer: None,
+            timer_at: None,
             published: None,
             recovered: Vec::new(),
         })
@@ -947,7 +955,14 @@ impl SkillGroupActor {
             GroupMsg::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(state));
             }
-            GroupMsg::Tick => state.group.handle_timeout(now),
+            GroupMsg::Tick => {
+                // Fired (or an aborted one's late tick): armed again below.
+                if let Some(t) = state.timer.take() {
+                    t.abort();
+                }
+                state.timer_at = None;
+                state.group.handle_timeout(now);
+            }
             GroupMsg::Proxy(_) => {}
             GroupMsg::Panic => panic!("fault injection: skill group {} panics on purpose", self.id),
         }
