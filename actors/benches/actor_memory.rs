@@ -2,7 +2,8 @@
 //! floor: its cell, two unbounded mailboxes and the task), an Agent
 //! actor signed in and ready, the same agent once it rests (no actor:
 //! its state kept in its home, as a node keeps an idle agent), and an
-//! agent's proxy, as every other node of a cluster holds one per agent.
+//! agent's proxy, as every node of a cluster holds one per agent, resting
+//! and awake.
 //!
 //! Run: `cargo bench -p switchboard-actors --bench actor_memory`.
 
@@ -169,7 +170,17 @@ async fn main() {
     let mut proxies = Vec::with_capacity(ACTORS);
     for i in 0..ACTORS {
         let id = format!("p{i:05}").as_str().into();
-        proxies.push(registry.agent_proxy(&tenant, &id).await.unwrap());
+        proxies.push(registry.agent_proxy(&tenant, &id));
     }
-    report("agent proxy (the agent on another node)", before);
+    report("agent proxy (the agent on another node), resting", before);
+    // A message wakes each: its actor starts (and would rest again
+    // after REST_AFTER).
+    let before = rss();
+    for p in &proxies {
+        p.cast(AgentMsg::Withdrawn(switchboard_actors::CallId(1)))
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(proxies.iter().all(|p| !p.is_resting()));
+    report("agent proxy, awake (its actor on top)", before);
 }

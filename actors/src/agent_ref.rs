@@ -22,13 +22,15 @@
 //! hand); those never rest.
 
 use crate::agent::AgentEvent;
+use crate::remote::{AgentProxy, Registry};
 use crate::shell::{answer_read, AgentActor, AgentMsg, AgentState, Clock, Recovery};
-use crate::AgentId;
+use crate::{AgentId, TenantId, Timestamp};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, MessagingErr, RpcReplyPort};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// How long an agent with nothing in flight keeps its actor.
 pub const REST_AFTER: Duration = Duration::from_secs(10);
@@ -71,10 +73,22 @@ struct Home {
     id: AgentId,
     /// How long nothing is in flight before it rests ([`REST_AFTER`]).
     after: Duration,
-    clock: Clock,
-    events: Option<mpsc::UnboundedSender<AgentEvent>>,
-    recovery: Option<Arc<Recovery>>,
+    kind: Kind,
     slot: Mutex<Slot>,
+}
+
+/// What wakes there: the agent itself, or its proxy for an agent homed
+/// on another node.
+enum Kind {
+    Agent {
+        clock: Clock,
+        events: Option<mpsc::UnboundedSender<AgentEvent>>,
+        recovery: Option<Arc<Recovery>>,
+    },
+    Proxy {
+        tenant: TenantId,
+        registry: Arc<Registry>,
+    },
 }
 
 enum Slot {
@@ -83,9 +97,16 @@ enum Slot {
         actor: ActorRef<AgentMsg>,
         sent: u64,
     },
-    Resting(Box<AgentState>),
+    Resting(Kept),
     /// Stopped for good (removed, or it panicked too often).
     Stopped,
+}
+
+/// What a resting agent keeps: the agent's state; a proxy with nothing
+/// in flight keeps nothing.
+pub(crate) enum Kept {
+    Agent(Box<AgentState>),
+    Proxy,
 }
 
 /// The agent's side of its home, held by its actor (weakly: the home
@@ -99,13 +120,17 @@ impl std::fmt::Debug for Rest {
     }
 }
 
-/// Agents resting now, for the metrics.
-pub fn resting() -> &'static prometheus::IntGauge {
-    static G: std::sync::OnceLock<prometheus::IntGauge> = std::sync::OnceLock::new();
+/// Agents resting now, for the metrics: `agent` for agents hosted here,
+/// `proxy` for proxies of agents homed elsewhere.
+pub fn resting() -> &'static prometheus::IntGaugeVec {
+    static G: std::sync::OnceLock<prometheus::IntGaugeVec> = std::sync::OnceLock::new();
     G.get_or_init(|| {
-        let g = prometheus::IntGauge::new(
-            "switchboard_agents_resting",
-            "Agents hosted here with nothing in flight, kept without an actor",
+        let g = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "switchboard_agents_resting",
+                "Agents (and agents' proxies) with nothing in flight, kept without an actor, by kind",
+            ),
+            &["kind"],
         );
         match g {
             Ok(g) => {
@@ -133,14 +158,39 @@ impl AgentRef {
 
     fn start_resting_after(agent: AgentActor, after: Duration) -> AgentRef {
         let state = AgentState::new(&agent);
-        resting().inc();
-        AgentRef(Inner::Home(Arc::new(Home {
-            id: agent.id,
+        AgentRef::home(
+            agent.id,
             after,
-            clock: agent.clock,
-            events: agent.events,
-            recovery: agent.recovery,
-            slot: Mutex::new(Slot::Resting(Box::new(state))),
+            Kind::Agent {
+                clock: agent.clock,
+                events: agent.events,
+                recovery: agent.recovery,
+            },
+            Kept::Agent(Box::new(state)),
+        )
+    }
+
+    /// The proxy of an agent homed on another node, resting until its
+    /// first message.
+    pub fn proxy(tenant: &TenantId, agent: &AgentId, registry: &Arc<Registry>) -> AgentRef {
+        AgentRef::home(
+            agent.clone(),
+            REST_AFTER,
+            Kind::Proxy {
+                tenant: tenant.clone(),
+                registry: registry.clone(),
+            },
+            Kept::Proxy,
+        )
+    }
+
+    fn home(id: AgentId, after: Duration, kind: Kind, kept: Kept) -> AgentRef {
+        resting().with_label_values(&[kept.label()]).inc();
+        AgentRef(Inner::Home(Arc::new(Home {
+            id,
+            after,
+            kind,
+            slot: Mutex::new(Slot::Resting(kept)),
         })))
     }
 
@@ -189,7 +239,7 @@ impl AgentRef {
                 let mut slot = lock(&h.slot);
                 match std::mem::replace(&mut *slot, Slot::Stopped) {
                     Slot::Awake { actor, .. } => actor.stop(reason),
-                    Slot::Resting(_) => resting().dec(),
+                    Slot::Resting(kept) => resting().with_label_values(&[kept.label()]).dec(),
                     Slot::Stopped => {}
                 }
             }
@@ -223,30 +273,60 @@ impl Home {
                 actor.cast(msg)
             }
             Slot::Stopped => Err(MessagingErr::SendErr(msg)),
-            Slot::Resting(state) => {
-                let Some(msg) = answer_read(&self.id, &state.agent, msg) else {
-                    return Ok(());
+            Slot::Resting(kept) => {
+                let msg = match kept {
+                    Kept::Agent(state) => match absorbed(&self.id, &state.agent, msg) {
+                        Some(msg) => msg,
+                        None => return Ok(()),
+                    },
+                    // Homes changed: a proxy with nothing in flight has
+                    // nothing to carry over (it looks where the agent is
+                    // when it wakes).
+                    Kept::Proxy => match msg {
+                        AgentMsg::Proxy(_) | AgentMsg::Tick | AgentMsg::Rest => return Ok(()),
+                        msg => msg,
+                    },
                 };
-                // A phone's registration refreshed: nothing changes.
-                if let AgentMsg::DeviceOnline(on) = msg {
-                    if !state.agent.device_would_change(on) {
-                        return Ok(());
-                    }
-                }
-                let Slot::Resting(state) = std::mem::replace(&mut *slot, Slot::Stopped) else {
+                let Slot::Resting(kept) = std::mem::replace(&mut *slot, Slot::Stopped) else {
                     unreachable!("matched as resting above");
                 };
-                resting().dec();
-                let agent = AgentActor {
-                    id: self.id.clone(),
-                    policy: state.agent.policy().clone(),
-                    clock: self.clock,
-                    events: self.events.clone(),
-                    recovery: self.recovery.clone(),
-                    rest: Some(Rest(Arc::downgrade(self))),
+                resting().with_label_values(&[kept.label()]).dec();
+                let rest = Some(Rest(Arc::downgrade(self)));
+                let woken = match (kept, &self.kind) {
+                    (
+                        Kept::Agent(state),
+                        Kind::Agent {
+                            clock,
+                            events,
+                            recovery,
+                        },
+                    ) => {
+                        let agent = AgentActor {
+                            id: self.id.clone(),
+                            policy: state.agent.policy().clone(),
+                            clock: *clock,
+                            events: events.clone(),
+                            recovery: recovery.clone(),
+                            rest,
+                        };
+                        ractor::ActorRuntime::spawn_instant(None, agent, Some(state))
+                            .map(|(a, _)| a)
+                    }
+                    (_, Kind::Proxy { tenant, registry }) => {
+                        let proxy = AgentProxy {
+                            tenant: tenant.clone(),
+                            agent: self.id.clone(),
+                            registry: registry.clone(),
+                            rest,
+                        };
+                        ractor::ActorRuntime::spawn_instant(None, proxy, ()).map(|(a, _)| a)
+                    }
+                    (Kept::Proxy, Kind::Agent { .. }) => {
+                        unreachable!("an agent's home keeps an agent")
+                    }
                 };
-                match ractor::ActorRuntime::spawn_instant(None, agent, Some(state)) {
-                    Ok((actor, _)) => {
+                match woken {
+                    Ok(actor) => {
                         let sent = actor.cast(msg);
                         *slot = Slot::Awake { actor, sent: 1 };
                         sent
@@ -262,26 +342,145 @@ impl Home {
     }
 }
 
+impl Kept {
+    fn label(&self) -> &'static str {
+        match self {
+            Kept::Agent(_) => "agent",
+            Kept::Proxy => "proxy",
+        }
+    }
+}
+
+/// Answers `msg` from a resting agent's state if it changes nothing
+/// (reads, a registration refresh); otherwise gives it back.
+fn absorbed(id: &AgentId, agent: &crate::agent::Agent, msg: AgentMsg) -> Option<AgentMsg> {
+    let msg = answer_read(id, agent, msg)?;
+    // A phone's registration refreshed: nothing changes.
+    match msg {
+        AgentMsg::DeviceOnline(on) if !agent.device_would_change(on) => None,
+        msg => Some(msg),
+    }
+}
+
+/// The actor's side of resting, the same for an agent and a proxy: the
+/// messages it handled, when the last was, and its rest timer.
+#[derive(Debug, Default)]
+pub(crate) struct Quiet {
+    /// Every message but the actor's own timers', which is every one
+    /// sent through the home.
+    handled: u64,
+    /// When the last of them was handled.
+    active: Timestamp,
+    timer: Option<JoinHandle<Result<(), MessagingErr<AgentMsg>>>>,
+}
+
+impl Quiet {
+    pub(crate) fn new(now: Timestamp) -> Quiet {
+        Quiet {
+            handled: 0,
+            active: now,
+            timer: None,
+        }
+    }
+
+    /// A message is about to be handled. Returns false for the rest
+    /// timer's, which [`Quiet::due`] takes instead.
+    pub(crate) fn heard(&mut self, msg: &AgentMsg, now: Timestamp) -> bool {
+        match msg {
+            AgentMsg::Rest => return false,
+            AgentMsg::Tick => {}
+            _ => {
+                self.handled += 1;
+                self.active = now;
+            }
+        }
+        true
+    }
+
+    /// After a message: the rest timer runs while nothing is in flight.
+    pub(crate) fn settle(&mut self, rest: Option<&Rest>, me: &ActorRef<AgentMsg>, idle: bool) {
+        let Some(rest) = rest else {
+            return;
+        };
+        if !idle {
+            if let Some(t) = self.timer.take() {
+                t.abort();
+            }
+        } else if self.timer.is_none() {
+            self.timer = Some(me.send_after(rest.after(), || AgentMsg::Rest));
+        }
+    }
+
+    /// The rest timer fired: whether the actor is to try resting now
+    /// (nothing in flight for the rest time; see [`Rest::rest`]). If not
+    /// yet, the timer is armed for the rest of the time.
+    pub(crate) fn due(
+        &mut self,
+        rest: Option<&Rest>,
+        me: &ActorRef<AgentMsg>,
+        idle: bool,
+        now: Timestamp,
+    ) -> Option<Rest> {
+        self.timer = None;
+        // Not idle: armed again when it is.
+        let rest = rest.filter(|_| idle)?;
+        let (quiet_for, after) = (now.since(self.active), rest.after());
+        if quiet_for < after {
+            self.timer = Some(me.send_after(after - quiet_for, || AgentMsg::Rest));
+            return None;
+        }
+        Some(rest.clone())
+    }
+
+    /// The home held a message for the actor: it tries again later.
+    pub(crate) fn retry(&mut self, rest: &Rest, me: &ActorRef<AgentMsg>) {
+        self.timer = Some(me.send_after(rest.after(), || AgentMsg::Rest));
+    }
+
+    pub(crate) fn handled(&self) -> u64 {
+        self.handled
+    }
+
+    /// Stops the rest timer and starts counting again (the state goes to
+    /// the home, for the next actor).
+    pub(crate) fn take(&mut self) -> Quiet {
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
+        Quiet::new(self.active)
+    }
+}
+
 impl Rest {
     /// How long nothing is in flight before the agent rests.
     pub(crate) fn after(&self) -> Duration {
         self.0.upgrade().map_or(REST_AFTER, |h| h.after)
     }
 
+    /// The agent's reference, for an actor's own later messages to
+    /// itself: they go through the home and count like any other.
+    pub(crate) fn agent_ref(&self) -> Option<AgentRef> {
+        self.0.upgrade().map(|home| AgentRef(Inner::Home(home)))
+    }
+
     /// Rests the agent if its actor handled every message sent to it
-    /// (`handled` of them): `state` is kept in the home, and the actor is
-    /// to stop. Returns whether it rests.
-    pub(crate) fn rest(&self, me: &ActorRef<AgentMsg>, state: &mut AgentState) -> bool {
+    /// (`handled` of them): what `kept` gives goes to the home, and the
+    /// actor is to stop. Returns whether it rests.
+    pub(crate) fn rest(
+        &self,
+        me: &ActorRef<AgentMsg>,
+        handled: u64,
+        kept: impl FnOnce() -> Kept,
+    ) -> bool {
         let Some(home) = self.0.upgrade() else {
             return false;
         };
         let mut slot = lock(&home.slot);
         match &*slot {
-            Slot::Awake { actor, sent }
-                if actor.get_id() == me.get_id() && *sent == state.handled() =>
-            {
-                *slot = Slot::Resting(Box::new(state.take_for_rest()));
-                resting().inc();
+            Slot::Awake { actor, sent } if actor.get_id() == me.get_id() && *sent == handled => {
+                let kept = kept();
+                resting().with_label_values(&[kept.label()]).inc();
+                *slot = Slot::Resting(kept);
                 true
             }
             _ => false,

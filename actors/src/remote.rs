@@ -19,7 +19,7 @@
 
 use crate::acd::{Availability, Overflow, OverflowReason};
 use crate::agent::{Actor as By, AgentError, AgentPolicy, Device, Status};
-use crate::agent_ref::{AgentRef, Identity};
+use crate::agent_ref::{AgentRef, Identity, Kept, Quiet, Rest};
 use crate::shell::{AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, QueueNotice};
 use crate::{AgentId, CallId, TenantId, Timestamp};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -290,7 +290,7 @@ pub struct Registry {
     link: Arc<dyn Link>,
     hosted_agents: RwLock<HashMap<Key<AgentId>, AgentRef>>,
     hosted_groups: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
-    agent_proxies: RwLock<HashMap<Key<AgentId>, ActorRef<AgentMsg>>>,
+    agent_proxies: RwLock<HashMap<Key<AgentId>, AgentRef>>,
     group_proxies: RwLock<HashMap<Key<String>, ActorRef<GroupMsg>>>,
     pending: Mutex<HashMap<u64, (Instant, Pending)>>,
     next_req: AtomicU64,
@@ -473,23 +473,12 @@ impl Registry {
     }
 
     /// Starts the agent's proxy on this node.
-    pub async fn agent_proxy(
-        self: &Arc<Self>,
-        tenant: &TenantId,
-        agent: &AgentId,
-    ) -> Result<ActorRef<AgentMsg>, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn(
-            None,
-            AgentProxy {
-                tenant: tenant.clone(),
-                agent: agent.clone(),
-                registry: self.clone(),
-            },
-            (),
-        )
-        .await?;
-        write(&self.agent_proxies).insert((tenant.clone(), agent.clone()), actor.clone());
-        Ok(actor)
+    /// (It rests, without an actor, while nothing is in flight for it:
+    /// see [`crate::agent_ref`].)
+    pub fn agent_proxy(self: &Arc<Self>, tenant: &TenantId, agent: &AgentId) -> AgentRef {
+        let proxy = AgentRef::proxy(tenant, agent, self);
+        write(&self.agent_proxies).insert((tenant.clone(), agent.clone()), proxy.clone());
+        proxy
     }
 
     /// Starts the group's proxy on this node.
@@ -859,7 +848,7 @@ impl Registry {
         ids.into_iter()
             .filter_map(|a| {
                 let r = proxies.get(&(tenant.clone(), a.clone()))?.clone();
-                Some((a, r.into()))
+                Some((a, r))
             })
             .collect()
     }
@@ -990,6 +979,8 @@ pub struct AgentProxy {
     pub tenant: TenantId,
     pub agent: AgentId,
     pub registry: Arc<Registry>,
+    /// Its home here, when it rests while nothing is in flight.
+    pub rest: Option<Rest>,
 }
 
 impl AgentProxy {
@@ -1012,6 +1003,16 @@ pub struct AgentProxyState {
     calls: std::collections::BTreeSet<CallId>,
     ringing: std::collections::BTreeSet<CallId>,
     at: At,
+    clock: Clock,
+    quiet: Quiet,
+}
+
+impl AgentProxyState {
+    /// Nothing in flight: no call of this node the agent is on or rung
+    /// for.
+    fn idle(&self) -> bool {
+        self.calls.is_empty() && self.ringing.is_empty()
+    }
 }
 
 impl Actor for AgentProxy {
@@ -1024,10 +1025,13 @@ impl Actor for AgentProxy {
         _: ActorRef<AgentMsg>,
         _: (),
     ) -> Result<AgentProxyState, ActorProcessingErr> {
+        let clock = Clock::system();
         Ok(AgentProxyState {
             calls: std::collections::BTreeSet::new(),
             ringing: std::collections::BTreeSet::new(),
             at: self.registry.agent_route(&self.tenant, &self.agent).at(),
+            clock,
+            quiet: Quiet::new(clock.now()),
         })
     }
 
@@ -1037,12 +1041,34 @@ impl Actor for AgentProxy {
         msg: AgentMsg,
         st: &mut AgentProxyState,
     ) -> Result<(), ActorProcessingErr> {
+        let now = st.clock.now();
+        if !st.quiet.heard(&msg, now) {
+            let rest = st.quiet.due(self.rest.as_ref(), &myself, st.idle(), now);
+            if let Some(rest) = rest {
+                if rest.rest(&myself, st.quiet.handled(), || Kept::Proxy) {
+                    myself.stop(None);
+                } else {
+                    st.quiet.retry(&rest, &myself);
+                }
+            }
+            return Ok(());
+        }
+        self.take(&myself, msg, st);
+        let idle = st.idle();
+        st.quiet.settle(self.rest.as_ref(), &myself, idle);
+        Ok(())
+    }
+}
+
+impl AgentProxy {
+    /// One message: kept track of, and carried to the agent.
+    fn take(&self, myself: &ActorRef<AgentMsg>, msg: AgentMsg, st: &mut AgentProxyState) {
         // The calls of this node the agent is on, so that a new home
         // learns of them (and does not offer the agent another).
         let msg = match msg {
             AgentMsg::Proxy(ProxyInput(Input::OnCall(c))) => {
                 st.calls.insert(c);
-                return Ok(());
+                return;
             }
             AgentMsg::Proxy(ProxyInput(Input::Moved)) => {
                 let route = self.registry.agent_route(&self.tenant, &self.agent);
@@ -1058,9 +1084,9 @@ impl Actor for AgentProxy {
                         self.route(route.clone(), AgentMsg::ResumeRinging(*c));
                     }
                 }
-                return Ok(());
+                return;
             }
-            AgentMsg::Proxy(_) | AgentMsg::Tick | AgentMsg::Rest => return Ok(()),
+            AgentMsg::Proxy(_) | AgentMsg::Tick | AgentMsg::Rest => return,
             AgentMsg::Answered(c) => {
                 st.ringing.remove(&c);
                 st.calls.insert(c);
@@ -1087,7 +1113,11 @@ impl Actor for AgentProxy {
             AgentMsg::Dial { call, reply } => {
                 // The answer decides whether the agent is on the call.
                 let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), AgentError>>();
-                let me = myself.clone();
+                // Through its home, as every message to it.
+                let me = match self.rest.as_ref().and_then(Rest::agent_ref) {
+                    Some(home) => home,
+                    None => AgentRef::from(myself.clone()),
+                };
                 tokio::spawn(async move {
                     if let Ok(r) = rx.await {
                         if r.is_ok() {
@@ -1106,7 +1136,6 @@ impl Actor for AgentProxy {
         // `at` moves only with a move: a home change is noticed once.
         let route = self.registry.agent_route(&self.tenant, &self.agent);
         self.route(route, msg);
-        Ok(())
     }
 }
 
@@ -1683,13 +1712,56 @@ mod tests {
         on_c
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_proxy_rests_while_no_call_of_its_node_has_the_agent() {
+        use crate::agent_ref::REST_AFTER;
+        let settle = || async {
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let (_home, _peers, [a, b, _c]) = nodes(["a", "b", "c"], "b");
+        let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
+        let _on_b = agent_on(&b, &t, &id).await;
+        let proxy = a.agent_proxy(&t, &id);
+        assert!(proxy.is_resting(), "nothing sent to it yet");
+        a.homes_changed();
+        assert!(
+            proxy.is_resting(),
+            "a change of homes finds nothing to carry over"
+        );
+
+        let call = CallId(42);
+        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        assert_eq!(offered, Ok(()));
+        proxy.cast(AgentMsg::Ringing(call)).unwrap();
+        proxy.cast(AgentMsg::Answered(call)).unwrap();
+        settle().await;
+        tokio::time::advance(REST_AFTER * 3).await;
+        settle().await;
+        assert!(!proxy.is_resting(), "a call of its node has the agent");
+        proxy
+            .cast(AgentMsg::HungUp {
+                call,
+                wrap_up: Duration::ZERO,
+            })
+            .unwrap();
+        settle().await;
+        tokio::time::advance(REST_AFTER + Duration::from_secs(1)).await;
+        settle().await;
+        assert!(proxy.is_resting(), "nothing in flight");
+        // Woken, it still reaches the agent on its home.
+        let (s, _) = ractor::call!(proxy, AgentMsg::Get).unwrap();
+        assert_eq!(s, Status::Ready);
+    }
+
     #[tokio::test]
     async fn an_agents_new_home_learns_the_call_it_is_on_and_does_not_offer_it_another() {
         let (home, peers, [a, b, c]) = nodes(["a", "b", "c"], "b");
         let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
         let on_b = agent_on(&b, &t, &id).await;
         // A call on a is offered to the agent (homed on b) and answered.
-        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let proxy = a.agent_proxy(&t, &id);
         let call = CallId(42);
         let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
         assert_eq!(offered, Ok(()));
@@ -1735,7 +1807,7 @@ mod tests {
         let (home, peers, [a, b, c]) = nodes(["a", "b", "c"], "b");
         let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
         let _on_b = agent_on(&b, &t, &id).await;
-        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let proxy = a.agent_proxy(&t, &id);
         let call = CallId(51);
         let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
         assert_eq!(offered, Ok(()));
@@ -1764,7 +1836,7 @@ mod tests {
         let (_, peers, [a, b]) = nodes(["a", "b"], "b");
         let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
         let on_b = agent_on(&b, &t, &id).await;
-        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let proxy = a.agent_proxy(&t, &id);
         let call = CallId(8);
         let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
         assert_eq!(offered, Ok(()));
@@ -1784,7 +1856,7 @@ mod tests {
         let (_, peers, [a, b]) = nodes(["a", "b"], "b");
         let (t, id) = (TenantId::from("t"), AgentId::from("1001"));
         let on_b = agent_on(&b, &t, &id).await;
-        let proxy = a.agent_proxy(&t, &id).await.unwrap();
+        let proxy = a.agent_proxy(&t, &id);
         let call = CallId(7);
         let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
         assert_eq!(offered, Ok(()));
@@ -1825,7 +1897,7 @@ mod tests {
         r.fence(Entity::Agent, &t, &id.0, Instant::now());
         assert!(r.hosted_agent(&t, &id).is_none());
         assert!(r.running_agent(&t, &id).is_some());
-        let proxy = r.agent_proxy(&t, &id).await.unwrap();
+        let proxy = r.agent_proxy(&t, &id);
         let offer = ractor::call!(proxy, |reply| AgentMsg::Offer {
             call: CallId(1),
             reply

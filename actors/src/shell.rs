@@ -15,7 +15,7 @@ use crate::acd::{
     AcdEvent, Availability, GroupConfig, Member, Overflow, OverflowReason, SkillGroup,
 };
 use crate::agent::{Actor as By, Agent, AgentError, AgentEvent, AgentPolicy, Device, Status};
-use crate::agent_ref::{AgentRef, Rest};
+use crate::agent_ref::{AgentRef, Kept, Quiet, Rest};
 use crate::call::{CallAction, CallRecord, InboundCall, TransferError, TransferTarget};
 use crate::ivr::IvrOutcome;
 use crate::outbound::{OutboundAction, OutboundCall};
@@ -244,13 +244,8 @@ pub struct AgentState {
     pub(crate) agent: Agent,
     groups: Vec<ActorRef<GroupMsg>>,
     timer: Timer<AgentMsg>,
-    /// When the actor is to see whether it may rest.
-    rest_timer: Timer<AgentMsg>,
-    /// Messages handled: every one but the actor's own timers', which is
-    /// every one sent through the agent's home.
-    handled: u64,
-    /// When the last of them was handled.
-    active: Timestamp,
+    /// What resting needs.
+    quiet: Quiet,
     /// When the agent recovered from a panic lately.
     recovered: Vec<Timestamp>,
 }
@@ -263,35 +258,26 @@ impl AgentState {
             agent: Agent::new(a.id.clone(), a.policy.clone(), now),
             groups: Vec::new(),
             timer: None,
-            rest_timer: None,
-            handled: 0,
-            active: now,
+            quiet: Quiet::new(now),
             recovered: Vec::new(),
         }
-    }
-
-    pub(crate) fn handled(&self) -> u64 {
-        self.handled
     }
 
     /// What the agent's home keeps while it rests (this actor's timers
     /// stopped, its count started again for the next actor); `self` is
     /// left empty, for the actor about to stop.
-    pub(crate) fn take_for_rest(&mut self) -> AgentState {
-        for t in [self.timer.take(), self.rest_timer.take()]
-            .into_iter()
-            .flatten()
-        {
+    fn take_for_rest(&mut self) -> AgentState {
+        if let Some(t) = self.timer.take() {
             t.abort();
         }
-        let blank = Agent::new(self.agent.id().clone(), AgentPolicy::default(), self.active);
+        let quiet = self.quiet.take();
+        let id = self.agent.id().clone();
+        let blank = Agent::new(id, AgentPolicy::default(), self.agent.since());
         AgentState {
             agent: std::mem::replace(&mut self.agent, blank),
             groups: std::mem::take(&mut self.groups),
             timer: None,
-            rest_timer: None,
-            handled: 0,
-            active: self.active,
+            quiet,
             recovered: std::mem::take(&mut self.recovered),
         }
     }
@@ -363,37 +349,29 @@ impl AgentActor {
         if let Some(at) = state.agent.poll_timeout() {
             state.timer = Some(myself.send_after(self.clock.until(at), || AgentMsg::Tick));
         }
-        if let Some(rest) = &self.rest {
-            if !may_rest(&state.agent) {
-                if let Some(t) = state.rest_timer.take() {
-                    t.abort();
-                }
-            } else if state.rest_timer.is_none() {
-                state.rest_timer = Some(myself.send_after(rest.after(), || AgentMsg::Rest));
-            }
-        }
+        let idle = may_rest(&state.agent);
+        state.quiet.settle(self.rest.as_ref(), myself, idle);
     }
 
     /// The rest timer: the agent rests if nothing was in flight for
-    /// [`REST_AFTER`] and its home holds no message for it; the actor then
+    /// the rest time and its home holds no message for it; the actor then
     /// stops.
     fn try_rest(&self, myself: &ActorRef<AgentMsg>, state: &mut AgentState) {
-        state.rest_timer = None;
-        let Some(rest) = &self.rest else {
+        let idle = may_rest(&state.agent);
+        let Some(rest) = state
+            .quiet
+            .due(self.rest.as_ref(), myself, idle, self.clock.now())
+        else {
             return;
         };
-        if !may_rest(&state.agent) {
-            // Armed again when it may.
-            return;
-        }
-        let (idle, after) = (self.clock.now().since(state.active), rest.after());
-        if idle < after {
-            state.rest_timer = Some(myself.send_after(after - idle, || AgentMsg::Rest));
-        } else if rest.rest(myself, state) {
+        let handled = state.quiet.handled();
+        if rest.rest(myself, handled, || {
+            Kept::Agent(Box::new(state.take_for_rest()))
+        }) {
             tracing::debug!(agent = %self.id, "agent rests");
             myself.stop(None);
         } else {
-            state.rest_timer = Some(myself.send_after(after, || AgentMsg::Rest));
+            state.quiet.retry(&rest, myself);
         }
     }
 }
@@ -424,16 +402,9 @@ impl Actor for AgentActor {
         msg: AgentMsg,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            AgentMsg::Rest => {
-                self.try_rest(&myself, state);
-                return Ok(());
-            }
-            AgentMsg::Tick => {}
-            _ => {
-                state.handled += 1;
-                state.active = self.clock.now();
-            }
+        if !state.quiet.heard(&msg, self.clock.now()) {
+            self.try_rest(&myself, state);
+            return Ok(());
         }
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.step(&myself, msg, state)

@@ -469,7 +469,7 @@ impl Spawner {
         let actor = match &self.registry {
             None => self.real_agent(a, has_trunk).await?,
             // The core starts the agent itself once it holds its lease.
-            Some(reg) => reg.agent_proxy(&self.tenant, &a.id).await?.into(),
+            Some(reg) => reg.agent_proxy(&self.tenant, &a.id),
         };
         Ok(AgentHandle {
             actor,

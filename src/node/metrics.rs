@@ -190,7 +190,9 @@ pub fn get() -> &'static Metrics {
         for kind in ["agent", "skill_group"] {
             recoveries.with_label_values(&[kind]);
         }
-        switchboard_actors::agent_ref::resting();
+        for kind in ["agent", "proxy"] {
+            switchboard_actors::agent_ref::resting().with_label_values(&[kind]);
+        }
         build()
     })
 }
