@@ -132,16 +132,7 @@ pub fn resting() -> &'static prometheus::IntGaugeVec {
             ),
             &["kind"],
         );
-        match g {
-            Ok(g) => {
-                // Already registered only if another copy of this crate
-                // did it: then this one is not exported.
-                let _ = prometheus::register(Box::new(g.clone()));
-                g
-            }
-            // A fixed, well-formed metric: unreachable.
-            Err(e) => unreachable!("resting metric: {e}"),
-        }
+        crate::shell::exported(g, "resting")
     })
 }
 

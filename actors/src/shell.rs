@@ -204,17 +204,25 @@ pub fn recoveries() -> &'static prometheus::IntCounterVec {
             ),
             &["kind"],
         );
-        match c {
-            Ok(c) => {
-                // Already registered only if another copy of this crate
-                // did it: then this one is not exported.
-                let _ = prometheus::register(Box::new(c.clone()));
-                c
-            }
-            // A fixed, well-formed metric: unreachable.
-            Err(e) => unreachable!("recoveries metric: {e}"),
-        }
+        exported(c, "recoveries")
     })
+}
+
+/// A metric of this crate's, registered with the default registry.
+pub(crate) fn exported<C>(made: prometheus::Result<C>, what: &str) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    match made {
+        Ok(c) => {
+            // Already registered only if another copy of this crate did
+            // it: then this one is not exported.
+            let _ = prometheus::register(Box::new(c.clone()));
+            c
+        }
+        // A fixed, well-formed metric: unreachable.
+        Err(e) => unreachable!("{what} metric: {e}"),
+    }
 }
 
 /// Whether one more recovery may be made now (and counts it): at most
