@@ -262,7 +262,10 @@ impl Home {
         let mut slot = lock(&self.slot);
         match &mut *slot {
             Slot::Awake { actor, sent } => {
-                *sent += 1;
+                // As the actor counts: not its own timers' messages.
+                if !matches!(msg, AgentMsg::Tick | AgentMsg::Rest) {
+                    *sent += 1;
+                }
                 actor.cast(msg)
             }
             Slot::Stopped => Err(MessagingErr::SendErr(msg)),
@@ -276,7 +279,8 @@ impl Home {
                     // nothing to carry over (it looks where the agent is
                     // when it wakes).
                     Kept::Proxy => match msg {
-                        AgentMsg::Proxy(_) | AgentMsg::Tick | AgentMsg::Rest => return Ok(()),
+                        AgentMsg::Proxy(p) if p.is_moved() => return Ok(()),
+                        AgentMsg::Tick | AgentMsg::Rest => return Ok(()),
                         msg => msg,
                     },
                 };
@@ -351,6 +355,8 @@ fn absorbed(id: &AgentId, agent: &crate::agent::Agent, msg: AgentMsg) -> Option<
     // A phone's registration refreshed: nothing changes.
     match msg {
         AgentMsg::DeviceOnline(on) if !agent.device_would_change(on) => None,
+        // A timer of an actor that is gone.
+        AgentMsg::Tick | AgentMsg::Rest => None,
         msg => Some(msg),
     }
 }

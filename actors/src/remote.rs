@@ -961,6 +961,13 @@ impl From<QueueNotice> for Notice {
 #[derive(Debug)]
 pub struct ProxyInput(Input);
 
+impl ProxyInput {
+    /// Homes may have changed: nothing for a proxy with nothing in flight.
+    pub(crate) fn is_moved(&self) -> bool {
+        matches!(self.0, Input::Moved)
+    }
+}
+
 #[derive(Debug)]
 enum Input {
     /// From the group's home, for a call queued through this proxy.
