@@ -134,6 +134,52 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
 const RATE_US: &str =
     "Press 1 if you were very satisfied, 2 if you were satisfied, 3 if you were not.";
 
+/// The demo's agents, once nothing was in flight for 10 s, rest without
+/// an actor; a call still reaches one, whose phone rings and talks.
+#[test]
+fn an_agent_at_rest_takes_a_call() {
+    let mut node = Node::start();
+    let agent = Phone::auto_answer(&node, "1001", "pass1001");
+    let running = agent.spawn(30);
+    assert!(
+        node.wait_log("registered user=1001", Duration::from_secs(5)),
+        "agent phone did not register"
+    );
+    let resting = "switchboard_agents_resting{kind=\"agent\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    while node.metric(resting) != Some(3.0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        node.metric(resting),
+        Some(3.0),
+        "the three demo agents rest"
+    );
+    let (ok, errors) = sipp(
+        &node,
+        "hotline_call",
+        &["-s", "4000", "-rtp_echo", "-d", "10000"],
+    );
+    assert!(ok, "customer's call failed: {errors}");
+    let out = Phone::output(running);
+    assert!(
+        out.contains("Call established"),
+        "the resting agent's phone never answered: {out}"
+    );
+    let (said, heard) = (loud_windows(&agent.said()), loud_windows(&agent.heard()));
+    assert!(said > 50, "agent speech too quiet: {said}");
+    assert!(
+        heard * 10 >= said * 6,
+        "agent heard {heard} loud windows of the {said} it said"
+    );
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(r.hangup_reason, HangupReason::Normal, "{r:?}");
+}
+
 fn rate_us() -> Flow {
     let level = |key, score, label: &str| SurveyLevel {
         key,
