@@ -31,27 +31,12 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
     );
     // The customer echoes every RTP packet back (-rtp_echo): what the
     // agent hears of its own speech went through the bridge both ways.
-    let (ok, errors) = sipp(
-        &node,
-        "hotline_call",
-        &["-s", "4000", "-rtp_echo", "-d", "10000"],
-    );
-    assert!(ok, "customer's call failed: {errors}");
-    let out = Phone::output(running);
-    assert!(
-        out.contains("Call established"),
-        "agent never answered: {out}"
-    );
+    let out = echoing_customer_calls(&node, running);
     assert!(
         out.contains("from sip:13800138000@"),
         "the agent's phone did not show the caller: {out}"
     );
-    let (said, heard) = (loud_windows(&agent.said()), loud_windows(&agent.heard()));
-    assert!(said > 50, "agent speech too quiet: {said}");
-    assert!(
-        heard * 10 >= said * 6,
-        "agent heard {heard} loud windows of the {said} it said"
-    );
+    let said = hears_itself_back(&agent);
     let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
     let r = calls
         .first()
@@ -155,8 +140,22 @@ fn an_agent_at_rest_takes_a_call() {
         Some(3.0),
         "the three demo agents rest"
     );
+    let _ = echoing_customer_calls(&node, running);
+    let _ = hears_itself_back(&agent);
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(r.hangup_reason, HangupReason::Normal, "{r:?}");
+}
+
+/// A customer calls 4000 and presses 1, echoing every RTP packet back
+/// (`-rtp_echo`); the agent's phone (`running`) answered. Returns what
+/// the phone printed.
+fn echoing_customer_calls(node: &Node, running: std::process::Child) -> String {
     let (ok, errors) = sipp(
-        &node,
+        node,
         "hotline_call",
         &["-s", "4000", "-rtp_echo", "-d", "10000"],
     );
@@ -164,20 +163,21 @@ fn an_agent_at_rest_takes_a_call() {
     let out = Phone::output(running);
     assert!(
         out.contains("Call established"),
-        "the resting agent's phone never answered: {out}"
+        "agent never answered: {out}"
     );
+    out
+}
+
+/// The agent heard its own speech back from the echoing customer: audio
+/// went through the bridge both ways. Returns the loud windows it said.
+fn hears_itself_back(agent: &Phone) -> usize {
     let (said, heard) = (loud_windows(&agent.said()), loud_windows(&agent.heard()));
     assert!(said > 50, "agent speech too quiet: {said}");
     assert!(
         heard * 10 >= said * 6,
         "agent heard {heard} loud windows of the {said} it said"
     );
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
-    let r = calls
-        .first()
-        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
-    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
-    assert_eq!(r.hangup_reason, HangupReason::Normal, "{r:?}");
+    said
 }
 
 fn rate_us() -> Flow {
