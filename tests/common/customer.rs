@@ -53,8 +53,6 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 }
 
 impl Customer {
-    /// Calls `number` on the node from `caller` (a phone number) and waits
-    /// up to 5 s for the answer.
     /// `caller` calls the demo hotline 4000 on `node`, presses 1 (support)
     /// once the menu has been said, and is bridged to an agent.
     pub fn to_support(node: &mut super::Node, caller: &str) -> Customer {
@@ -69,6 +67,8 @@ impl Customer {
         c
     }
 
+    /// Calls `number` on the node from `caller` (a phone number) and waits
+    /// up to 5 s for the answer.
     pub fn call(node: SocketAddr, number: &str, caller: &str) -> Customer {
         let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("sip socket"));
         let rtp_port = free_port() & !1;
