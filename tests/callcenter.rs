@@ -364,14 +364,7 @@ fn the_agent_puts_the_customer_on_hold_with_music_and_takes_it_back() {
     // Not on a call yet: nothing to hold.
     let (status, v) = node.api("POST", "/api/v1/agents/1001/hold", Some(&token), None);
     assert_eq!(status, 409, "{v}");
-    let mut c = common::customer::Customer::call(node.sip, "4000", "13800138000");
-    assert!(c.answered);
-    std::thread::sleep(Duration::from_secs(5));
-    c.press('1');
-    assert!(
-        node.wait_log("customer and agent bridged", Duration::from_secs(10)),
-        "the agent never answered"
-    );
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
     std::thread::sleep(Duration::from_secs(1));
     let before = c.elapsed();
     std::thread::sleep(Duration::from_millis(1500));
