@@ -472,9 +472,8 @@ impl Registry {
         )
     }
 
-    /// Starts the agent's proxy on this node.
-    /// (It rests, without an actor, while nothing is in flight for it:
-    /// see [`crate::agent_ref`].)
+    /// The agent's proxy on this node (it rests, without an actor, while
+    /// nothing is in flight for it: see [`crate::agent_ref`]).
     pub fn agent_proxy(self: &Arc<Self>, tenant: &TenantId, agent: &AgentId) -> AgentRef {
         let proxy = AgentRef::proxy(tenant, agent, self);
         write(&self.agent_proxies).insert((tenant.clone(), agent.clone()), proxy.clone());
