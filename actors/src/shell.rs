@@ -244,14 +244,12 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_owned())
 }
 
-type Timer<M> = Option<JoinHandle<Result<(), ractor::MessagingErr<M>>>>;
-
 /// An agent actor's state (kept in the agent's home while it rests).
 #[derive(Debug)]
 pub struct AgentState {
     pub(crate) agent: Agent,
     groups: Vec<ActorRef<GroupMsg>>,
-    timer: Timer<AgentMsg>,
+    timer: Alarm<AgentMsg>,
     /// What resting needs.
     quiet: Quiet,
     /// When the agent recovered from a panic lately.
@@ -265,7 +263,7 @@ impl AgentState {
         AgentState {
             agent: Agent::new(a.id.clone(), a.policy.clone(), now),
             groups: Vec::new(),
-            timer: None,
+            timer: Alarm::new(),
             quiet: Quiet::new(now),
             recovered: Vec::new(),
         }
@@ -275,16 +273,14 @@ impl AgentState {
     /// stopped, its count started again for the next actor); `self` is
     /// left empty, for the actor about to stop.
     fn take_for_rest(&mut self) -> AgentState {
-        if let Some(t) = self.timer.take() {
-            t.abort();
-        }
+        self.timer.stop();
         let quiet = self.quiet.take();
         let id = self.agent.id().clone();
         let blank = Agent::new(id, AgentPolicy::default(), self.agent.since());
         AgentState {
             agent: std::mem::replace(&mut self.agent, blank),
             groups: std::mem::take(&mut self.groups),
-            timer: None,
+            timer: Alarm::new(),
             quiet,
             recovered: std::mem::take(&mut self.recovered),
         }
@@ -351,12 +347,8 @@ impl AgentActor {
                 });
             }
         }
-        if let Some(t) = state.timer.take() {
-            t.abort();
-        }
-        if let Some(at) = state.agent.poll_timeout() {
-            state.timer = Some(myself.send_after(self.clock.until(at), || AgentMsg::Tick));
-        }
+        let at = state.agent.poll_timeout();
+        state.timer.set(myself, &self.clock, at, || AgentMsg::Tick);
         let idle = may_rest(&state.agent);
         state.quiet.settle(self.rest.as_ref(), myself, idle);
     }
@@ -527,7 +519,10 @@ impl AgentActor {
             // Answered above.
             AgentMsg::Get(_) | AgentMsg::Snapshot(_) => {}
             AgentMsg::Policy(p) => a.set_policy(p),
-            AgentMsg::Tick => a.handle_timeout(now),
+            AgentMsg::Tick => {
+                state.timer.fired();
+                a.handle_timeout(now)
+            }
             AgentMsg::Resume(call) => log_refusal(&self.id, a.resume_call(call, now)),
             AgentMsg::Restore(status) => log_refusal(&self.id, a.restore(status, now)),
             AgentMsg::ResumeRinging(call) => log_refusal(&self.id, a.resume_ringing(call, now)),
@@ -646,10 +641,7 @@ pub struct GroupState {
     group: SkillGroup,
     agents: HashMap<AgentId, AgentRef>,
     callers: HashMap<CallId, mpsc::UnboundedSender<QueueNotice>>,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<GroupMsg>>>>,
-    /// When `timer` fires (kept while the deadline stays: a busy group
-    /// handles thousands of messages a second).
-    timer_at: Option<Timestamp>,
+    timer: Alarm<GroupMsg>,
     /// What was last told to `events` (length, oldest).
     published: Option<(usize, Option<Timestamp>)>,
     /// When the group recovered from a panic lately.
@@ -740,16 +732,8 @@ impl SkillGroupActor {
                 }
             }
         }
-        let next = state.group.poll_timeout();
-        if next != state.timer_at {
-            if let Some(t) = state.timer.take() {
-                t.abort();
-            }
-            if let Some(at) = next {
-                state.timer = Some(myself.send_after(self.clock.until(at), || GroupMsg::Tick));
-            }
-            state.timer_at = next;
-        }
+        let at = state.group.poll_timeout();
+        state.timer.set(myself, &self.clock, at, || GroupMsg::Tick);
         if let Some(tx) = &self.events {
             let now = (state.group.len(), state.group.oldest());
             if state.published != Some(now) {
@@ -796,8 +780,7 @@ impl Actor for SkillGroupActor {
             group: SkillGroup::new(self.id.clone(), self.config.clone(), self.seed),
             agents: HashMap::new(),
             callers: HashMap::new(),
-            timer: None,
-            timer_at: None,
+            timer: Alarm::new(),
             published: None,
             recovered: Vec::new(),
         })
@@ -935,11 +918,7 @@ impl SkillGroupActor {
                 let _ = reply.send(self.snapshot(state));
             }
             GroupMsg::Tick => {
-                // Fired (or an aborted one's late tick): armed again below.
-                if let Some(t) = state.timer.take() {
-                    t.abort();
-                }
-                state.timer_at = None;
+                state.timer.fired();
                 state.group.handle_timeout(now);
             }
             GroupMsg::Proxy(_) => {}
@@ -1110,7 +1089,7 @@ pub struct CallActor {
 #[derive(Debug)]
 pub struct CallState {
     machine: InboundCall,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<CallMsg>>>>,
+    timer: Alarm<CallMsg>,
     /// The outline last told as progress.
     told: Option<Outline>,
 }
@@ -1253,13 +1232,8 @@ impl CallActor {
             let r = Box::new(state.machine.progress(self.clock.now()));
             let _ = self.records.send(CallNote::Progress(r));
         }
-        rearm(
-            myself,
-            &mut state.timer,
-            &self.clock,
-            state.machine.poll_timeout(),
-            || CallMsg::Tick,
-        );
+        let at = state.machine.poll_timeout();
+        state.timer.set(myself, &self.clock, at, || CallMsg::Tick);
     }
 }
 
@@ -1278,7 +1252,7 @@ impl Actor for CallActor {
     ) -> Result<CallState, ActorProcessingErr> {
         Ok(CallState {
             machine,
-            timer: None,
+            timer: Alarm::new(),
             told: None,
         })
     }
@@ -1349,7 +1323,10 @@ impl Actor for CallActor {
             CallMsg::DirectOffered { agent, ok } => {
                 m.direct_offer(&agent, ok, DIRECT_RING_TIMEOUT, now)
             }
-            CallMsg::Tick => m.handle_timeout(now),
+            CallMsg::Tick => {
+                state.timer.fired();
+                m.handle_timeout(now)
+            }
         }
         self.settle(&myself, state);
         Ok(())
@@ -1437,7 +1414,7 @@ pub struct OutboundState {
     machine: OutboundCall,
     /// The actors of the agents on the call, to free them.
     agents: HashMap<AgentId, AgentRef>,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<OutboundMsg>>>>,
+    timer: Alarm<OutboundMsg>,
     told: Option<Outline>,
 }
 
@@ -1475,13 +1452,10 @@ impl OutboundActor {
             let progress = state.machine.progress(self.clock.now());
             tell_progress(&self.records, &mut state.told, progress);
         }
-        rearm(
-            myself,
-            &mut state.timer,
-            &self.clock,
-            state.machine.poll_timeout(),
-            || OutboundMsg::Tick,
-        );
+        let at = state.machine.poll_timeout();
+        state
+            .timer
+            .set(myself, &self.clock, at, || OutboundMsg::Tick);
     }
 }
 
@@ -1498,19 +1472,52 @@ fn tell_progress(
     }
 }
 
-/// Replaces a call actor's timer with one for `at`, if any.
-fn rearm<M: ractor::Message>(
-    myself: &ActorRef<M>,
-    timer: &mut Option<JoinHandle<Result<(), ractor::MessagingErr<M>>>>,
-    clock: &Clock,
+/// A shell's one timer, for its machine's `poll_timeout()`: armed again
+/// only when the deadline changes (a busy actor handles thousands of
+/// messages a second, most of which leave it as it was).
+#[derive(Debug)]
+pub(crate) struct Alarm<M: ractor::Message> {
+    handle: Option<JoinHandle<Result<(), ractor::MessagingErr<M>>>>,
     at: Option<Timestamp>,
-    tick: fn() -> M,
-) {
-    if let Some(t) = timer.take() {
-        t.abort();
+}
+
+impl<M: ractor::Message> Alarm<M> {
+    pub(crate) fn new() -> Alarm<M> {
+        Alarm {
+            handle: None,
+            at: None,
+        }
     }
-    if let Some(at) = at {
-        *timer = Some(myself.send_after(clock.until(at), tick));
+
+    /// The machine's deadline now.
+    pub(crate) fn set(
+        &mut self,
+        myself: &ActorRef<M>,
+        clock: &Clock,
+        at: Option<Timestamp>,
+        tick: fn() -> M,
+    ) {
+        if at == self.at {
+            return;
+        }
+        self.stop();
+        if let Some(at) = at {
+            self.handle = Some(myself.send_after(clock.until(at), tick));
+        }
+        self.at = at;
+    }
+
+    /// Its tick arrived (or a replaced timer's late one): the next
+    /// [`Alarm::set`] arms it again.
+    pub(crate) fn fired(&mut self) {
+        self.stop();
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(t) = self.handle.take() {
+            t.abort();
+        }
+        self.at = None;
     }
 }
 
@@ -1531,7 +1538,7 @@ impl Actor for OutboundActor {
         Ok(OutboundState {
             machine,
             agents,
-            timer: None,
+            timer: Alarm::new(),
             told: None,
         })
     }
@@ -1602,7 +1609,10 @@ impl Actor for OutboundActor {
                     return Ok(());
                 }
             }
-            OutboundMsg::Tick => m.handle_timeout(now),
+            OutboundMsg::Tick => {
+                state.timer.fired();
+                m.handle_timeout(now)
+            }
         }
         self.settle(&myself, state);
         Ok(())
@@ -1655,7 +1665,7 @@ pub struct InternalActor {
 #[derive(Debug)]
 pub struct InternalState {
     machine: crate::internal::InternalCall,
-    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<InternalMsg>>>>,
+    timer: Alarm<InternalMsg>,
     told: Option<Outline>,
 }
 
@@ -1689,13 +1699,10 @@ impl InternalActor {
             let progress = state.machine.progress(self.clock.now());
             tell_progress(&self.records, &mut state.told, progress);
         }
-        rearm(
-            myself,
-            &mut state.timer,
-            &self.clock,
-            state.machine.poll_timeout(),
-            || InternalMsg::Tick,
-        );
+        let at = state.machine.poll_timeout();
+        state
+            .timer
+            .set(myself, &self.clock, at, || InternalMsg::Tick);
     }
 }
 
@@ -1711,7 +1718,7 @@ impl Actor for InternalActor {
     ) -> Result<InternalState, ActorProcessingErr> {
         Ok(InternalState {
             machine,
-            timer: None,
+            timer: Alarm::new(),
             told: None,
         })
     }
@@ -1740,7 +1747,10 @@ impl Actor for InternalActor {
             InternalMsg::CallerHungUp => m.caller_hung_up(now),
             InternalMsg::CalleeHungUp => m.callee_hung_up(now),
             InternalMsg::Recording(file) => m.recording(file),
-            InternalMsg::Tick => m.handle_timeout(now),
+            InternalMsg::Tick => {
+                state.timer.fired();
+                m.handle_timeout(now)
+            }
         }
         self.settle(&myself, state);
         Ok(())
