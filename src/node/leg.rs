@@ -336,8 +336,8 @@ impl State {
                     finish_voicemail(self.voicemail.take());
                 }
             }
-            if let Some((rec, _)) = self.recording.as_mut() {
-                rec.push(Channel::Left, (h.ssrc, h.seq, h.ts), self.pcm.clone(), now);
+            if self.recording.is_some() {
+                self.record(Channel::Left, (h.ssrc, h.seq, h.ts), self.pcm.clone(), now);
             }
         }
         let Some(format) = self.format() else {
@@ -386,7 +386,7 @@ impl State {
             }
             return None;
         }
-        if let Some((rec, _)) = self.recording.as_mut() {
+        if self.recording.is_some() {
             if let Ok(h) = bridge::parse(&p.bytes) {
                 if h.pt == p.format.pt {
                     let mut pcm = Vec::with_capacity(h.payload_end - h.payload_at);
@@ -395,7 +395,7 @@ impl State {
                         &p.bytes[h.payload_at..h.payload_end],
                         &mut pcm,
                     );
-                    rec.push(Channel::Right, (h.ssrc, h.seq, h.ts), pcm, now);
+                    self.record(Channel::Right, (h.ssrc, h.seq, h.ts), pcm, now);
                 }
             }
         }
@@ -419,12 +419,7 @@ impl State {
 
     /// The 20 ms tick: the next prompt frame (if any) into `pkt`.
     fn tick(&mut self, now: Instant) -> Option<SocketAddr> {
-        if let Some((rec, path)) = self.recording.as_mut() {
-            if let Err(e) = rec.advance(now) {
-                tracing::warn!(error = %e, path = %path.display(), "call recording stopped");
-                self.recording = None;
-            }
-        }
+        self.advance_recording(now);
         let a = self.answer?;
         if self.player.is_none() && !self.held {
             return self.tick_mix(a, now);
@@ -481,8 +476,38 @@ impl State {
         }
     }
 
+    /// Whether the 20 ms tick runs: something is played or mixed. A
+    /// recording alone needs no tick (see [`Self::recording_due`]).
     fn ticking(&self) -> bool {
-        self.player.is_some() || self.recording.is_some() || self.mixer.is_some()
+        self.player.is_some() || self.mixer.is_some()
+    }
+
+    /// The recording writes what was due before each packet it gets, and
+    /// otherwise wakes the leg once a second (silence still makes a
+    /// playable file); on the tick when there is one.
+    fn recording_due(&self) -> Option<Instant> {
+        if self.ticking() {
+            return None;
+        }
+        self.recording.as_ref().map(|(rec, _)| rec.flush_due())
+    }
+
+    /// Writes the recording up to `now`.
+    fn advance_recording(&mut self, now: Instant) {
+        if let Some((rec, path)) = self.recording.as_mut() {
+            if let Err(e) = rec.advance(now) {
+                tracing::warn!(error = %e, path = %path.display(), "call recording stopped");
+                self.recording = None;
+            }
+        }
+    }
+
+    /// One packet's audio into the recording, after what was due before it.
+    fn record(&mut self, channel: Channel, rtp: (u32, u16, u32), pcm: Vec<i16>, now: Instant) {
+        self.advance_recording(now);
+        if let Some((rec, _)) = self.recording.as_mut() {
+            rec.push(channel, rtp, pcm, now);
+        }
     }
 
     /// The leg ends: recordings closed, what RTCP learned logged.
@@ -554,6 +579,7 @@ async fn run(
     loop {
         let dtmf_wake = st.dtmf.poll_timeout();
         let rtcp_wake = st.rtcp.poll_timeout();
+        let recording_wake = st.recording_due();
         let ticking = st.ticking();
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -583,6 +609,7 @@ async fn run(
                     let _ = rtp.send_to(&st.pkt, to).await;
                 }
             }
+            _ = sleep_until(recording_wake) => st.advance_recording(Instant::now()),
             _ = sleep_until(dtmf_wake) => {
                 st.dtmf.handle_timeout(Instant::now());
                 st.keys();

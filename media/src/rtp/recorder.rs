@@ -7,8 +7,11 @@
 //! become silence of the right length. Both channels are written frame by
 //! frame against one clock (the recording's start), so a party who joins
 //! later, or says nothing, is silence on its side and the two sides stay
-//! aligned. Time is an input: `push(…, now)`, `advance(now)`; the shell
-//! calls `advance` on its 20 ms tick (or at `poll_timeout()`).
+//! aligned. Time is an input: `push(…, now)`, `advance(now)`. The shell
+//! need not wake every 20 ms for it: calling `advance(now)` before each
+//! `push` writes what was due before that packet arrived, as a tick at
+//! each frame's moment would have, and calling it by `flush_due()` keeps
+//! the file playable through a silence.
 
 use super::jitter::{JitterBuffer, Playout};
 use super::prompt::{FRAME, RATE};
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 /// Jitter absorbed before audio is written.
 const DELAY: Duration = Duration::from_millis(60);
 const FRAME_TIME: Duration = Duration::from_millis(20);
+/// Frames written between two updates of the header: a second.
+const FLUSH_EVERY: u64 = 50;
 /// A channel more than this far ahead of the clock (a sender whose clock
 /// runs fast) loses its oldest audio, so the sides stay aligned.
 const MAX_BACKLOG: usize = RATE as usize * 3 / 10;
@@ -181,6 +186,13 @@ impl<W: Write + Seek> StereoRecorder<W> {
         self.start + FRAME_TIME * (self.frames as u32 + 1) + DELAY
     }
 
+    /// When, with no audio arriving, `advance` must be called so that the
+    /// file's header is brought up to date (once a second of recording).
+    pub fn flush_due(&self) -> Instant {
+        let frames = self.frames + FLUSH_EVERY.saturating_sub(self.unflushed);
+        self.start + FRAME_TIME * frames as u32 + DELAY
+    }
+
     /// Writes every frame due by `now`.
     pub fn advance(&mut self, now: Instant) -> Result<(), hound::Error> {
         let mut left = [0i16; FRAME];
@@ -205,7 +217,7 @@ impl<W: Write + Seek> StereoRecorder<W> {
         }
         // Once a second the header is made valid, so a crash leaves a
         // playable file.
-        if self.unflushed >= 50 {
+        if self.unflushed >= FLUSH_EVERY {
             self.writer.flush()?;
             self.unflushed = 0;
         }
@@ -269,6 +281,79 @@ mod tests {
         }
         let (l, r) = read(c.into_inner());
         (done, l, r)
+    }
+
+    /// Both sides talking with jitter, a reordered pair and a pause on
+    /// the agent's side: (arrival in µs, channel, seq, timestamp).
+    fn conversation() -> Vec<(u64, Channel, u16, u32)> {
+        let mut p = Vec::new();
+        for i in 0u32..150 {
+            let jitter = u64::from(i * 7919 % 13) * 1000;
+            p.push((
+                u64::from(i) * 20_000 + jitter,
+                Channel::Left,
+                i as u16,
+                160 * i,
+            ));
+            if !(60..90).contains(&i) {
+                p.push((
+                    u64::from(i) * 20_000 + 5_000,
+                    Channel::Right,
+                    500 + i as u16,
+                    33 + 160 * i,
+                ));
+            }
+        }
+        p.swap(40, 42);
+        p.sort_by_key(|x| x.0);
+        p
+    }
+
+    #[test]
+    fn advancing_before_each_packet_writes_what_a_tick_would() {
+        let play = |ticked: bool| {
+            record(|rec, t0| {
+                let mut next_tick = t0;
+                for (at, ch, seq, ts) in conversation() {
+                    let now = t0 + Duration::from_micros(at);
+                    if ticked {
+                        while next_tick <= now {
+                            rec.advance(next_tick).unwrap_or_else(|e| panic!("{e}"));
+                            next_tick += FRAME_TIME;
+                        }
+                    } else {
+                        rec.advance(now).unwrap_or_else(|e| panic!("{e}"));
+                    }
+                    rec.push(ch, (ch as u32, seq, ts), vec![seq as i16; 160], now);
+                }
+                t0 + Duration::from_secs(3)
+            })
+        };
+        let (ticked, tl, tr) = play(true);
+        let (lazy, ll, lr) = play(false);
+        assert_eq!(ticked, lazy);
+        assert_eq!(ticked.heard, (true, true));
+        assert_eq!(tl, ll);
+        assert_eq!(tr, lr);
+        // The agent's pause is silence on its side only.
+        assert!(lr[70 * 160..85 * 160].iter().all(|&s| s == 0));
+        assert!(ll[70 * 160..85 * 160].iter().all(|&s| s != 0));
+    }
+
+    #[test]
+    fn advancing_by_flush_due_keeps_the_header_up_to_date_in_silence() {
+        let mut c = Cursor::new(Vec::new());
+        let t0 = Instant::now();
+        let mut rec = StereoRecorder::new(&mut c, t0).unwrap_or_else(|e| panic!("{e}"));
+        for second in 1..=3u64 {
+            let due = rec.flush_due();
+            rec.advance(due - Duration::from_millis(1))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(rec.unflushed > 0, "flushed before its time");
+            rec.advance(due).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(rec.unflushed, 0);
+            assert_eq!(rec.frames, second * FLUSH_EVERY);
+        }
     }
 
     #[test]
