@@ -124,6 +124,21 @@ impl Track {
     }
 }
 
+/// One stereo frame, interleaved, in one write (`hound`'s checked
+/// `write_sample` dispatches on the format and writes for every sample).
+fn write_frame<W: Write + Seek>(
+    writer: &mut hound::WavWriter<W>,
+    left: &[i16; FRAME],
+    right: &[i16; FRAME],
+) -> Result<(), hound::Error> {
+    let mut w = writer.get_i16_writer(2 * FRAME as u32);
+    for (l, r) in left.iter().zip(right) {
+        w.write_sample(*l);
+        w.write_sample(*r);
+    }
+    w.flush()
+}
+
 /// What a finished recording holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -208,10 +223,7 @@ impl<W: Write + Seek> StereoRecorder<W> {
             }
             self.tracks[0].take(&mut left);
             self.tracks[1].take(&mut right);
-            for (l, r) in left.iter().zip(&right) {
-                self.writer.write_sample(*l)?;
-                self.writer.write_sample(*r)?;
-            }
+            write_frame(&mut self.writer, &left, &right)?;
             self.frames += 1;
             self.unflushed += 1;
         }
@@ -238,10 +250,7 @@ impl<W: Write + Seek> StereoRecorder<W> {
         while self.tracks.iter().any(|t| !t.samples.is_empty()) {
             self.tracks[0].take(&mut left);
             self.tracks[1].take(&mut right);
-            for (l, r) in left.iter().zip(&right) {
-                self.writer.write_sample(*l)?;
-                self.writer.write_sample(*r)?;
-            }
+            write_frame(&mut self.writer, &left, &right)?;
             self.frames += 1;
         }
         let heard = (self.tracks[0].heard, self.tracks[1].heard);
