@@ -22,7 +22,7 @@ use crate::{AgentId, CallId, Timestamp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 pub use switchboard_storage::model::{
     GroupConfig, Member, NoAgentRule, Overflow, OverflowReason, Strategy,
@@ -140,6 +140,38 @@ pub struct SkillGroup {
     /// When the last calls were answered: the group's pace, for the
     /// expected wait.
     answers: VecDeque<Timestamp>,
+    /// Members signed in and ready, kept as availability changes (the
+    /// monitor asks at every change of the queue).
+    tally: Tally,
+    /// Members with an offer hold (`hold_until`) set.
+    held: HashSet<AgentId>,
+}
+
+/// Member counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    signed_in: usize,
+    ready: usize,
+}
+
+impl Tally {
+    fn of(a: Option<Availability>) -> Tally {
+        let signed_in = a.is_some_and(|v| v.signed_in);
+        Tally {
+            signed_in: usize::from(signed_in),
+            ready: usize::from(signed_in && a.is_some_and(|v| v.ready)),
+        }
+    }
+
+    fn count<'a>(members: impl Iterator<Item = &'a AgentInfo>) -> Tally {
+        members.fold(Tally::default(), |t, i| {
+            let one = Tally::of(i.availability);
+            Tally {
+                signed_in: t.signed_in + one.signed_in,
+                ready: t.ready + one.ready,
+            }
+        })
+    }
 }
 
 /// Answers remembered for the pace.
@@ -160,6 +192,8 @@ impl SkillGroup {
             rng: StdRng::seed_from_u64(seed),
             events: VecDeque::new(),
             answers: VecDeque::new(),
+            tally: Tally::default(),
+            held: HashSet::new(),
         }
     }
 
@@ -219,7 +253,25 @@ impl SkillGroup {
             }
         }
         self.agents = agents;
+        self.tally = Tally::count(self.agents.values());
+        self.held = self
+            .agents
+            .iter()
+            .filter(|(_, i)| i.hold_until.is_some())
+            .map(|(a, _)| a.clone())
+            .collect();
         self.dispatch(now);
+    }
+
+    /// Changes one member's availability, the counts with it.
+    fn change_availability(&mut self, agent: &AgentId, f: impl FnOnce(&mut Option<Availability>)) {
+        if let Some(info) = self.agents.get_mut(agent) {
+            let before = Tally::of(info.availability);
+            f(&mut info.availability);
+            let after = Tally::of(info.availability);
+            self.tally.signed_in = self.tally.signed_in - before.signed_in + after.signed_in;
+            self.tally.ready = self.tally.ready - before.ready + after.ready;
+        }
     }
 
     /// The group rebuilt after its shell caught a panic while `self`
@@ -241,6 +293,8 @@ impl SkillGroup {
             rng: self.rng.clone(),
             events: VecDeque::new(),
             answers: self.answers.clone(),
+            tally: Tally::default(),
+            held: HashSet::new(),
         };
         // The queue from the calls' own keys (each call once).
         for (call, w) in &self.calls {
@@ -306,23 +360,32 @@ impl SkillGroup {
 
     /// The enqueue time of the call waiting longest.
     pub fn oldest(&self) -> Option<Timestamp> {
-        self.queue.keys().map(|(_, enqueued, _)| *enqueued).min()
+        // The first call of each priority is its oldest: one step per
+        // priority present, not per call.
+        let mut oldest: Option<Timestamp> = None;
+        let mut next = self.queue.keys().next();
+        while let Some(&(Reverse(priority), enqueued, _)) = next {
+            oldest = Some(oldest.map_or(enqueued, |o| o.min(enqueued)));
+            let Some(lower) = priority.checked_sub(1) else {
+                break;
+            };
+            next = self
+                .queue
+                .range((Reverse(lower), Timestamp(0), 0)..)
+                .next()
+                .map(|(k, _)| k);
+        }
+        oldest
     }
 
     /// Members ready for a call now.
     pub fn ready(&self) -> usize {
-        self.agents
-            .values()
-            .filter(|a| a.availability.is_some_and(|v| v.signed_in && v.ready))
-            .count()
+        self.tally.ready
     }
 
     /// Members signed in now.
     pub fn signed_in(&self) -> usize {
-        self.agents
-            .values()
-            .filter(|a| a.availability.is_some_and(|v| v.signed_in))
-            .count()
+        self.tally.signed_in
     }
 
     /// A call enters the queue. `priority`: higher is served first.
@@ -399,11 +462,13 @@ impl SkillGroup {
         self.cancel_offers(call, others);
         if let Some(info) = self.agents.get_mut(agent) {
             info.offered = None;
-            // Busy until its Agent actor says otherwise.
-            if let Some(a) = info.availability.as_mut() {
+        }
+        // Busy until its Agent actor says otherwise.
+        self.change_availability(agent, |a| {
+            if let Some(a) = a.as_mut() {
                 a.ready = false;
             }
-        }
+        });
         self.dispatch(now);
         Ok(())
     }
@@ -431,18 +496,21 @@ impl SkillGroup {
         if let Some(info) = self.agents.get_mut(agent) {
             info.offered = None;
             info.hold_until = Some(now.after(OFFER_HOLD));
-            if let Some(a) = info.availability.as_mut() {
+            self.held.insert(agent.clone());
+        }
+        self.change_availability(agent, |a| {
+            if let Some(a) = a.as_mut() {
                 a.ready = false;
             }
-        }
+        });
         self.dispatch(now);
         Ok(())
     }
 
     /// An Agent actor's news: signed in or out, ready or not, counters.
     pub fn update_agent(&mut self, agent: &AgentId, availability: Availability, now: Timestamp) {
-        if let Some(info) = self.agents.get_mut(agent) {
-            info.availability = Some(availability);
+        if self.agents.contains_key(agent) {
+            self.change_availability(agent, |a| *a = Some(availability));
             self.dispatch(now);
         }
     }
@@ -451,14 +519,17 @@ impl SkillGroup {
     /// the next position announcement.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let overflow = self
-            .queue
-            .keys()
-            .map(|(_, enqueued, _)| enqueued.after(self.config.max_queue_time))
-            .min();
+            .oldest()
+            .map(|enqueued| enqueued.after(self.config.max_queue_time));
         let announce = self.calls.values().filter_map(|w| w.announce_at).min();
         // A held agent becomes available again while calls wait.
         let hold = (!self.queue.is_empty())
-            .then(|| self.agents.values().filter_map(|a| a.hold_until).min())
+            .then(|| {
+                self.held
+                    .iter()
+                    .filter_map(|a| self.agents.get(a)?.hold_until)
+                    .min()
+            })
             .flatten();
         [overflow, announce, hold].into_iter().flatten().min()
     }
@@ -545,11 +616,15 @@ impl SkillGroup {
         if self.queue.is_empty() {
             return;
         }
-        for info in self.agents.values_mut() {
-            if info.hold_until.is_some_and(|h| h <= now) {
+        let agents = &mut self.agents;
+        self.held.retain(|a| match agents.get_mut(a) {
+            Some(info) if info.hold_until.is_some_and(|h| h > now) => true,
+            Some(info) => {
                 info.hold_until = None;
+                false
             }
-        }
+            None => false,
+        });
         loop {
             let Some(call) = self
                 .queue
@@ -1185,6 +1260,12 @@ mod tests {
                 prop_assert_eq!(g.queue.len(), g.calls.len());
                 let mut seen = std::collections::HashSet::new();
                 for c in g.queue.values() { prop_assert!(seen.insert(*c), "call queued twice"); }
+                // The kept counts agree with the members.
+                prop_assert_eq!(g.tally, Tally::count(g.agents.values()));
+                let held: std::collections::HashSet<AgentId> = g.agents.iter().filter(|(_, i)| i.hold_until.is_some()).map(|(a, _)| a.clone()).collect();
+                prop_assert_eq!(&g.held, &held);
+                let oldest = g.queue.keys().map(|(_, enqueued, _)| *enqueued).min();
+                prop_assert_eq!(g.oldest(), oldest);
                 let mut offered_agents = std::collections::HashSet::new();
                 for w in g.calls.values() {
                     for a in &w.offered { prop_assert!(offered_agents.insert(a.clone()), "agent on two offers"); }
