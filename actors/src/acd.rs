@@ -665,20 +665,21 @@ impl SkillGroup {
     /// The agents to offer the next call to, by the strategy. Agents who
     /// already failed this call are used only when nobody else can take it.
     fn pick(&mut self, tried: &[AgentId], now: Timestamp) -> Vec<AgentId> {
-        // One walk over the members (no lookup each), then configuration
-        // order: a group of thousands is served at every offer.
-        let mut free: Vec<(&AgentId, &AgentInfo)> = self
+        // One walk over the members (no lookup each): a group of
+        // thousands is served at every offer. Configuration order breaks
+        // ties (each member's rank is unique); only ring-all and random
+        // need the candidates sorted by it.
+        let free: Vec<(&AgentId, &AgentInfo)> = self
             .agents
             .iter()
             .filter(|(_, i)| i.can_take(now))
             .collect();
-        free.sort_unstable_by_key(|(_, i)| i.rank);
         let fresh: Vec<(&AgentId, &AgentInfo)> = free
             .iter()
             .copied()
             .filter(|(a, _)| !tried.contains(a))
             .collect();
-        let candidates = if fresh.is_empty() { free } else { fresh };
+        let mut candidates = if fresh.is_empty() { free } else { fresh };
         if candidates.is_empty() {
             return Vec::new();
         }
@@ -691,23 +692,28 @@ impl SkillGroup {
                 talk_time_today: Duration::ZERO,
             })
         };
-        // Ties go to the member listed first (`min_by_key` keeps the
-        // first of equals, and the candidates are in order).
+        // Ties go to the member listed first.
         let chosen = match self.config.strategy {
-            Strategy::RingAll => return candidates.into_iter().map(|(a, _)| a.clone()).collect(),
-            Strategy::LongestIdle => candidates.iter().min_by_key(|(_, i)| seen(i).idle_since),
+            Strategy::RingAll => {
+                candidates.sort_unstable_by_key(|(_, i)| i.rank);
+                return candidates.into_iter().map(|(a, _)| a.clone()).collect();
+            }
+            Strategy::LongestIdle => candidates
+                .iter()
+                .min_by_key(|(_, i)| (seen(i).idle_since, i.rank)),
             Strategy::FewestCalls => candidates.iter().min_by_key(|(_, i)| {
                 let v = seen(i);
-                (v.calls_today, v.idle_since)
+                (v.calls_today, v.idle_since, i.rank)
             }),
             Strategy::LeastTalkTime => candidates.iter().min_by_key(|(_, i)| {
                 let v = seen(i);
-                (v.talk_time_today, v.idle_since)
+                (v.talk_time_today, v.idle_since, i.rank)
             }),
             Strategy::SkillTiers => candidates
                 .iter()
-                .min_by_key(|(_, i)| (Reverse(i.level), seen(i).idle_since)),
+                .min_by_key(|(_, i)| (Reverse(i.level), seen(i).idle_since, i.rank)),
             Strategy::Random => {
+                candidates.sort_unstable_by_key(|(_, i)| i.rank);
                 let i = self.rng.random_range(0..candidates.len());
                 candidates.get(i)
             }
@@ -788,6 +794,43 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn ties_go_to_the_member_listed_first() {
+        for strategy in [
+            Strategy::LongestIdle,
+            Strategy::FewestCalls,
+            Strategy::LeastTalkTime,
+            Strategy::SkillTiers,
+            Strategy::RoundRobin,
+        ] {
+            // Twelve equal members, listed in an order no map keeps.
+            let names: Vec<String> = (0..12).map(|i| format!("m{}", (i * 7) % 12)).collect();
+            let members: Vec<(&str, u8)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+            let mut g = group(strategy, &members);
+            for n in &names {
+                g.update_agent(&n.as_str().into(), ready(1, 2, 3), t(2));
+            }
+            g.enqueue(CallId(1), 0, t(3), t(3)).unwrap();
+            let ev = events(&mut g);
+            assert_eq!(
+                offered(&ev),
+                vec![(1, vec![names[0].clone()])],
+                "{strategy:?}"
+            );
+        }
+        let names = ["m3", "m1", "m2"];
+        let mut g = group(Strategy::RingAll, &[("m3", 1), ("m1", 1), ("m2", 1)]);
+        for n in names {
+            g.update_agent(&n.into(), ready(1, 2, 3), t(2));
+        }
+        g.enqueue(CallId(1), 0, t(3), t(3)).unwrap();
+        let ev = events(&mut g);
+        assert_eq!(
+            offered(&ev),
+            vec![(1, names.iter().map(|n| n.to_string()).collect())]
+        );
     }
 
     #[test]
