@@ -22,7 +22,7 @@ use crate::config::NodeConfig;
 use anyhow::Result;
 use cc::{CcCall, Party};
 use ractor::{Actor, ActorRef};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -198,7 +198,12 @@ pub struct SipCore {
     epoch_unix: u64,
     media: MediaConfig,
     calls: HashMap<DialogId, Call>,
+    /// The calls whose 2xx is resent until its ACK: the only ones the
+    /// core's timers look at (not every call up, at every turn).
+    unacked: HashSet<DialogId>,
     /// INVITE server transactions and the call each created, for CANCEL.
+    /// An entry goes when its transaction ends (Timer L, 32 s after the
+    /// 2xx); the call it names may have ended before.
     invites: HashMap<TransactionId, DialogId>,
     notices_tx: mpsc::Sender<CallNotice>,
     notices_rx: Option<mpsc::Receiver<CallNotice>>,
@@ -277,6 +282,7 @@ impl SipCore {
                 .unwrap_or(0),
             media: config.media,
             calls: HashMap::new(),
+            unacked: HashSet::new(),
             invites: HashMap::new(),
             notices_tx,
             notices_rx: Some(notices_rx),
@@ -399,11 +405,12 @@ impl SipCore {
     }
 
     fn next_timeout(&mut self) -> Option<Instant> {
-        let calls = self
-            .calls
-            .values()
-            .filter_map(|c| c.retransmit.as_ref().and_then(|r| r.poll_timeout()))
-            .min();
+        let resend = |calls: &HashMap<DialogId, Call>, d: &DialogId| {
+            calls.get(d)?.retransmit.as_ref()?.poll_timeout()
+        };
+        let calls = &self.calls;
+        self.unacked.retain(|d| resend(calls, d).is_some());
+        let calls = self.unacked.iter().filter_map(|d| resend(calls, d)).min();
         let expiry = self.registrar.next_expiry().map(|t| {
             self.epoch + Duration::from_secs(t.saturating_sub(self.epoch_unix).saturating_add(1))
         });
@@ -745,6 +752,7 @@ impl SipCore {
         let last_2xx = ok.to_bytes();
         self.respond(id, ok, now);
         self.invites.insert(id, dialog_id.clone());
+        self.unacked.insert(dialog_id.clone());
         self.calls.insert(
             dialog_id,
             Call {
@@ -831,7 +839,6 @@ impl SipCore {
                 let resp = call.dialog.response(&req, 200, "OK");
                 let cc = call.cc.clone();
                 self.calls.remove(&dialog_id);
-                self.invites.retain(|_, d| *d != dialog_id);
                 tracing::info!(call_id = %dialog_id.call_id, "call ended by caller");
                 if let Some((call, party)) = cc {
                     self.leg_hung_up(call, party, now);
@@ -856,6 +863,7 @@ impl SipCore {
                         if !transport.is_reliable() {
                             call.retransmit = Some(Retransmit2xx::new(now, t1, t2));
                             call.last_2xx = ok.to_bytes();
+                            self.unacked.insert(dialog_id.clone());
                         }
                         ok
                     }
@@ -976,7 +984,6 @@ impl SipCore {
         let Some(mut call) = self.calls.remove(id) else {
             return;
         };
-        self.invites.retain(|_, d| d != id);
         let branch = new_branch(rand::random());
         let sent_by = self.contact_host_for(call.source);
         let via = make_via(call.transport.as_str(), &sent_by, &branch);
@@ -1011,7 +1018,10 @@ impl SipCore {
         self.registrar.expire(self.unix(now));
         let mut resend = Vec::new();
         let mut give_up = Vec::new();
-        for (id, call) in &mut self.calls {
+        for id in &self.unacked {
+            let Some(call) = self.calls.get_mut(id) else {
+                continue;
+            };
             if let Some(r) = call.retransmit.as_mut() {
                 match r.handle_timeout(now) {
                     Retransmit2xxAction::Resend => {

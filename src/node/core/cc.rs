@@ -232,6 +232,7 @@ impl SipCore {
         let last_2xx = ok.to_bytes();
         self.respond(id, ok, now);
         self.invites.insert(id, dialog_id.clone());
+        self.unacked.insert(dialog_id.clone());
         self.calls.insert(
             dialog_id.clone(),
             Call {

@@ -334,7 +334,6 @@ impl SipCore {
             InternalCommand::RefuseCaller(code) => {
                 if let Some(d) = c.caller.take() {
                     if let Some(mut x) = self.calls.remove(&d) {
-                        self.invites.retain(|_, v| *v != d);
                         if let Some((tx, req)) = x.invite.take() {
                             let resp = x.dialog.response(&req, code, reason_phrase(code));
                             self.respond(tx, resp, now);
@@ -390,6 +389,7 @@ impl SipCore {
         ok.body = sdp.into_bytes().into();
         x.last_2xx = ok.to_bytes();
         x.retransmit = (!x.transport.is_reliable()).then(|| Retransmit2xx::new(now, t1, t2));
+        self.unacked.insert(d.clone());
         self.respond(tx, ok, now);
     }
 
