@@ -263,15 +263,22 @@ impl SkillGroup {
         self.dispatch(now);
     }
 
-    /// Changes one member's availability, the counts with it.
-    fn change_availability(&mut self, agent: &AgentId, f: impl FnOnce(&mut Option<Availability>)) {
-        if let Some(info) = self.agents.get_mut(agent) {
-            let before = Tally::of(info.availability);
-            f(&mut info.availability);
-            let after = Tally::of(info.availability);
-            self.tally.signed_in = self.tally.signed_in - before.signed_in + after.signed_in;
-            self.tally.ready = self.tally.ready - before.ready + after.ready;
-        }
+    /// Changes one member's availability, the counts with it; false
+    /// when `agent` is no member.
+    fn change_availability(
+        &mut self,
+        agent: &AgentId,
+        f: impl FnOnce(&mut Option<Availability>),
+    ) -> bool {
+        let Some(info) = self.agents.get_mut(agent) else {
+            return false;
+        };
+        let before = Tally::of(info.availability);
+        f(&mut info.availability);
+        let after = Tally::of(info.availability);
+        self.tally.signed_in = self.tally.signed_in - before.signed_in + after.signed_in;
+        self.tally.ready = self.tally.ready - before.ready + after.ready;
+        true
     }
 
     /// The group rebuilt after its shell caught a panic while `self`
@@ -509,8 +516,7 @@ impl SkillGroup {
 
     /// An Agent actor's news: signed in or out, ready or not, counters.
     pub fn update_agent(&mut self, agent: &AgentId, availability: Availability, now: Timestamp) {
-        if self.agents.contains_key(agent) {
-            self.change_availability(agent, |a| *a = Some(availability));
+        if self.change_availability(agent, |a| *a = Some(availability)) {
             self.dispatch(now);
         }
     }

@@ -494,19 +494,21 @@ impl State {
 
     /// Writes the recording up to `now`.
     fn advance_recording(&mut self, now: Instant) {
+        self.on_recording(|rec| rec.advance(now));
+    }
+
+    /// One packet's audio into the recording.
+    fn record(&mut self, channel: Channel, rtp: (u32, u16, u32), pcm: Vec<i16>, now: Instant) {
+        self.on_recording(|rec| rec.record(channel, rtp, pcm, now));
+    }
+
+    /// A write to the recording; one that fails stops it.
+    fn on_recording(&mut self, f: impl FnOnce(&mut CallRecording) -> Result<(), hound::Error>) {
         if let Some((rec, path)) = self.recording.as_mut() {
-            if let Err(e) = rec.advance(now) {
+            if let Err(e) = f(rec) {
                 tracing::warn!(error = %e, path = %path.display(), "call recording stopped");
                 self.recording = None;
             }
-        }
-    }
-
-    /// One packet's audio into the recording, after what was due before it.
-    fn record(&mut self, channel: Channel, rtp: (u32, u16, u32), pcm: Vec<i16>, now: Instant) {
-        self.advance_recording(now);
-        if let Some((rec, _)) = self.recording.as_mut() {
-            rec.push(channel, rtp, pcm, now);
         }
     }
 

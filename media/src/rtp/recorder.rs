@@ -7,11 +7,11 @@
 //! become silence of the right length. Both channels are written frame by
 //! frame against one clock (the recording's start), so a party who joins
 //! later, or says nothing, is silence on its side and the two sides stay
-//! aligned. Time is an input: `push(…, now)`, `advance(now)`. The shell
-//! need not wake every 20 ms for it: calling `advance(now)` before each
-//! `push` writes what was due before that packet arrived, as a tick at
-//! each frame's moment would have, and calling it by `flush_due()` keeps
-//! the file playable through a silence.
+//! aligned. Time is an input: `record(…, now)`, `advance(now)`. The shell
+//! need not wake every 20 ms for it: `record` first writes what was due
+//! before its packet arrived, as a tick at each frame's moment would
+//! have, and `advance` by `flush_due()` keeps the file playable through a
+//! silence.
 
 use super::jitter::{JitterBuffer, Playout};
 use super::prompt::{FRAME, RATE};
@@ -201,6 +201,20 @@ impl<W: Write + Seek> StereoRecorder<W> {
         self.start + FRAME_TIME * (self.frames as u32 + 1) + DELAY
     }
 
+    /// One packet's audio as it arrives: what was due before it is
+    /// written first, so no tick is needed between packets.
+    pub fn record(
+        &mut self,
+        channel: Channel,
+        rtp: (u32, u16, u32),
+        pcm: Vec<i16>,
+        now: Instant,
+    ) -> Result<(), hound::Error> {
+        self.advance(now)?;
+        self.push(channel, rtp, pcm, now);
+        Ok(())
+    }
+
     /// When, with no audio arriving, `advance` must be called so that the
     /// file's header is brought up to date (once a second of recording).
     pub fn flush_due(&self) -> Instant {
@@ -319,22 +333,26 @@ mod tests {
     }
 
     #[test]
-    fn advancing_before_each_packet_writes_what_a_tick_would() {
+    fn recording_each_packet_as_it_arrives_writes_what_a_tick_would() {
         let play = |ticked: bool| {
             record(|rec, t0| {
                 let mut next_tick = t0;
+                let mut now = t0;
                 for (at, ch, seq, ts) in conversation() {
-                    let now = t0 + Duration::from_micros(at);
+                    now = t0 + Duration::from_micros(at);
                     if ticked {
                         while next_tick <= now {
                             rec.advance(next_tick).unwrap_or_else(|e| panic!("{e}"));
                             next_tick += FRAME_TIME;
                         }
+                        rec.push(ch, (ch as u32, seq, ts), vec![seq as i16; 160], now);
                     } else {
-                        rec.advance(now).unwrap_or_else(|e| panic!("{e}"));
+                        rec.record(ch, (ch as u32, seq, ts), vec![seq as i16; 160], now)
+                            .unwrap_or_else(|e| panic!("{e}"));
                     }
-                    rec.push(ch, (ch as u32, seq, ts), vec![seq as i16; 160], now);
                 }
+                // Written as it went: nothing due by the last packet waits.
+                assert!(rec.poll_timeout() > now, "frames left for the end");
                 t0 + Duration::from_secs(3)
             })
         };
