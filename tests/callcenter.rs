@@ -1162,3 +1162,47 @@ fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
         );
     }
 }
+
+/// The customer's own phone holds the call (a re-INVITE offering
+/// `sendonly`, RFC 3264 §8.4) and takes it back: the node answers from the
+/// customer's leg (`recvonly`, then `sendrecv`), sends it nothing while it
+/// holds, and the agent is heard again after.
+#[test]
+fn the_customers_phone_holds_the_call_and_takes_it_back() {
+    let mut node = Node::start();
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let agent_run = agent.spawn(30);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
+    let heard_for = |c: &common::customer::Customer, d: Duration| {
+        let t = c.elapsed();
+        std::thread::sleep(d);
+        c.heard_since(t).len()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = heard_for(&c, Duration::from_secs(1));
+    assert!(
+        before > 4000,
+        "the customer heard {before} samples of the agent"
+    );
+    let ok = c
+        .reinvite("sendonly")
+        .unwrap_or_else(|got| panic!("no 200 to the hold: {got:#?}"));
+    assert!(ok.contains("a=recvonly"), "{ok}");
+    std::thread::sleep(Duration::from_millis(300));
+    let held = heard_for(&c, Duration::from_millis(1500));
+    assert!(held < 400, "sent {held} samples to a phone that holds");
+    let ok = c
+        .reinvite("sendrecv")
+        .unwrap_or_else(|got| panic!("no 200 to the resume: {got:#?}"));
+    assert!(ok.contains("a=sendrecv"), "{ok}");
+    std::thread::sleep(Duration::from_millis(300));
+    let after = heard_for(&c, Duration::from_secs(1));
+    assert!(
+        after > 4000,
+        "after the hold the customer heard {after} samples"
+    );
+    assert!(c.hang_up());
+    assert_nothing_left_up(&node);
+    let _ = Phone::stop(agent_run);
+}

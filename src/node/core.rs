@@ -184,6 +184,9 @@ struct Call {
     media: Option<CallMedia>,
     /// The call-center call this dialog is a leg of.
     cc: Option<(CallId, Party)>,
+    /// Our offer in a 200 to the leg's re-INVITE without SDP: the answer
+    /// comes in the ACK (a call-center leg's; `media` keeps its own).
+    pending_offer: Option<Direction>,
 }
 
 pub struct SipCore {
@@ -764,6 +767,7 @@ impl SipCore {
                 retransmit,
                 media: Some(media),
                 cc: None,
+                pending_offer: None,
             },
         );
     }
@@ -790,6 +794,15 @@ impl SipCore {
                 if let Err(e) = m.handle_answer(sdp) {
                     tracing::info!(error = %e, "unusable answer in ACK");
                 }
+            }
+        }
+        let offered = call.pending_offer.take();
+        if let (Some(offered), Some((cc, party)), Ok(sdp)) =
+            (offered, call.cc.clone(), std::str::from_utf8(&req.body))
+        {
+            // An ACK without an answer leaves the leg as it was.
+            if !sdp.is_empty() {
+                self.leg_reinvite_answered(cc, &party, offered, sdp);
             }
         }
     }
@@ -834,6 +847,17 @@ impl SipCore {
             let resp = Response::to(&req, e.status(), &e.to_string());
             return self.respond(id, resp, now);
         }
+        // A call-center leg's re-INVITE is answered from its leg's SDP.
+        let leg_sdp = match (&req.method, call.media.is_none(), call.cc.clone()) {
+            (Method::Invite, true, Some((cc, party))) => {
+                let body = std::str::from_utf8(&req.body).unwrap_or("");
+                Some(self.leg_reinvite(cc, &party, body))
+            }
+            _ => None,
+        };
+        let Some(call) = self.calls.get_mut(&dialog_id) else {
+            return self.respond_code(id, &req, 481, now);
+        };
         let resp = match req.method {
             Method::Bye => {
                 let resp = call.dialog.response(&req, 200, "OK");
@@ -848,12 +872,16 @@ impl SipCore {
             Method::Invite => {
                 // Re-INVITE: hold/unhold, a new address or codec (§14.2).
                 let body = std::str::from_utf8(&req.body).unwrap_or("");
-                let sdp = match (call.media.as_mut(), body.is_empty()) {
-                    (Some(m), true) => Ok(m.reoffer().to_owned()),
-                    (Some(m), false) => {
+                let sdp = match (leg_sdp, call.media.as_mut(), body.is_empty()) {
+                    (Some(answered), _, _) => answered.map(|(sdp, offered)| {
+                        call.pending_offer = offered;
+                        sdp
+                    }),
+                    (None, Some(m), true) => Ok(m.reoffer().to_owned()),
+                    (None, Some(m), false) => {
                         parse_offer(body).and_then(|o| m.update(&o).map(str::to_owned))
                     }
-                    (None, _) => Err(SdpError::NoAudio),
+                    (None, None, _) => Err(SdpError::NoAudio),
                 };
                 match sdp {
                     Ok(sdp) => {

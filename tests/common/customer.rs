@@ -43,6 +43,8 @@ pub struct Customer {
     stop: Arc<AtomicBool>,
     /// Messages the SIP thread did not handle itself.
     inbox: mpsc::Receiver<String>,
+    /// Where this phone takes RTP.
+    rtp_port: u16,
     pub answered: bool,
     /// The status of the final response to the INVITE.
     pub status: u16,
@@ -153,6 +155,7 @@ impl Customer {
             reinvites: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             inbox,
+            rtp_port,
             answered: status == 200,
             status,
         };
@@ -307,6 +310,40 @@ impl Customer {
 
     pub fn node_hung_up(&self) -> bool {
         self.bye.load(Ordering::Relaxed)
+    }
+
+    /// Sends a re-INVITE offering `direction` (`sendonly`: this phone
+    /// holds the call; `sendrecv`: it takes it back), ACKs the 200 and
+    /// returns it.
+    pub fn reinvite(&mut self, direction: &str) -> Result<String, Vec<String>> {
+        self.cseq += 1;
+        let sdp = format!(
+            "v=0\r\no=- 1 {v} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na={direction}\r\n",
+            v = self.cseq,
+            port = self.rtp_port
+        );
+        let invite = self.request("INVITE", self.cseq).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+        );
+        let cseq = format!("CSeq: {} INVITE", self.cseq);
+        let _ = self.sip.send_to(invite.as_bytes(), self.node);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut other = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(m) = self.inbox.recv_timeout(Duration::from_millis(100)) {
+                if m.starts_with("SIP/2.0 200") && m.contains(&cseq) {
+                    let ack = self.request("ACK", self.cseq);
+                    let _ = self.sip.send_to(ack.as_bytes(), self.node);
+                    return Ok(m);
+                }
+                other.push(m);
+            }
+        }
+        Err(other)
     }
 
     /// Hangs up (BYE) and waits for the 200.

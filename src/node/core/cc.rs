@@ -9,6 +9,7 @@ pub(super) mod hold;
 pub(super) mod internal;
 pub(super) mod monitor;
 pub(super) mod outbound;
+pub(super) mod peer_offer;
 pub(super) mod requeue;
 
 use super::*;
@@ -244,6 +245,7 @@ impl SipCore {
                 retransmit,
                 media: None,
                 cc: Some((call, Party::Customer)),
+                pending_offer: None,
             },
         );
         let m = super::super::metrics::get();
@@ -1038,6 +1040,7 @@ impl SipCore {
                 retransmit: None,
                 media: None,
                 cc: Some(leg_of),
+                pending_offer: None,
             },
         );
     }

@@ -219,6 +219,7 @@ impl SipCore {
                 retransmit: None,
                 media: None,
                 cc: Some((call, Party::Customer)),
+                pending_offer: None,
             },
         );
         let m = crate::node::metrics::get();
