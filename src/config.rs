@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub rtp_ports: Option<String>,
     /// Digest algorithms challenged with, e.g. `["SHA-256", "MD5"]`.
     pub sip_digest: Option<Vec<String>>,
+    /// SIP timer T1 in milliseconds (RFC 3261 §17).
+    pub sip_t1_ms: Option<u64>,
     pub demo: Option<bool>,
     pub node_name: Option<String>,
     /// ScyllaDB contact points, e.g. `["10.0.0.1:9042", "10.0.0.2:9042"]`.
@@ -72,6 +74,9 @@ pub struct NodeConfig {
     pub rtp_ports: (u16, u16),
     /// Digest algorithms the registrar challenges with, in order.
     pub sip_digest: Vec<Algorithm>,
+    /// SIP timer T1: every retransmission interval and transaction
+    /// timeout is a multiple of it.
+    pub sip_t1: std::time::Duration,
     /// Seed the demo tenant.
     pub demo: bool,
     /// How this node names itself in records, statistics partials and
@@ -99,6 +104,7 @@ pub struct Flags {
     pub rtp_ports: Option<String>,
     /// Comma-separated, e.g. `SHA-256,MD5`.
     pub sip_digest: Option<String>,
+    pub sip_t1_ms: Option<u64>,
     pub demo: bool,
     pub node_name: Option<String>,
     /// Comma-separated `host:port` list.
@@ -172,6 +178,7 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
             (None, Some(list)) => parse_digest(list.iter().map(String::as_str))?,
             (None, None) => vec![Algorithm::Md5],
         },
+        sip_t1: std::time::Duration::from_millis(flags.sip_t1_ms.or(file.sip_t1_ms).unwrap_or(500)),
         demo: flags.demo || file.demo.unwrap_or(false),
         node_name: flags
             .node_name
@@ -340,6 +347,10 @@ impl NodeConfig {
         if hi < lo.saturating_add(3) {
             bail!("--rtp-ports: {lo}-{hi} holds fewer than two RTP/RTCP pairs");
         }
+        let t1 = self.sip_t1.as_millis();
+        if !(10..=10_000).contains(&t1) {
+            bail!("--sip-t1-ms: {t1} must be 10 to 10000 (500 is the standard value)");
+        }
         if self.sip.port() == 0 {
             bail!("--sip: a fixed port is needed so phones can reach the node");
         }
@@ -386,6 +397,7 @@ mod tests {
         assert_eq!(c.sip.to_string(), "0.0.0.0:5060");
         assert_eq!(c.rtp_ports, (20000, 30000));
         assert_eq!(c.sip_digest, vec![Algorithm::Md5]);
+        assert_eq!(c.sip_t1.as_millis(), 500);
         assert!(!c.demo);
     }
 
@@ -445,6 +457,18 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.sip_digest, vec![Algorithm::Sha256, Algorithm::Md5]);
+        let e = load(&Flags {
+            sip_t1_ms: Some(5),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("--sip-t1-ms"), "{e}");
+        let c = load(&Flags {
+            sip_t1_ms: Some(2000),
+            ..Flags::default()
+        })
+        .unwrap();
+        assert_eq!(c.sip_t1.as_millis(), 2000);
         let e = load(&Flags {
             node_name: Some("node one".into()),
             ..Flags::default()

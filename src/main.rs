@@ -46,6 +46,11 @@ enum Command {
         /// phones refuse a challenge that names an algorithm they lack.
         #[arg(long, value_name = "ALGS")]
         sip_digest: Option<String>,
+        /// SIP timer T1, the round-trip estimate every retransmission and
+        /// timeout derives from (RFC 3261 §17), in ms [default: 500];
+        /// raise it on high-latency links, lower it only on a LAN
+        #[arg(long, value_name = "MS")]
+        sip_t1_ms: Option<u64>,
         /// Create the demo tenant (SIP accounts 1001-1003, passwords pass1001-pass1003).
         #[arg(long)]
         demo: bool,
@@ -181,6 +186,7 @@ fn main() -> ExitCode {
             data_dir,
             rtp_ports,
             sip_digest,
+            sip_t1_ms,
             demo,
             node_name,
             scylla,
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
                 data_dir,
                 rtp_ports,
                 sip_digest,
+                sip_t1_ms,
                 demo,
                 node_name,
                 scylla,

@@ -179,6 +179,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
             load: load.clone(),
             node,
             data_dir: cfg.data_dir.clone(),
+            t1: cfg.sip_t1,
             cluster: registry
                 .clone()
                 .zip(link.clone())

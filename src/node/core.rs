@@ -92,6 +92,8 @@ pub struct CoreConfig {
     pub cluster: Option<hosting::Clustered>,
     /// Where voicemails are written.
     pub data_dir: std::path::PathBuf,
+    /// SIP timer T1 (RFC 3261 §17).
+    pub t1: std::time::Duration,
 }
 
 /// What a call's media task tells the core.
@@ -266,7 +268,11 @@ impl SipCore {
         }
         let secret: [u8; 32] = rand::random();
         let registrar = Registrar::new(registrar_config, secret.to_vec(), rand::random());
-        let timers = TimerConfig::default();
+        let timers = TimerConfig {
+            t1: config.t1,
+            ..TimerConfig::default()
+        }
+        .sanitized();
         let (telephony_tx, telephony_rx) = mpsc::unbounded_channel();
         let (leg_tx, leg_rx) = mpsc::unbounded_channel();
         let (ob_tx, ob_rx) = mpsc::unbounded_channel();
