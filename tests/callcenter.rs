@@ -1163,6 +1163,56 @@ fn an_agent_and_a_group_whose_actors_panic_recover_and_the_calls_go_on() {
     }
 }
 
+/// RFC 3261 §13.3.1.4: a 2xx never ACKed ends its dialog after 64*T1.
+/// When that dialog is the customer's, the whole call ends: the agent's
+/// phone gets its BYE and wraps up, and the call has its record (here
+/// with T1 at 50 ms, so the node gives up after 3.2 s).
+#[test]
+fn a_customer_who_never_acks_a_reinvite_is_hung_up_and_the_agent_freed() {
+    let mut node = Node::start_with(&["--sip-t1-ms", "50"]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 30);
+    let agent_run = agent.spawn(30);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
+    let ok = c
+        .reinvite_without_ack()
+        .unwrap_or_else(|got| panic!("no 200 to the customer's re-INVITE: {got:#?}"));
+    assert!(ok.contains("application/sdp"), "{ok}");
+    // Retransmitted (T1, 2*T1, ... capped at T2) until 64*T1, then BYE.
+    assert!(
+        c.wait_bye(Duration::from_secs(6)),
+        "the node never hung up the customer"
+    );
+    assert!(c.unacked_200s() >= 3, "the 200 was not retransmitted");
+    assert!(node.wait_log("no ACK for our 2xx", Duration::from_secs(1)));
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
+        if v["status"]["status"] == "after_call_work" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the agent is still on the call: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(3));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    assert!(r.talk_time() > Duration::ZERO, "{r:?}");
+    assert_nothing_left_up(&node);
+    let out = Phone::stop(agent_run);
+    assert!(
+        out.contains("terminated") || out.contains("closed"),
+        "the agent's phone was not hung up: {out}"
+    );
+}
+
 /// The customer's own phone holds the call (a re-INVITE offering
 /// `sendonly`, RFC 3264 §8.4) and takes it back: the node answers from the
 /// customer's leg (`recvonly`, then `sendrecv`), sends it nothing while it

@@ -1074,9 +1074,15 @@ impl SipCore {
                 let _ = t.send(dest, transport, bytes).await;
             });
         }
-        // §13.3.1.4: no ACK within 64*T1 ends the dialog with a BYE.
+        // §13.3.1.4: no ACK within 64*T1 ends the dialog with a BYE, and
+        // the call it was part of hears that this leg is gone.
         for id in give_up {
+            let cc = self.calls.get(&id).and_then(|c| c.cc.clone());
+            tracing::warn!(call_id = %id.call_id, "no ACK for our 2xx: the leg ends");
             self.hang_up(&id, now);
+            if let Some((call, party)) = cc {
+                self.leg_hung_up(call, party, now);
+            }
         }
     }
 }

@@ -346,6 +346,38 @@ impl Customer {
         Err(other)
     }
 
+    /// Sends a re-INVITE without an offer (a session refresh) and returns
+    /// the node's 200, which this phone never ACKs: the node retransmits
+    /// it (each copy lands in the inbox) until it gives up.
+    /// `Err`: what came instead, within 2 s.
+    pub fn reinvite_without_ack(&mut self) -> Result<String, Vec<String>> {
+        self.cseq += 1;
+        let invite = self.request("INVITE", self.cseq);
+        let cseq = format!("CSeq: {} INVITE", self.cseq);
+        let _ = self.sip.send_to(invite.as_bytes(), self.node);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut other = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(m) = self.inbox.recv_timeout(Duration::from_millis(100)) {
+                if m.starts_with("SIP/2.0 200") && m.contains(&cseq) {
+                    return Ok(m);
+                }
+                other.push(m);
+            }
+        }
+        Err(other)
+    }
+
+    /// The 200s to the re-INVITE of [`Customer::reinvite_without_ack`]
+    /// received since (retransmissions), without waiting.
+    pub fn unacked_200s(&self) -> usize {
+        let cseq = format!("CSeq: {} INVITE", self.cseq);
+        self.inbox
+            .try_iter()
+            .filter(|m| m.starts_with("SIP/2.0 200") && m.contains(&cseq))
+            .count()
+    }
+
     /// Hangs up (BYE) and waits for the 200.
     pub fn hang_up(&mut self) -> bool {
         if self.node_hung_up() || !self.answered {
