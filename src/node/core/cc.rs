@@ -224,6 +224,7 @@ impl SipCore {
         let dialog_id = dialog.id.clone();
         tracing::info!(
             %call,
+            call_id = %dialog_id.call_id,
             hotline = %dialed,
             location = location.map(|l| l.place).unwrap_or("-"),
             "hotline call answered"
