@@ -273,12 +273,13 @@ fn gauge(http: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// The ring delay histogram from the node's /metrics: (upper bound in
-/// seconds, cumulative count) per bucket.
-fn ring_buckets(http: &str) -> Vec<(f64, u64)> {
+/// A histogram from the node's /metrics: (upper bound in seconds,
+/// cumulative count) per bucket.
+fn buckets(http: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
     metrics(http)
         .lines()
-        .filter_map(|l| l.strip_prefix("switchboard_ring_delay_seconds_bucket{le=\""))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|r| {
             let (le, n) = r.split_once("\"} ")?;
             let le = if le == "+Inf" {
@@ -291,9 +292,9 @@ fn ring_buckets(http: &str) -> Vec<(f64, u64)> {
         .collect()
 }
 
-/// The bucket bound under which fraction `q` of the calls between two
-/// snapshots rang their agent, in milliseconds.
-fn ring_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+/// The bucket bound under which fraction `q` of what was observed between
+/// two snapshots falls, in milliseconds.
+fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
     let delta: Vec<(f64, u64)> = after
         .iter()
         .map(|(le, n)| {
@@ -309,6 +310,15 @@ fn ring_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<
         .iter()
         .find(|(_, n)| *n as f64 >= q * total as f64)
         .map(|(le, _)| le * 1000.0)
+}
+
+const RING: &str = "switchboard_ring_delay_seconds";
+const WAIT: &str = "switchboard_sip_queue_wait_seconds";
+const REFUSED: &str = "switchboard_sip_overload_rejected_total";
+
+/// An unlabelled counter from the node's /metrics (0 when absent).
+fn counter(http: &str, name: &str) -> f64 {
+    gauge(http, name).unwrap_or(0.0)
 }
 
 /// Resident memory of a process, bytes.
@@ -533,7 +543,9 @@ fn main() {
     println!("| rate (calls/s) | calls | failed | call records | ring delay p50 | p99 |");
     for rate in rates {
         let n = rate * SECONDS_PER_RATE;
-        let ring_before = ring_buckets(&node.http);
+        let ring_before = buckets(&node.http, RING);
+        let wait_before = buckets(&node.http, WAIT);
+        let refused_before = counter(&node.http, REFUSED);
         let stat = base.join(format!("stat-{rate}.csv"));
         let mut customers = sipp(
             &base,
@@ -582,15 +594,24 @@ fn main() {
         // Records are written within a second of the hang-up.
         std::thread::sleep(Duration::from_millis(1500));
         let records = calls_today(&dir);
-        let ring_after = ring_buckets(&node.http);
+        let ring_after = buckets(&node.http, RING);
+        let wait_after = buckets(&node.http, WAIT);
+        let refused = counter(&node.http, REFUSED) - refused_before;
         let ms = |q| {
-            ring_quantile(&ring_before, &ring_after, q)
-                .map_or("-".to_owned(), |v| format!("≤ {v} ms"))
+            quantile(&ring_before, &ring_after, q).map_or("-".to_owned(), |v| format!("≤ {v} ms"))
+        };
+        let wait = |q| {
+            quantile(&wait_before, &wait_after, q).map_or("-".to_owned(), |v| format!("≤ {v} ms"))
         };
         println!(
             "| {rate} | {n} | {failed} | {records} of {total_ok} answered so far | {} | {} |",
             ms(0.5),
             ms(0.99)
+        );
+        println!(
+            "  SIP messages' wait for the core: p50 {}, p99 {}; new calls refused as overload: {refused}",
+            wait(0.5),
+            wait(0.99)
         );
         // Every call is over: nothing should be left up.
         let left = |g| gauge(&node.http, g).unwrap_or(f64::NAN);

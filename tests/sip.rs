@@ -348,3 +348,52 @@ fn two_tenants_register_their_phones_under_their_own_sip_domains() {
     let (ok, errors) = register("127.0.0.1", "1001", "pass1001");
     assert!(!ok && errors.contains("404"), "{errors}");
 }
+
+/// A flood of new calls faster than the node can take them: once an
+/// INVITE has waited 4*T1 for the SIP core (here T1 is 10 ms), new calls
+/// are refused at once with 503 and a Retry-After, and the node is
+/// serving again right after.
+#[test]
+fn a_flood_of_invites_is_refused_with_503_once_the_node_is_behind() {
+    let node = Node::start_with(&["--sip-t1-ms", "10"]);
+    let peer = Peer::new(&node);
+    const FLOOD: usize = 1500;
+    for i in 0..FLOOD {
+        let branch = format!("z9hG4bKflood{i}");
+        peer.send(&invite_to_echo(
+            &node,
+            &peer,
+            &branch,
+            &format!("flood-{i}"),
+        ));
+    }
+    let got = peer.recv_all(Duration::from_secs(4));
+    let overload: Vec<&String> = got
+        .iter()
+        .filter(|m| m.starts_with("SIP/2.0 503") && m.contains("Retry-After: 5"))
+        .collect();
+    assert!(
+        !overload.is_empty(),
+        "no 503 for the overload among {} messages",
+        got.len()
+    );
+    let refused = node
+        .metric("switchboard_sip_overload_rejected_total")
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "overload refusals counted: {refused}");
+    // Calls are taken again once the backlog is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let call_id = format!("after-{}", common::rand_u32());
+        let branch = format!("z9hG4bK{}", common::rand_u32());
+        let answer = node.udp_exchange(invite_to_echo(&node, &peer, &branch, &call_id).as_bytes());
+        if answer.as_ref().is_some_and(|(code, _)| *code == 200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node does not take calls after the flood: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

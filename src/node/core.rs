@@ -531,12 +531,16 @@ impl SipCore {
 
     async fn handle_inbound(&mut self, msg: Inbound, now: Instant) {
         let (source, transport) = (msg.source, msg.transport);
+        let waited = now.saturating_duration_since(msg.received);
+        super::metrics::get()
+            .sip_queue_wait
+            .observe(waited.as_secs_f64());
         match self
             .layer
             .handle_incoming(msg.message, source, transport, now)
         {
             Incoming::Request { id, request } => {
-                self.handle_request(id, request, source, transport, now)
+                self.handle_request(id, request, source, transport, waited, now)
                     .await
             }
             Incoming::Ack { request, .. } => self.handle_ack(&request),
@@ -557,6 +561,7 @@ impl SipCore {
         req: Request,
         source: SocketAddr,
         transport: Transport,
+        waited: Duration,
         now: Instant,
     ) {
         let method = match &req.method {
@@ -601,6 +606,18 @@ impl SipCore {
                 // route) takes it.
                 let mut resp = Response::to(&req, 503, "Service Unavailable");
                 resp.headers.push("Retry-After", "30");
+                self.respond(id, resp, now);
+            }
+            (Method::Invite, None) if waited > self.timers.t1.saturating_mul(4) => {
+                // Seconds behind on what came in (an INVITE that waited
+                // 4*T1 was sent three times already): the node is
+                // overloaded. The calls up (their ACKs, BYEs) go first,
+                // and a new call is refused at once rather than taken and
+                // served late (its caller retries elsewhere or later, RFC
+                // 3261 §21.5.4). Shorter backlogs are only a late ring.
+                super::metrics::get().sip_overload_rejected.inc();
+                let mut resp = Response::to(&req, 503, "Service Unavailable");
+                resp.headers.push("Retry-After", "5");
                 self.respond(id, resp, now);
             }
             (Method::Invite, None) => self.handle_invite(id, req, source, transport, now).await,

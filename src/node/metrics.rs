@@ -17,6 +17,8 @@ pub struct Metrics {
     pub legs_active: IntGauge,
     pub calls: IntCounterVec,
     pub ring_delay: Histogram,
+    pub sip_queue_wait: Histogram,
+    pub sip_overload_rejected: IntCounter,
     pub agents: IntGaugeVec,
     pub queue_waiting: IntGaugeVec,
     pub queue_oldest: IntGaugeVec,
@@ -82,6 +84,20 @@ fn build() -> Metrics {
                 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
                 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
             ]
+        )
+        .expect("metric"),
+        sip_queue_wait: register_histogram!(
+            "switchboard_sip_queue_wait_seconds",
+            "How long a SIP message read from the network waited for the SIP core",
+            vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+                10.0
+            ]
+        )
+        .expect("metric"),
+        sip_overload_rejected: register_int_counter!(
+            "switchboard_sip_overload_rejected_total",
+            "New calls answered 503 because the SIP core was behind"
         )
         .expect("metric"),
         agents: register_int_gauge_vec!(

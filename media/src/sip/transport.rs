@@ -47,6 +47,9 @@ pub struct Inbound {
     pub message: Message,
     pub source: SocketAddr,
     pub transport: Transport,
+    /// When the transport read it: the time it then waits for the core
+    /// is the node's backlog.
+    pub received: std::time::Instant,
 }
 
 /// Counters the node exports as metrics.
@@ -223,6 +226,7 @@ impl SipTransport {
                         message,
                         source: src,
                         transport,
+                        received: std::time::Instant::now(),
                     })
                     .await
                     .is_ok()
