@@ -37,6 +37,7 @@ fn outbound_ip(peer: std::net::SocketAddr) -> Option<std::net::IpAddr> {
 }
 
 pub async fn run(cfg: NodeConfig) -> ExitCode {
+    let mut signals = Signals::listen();
     if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
         eprintln!(
             "switchboard: cannot create data directory {}: {e}",
@@ -252,7 +253,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
         r = &mut core_run => core_ended(r),
         why = async {
             tokio::select! {
-                _ = shutdown_signal() => "signal received",
+                _ = signals.next() => "signal received",
                 _ = membership.drain_requested() => "drain asked for",
             }
         } => {
@@ -272,7 +273,7 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                _ = shutdown_signal() => {
+                _ = signals.next() => {
                     tracing::warn!("second signal: stopping now");
                     ExitCode::SUCCESS
                 }
@@ -313,24 +314,59 @@ async fn open_store(cfg: &NodeConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and Ctrl-C (SIGINT), listened for from the node's first
+/// step: a signal that arrives while the node is still starting is kept
+/// and drains it as soon as it is up, instead of killing the process.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let open = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, signal = name, "cannot listen for the signal");
+                    None
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            Signals {
+                term: open(SignalKind::terminate(), "SIGTERM"),
+                int: open(SignalKind::interrupt(), "SIGINT"),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Signals {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next SIGTERM or Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.term) => {}
+                _ = recv(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

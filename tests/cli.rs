@@ -60,6 +60,38 @@ fn sigterm_stops_the_node_cleanly() {
     assert!(node.wait_log("stopping", Duration::from_secs(1)));
 }
 
+/// A SIGTERM while the node is still starting (here: right after its
+/// first log line, the demo tenant seeded, before the SIP core runs)
+/// drains it once it is up instead of killing the process.
+#[test]
+fn sigterm_while_starting_still_stops_the_node_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let data = common::Node::fresh_data_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--demo", "--http", "127.0.0.1:0"])
+        .arg("--sip")
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .args(["--rtp-ports", "46000-46100", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start switchboard");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains("demo tenant seeded"), "first line: {first}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait for the node");
+    assert_eq!(status.code(), Some(0), "log after the signal: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+}
+
 #[test]
 fn fault_injection_is_refused_unless_the_node_allows_it() {
     let node = common::Node::start();
