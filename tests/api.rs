@@ -352,6 +352,36 @@ fn a_ringing_phone_pops_the_customer_on_the_agents_websocket() {
     ] {
         assert!(text.contains(name), "{name} not in /metrics:\n{text}");
     }
+    // Every metric the Grafana dashboard plots is one the node serves
+    // (a renamed metric would leave a panel empty). Error counters by
+    // label appear with their first error, so they only need a name
+    // the node registers.
+    let dashboard: Value = serde_json::from_str(include_str!("../docs/grafana-dashboard.json"))
+        .expect("the dashboard is JSON");
+    let mut names: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .flat_map(|e| {
+            e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("switchboard_"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in names {
+        let served = text.lines().any(|l| l.starts_with(name.as_str()));
+        let errors = name.ends_with("_errors_total");
+        assert!(
+            served || errors,
+            "the dashboard plots {name}, not in /metrics"
+        );
+    }
 }
 
 #[test]
