@@ -620,7 +620,13 @@ impl SipCore {
                 resp.headers.push("Retry-After", "5");
                 self.respond(id, resp, now);
             }
-            (Method::Invite, None) => self.handle_invite(id, req, source, transport, now).await,
+            (Method::Invite, None) => {
+                // When the INVITE reached our socket: the ring delay counts
+                // from there, the wait for this core included.
+                let arrived = now.checked_sub(waited).unwrap_or(now);
+                self.handle_invite(id, req, source, transport, arrived, now)
+                    .await
+            }
             (_, Some(dialog)) => self.handle_in_dialog(id, req, dialog, transport, now),
             (Method::Bye | Method::Info, None) => self.respond_code(id, &req, 481, now),
             _ => self.respond_code(id, &req, 405, now),
@@ -698,6 +704,7 @@ impl SipCore {
         req: Request,
         source: SocketAddr,
         transport: Transport,
+        arrived: Instant,
         now: Instant,
     ) {
         if let Some(ct) = req.headers.get("Content-Type") {
@@ -710,7 +717,7 @@ impl SipCore {
         let user = header::uri_user(&req.uri).unwrap_or_default();
         if self.centers.for_hotline(&user).is_some() {
             return self
-                .handle_hotline(id, req, user, source, transport, now)
+                .handle_hotline(id, req, source, transport, arrived, now)
                 .await;
         }
         if self.is_internal_call(&req, &user) {

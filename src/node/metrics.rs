@@ -79,7 +79,7 @@ fn build() -> Metrics {
         .expect("metric"),
         ring_delay: register_histogram!(
             "switchboard_ring_delay_seconds",
-            "From a hotline call's INVITE to the first INVITE sent to an agent",
+            "From a hotline call's INVITE read from the socket to the first INVITE sent to an agent",
             vec![
                 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
                 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0

@@ -62,7 +62,7 @@ pub(super) struct CcCall {
     pub(super) started: Timestamp,
     /// The actor wrote the call record.
     pub(super) finished: bool,
-    /// When the INVITE arrived, until the first agent is rung (the ring
+    /// When the INVITE reached our socket, until the first agent is rung (the ring
     /// delay metric).
     pub(super) invited: Option<Instant>,
     /// The customer's number, shown on the agent's phone.
@@ -139,11 +139,12 @@ impl SipCore {
         &mut self,
         id: TransactionId,
         req: Request,
-        dialed: String,
         source: SocketAddr,
         transport: Transport,
+        arrived: Instant,
         now: Instant,
     ) {
+        let dialed = header::uri_user(&req.uri).unwrap_or_default();
         let Some(hotline) = self
             .centers
             .for_hotline(&dialed)
@@ -262,7 +263,7 @@ impl SipCore {
                 setup,
                 started,
                 finished: false,
-                invited: Some(now),
+                invited: Some(arrived),
                 caller,
                 customer: Some(dialog_id),
                 customer_leg: leg,
