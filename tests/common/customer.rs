@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_media::rtp::g711;
 use switchboard_media::rtp::prompt::Prompt;
+use switchboard_media::sip::digest::{authorization, parse_challenge};
 use switchboard_media::sip::sdp::G711;
 
 /// Audio heard, with its arrival time since the answer.
@@ -72,6 +73,16 @@ impl Customer {
     /// Calls `number` on the node from `caller` (a phone number) and waits
     /// up to 5 s for the answer.
     pub fn call(node: SocketAddr, number: &str, caller: &str) -> Customer {
+        Customer::call_as(node, number, caller, None)
+    }
+
+    /// Calls extension `number` from the tenant's SIP account `user`,
+    /// answering the node's 407 with `password` (RFC 3261 §22.3).
+    pub fn call_extension(node: SocketAddr, number: &str, user: &str, password: &str) -> Customer {
+        Customer::call_as(node, number, user, Some(password))
+    }
+
+    fn call_as(node: SocketAddr, number: &str, caller: &str, password: Option<&str>) -> Customer {
         let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("sip socket"));
         let rtp_port = free_port() & !1;
         let rtp = Arc::new(
@@ -88,11 +99,16 @@ impl Customer {
         let sdp = format!(
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
         );
-        let branch = format!("z9hG4bK{}", rand_u32());
-        let invite = format!(
-            "INVITE sip:{number}@{node} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <sip:{number}@{node}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        );
+        let uri = format!("sip:{number}@{node}");
+        let invite_for = |cseq: u32, auth: &str| {
+            format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                rand_u32(),
+                sdp.len()
+            )
+        };
+        let mut cseq = 1;
+        let mut invite = invite_for(cseq, "");
         sip.set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -111,8 +127,30 @@ impl Customer {
             };
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             let code: u16 = msg.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0);
-            if msg.starts_with("SIP/2.0") && code >= 200 {
-                break (code, Some(msg));
+            let this_invite = msg.contains(&format!("CSeq: {cseq} INVITE"));
+            if !msg.starts_with("SIP/2.0") || code < 200 || !this_invite {
+                continue;
+            }
+            let challenge = header(&msg, "Proxy-Authenticate").map(str::to_owned);
+            match (code, password, challenge) {
+                (407, Some(password), Some(challenge)) if cseq == 1 => {
+                    // ACK the 407 (same branch, §17.1.1.3), then ask again
+                    // with the credentials.
+                    let via = header(&msg, "Via").unwrap_or("");
+                    let to = header(&msg, "To").unwrap_or("");
+                    let ack = format!(
+                        "ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    let _ = sip.send_to(ack.as_bytes(), node);
+                    let challenge = parse_challenge(&challenge).expect("a digest challenge");
+                    let auth =
+                        authorization(&challenge, "INVITE", &uri, caller, password, "cn0", 1);
+                    cseq = 2;
+                    invite = invite_for(cseq, &format!("Proxy-Authorization: {auth}\r\n"));
+                    sip.send_to(invite.as_bytes(), node).expect("send INVITE");
+                    last_sent = Instant::now();
+                }
+                _ => break (code, Some(msg)),
             }
         };
         let started = Instant::now();
@@ -147,7 +185,7 @@ impl Customer {
             from,
             to,
             contact,
-            cseq: 1,
+            cseq,
             heard: Arc::new(Mutex::new(Vec::new())),
             started,
             out: out_tx,
@@ -162,8 +200,9 @@ impl Customer {
         if status != 200 {
             return c;
         }
-        let ack = c.request("ACK", 1);
+        let ack = c.request("ACK", cseq);
         let _ = sip.send_to(ack.as_bytes(), node);
+        let answered_cseq = format!("CSeq: {cseq} INVITE");
         // SIP: re-ACK retransmitted 200s, answer the node's BYE.
         {
             let (sip, ack, bye, stop) = (sip.clone(), ack.clone(), c.bye.clone(), c.stop.clone());
@@ -175,7 +214,7 @@ impl Customer {
                         continue;
                     };
                     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    if msg.starts_with("SIP/2.0 200") && msg.contains("CSeq: 1 INVITE") {
+                    if msg.starts_with("SIP/2.0 200") && msg.contains(&answered_cseq) {
                         let _ = sip.send_to(ack.as_bytes(), src);
                     } else if msg.starts_with("BYE ") {
                         let _ = sip.send_to(ok_for(&msg).as_bytes(), src);
@@ -344,6 +383,37 @@ impl Customer {
             }
         }
         Err(other)
+    }
+
+    /// This phone holds the call (re-INVITE `sendonly`) and takes it back
+    /// (`sendrecv`), asserting what a user would notice: the node answers
+    /// `recvonly` then `sendrecv`, sends nothing while held, and the far
+    /// end is heard before and after.
+    pub fn hold_and_take_back(&mut self) {
+        let heard_for = |c: &Customer, d: Duration| {
+            let t = c.elapsed();
+            std::thread::sleep(d);
+            c.heard_since(t).len()
+        };
+        let before = heard_for(self, Duration::from_secs(1));
+        assert!(before > 4000, "heard {before} samples of the far end");
+        let ok = self
+            .reinvite("sendonly")
+            .unwrap_or_else(|got| panic!("no 200 to the hold: {got:#?}"));
+        assert!(ok.contains("a=recvonly"), "{ok}");
+        std::thread::sleep(Duration::from_millis(300));
+        let held = heard_for(self, Duration::from_millis(1500));
+        assert!(held < 400, "sent {held} samples to a phone that holds");
+        let ok = self
+            .reinvite("sendrecv")
+            .unwrap_or_else(|got| panic!("no 200 to the resume: {got:#?}"));
+        assert!(ok.contains("a=sendrecv"), "{ok}");
+        std::thread::sleep(Duration::from_millis(300));
+        let after = heard_for(self, Duration::from_secs(1));
+        assert!(
+            after > 4000,
+            "after the hold this phone heard {after} samples"
+        );
     }
 
     /// Sends a re-INVITE without an offer (a session refresh) and returns

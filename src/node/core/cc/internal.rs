@@ -25,6 +25,8 @@ pub(in crate::node::core) struct IcCall {
     caller_leg: Leg,
     /// Our answer to the caller's offer, sent with the 200.
     caller_sdp: String,
+    /// Our side of the caller's SDP, for its phone's re-INVITEs (hold).
+    caller_session: (LocalSession, LocalMedia),
     callee: Option<OutLeg>,
     /// The agents on this call, freed by the actor when it ends (by the
     /// node if the actor failed).
@@ -34,6 +36,12 @@ pub(in crate::node::core) struct IcCall {
 }
 
 impl IcCall {
+    /// The caller's leg with our side of its SDP.
+    pub(super) fn caller_sdp_mut(&mut self) -> (&mut LocalSession, &LocalMedia, &Leg) {
+        let (session, local) = &mut self.caller_session;
+        (session, local, &self.caller_leg)
+    }
+
     /// The callee's leg, while it is kept.
     pub(super) fn callee_mut(&mut self) -> Option<&mut OutLeg> {
         self.callee.as_mut()
@@ -152,7 +160,11 @@ impl SipCore {
         };
         let name = format!("caller-{call}@switchboard");
         let Answering {
-            leg, sdp, dialog, ..
+            leg,
+            session,
+            local,
+            sdp,
+            dialog,
         } = match self
             .answer_invite(&req, call, name, &callee, source, transport)
             .await
@@ -232,6 +244,7 @@ impl SipCore {
                 caller: Some(dialog_id),
                 caller_leg: leg,
                 caller_sdp: sdp,
+                caller_session: (session, local),
                 callee: Some(out),
                 agents: busy,
                 finished: false,

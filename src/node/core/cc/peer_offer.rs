@@ -1,6 +1,7 @@
 //! Re-INVITEs from the phone at the far end of one of a call's legs: the
 //! customer's carrier refreshing the session or changing codec, a phone's
-//! hold key, a new address after a network change. Each leg keeps its own
+//! hold key, a new address after a network change; on every kind of call
+//! (hotline, outbound, internal). Each leg keeps its own
 //! side of the SDP (the session whose version the next offer raises), so
 //! the answer comes from there and the leg is told where and how to send
 //! from then on (RFC 3261 §14.2, RFC 3264 §8). A re-INVITE without SDP
@@ -37,8 +38,9 @@ fn held(on: bool) -> Direction {
 }
 
 impl SipCore {
-    /// The SDP state of `party`'s leg of `call`, whatever the call's kind.
-    /// An internal call's legs keep none: `None`.
+    /// The SDP state of `party`'s leg of `call`, whatever the call's kind
+    /// (`Customer` is an internal call's caller, any other party its
+    /// callee).
     fn leg_sdp(&mut self, call: CallId, party: &Party) -> Option<LegSdp<'_>> {
         if let Some(c) = self.cc.get_mut(&call) {
             return match party {
@@ -57,16 +59,31 @@ impl SipCore {
                 Party::Consulted => c.consult.as_mut().map(|k| LegSdp::of(&mut k.leg)),
             };
         }
-        let c = self.ob.get_mut(&call)?;
+        if let Some(c) = self.ob.get_mut(&call) {
+            return match party {
+                Party::Customer => c.customer.as_mut().map(|x| LegSdp {
+                    want: held(c.held),
+                    ..LegSdp::of(x)
+                }),
+                Party::Agent(_) => c.agent_leg.as_mut().map(LegSdp::of),
+                Party::External => c.external.as_mut().map(LegSdp::of),
+                Party::Supervisor => c.monitor.as_mut().map(|m| LegSdp::of(&mut m.leg)),
+                Party::Consulted => c.consult.as_mut().map(|k| LegSdp::of(&mut k.leg)),
+            };
+        }
+        // An internal call: the caller's leg, or the callee's.
+        let c = self.ic.get_mut(&call)?;
         match party {
-            Party::Customer => c.customer.as_mut().map(|x| LegSdp {
-                want: held(c.held),
-                ..LegSdp::of(x)
-            }),
-            Party::Agent(_) => c.agent_leg.as_mut().map(LegSdp::of),
-            Party::External => c.external.as_mut().map(LegSdp::of),
-            Party::Supervisor => c.monitor.as_mut().map(|m| LegSdp::of(&mut m.leg)),
-            Party::Consulted => c.consult.as_mut().map(|k| LegSdp::of(&mut k.leg)),
+            Party::Customer => {
+                let (session, local, leg) = c.caller_sdp_mut();
+                Some(LegSdp {
+                    session,
+                    local,
+                    leg,
+                    want: Direction::SendRecv,
+                })
+            }
+            _ => c.callee_mut().map(LegSdp::of),
         }
     }
 
