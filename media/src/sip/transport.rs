@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 /// Transport protocol of a message.
@@ -65,7 +66,9 @@ type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 /// The bound SIP sockets. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SipTransport {
-    udp: Arc<UdpSocket>,
+    /// Blocking: read by a thread of its own, written from any task
+    /// (a datagram send does not wait on the network).
+    udp: Arc<std::net::UdpSocket>,
     conns: Conns,
     local: SocketAddr,
     limits: Limits,
@@ -76,11 +79,20 @@ pub struct SipTransport {
 impl SipTransport {
     /// Binds UDP and TCP on `addr` and starts receiving. Messages arrive on
     /// the returned channel.
+    ///
+    /// UDP is read by a thread of its own, so a datagram is read and
+    /// handed on as soon as it arrives, however busy the runtime's
+    /// workers are (a task waits for the I/O driver, which a loaded worker
+    /// polls only between tasks). The thread ends once the channel's
+    /// receiver is gone.
     pub async fn bind(
         addr: SocketAddr,
         limits: Limits,
     ) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let udp = std::net::UdpSocket::bind(addr)?;
+        // How often the reading thread looks whether it is still wanted.
+        udp.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let udp = Arc::new(udp);
         let local = udp.local_addr()?;
         // TCP on the same port as UDP (the port UDP really got, if 0).
         let listener = TcpListener::bind(local).await?;
@@ -93,7 +105,10 @@ impl SipTransport {
             inbound: tx,
             stats: Arc::new(TransportStats::default()),
         };
-        tokio::spawn(t.clone().udp_loop());
+        let reader = t.clone();
+        std::thread::Builder::new()
+            .name("sip-udp".into())
+            .spawn(move || reader.udp_loop())?;
         tokio::spawn(t.clone().accept_loop(listener));
         Ok((t, rx))
     }
@@ -113,7 +128,7 @@ impl SipTransport {
             .sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match transport {
-            Transport::Udp => self.udp.send_to(&bytes, dest).await.map(|_| ()),
+            Transport::Udp => self.udp.send_to(&bytes, dest).map(|_| ()),
             Transport::Tcp => {
                 let existing = self.conns.lock().ok().and_then(|c| c.get(&dest).cloned());
                 let conn = match existing {
@@ -130,19 +145,44 @@ impl SipTransport {
         }
     }
 
-    async fn udp_loop(self) {
+    fn udp_loop(self) {
         let mut buf = vec![0u8; 65_536];
         loop {
-            let (n, src) = match self.udp.recv_from(&mut buf).await {
+            let (n, src) = match self.udp.recv_from(&mut buf) {
                 Ok(x) => x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.inbound.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     // ICMP port unreachable surfaces here on some systems.
                     tracing::debug!(error = %e, "udp receive error");
                     continue;
                 }
             };
-            let parsed = parse_datagram(&buf[..n], &self.limits);
-            if !self.deliver(parsed, src, Transport::Udp).await {
+            let received = std::time::Instant::now();
+            let delivered = match parse_datagram(&buf[..n], &self.limits) {
+                // A keep-alive over UDP needs no answer.
+                Ok(Parsed::KeepAlive) => true,
+                Ok(Parsed::Message(message)) => self
+                    .inbound
+                    .blocking_send(self.inbound_of(message, src, Transport::Udp, received))
+                    .is_ok(),
+                Err(e) => {
+                    if let Some(bytes) = self.refusal(e, Transport::Udp) {
+                        let _ = self.udp.send_to(&bytes, src);
+                    }
+                    true
+                }
+            };
+            if !delivered {
                 return;
             }
         }
@@ -207,7 +247,6 @@ impl SipTransport {
         src: SocketAddr,
         transport: Transport,
     ) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
         match parsed {
             Ok(Parsed::KeepAlive) => {
                 // RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong.
@@ -216,34 +255,54 @@ impl SipTransport {
                 }
                 true
             }
-            Ok(Parsed::Message(mut message)) => {
-                self.stats.received.fetch_add(1, Relaxed);
-                if let Message::Request(req) = &mut message {
-                    stamp_via(req, src);
-                }
-                self.inbound
-                    .send(Inbound {
-                        message,
-                        source: src,
-                        transport,
-                        received: std::time::Instant::now(),
-                    })
-                    .await
-                    .is_ok()
-            }
+            Ok(Parsed::Message(message)) => self
+                .inbound
+                .send(self.inbound_of(message, src, transport, std::time::Instant::now()))
+                .await
+                .is_ok(),
             Err(e) => {
-                self.stats.rejected.fetch_add(1, Relaxed);
-                tracing::info!(code = e.code, reason = %e.reason, transport = transport.as_str(), "rejected sip message");
-                if let Some(req) = e.request {
-                    // Never answer an ACK (RFC 3261 §17.1.1.3).
-                    if req.method != super::message::Method::Ack {
-                        let resp = Response::to(&req, e.code, &sanitize_reason(&e.reason));
-                        let _ = self.send(src, transport, resp.to_bytes()).await;
-                    }
+                if let Some(bytes) = self.refusal(e, transport) {
+                    let _ = self.send(src, transport, bytes).await;
                 }
                 true
             }
         }
+    }
+
+    /// A good message as the node gets it: counted, and a request's top
+    /// Via stamped with where it came from. `received`: when it was read.
+    fn inbound_of(
+        &self,
+        mut message: Message,
+        src: SocketAddr,
+        transport: Transport,
+        received: std::time::Instant,
+    ) -> Inbound {
+        self.stats
+            .received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Message::Request(req) = &mut message {
+            stamp_via(req, src);
+        }
+        Inbound {
+            message,
+            source: src,
+            transport,
+            received,
+        }
+    }
+
+    /// What answers a message that could not be parsed: counted and
+    /// logged; the response, unless it was an ACK (never answered, RFC
+    /// 3261 §17.1.1.3) or too broken to answer.
+    fn refusal(&self, e: ParseError, transport: Transport) -> Option<Vec<u8>> {
+        self.stats
+            .rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(code = e.code, reason = %e.reason, transport = transport.as_str(), "rejected sip message");
+        let req = e.request?;
+        (req.method != super::message::Method::Ack)
+            .then(|| Response::to(&req, e.code, &sanitize_reason(&e.reason)).to_bytes())
     }
 }
 
