@@ -589,6 +589,14 @@ pub enum GroupMsg {
         call: CallId,
         agent: AgentId,
     },
+    /// An agent's answer to the group's offer: it rings (`accepted`), or
+    /// it was not ready after all (its update is on its way).
+    Offered {
+        call: CallId,
+        agent: AgentId,
+        accepted: Option<AgentRef>,
+        ring_timeout: Duration,
+    },
     AgentUpdate {
         agent: AgentId,
         availability: Availability,
@@ -661,33 +669,35 @@ impl SkillGroupActor {
                     agents,
                     ring_timeout,
                 } => {
-                    let mut ringing = Vec::new();
+                    // The offers go out from here, so each reaches its agent
+                    // before anything else the group tells it (a
+                    // withdrawal); the answers come back as messages, so
+                    // the group goes on while its agents answer.
                     for agent in agents {
                         let Some(r) = state.agents.get(&agent).cloned() else {
                             let _ = state.group.offer_failed(call, &agent, now);
                             continue;
                         };
-                        match ractor::call!(r, |reply| AgentMsg::Offer { call, reply }) {
-                            Ok(Ok(())) => ringing.push((agent, r)),
-                            // Not ready after all (the update is on its way).
-                            _ => {
-                                let _ = state.group.offer_failed(call, &agent, now);
-                            }
-                        }
-                    }
-                    if !ringing.is_empty()
-                        && !notify(
-                            state,
+                        let (tx, rx) = ractor::concurrency::oneshot();
+                        if r.cast(AgentMsg::Offer {
                             call,
-                            QueueNotice::Ring {
+                            reply: tx.into(),
+                        })
+                        .is_err()
+                        {
+                            let _ = state.group.offer_failed(call, &agent, now);
+                            continue;
+                        }
+                        let group = myself.clone();
+                        tokio::spawn(async move {
+                            let accepted = matches!(rx.await, Ok(Ok(()))).then_some(r);
+                            let _ = group.cast(GroupMsg::Offered {
                                 call,
-                                agents: ringing,
+                                agent,
+                                accepted,
                                 ring_timeout,
-                                wrap_up: state.group.config().wrap_up,
-                            },
-                        )
-                    {
-                        gone.push(call);
+                            });
+                        });
                     }
                 }
                 AcdEvent::CancelOffer { call, agents } => {
@@ -726,10 +736,7 @@ impl SkillGroupActor {
                 }
             }
             for call in gone.drain(..) {
-                if state.callers.remove(&call).is_some() {
-                    tracing::warn!(%call, group = %self.id, "queued call's actor is gone: taken out of the queue");
-                    let _ = state.group.abandon(call, now);
-                }
+                self.forget(state, call, now);
             }
         }
         let at = state.group.poll_timeout();
@@ -740,6 +747,15 @@ impl SkillGroupActor {
                 state.published = Some(now);
                 let _ = tx.send(self.snapshot(state));
             }
+        }
+    }
+
+    /// A queued call whose actor is gone (it crashed, or ended without
+    /// leaving the queue) is served no more.
+    fn forget(&self, state: &mut GroupState, call: CallId, now: Timestamp) {
+        if state.callers.remove(&call).is_some() {
+            tracing::warn!(%call, group = %self.id, "queued call's actor is gone: taken out of the queue");
+            let _ = state.group.abandon(call, now);
         }
     }
 
@@ -892,6 +908,30 @@ impl SkillGroupActor {
                 }
             }
             GroupMsg::OfferFailed { call, agent } => {
+                let _ = state.group.offer_failed(call, &agent, now);
+            }
+            GroupMsg::Offered {
+                call,
+                agent,
+                accepted: Some(r),
+                ring_timeout,
+            } => {
+                let ring = QueueNotice::Ring {
+                    call,
+                    agents: vec![(agent, r)],
+                    ring_timeout,
+                    wrap_up: state.group.config().wrap_up,
+                };
+                if !notify(state, call, ring) {
+                    self.forget(state, call, now);
+                }
+            }
+            GroupMsg::Offered {
+                call,
+                agent,
+                accepted: None,
+                ..
+            } => {
                 let _ = state.group.offer_failed(call, &agent, now);
             }
             GroupMsg::AgentUpdate {
