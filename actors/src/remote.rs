@@ -20,7 +20,9 @@
 use crate::acd::{Availability, Overflow, OverflowReason};
 use crate::agent::{Actor as By, AgentError, AgentPolicy, Device, Status};
 use crate::agent_ref::{AgentRef, Identity, Kept, Quiet, Rest};
-use crate::shell::{AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, QueueNotice};
+use crate::shell::{
+    AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, QueueNotice, QueueSink,
+};
 use crate::{AgentId, CallId, TenantId, Timestamp};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -29,7 +31,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Kinds of entity with a home node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -784,19 +785,14 @@ impl Registry {
                 enqueued,
             } => {
                 // The group's notices for the call go back to its node.
-                let (tx, mut rx) = mpsc::unbounded_channel::<QueueNotice>();
                 let (me, from) = (self.clone(), from.to_string());
-                tokio::spawn(async move {
-                    while let Some(n) = rx.recv().await {
-                        let wire = Wire::Caller {
-                            tenant: tenant.clone(),
-                            group: group.clone(),
-                            notice: Notice::from(n),
-                        };
-                        if !me.link.send(&from, &wire) {
-                            break;
-                        }
-                    }
+                let tx = QueueSink::new(move |n| {
+                    let wire = Wire::Caller {
+                        tenant: tenant.clone(),
+                        group: group.clone(),
+                        notice: Notice::from(n),
+                    };
+                    me.link.send(&from, &wire)
                 });
                 GroupMsg::Enqueue {
                     call,
@@ -1238,7 +1234,7 @@ pub struct GroupProxy {
 struct Waiting {
     priority: u8,
     enqueued: Timestamp,
-    notify: mpsc::UnboundedSender<QueueNotice>,
+    notify: QueueSink,
     at: At,
 }
 
@@ -1267,17 +1263,12 @@ impl GroupProxy {
             Route::Here(real) => {
                 // Notices go straight to the call; an overflow also tells
                 // this proxy the call left.
-                let (tx, mut rx) = mpsc::unbounded_channel::<QueueNotice>();
                 let (notify, me) = (w.notify.clone(), myself.clone());
-                tokio::spawn(async move {
-                    while let Some(n) = rx.recv().await {
-                        if let QueueNotice::Overflow { call, .. } = &n {
-                            let _ = me.cast(GroupMsg::Proxy(ProxyInput(Input::Left(*call))));
-                        }
-                        if notify.send(n).is_err() {
-                            break;
-                        }
+                let tx = QueueSink::new(move |n| {
+                    if let QueueNotice::Overflow { call, .. } = &n {
+                        let _ = me.cast(GroupMsg::Proxy(ProxyInput(Input::Left(*call))));
                     }
+                    notify.send(n)
                 });
                 let _ = real.cast(GroupMsg::Enqueue {
                     call,
@@ -1432,7 +1423,7 @@ impl Actor for GroupProxy {
                 };
                 let left = matches!(notice, QueueNotice::Overflow { .. });
                 let gone = match st.waiting.get(&call) {
-                    Some(w) => w.notify.send(notice).is_err(),
+                    Some(w) => !w.notify.send(notice),
                     None => false,
                 };
                 if gone {
@@ -1616,14 +1607,14 @@ mod tests {
         let base = Clock::system().now().0 - 10_000;
         let mut rxs = Vec::new();
         for (call, at) in calls.iter().zip([base + 2_000, base + 1_000, base + 3_000]) {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             rxs.push(rx);
             proxy
                 .cast(GroupMsg::Enqueue {
                     call: *call,
                     priority: 0,
                     enqueued: Some(Timestamp(at)),
-                    notify: tx,
+                    notify: tx.into(),
                 })
                 .unwrap();
         }
@@ -1659,13 +1650,13 @@ mod tests {
         let (_, _, [a, b]) = nodes(["a", "b"], "b");
         let t = TenantId::from("t");
         let proxy = a.group_proxy(&t, "support", Clock::system()).await.unwrap();
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         proxy
             .cast(GroupMsg::Enqueue {
                 call: CallId(7),
                 priority: 0,
                 enqueued: None,
-                notify: tx,
+                notify: tx.into(),
             })
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -569,6 +569,34 @@ pub enum QueueNotice {
     },
 }
 
+/// Where a group tells a queued call what becomes of it: the Call
+/// actor's mailbox, or the link to the node the call is on. False once
+/// nobody listens there.
+#[derive(Clone)]
+pub struct QueueSink(Arc<dyn Fn(QueueNotice) -> bool + Send + Sync>);
+
+impl QueueSink {
+    pub fn new(tell: impl Fn(QueueNotice) -> bool + Send + Sync + 'static) -> QueueSink {
+        QueueSink(Arc::new(tell))
+    }
+
+    pub fn send(&self, notice: QueueNotice) -> bool {
+        (self.0)(notice)
+    }
+}
+
+impl From<mpsc::UnboundedSender<QueueNotice>> for QueueSink {
+    fn from(tx: mpsc::UnboundedSender<QueueNotice>) -> QueueSink {
+        QueueSink::new(move |n| tx.send(n).is_ok())
+    }
+}
+
+impl std::fmt::Debug for QueueSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueueSink")
+    }
+}
+
 /// Messages to a skill group.
 #[derive(Debug)]
 pub enum GroupMsg {
@@ -578,7 +606,7 @@ pub enum GroupMsg {
         /// The original enqueue time (kept across a re-enqueue after a
         /// failover, so nobody loses their place).
         enqueued: Option<Timestamp>,
-        notify: mpsc::UnboundedSender<QueueNotice>,
+        notify: QueueSink,
     },
     Abandon(CallId),
     Answered {
@@ -648,7 +676,7 @@ pub struct SkillGroupActor {
 pub struct GroupState {
     group: SkillGroup,
     agents: HashMap<AgentId, AgentRef>,
-    callers: HashMap<CallId, mpsc::UnboundedSender<QueueNotice>>,
+    callers: HashMap<CallId, QueueSink>,
     timer: Alarm<GroupMsg>,
     /// What was last told to `events` (length, oldest).
     published: Option<(usize, Option<Timestamp>)>,
@@ -774,7 +802,7 @@ impl SkillGroupActor {
 /// ended without leaving the queue), so the group stops serving it.
 fn notify(state: &GroupState, call: CallId, notice: QueueNotice) -> bool {
     match state.callers.get(&call) {
-        Some(tx) => tx.send(notice).is_ok(),
+        Some(sink) => sink.send(notice),
         None => true,
     }
 }
@@ -1194,15 +1222,9 @@ impl CallActor {
                 CallAction::HangUpCustomer => self.tell(TelephonyCommand::HangUpCustomer),
                 CallAction::TransferOut { to } => self.tell(TelephonyCommand::TransferOut { to }),
                 CallAction::Enqueue { group, enqueued } => {
-                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    // The group's notices go straight into this mailbox.
                     let me = myself.clone();
-                    tokio::spawn(async move {
-                        while let Some(n) = rx.recv().await {
-                            if me.cast(CallMsg::Queue(n)).is_err() {
-                                return;
-                            }
-                        }
-                    });
+                    let tx = QueueSink::new(move |n| me.cast(CallMsg::Queue(n)).is_ok());
                     self.group(
                         &group,
                         GroupMsg::Enqueue {
@@ -2036,7 +2058,7 @@ mod tests {
             call: CallId(9),
             priority: 0,
             enqueued: None,
-            notify: tx,
+            notify: tx.into(),
         })
         .unwrap();
         settle().await;
@@ -2048,7 +2070,7 @@ mod tests {
             call: CallId(10),
             priority: 0,
             enqueued: None,
-            notify: tx,
+            notify: tx.into(),
         })
         .unwrap();
         let Some(QueueNotice::Ring { agents, .. }) = rx.recv().await else {
@@ -2104,7 +2126,7 @@ mod tests {
             call: CallId(1),
             priority: 0,
             enqueued: None,
-            notify: tx,
+            notify: tx.into(),
         })
         .unwrap();
         let Some(QueueNotice::Ring {
@@ -2209,7 +2231,7 @@ mod tests {
             call: CallId(9),
             priority: 0,
             enqueued: None,
-            notify: tx,
+            notify: tx.into(),
         })
         .unwrap();
         settle().await;
