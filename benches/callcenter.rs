@@ -315,6 +315,7 @@ fn quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> 
 const RING: &str = "switchboard_ring_delay_seconds";
 const WAIT: &str = "switchboard_sip_queue_wait_seconds";
 const REFUSED: &str = "switchboard_sip_overload_rejected_total";
+const BUSY: &str = "switchboard_sip_core_busy_seconds";
 
 /// An unlabelled counter from the node's /metrics (0 when absent).
 fn counter(http: &str, name: &str) -> f64 {
@@ -546,6 +547,10 @@ fn main() {
         let ring_before = buckets(&node.http, RING);
         let wait_before = buckets(&node.http, WAIT);
         let refused_before = counter(&node.http, REFUSED);
+        let busy_before = (
+            counter(&node.http, &format!("{BUSY}_sum")),
+            counter(&node.http, &format!("{BUSY}_count")),
+        );
         let stat = base.join(format!("stat-{rate}.csv"));
         let mut customers = sipp(
             &base,
@@ -597,6 +602,10 @@ fn main() {
         let ring_after = buckets(&node.http, RING);
         let wait_after = buckets(&node.http, WAIT);
         let refused = counter(&node.http, REFUSED) - refused_before;
+        let busy = (
+            counter(&node.http, &format!("{BUSY}_sum")) - busy_before.0,
+            counter(&node.http, &format!("{BUSY}_count")) - busy_before.1,
+        );
         let ms = |q| {
             quantile(&ring_before, &ring_after, q).map_or("-".to_owned(), |v| format!("≤ {v} ms"))
         };
@@ -613,6 +622,14 @@ fn main() {
             wait(0.5),
             wait(0.99)
         );
+        if busy.1 > 0.0 {
+            println!(
+                "  the SIP core's time per message: {:.0} µs on average, {:.2} s in all for {} messages",
+                busy.0 / busy.1 * 1e6,
+                busy.0,
+                busy.1
+            );
+        }
         // Every call is over: nothing should be left up.
         let left = |g| gauge(&node.http, g).unwrap_or(f64::NAN);
         println!(

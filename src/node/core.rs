@@ -348,10 +348,13 @@ impl SipCore {
         };
         loop {
             let wake = self.next_timeout();
+            let mut began = None;
             tokio::select! {
                 msg = inbound.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
-                    self.handle_inbound(msg, Instant::now()).await;
+                    let now = Instant::now();
+                    began = Some(now);
+                    self.handle_inbound(msg, now).await;
                 }
                 Some(n) = notices.recv() => {
                     if matches!(n, CallNotice::ActorEnded(..)) {
@@ -383,6 +386,11 @@ impl SipCore {
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
             self.flush().await;
+            if let Some(b) = began {
+                super::metrics::get()
+                    .sip_core_busy
+                    .observe(b.elapsed().as_secs_f64());
+            }
             let active = self.calls.len() + self.cc.len() + self.ob.len() + self.ic.len();
             self.active
                 .send_if_modified(|n| std::mem::replace(n, active) != active);

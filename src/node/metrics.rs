@@ -18,6 +18,7 @@ pub struct Metrics {
     pub calls: IntCounterVec,
     pub ring_delay: Histogram,
     pub sip_queue_wait: Histogram,
+    pub sip_core_busy: Histogram,
     pub sip_overload_rejected: IntCounter,
     pub agents: IntGaugeVec,
     pub queue_waiting: IntGaugeVec,
@@ -83,6 +84,14 @@ fn build() -> Metrics {
             vec![
                 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
                 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
+            ]
+        )
+        .expect("metric"),
+        sip_core_busy: register_histogram!(
+            "switchboard_sip_core_busy_seconds",
+            "How long the SIP core took over one message from the network, with what it sent for it",
+            vec![
+                0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
             ]
         )
         .expect("metric"),
