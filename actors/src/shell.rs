@@ -2024,6 +2024,138 @@ mod tests {
         );
     }
 
+    /// An agent (a hand-made one) that is ready, idle longest, and
+    /// takes its time over every offer: it accepts `delay` later.
+    struct SlowAgent {
+        id: AgentId,
+        idle_since: Timestamp,
+        delay: Duration,
+    }
+
+    impl Actor for SlowAgent {
+        type Msg = AgentMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<AgentMsg>,
+            msg: AgentMsg,
+            _: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            match msg {
+                AgentMsg::Watch(group) => {
+                    let availability = crate::acd::Availability {
+                        signed_in: true,
+                        ready: true,
+                        idle_since: self.idle_since,
+                        calls_today: 0,
+                        talk_time_today: Duration::ZERO,
+                    };
+                    let _ = group.cast(GroupMsg::AgentUpdate {
+                        agent: self.id.clone(),
+                        availability,
+                    });
+                }
+                AgentMsg::Offer { reply, .. } => {
+                    let delay = self.delay;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = reply.send(Ok(()));
+                    });
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_slow_to_answer_an_offer_does_not_hold_up_the_next_call() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        // The slow agent has been idle longest: the first call is its.
+        let (slow, _) = Actor::spawn(
+            None,
+            SlowAgent {
+                id: "slow".into(),
+                idle_since: Timestamp(1),
+                delay: Duration::from_secs(30),
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        let (b, _) = agent("1002", clock).await;
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: "support".into(),
+                config: GroupConfig {
+                    strategy: Strategy::LongestIdle,
+                    ring_timeout: Duration::from_secs(60),
+                    ..GroupConfig::default()
+                },
+                clock,
+                seed: 1,
+                events: None,
+                recovery: None,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        g.cast(GroupMsg::Members(vec![
+            (
+                Member {
+                    agent: "slow".into(),
+                    level: 1,
+                },
+                AgentRef::from(slow.clone()),
+            ),
+            (
+                Member {
+                    agent: "1002".into(),
+                    level: 1,
+                },
+                b.clone(),
+            ),
+        ]))
+        .unwrap();
+        settle().await;
+        let enqueue = |call| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            g.cast(GroupMsg::Enqueue {
+                call,
+                priority: 0,
+                enqueued: None,
+                notify: tx.into(),
+            })
+            .unwrap();
+            rx
+        };
+        let mut first = enqueue(CallId(1));
+        let mut second = enqueue(CallId(2));
+        // The second call rings 1002 while the slow agent still thinks.
+        let rang = tokio::time::timeout(Duration::from_secs(5), second.recv()).await;
+        let Ok(Some(QueueNotice::Ring { agents, .. })) = rang else {
+            panic!("the second call waited for the slow agent's answer: {rang:?}");
+        };
+        assert_eq!(agents[0].0, AgentId::from("1002"));
+        assert!(
+            first.try_recv().is_err(),
+            "the slow agent has not answered yet"
+        );
+        // Its answer comes, and the first call rings it.
+        let Some(QueueNotice::Ring { agents, .. }) = first.recv().await else {
+            panic!("the first call did not ring the slow agent");
+        };
+        assert_eq!(agents[0].0, AgentId::from("slow"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_queued_call_whose_actor_is_gone_leaves_the_queue_and_frees_its_agent() {
         let clock = Clock::starting_at(Timestamp(1_000_000));
