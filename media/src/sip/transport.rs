@@ -188,9 +188,15 @@ impl SipTransport {
         }
     }
 
+    /// Accepts connections until the node stops listening (the channel's
+    /// receiver is gone), then lets go of the sockets.
     async fn accept_loop(self, listener: TcpListener) {
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.inbound.closed() => return,
+            };
+            match accepted {
                 Ok((stream, peer)) => {
                     self.clone().spawn_conn(stream, peer);
                 }
@@ -390,5 +396,73 @@ mod tests {
             r.headers.get("Via"),
             Some("SIP/2.0/UDP a.example;branch=z9hG4bK1;received=192.0.2.7, SIP/2.0/UDP b;branch=z9hG4bK0")
         );
+    }
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[tokio::test]
+    async fn a_datagram_is_handed_on_and_a_broken_one_answered_400() {
+        let (t, mut rx) = SipTransport::bind("127.0.0.1:0".parse().unwrap(), limits())
+            .await
+            .unwrap();
+        let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        phone
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let options = "OPTIONS sip:node@127.0.0.1 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKa1;rport\r\n\
+            From: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:node@127.0.0.1>\r\n\
+            Call-ID: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+            Content-Length: 0\r\n\r\n";
+        phone.send_to(options.as_bytes(), t.local_addr()).unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.source, phone.local_addr().unwrap());
+        assert_eq!(got.transport, Transport::Udp);
+        let Message::Request(r) = got.message else {
+            panic!("not a request");
+        };
+        let rport = format!("rport={}", phone.local_addr().unwrap().port());
+        assert!(r.headers.get("Via").unwrap_or("").contains(&rport));
+        // No Call-ID: answered 400 straight from the transport, and the
+        // node sees nothing of it.
+        let broken = "OPTIONS sip:node@127.0.0.1 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKa2\r\n\
+            From: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:node@127.0.0.1>\r\n\
+            CSeq: 2 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        phone.send_to(broken.as_bytes(), t.local_addr()).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = phone.recv_from(&mut buf).unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("SIP/2.0 400"), "{answer}");
+        assert!(rx.try_recv().is_err());
+        assert_eq!(
+            t.stats.rejected.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn the_ports_are_let_go_once_nobody_listens() {
+        let (t, rx) = SipTransport::bind("127.0.0.1:0".parse().unwrap(), limits())
+            .await
+            .unwrap();
+        let addr = t.local_addr();
+        drop((t, rx));
+        // The reading thread looks every 200 ms whether it is wanted.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match std::net::UdpSocket::bind(addr).and_then(|_| std::net::TcpListener::bind(addr)) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("the port is still held: {e}")
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
 }
