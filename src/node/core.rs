@@ -538,8 +538,8 @@ impl SipCore {
     }
 
     async fn handle_inbound(&mut self, msg: Inbound, now: Instant) {
-        let (source, transport) = (msg.source, msg.transport);
-        let waited = now.saturating_duration_since(msg.received);
+        let (source, transport, received) = (msg.source, msg.transport, msg.received);
+        let waited = now.saturating_duration_since(received);
         super::metrics::get()
             .sip_queue_wait
             .observe(waited.as_secs_f64());
@@ -548,7 +548,7 @@ impl SipCore {
             .handle_incoming(msg.message, source, transport, now)
         {
             Incoming::Request { id, request } => {
-                self.handle_request(id, request, source, transport, waited, now)
+                self.handle_request(id, request, source, transport, received, now)
                     .await
             }
             Incoming::Ack { request, .. } => self.handle_ack(&request),
@@ -569,7 +569,7 @@ impl SipCore {
         req: Request,
         source: SocketAddr,
         transport: Transport,
-        waited: Duration,
+        received: Instant,
         now: Instant,
     ) {
         let method = match &req.method {
@@ -616,7 +616,9 @@ impl SipCore {
                 resp.headers.push("Retry-After", "30");
                 self.respond(id, resp, now);
             }
-            (Method::Invite, None) if waited > self.timers.t1.saturating_mul(4) => {
+            (Method::Invite, None)
+                if now.saturating_duration_since(received) > self.timers.t1.saturating_mul(4) =>
+            {
                 // Seconds behind on what came in (an INVITE that waited
                 // 4*T1 was sent three times already): the node is
                 // overloaded. The calls up (their ACKs, BYEs) go first,
@@ -631,8 +633,7 @@ impl SipCore {
             (Method::Invite, None) => {
                 // When the INVITE reached our socket: the ring delay counts
                 // from there, the wait for this core included.
-                let arrived = now.checked_sub(waited).unwrap_or(now);
-                self.handle_invite(id, req, source, transport, arrived, now)
+                self.handle_invite(id, req, source, transport, received, now)
                     .await
             }
             (_, Some(dialog)) => self.handle_in_dialog(id, req, dialog, transport, now),
