@@ -1854,6 +1854,43 @@ mod tests {
 
     /// Lets every actor run until nothing is left to do (paused time only
     /// moves when all tasks wait).
+    /// A skill group with these members (level 1 each), their
+    /// updates taken in.
+    async fn group(
+        id: &str,
+        config: GroupConfig,
+        clock: Clock,
+        members: &[(&str, &AgentRef)],
+    ) -> ActorRef<GroupMsg> {
+        let (g, _) = Actor::spawn(
+            None,
+            SkillGroupActor {
+                id: id.into(),
+                config,
+                clock,
+                seed: 1,
+                events: None,
+                recovery: None,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        let members = members
+            .iter()
+            .map(|(agent, r)| {
+                let m = Member {
+                    agent: (*agent).into(),
+                    level: 1,
+                };
+                (m, (*r).clone())
+            })
+            .collect();
+        g.cast(GroupMsg::Members(members)).unwrap();
+        settle().await;
+        g
+    }
+
     async fn settle() {
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -2090,42 +2127,17 @@ mod tests {
         .await
         .unwrap();
         let (b, _) = agent("1002", clock).await;
-        let (g, _) = Actor::spawn(
-            None,
-            SkillGroupActor {
-                id: "support".into(),
-                config: GroupConfig {
-                    strategy: Strategy::LongestIdle,
-                    ring_timeout: Duration::from_secs(60),
-                    ..GroupConfig::default()
-                },
-                clock,
-                seed: 1,
-                events: None,
-                recovery: None,
+        let g = group(
+            "support",
+            GroupConfig {
+                strategy: Strategy::LongestIdle,
+                ring_timeout: Duration::from_secs(60),
+                ..GroupConfig::default()
             },
-            (),
+            clock,
+            &[("slow", &AgentRef::from(slow.clone())), ("1002", &b)],
         )
-        .await
-        .unwrap();
-        g.cast(GroupMsg::Members(vec![
-            (
-                Member {
-                    agent: "slow".into(),
-                    level: 1,
-                },
-                AgentRef::from(slow.clone()),
-            ),
-            (
-                Member {
-                    agent: "1002".into(),
-                    level: 1,
-                },
-                b.clone(),
-            ),
-        ]))
-        .unwrap();
-        settle().await;
+        .await;
         let enqueue = |call| {
             let (tx, rx) = mpsc::unbounded_channel();
             g.cast(GroupMsg::Enqueue {
@@ -2160,29 +2172,7 @@ mod tests {
     async fn a_queued_call_whose_actor_is_gone_leaves_the_queue_and_frees_its_agent() {
         let clock = Clock::starting_at(Timestamp(1_000_000));
         let (a, _) = agent("1001", clock).await;
-        let (g, _) = Actor::spawn(
-            None,
-            SkillGroupActor {
-                id: "support".into(),
-                config: GroupConfig::default(),
-                clock,
-                seed: 1,
-                events: None,
-                recovery: None,
-            },
-            (),
-        )
-        .await
-        .unwrap();
-        g.cast(GroupMsg::Members(vec![(
-            Member {
-                agent: "1001".into(),
-                level: 1,
-            },
-            a.clone(),
-        )]))
-        .unwrap();
-        settle().await;
+        let g = group("support", GroupConfig::default(), clock, &[("1001", &a)]).await;
         // A Call actor that died: nobody reads its notices.
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
@@ -2217,42 +2207,17 @@ mod tests {
         let (a, mut a_log) = agent("1001", clock).await;
         tokio::time::advance(Duration::from_secs(5)).await;
         let (b, _) = agent("1002", clock).await;
-        let (g, _) = Actor::spawn(
-            None,
-            SkillGroupActor {
-                id: "support".into(),
-                config: GroupConfig {
-                    strategy: Strategy::LongestIdle,
-                    wrap_up: Duration::from_secs(10),
-                    ..GroupConfig::default()
-                },
-                clock,
-                seed: 1,
-                events: None,
-                recovery: None,
+        let g = group(
+            "support",
+            GroupConfig {
+                strategy: Strategy::LongestIdle,
+                wrap_up: Duration::from_secs(10),
+                ..GroupConfig::default()
             },
-            (),
+            clock,
+            &[("1001", &a), ("1002", &b)],
         )
-        .await
-        .unwrap();
-        g.cast(GroupMsg::Members(vec![
-            (
-                Member {
-                    agent: "1001".into(),
-                    level: 1,
-                },
-                a.clone(),
-            ),
-            (
-                Member {
-                    agent: "1002".into(),
-                    level: 1,
-                },
-                b.clone(),
-            ),
-        ]))
-        .unwrap();
-        settle().await;
+        .await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         g.cast(GroupMsg::Enqueue {
             call: CallId(1),
@@ -2335,29 +2300,7 @@ mod tests {
             reply
         })
         .unwrap();
-        let (g, _) = Actor::spawn(
-            None,
-            SkillGroupActor {
-                id: "sales".into(),
-                config: GroupConfig::default(),
-                clock,
-                seed: 1,
-                events: None,
-                recovery: None,
-            },
-            (),
-        )
-        .await
-        .unwrap();
-        g.cast(GroupMsg::Members(vec![(
-            Member {
-                agent: "1003".into(),
-                level: 1,
-            },
-            a.clone(),
-        )]))
-        .unwrap();
-        settle().await;
+        let g = group("sales", GroupConfig::default(), clock, &[("1003", &a)]).await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         g.cast(GroupMsg::Enqueue {
             call: CallId(9),
@@ -2392,32 +2335,16 @@ mod tests {
         use std::collections::BTreeMap;
         let clock = Clock::starting_at(Timestamp(0));
         let (a, _) = agent("1001", clock).await;
-        let (g, _) = Actor::spawn(
-            None,
-            SkillGroupActor {
-                id: "support".into(),
-                config: GroupConfig {
-                    wrap_up: Duration::from_secs(5),
-                    ..GroupConfig::default()
-                },
-                clock,
-                seed: 1,
-                events: None,
-                recovery: None,
+        let g = group(
+            "support",
+            GroupConfig {
+                wrap_up: Duration::from_secs(5),
+                ..GroupConfig::default()
             },
-            (),
+            clock,
+            &[("1001", &a)],
         )
-        .await
-        .unwrap();
-        g.cast(GroupMsg::Members(vec![(
-            Member {
-                agent: "1001".into(),
-                level: 1,
-            },
-            a.clone(),
-        )]))
-        .unwrap();
-        settle().await;
+        .await;
         let mut nodes = BTreeMap::new();
         nodes.insert(
             "menu".to_string(),
