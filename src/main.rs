@@ -2,6 +2,7 @@
 
 mod cluster_cli;
 mod config;
+mod log;
 mod node;
 mod tts;
 
@@ -170,6 +171,13 @@ enum ClusterCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (lines, _flush_at_exit) = match log::start(std::io::stdout()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the log thread: {e}");
+            return ExitCode::from(1);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -177,6 +185,7 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(lines)
         .init();
     match cli.command {
         Command::Serve {
