@@ -45,6 +45,9 @@ pub struct FileConfig {
     pub drain_timeout_secs: Option<u64>,
     /// Let an operator make actors panic on purpose (game days).
     pub fault_injection: Option<bool>,
+    /// Seconds without media from a phone after which its leg ends (0:
+    /// never).
+    pub media_timeout_secs: Option<u64>,
 }
 
 /// Cluster settings, when the node joins one.
@@ -92,6 +95,9 @@ pub struct NodeConfig {
     /// `POST /api/v1/cluster/fault` makes an agent's or a group's actor
     /// panic (with the cluster cookie), to see it recover.
     pub fault_injection: bool,
+    /// A phone that sent media and then nothing for this long is taken for
+    /// gone and its leg ended (`None`: never).
+    pub media_timeout: Option<std::time::Duration>,
 }
 
 /// Flags as given on the command line (all optional).
@@ -121,6 +127,7 @@ pub struct Flags {
     pub down_after_ms: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub fault_injection: bool,
+    pub media_timeout_secs: Option<u64>,
 }
 
 /// The machine's host name, the default node name.
@@ -199,6 +206,14 @@ pub fn load(flags: &Flags) -> Result<NodeConfig> {
                 .unwrap_or(300),
         ),
         fault_injection: flags.fault_injection || file.fault_injection.unwrap_or(false),
+        media_timeout: match flags
+            .media_timeout_secs
+            .or(file.media_timeout_secs)
+            .unwrap_or(60)
+        {
+            0 => None,
+            s => Some(std::time::Duration::from_secs(s)),
+        },
     };
     let config = NodeConfig {
         cluster: cluster_settings(flags, cluster_file)?,
@@ -350,6 +365,14 @@ impl NodeConfig {
         let t1 = self.sip_t1.as_millis();
         if !(10..=10_000).contains(&t1) {
             bail!("--sip-t1-ms: {t1} must be 10 to 10000 (500 is the standard value)");
+        }
+        if let Some(t) = self.media_timeout {
+            if !(5..=86_400).contains(&t.as_secs()) {
+                bail!(
+                    "--media-timeout-secs: {} must be 5 to 86400, or 0 for never (the default is 60)",
+                    t.as_secs()
+                );
+            }
         }
         if self.sip.port() == 0 {
             bail!("--sip: a fixed port is needed so phones can reach the node");

@@ -108,6 +108,11 @@ enum Command {
         /// /api/v1/cluster/fault), to watch it recover; off by default
         #[arg(long)]
         fault_injection: bool,
+        /// A phone that has sent media and then sends nothing (no RTP, no
+        /// RTCP) for this long is taken for gone: its leg ends with a BYE,
+        /// as if it had hung up; 0: never [default: 60]
+        #[arg(long, value_name = "SECS")]
+        media_timeout_secs: Option<u64>,
     },
     /// Drain a running node: it refuses new calls, leaves the cluster (the
     /// others stop placing entities on it) and exits once its calls have
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
             down_after_ms,
             drain_timeout_secs,
             fault_injection,
+            media_timeout_secs,
         } => {
             let flags = config::Flags {
                 config,
@@ -233,6 +239,7 @@ fn main() -> ExitCode {
                 down_after_ms,
                 drain_timeout_secs,
                 fault_injection,
+                media_timeout_secs,
             };
             let cfg = match config::load(&flags) {
                 Ok(c) => c,

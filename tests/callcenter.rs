@@ -1213,6 +1213,60 @@ fn a_customer_who_never_acks_a_reinvite_is_hung_up_and_the_agent_freed() {
     );
 }
 
+/// A talking customer's phone that goes quiet (no RTP, no RTCP, no BYE: it
+/// lost its network) is taken for gone after the media timeout (5 s
+/// here): the node hangs up both phones, the agent wraps up, and the
+/// record says why the call ended.
+#[test]
+fn a_customer_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
+    let mut node = Node::start_with(&["--media-timeout-secs", "5"]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 40);
+    let agent_run = agent.spawn(40);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let c = common::customer::Customer::to_support(&mut node, "13800138000");
+    // Talking for a while, then the customer's phone falls silent.
+    std::thread::sleep(Duration::from_secs(2));
+    c.go_quiet();
+    assert!(
+        !c.wait_bye(Duration::from_secs(4)),
+        "hung up before the media timeout"
+    );
+    assert!(
+        c.wait_bye(Duration::from_secs(4)),
+        "the node never hung up the quiet phone"
+    );
+    assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
+    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+    let t0 = std::time::Instant::now();
+    while node.status_of(&admin, "1001") != "after_call_work" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the agent is still on the call: {}",
+            node.status_of(&admin, "1001")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(3));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(
+        (r.hangup_side, r.hangup_reason),
+        (HangupSide::Customer, HangupReason::MediaTimeout),
+        "{r:?}"
+    );
+    // The talk lasted until the timeout: about 2 s, then 5 s of silence.
+    assert!(r.talk_time() >= Duration::from_secs(6), "{r:?}");
+    assert_nothing_left_up(&node);
+    let out = Phone::stop(agent_run);
+    assert!(
+        out.contains("terminated") || out.contains("closed"),
+        "the agent's phone was not hung up: {out}"
+    );
+}
+
 /// The customer's own phone holds the call (a re-INVITE offering
 /// `sendonly`, RFC 3264 §8.4) and takes it back: the node answers from the
 /// customer's leg (`recvonly`, then `sendrecv`), sends it nothing while it

@@ -252,6 +252,8 @@ pub struct InboundCall {
     /// The legs of an outbound call before it came to the queue (its
     /// customer's among them).
     earlier: Vec<Leg>,
+    /// The hang-up about to be told is a phone that went quiet.
+    media_lost: bool,
     actions: VecDeque<CallAction>,
 }
 
@@ -316,6 +318,7 @@ impl InboundCall {
             callback_offer: None,
             callback: CallbackState::None,
             earlier: Vec::new(),
+            media_lost: false,
             actions: VecDeque::new(),
         };
         c.drain_ivr(now);
@@ -359,6 +362,7 @@ impl InboundCall {
             callback_offer: None,
             callback: CallbackState::None,
             earlier,
+            media_lost: false,
             actions: VecDeque::new(),
         };
         c.enqueue(group, now);
@@ -717,6 +721,7 @@ impl InboundCall {
 
     /// The agent hung up: the customer takes the survey if there is one.
     pub fn agent_hung_up(&mut self, now: Timestamp) {
+        let reason = self.talk_ended();
         if let Phase::CallingBack { agent, .. } = self.phase.clone() {
             // Before the caller answered its callback: that dial ends.
             if let Some(c) = self.summary.callback.as_mut() {
@@ -744,18 +749,36 @@ impl InboundCall {
                 self.phase = Phase::Survey;
                 self.ivr = IvrSession::start(flow, true, false, now);
                 self.summary.hangup_side = HangupSide::Agent;
-                self.summary.hangup_reason = HangupReason::Normal;
+                self.summary.hangup_reason = reason;
                 self.drain_ivr(now);
             }
             None => {
                 self.actions.push_back(CallAction::HangUpCustomer);
-                self.finish(HangupSide::Agent, HangupReason::Normal, now);
+                self.finish(HangupSide::Agent, reason, now);
             }
+        }
+    }
+
+    /// The next hang-up (the customer's or the agent's) is a phone that
+    /// sent no media for the node's media timeout, not a BYE: a talk it
+    /// ends ends `MediaTimeout`. Ends elsewhere keep their reasons (a
+    /// caller gone quiet in the queue abandoned it all the same).
+    pub fn media_timeout(&mut self) {
+        self.media_lost = true;
+    }
+
+    /// How a talk's hang-up ends the call: normally, or the phone was lost.
+    fn talk_ended(&mut self) -> HangupReason {
+        if std::mem::take(&mut self.media_lost) {
+            HangupReason::MediaTimeout
+        } else {
+            HangupReason::Normal
         }
     }
 
     /// The customer hung up.
     pub fn customer_hung_up(&mut self, now: Timestamp) {
+        let reason = self.talk_ended();
         match self.phase.clone() {
             Phase::Ivr => self.finish(HangupSide::Customer, HangupReason::LeftInIvr, now),
             Phase::Queued { .. } if self.callback != CallbackState::None => {
@@ -798,7 +821,7 @@ impl InboundCall {
                     agent,
                     wrap_up: self.wrap_up,
                 });
-                self.finish(HangupSide::Customer, HangupReason::Normal, now);
+                self.finish(HangupSide::Customer, reason, now);
             }
             Phase::Survey => {
                 // Hung up during the survey (the record says so): the
@@ -1248,6 +1271,43 @@ mod tests {
         c.agent_answered(&a, t(10));
         actions(&mut c);
         c
+    }
+
+    #[test]
+    fn a_phone_gone_quiet_ends_the_talk_media_timeout_on_its_side() {
+        // The customer's phone.
+        let mut c = talking();
+        c.media_timeout();
+        c.customer_hung_up(t(40));
+        let r = finished(&actions(&mut c)).unwrap_or_else(|| panic!("no record"));
+        assert_eq!(
+            (r.hangup_side, r.hangup_reason),
+            (HangupSide::Customer, HangupReason::MediaTimeout)
+        );
+        assert_eq!(r.talk_end, Some(t(40)));
+        // The agent's, with a survey after: the customer still takes it,
+        // and the record says why the talk ended.
+        let mut c = talking_with(Some(survey()));
+        c.media_timeout();
+        c.agent_hung_up(t(40));
+        actions(&mut c);
+        c.customer_hung_up(t(45));
+        let r = finished(&actions(&mut c)).unwrap_or_else(|| panic!("no record"));
+        assert_eq!(
+            (r.hangup_side, r.hangup_reason),
+            (HangupSide::Agent, HangupReason::MediaTimeout)
+        );
+        // A caller gone quiet in the queue abandoned it all the same.
+        let mut c = queued(None);
+        c.media_timeout();
+        c.customer_hung_up(t(9));
+        let r = finished(&actions(&mut c)).unwrap_or_else(|| panic!("no record"));
+        assert_eq!(r.hangup_reason, HangupReason::AbandonedInQueue);
+        // An ordinary hang-up after all that is normal.
+        let mut c = talking();
+        c.customer_hung_up(t(40));
+        let r = finished(&actions(&mut c)).unwrap_or_else(|| panic!("no record"));
+        assert_eq!(r.hangup_reason, HangupReason::Normal);
     }
 
     #[test]

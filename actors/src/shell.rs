@@ -1067,6 +1067,9 @@ pub enum CallMsg {
     AgentAnswered(AgentId),
     AgentFailed(AgentId),
     AgentHungUp(AgentId),
+    /// The hang-up that follows is a phone that went quiet (no media for
+    /// the node's media timeout), not a BYE.
+    MediaTimeout,
     /// The conversation is being recorded into this file.
     Recording(String),
     /// The customer went on hold (`true`) or came off it.
@@ -1344,6 +1347,7 @@ impl Actor for CallActor {
             CallMsg::AgentAnswered(a) => m.agent_answered(&a, now),
             CallMsg::AgentFailed(a) => m.agent_failed(&a, now),
             CallMsg::AgentHungUp(_) => m.agent_hung_up(now),
+            CallMsg::MediaTimeout => m.media_timeout(),
             CallMsg::Recording(file) => m.recording(file),
             CallMsg::Held(on) => m.held(on, now),
             CallMsg::CallbackAnswered => m.callback_answered(now),

@@ -93,7 +93,7 @@ mirror_enum!(
     /// Why the call ended (挂机原因).
     HangupReason => m::HangupReason {
         Normal, LeftInIvr, AbandonedInQueue, AbandonedRinging, IvrHangUp, Overflow, Voicemail,
-        Transferred, Failed, NodeLost, CallbackFailed, TransferFailed,
+        Transferred, Failed, NodeLost, CallbackFailed, TransferFailed, MediaTimeout,
     }
 );
 

@@ -15,7 +15,7 @@ pub mod reload;
 pub use hosting::{take_node_lease, Clustered};
 
 use super::center::Centers;
-use super::leg::{Leg, LegCmd, LegEvent};
+use super::leg::{Leg, LegCmd, LegEvent, Reports};
 use super::live::LiveHub;
 use super::media::{self, CallMedia, MediaError, MediaPorts};
 use crate::config::NodeConfig;
@@ -62,12 +62,16 @@ const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
     pub ports: MediaPorts,
+    /// A call-center leg whose phone sends nothing this long is taken for
+    /// gone (`None`: never).
+    pub silence_limit: Option<std::time::Duration>,
 }
 
 impl MediaConfig {
     pub fn new(cfg: &NodeConfig) -> Result<Self> {
         Ok(MediaConfig {
             ports: MediaPorts::new(cfg.sip.ip(), cfg.rtp_ports.0, cfg.rtp_ports.1),
+            silence_limit: cfg.media_timeout,
         })
     }
 }
@@ -382,7 +386,9 @@ impl SipCore {
                 Some((call, cmd)) = internal.recv() => {
                     self.handle_internal_cmd(call, cmd, Instant::now());
                 }
-                Some((tag, event)) = legs.recv() => self.handle_leg_event(CallId(tag), event),
+                Some((tag, event)) = legs.recv() => {
+                    self.handle_leg_event(CallId(tag), event, Instant::now());
+                }
                 _ = sleep_until(wake) => self.handle_timeout(Instant::now()),
             }
             self.flush().await;

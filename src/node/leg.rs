@@ -5,11 +5,12 @@
 //! ([`DtmfReceiver`]), the relay to a bridged leg ([`bridge::relay`]:
 //! payload types mapped, laws transcoded, DTMF passed), RTCP reports
 //! ([`Rtcp`]), a voicemail (mono WAV) and the call's stereo recording
-//! (customer left, agent right, on the customer's leg). The SIP core
-//! drives it with [`LegCmd`]s and hears [`LegEvent`]s. Dropping the [`Leg`]
-//! ends the task gracefully: recordings are closed and an RTCP BYE sent.
+//! (customer left, agent right, on the customer's leg), and whether the
+//! phone is still there ([`Silence`]). The SIP core drives it with
+//! [`LegCmd`]s and hears [`LegEvent`]s. Dropping the [`Leg`] ends the task
+//! gracefully: recordings are closed and an RTCP BYE sent.
 
-use super::media::MediaPorts;
+use super::core::MediaConfig;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use switchboard_media::rtp::mixer::Mixer;
 use switchboard_media::rtp::prompt::{Player, Prompt, FRAME};
 use switchboard_media::rtp::recorder::{Channel, StereoRecorder};
 use switchboard_media::rtp::rtcp::{Ntp, Rtcp};
-use switchboard_media::rtp::stream::{Latch, RtpSender};
+use switchboard_media::rtp::stream::{Latch, RtpSender, Silence};
 use switchboard_media::sip::sdp::Answer;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -60,6 +61,15 @@ pub enum LegCmd {
     Report(mpsc::UnboundedSender<(u64, LegEvent)>),
 }
 
+/// Where a leg reports, and what.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    pub to: mpsc::UnboundedSender<(u64, LegEvent)>,
+    /// Keys and prompt ends too (the customer's leg), or only that the
+    /// phone went quiet (a leg we dialed: keys come from the customer).
+    pub keys: bool,
+}
+
 /// What a leg reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegEvent {
@@ -67,6 +77,9 @@ pub enum LegEvent {
     PromptDone,
     /// A key pressed on the phone (RFC 4733).
     Digit(char),
+    /// The phone sent nothing for the media timeout: it is taken for
+    /// gone. The leg with this local address.
+    Silent(SocketAddr),
 }
 
 /// An RTP packet relayed from the bridged leg, with how that leg
@@ -107,22 +120,23 @@ pub struct Leg {
 impl Leg {
     /// Binds a port pair and starts the leg's task. `advertise` is the
     /// address to announce when the socket is bound to a wildcard; `name`
-    /// becomes the RTCP CNAME.
+    /// becomes the RTCP CNAME; events go out tagged with `tag`.
     pub async fn start(
-        ports: &MediaPorts,
+        media: &MediaConfig,
         advertise: std::net::IpAddr,
         tag: u64,
         name: String,
-        events: mpsc::UnboundedSender<(u64, LegEvent)>,
+        reports: Reports,
     ) -> std::io::Result<Leg> {
-        let (rtp, rtcp) = ports.bind_pair().await?;
+        let (rtp, rtcp) = media.ports.bind_pair().await?;
         let mut local = rtp.local_addr()?;
         if local.ip().is_unspecified() {
             local.set_ip(advertise);
         }
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (inbox, inbox_rx) = mpsc::channel(64);
-        let state = State::new(tag, &name, events);
+        let mut state = State::new(tag, &name, reports, local);
+        state.silence = media.silence_limit.map(Silence::new);
         super::metrics::get().legs_active.inc();
         tokio::spawn(run(rtp, rtcp, cmd_rx, inbox_rx, state));
         Ok(Leg { local, cmds, inbox })
@@ -166,7 +180,9 @@ const RECORDING_BUFFER: usize = 4096;
 /// Everything a leg's task knows.
 struct State {
     tag: u64,
-    events: mpsc::UnboundedSender<(u64, LegEvent)>,
+    events: Reports,
+    /// The address in our SDP: the leg's name towards the core.
+    local: SocketAddr,
     answer: Option<Answer>,
     rtp_to: Latch,
     rtcp_to: Latch,
@@ -187,17 +203,20 @@ struct State {
     held: bool,
     voicemail: Option<Voicemail>,
     recording: Option<(CallRecording, PathBuf)>,
+    /// Whether the phone is still there (`None`: not watched).
+    silence: Option<Silence>,
     dtmf: DtmfReceiver,
     pkt: Vec<u8>,
     pcm: Vec<i16>,
 }
 
 impl State {
-    fn new(tag: u64, name: &str, events: mpsc::UnboundedSender<(u64, LegEvent)>) -> State {
+    fn new(tag: u64, name: &str, events: Reports, local: SocketAddr) -> State {
         let ssrc = rand::random();
         State {
             tag,
             events,
+            local,
             answer: None,
             rtp_to: Latch::new(),
             rtcp_to: Latch::new(),
@@ -212,6 +231,7 @@ impl State {
             held: false,
             voicemail: None,
             recording: None,
+            silence: None,
             dtmf: DtmfReceiver::new(8000),
             pkt: Vec::with_capacity(256),
             pcm: Vec::with_capacity(FRAME * 2),
@@ -230,6 +250,10 @@ impl State {
                 let mut rtcp = a.remote;
                 rtcp.set_port(a.remote.port().saturating_add(1));
                 self.rtcp_to.signalled(rtcp);
+                if let Some(s) = self.silence.as_mut() {
+                    // Our direction receives: the phone's sends.
+                    s.renegotiated(a.direction.receives());
+                }
                 self.answer = Some(a);
             }
             LegCmd::Play { prompt, looped } => {
@@ -255,7 +279,7 @@ impl State {
                 self.peer = Some(p);
             }
             LegCmd::Listeners(l) => self.listeners = l,
-            LegCmd::Report(to) => self.events = to,
+            LegCmd::Report(to) => self.events = Reports { to, keys: true },
             LegCmd::Mix(on) => {
                 if on != self.mixer.is_some() {
                     self.mixer = on.then(Mixer::new);
@@ -317,6 +341,7 @@ impl State {
         if !self.rtp_to.accept(src, now) {
             return;
         }
+        self.heard(now);
         let (Some(a), Ok(h)) = (self.answer, bridge::parse(data)) else {
             return;
         };
@@ -359,10 +384,34 @@ impl State {
         }
     }
 
+    /// A key or a prompt's end, to whoever takes them.
+    fn report(&self, event: LegEvent) {
+        if self.events.keys {
+            let _ = self.events.to.send((self.tag, event));
+        }
+    }
+
+    /// A packet from the phone: it is there.
+    fn heard(&mut self, now: Instant) {
+        if let Some(s) = self.silence.as_mut() {
+            s.heard(now);
+        }
+    }
+
+    /// The phone has been quiet for the media timeout: the core hears it.
+    fn check_silence(&mut self, now: Instant) {
+        if self.silence.as_mut().is_some_and(|s| s.handle_timeout(now)) {
+            let _ = self
+                .events
+                .to
+                .send((self.tag, LegEvent::Silent(self.local)));
+        }
+    }
+
     fn keys(&mut self) {
         while let Some(e) = self.dtmf.poll_event() {
             tracing::info!(key = %e.key, "dtmf received");
-            let _ = self.events.send((self.tag, LegEvent::Digit(e.key)));
+            self.report(LegEvent::Digit(e.key));
         }
     }
 
@@ -472,7 +521,7 @@ impl State {
             self.player = Some(p);
             self.out.mark();
         } else {
-            let _ = self.events.send((self.tag, LegEvent::PromptDone));
+            self.report(LegEvent::PromptDone);
         }
     }
 
@@ -582,6 +631,7 @@ async fn run(
         let dtmf_wake = st.dtmf.poll_timeout();
         let rtcp_wake = st.rtcp.poll_timeout();
         let recording_wake = st.recording_due();
+        let silence_wake = st.silence.as_ref().and_then(Silence::poll_timeout);
         let ticking = st.ticking();
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -596,6 +646,7 @@ async fn run(
                 let Ok((n, src)) = r else { break };
                 let now = Instant::now();
                 if st.rtcp_to.accept(src, now) {
+                    st.heard(now);
                     if let Err(e) = st.rtcp.handle_rtcp(&rtcp_buf[..n], now, ntp_now()) {
                         tracing::debug!(error = %e, "rtcp dropped");
                     }
@@ -612,6 +663,7 @@ async fn run(
                 }
             }
             _ = sleep_until(recording_wake) => st.advance_recording(Instant::now()),
+            _ = sleep_until(silence_wake) => st.check_silence(Instant::now()),
             _ = sleep_until(dtmf_wake) => {
                 st.dtmf.handle_timeout(Instant::now());
                 st.keys();

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub sip_responses: IntCounterVec,
     pub calls_active: IntGauge,
     pub legs_active: IntGauge,
+    pub media_timeouts: IntCounter,
     pub calls: IntCounterVec,
     pub ring_delay: Histogram,
     pub sip_queue_wait: Histogram,
@@ -70,6 +71,11 @@ fn build() -> Metrics {
         legs_active: register_int_gauge!(
             "switchboard_legs_active",
             "RTP legs (customers, agents, outside parties) in progress"
+        )
+        .expect("metric"),
+        media_timeouts: register_int_counter!(
+            "switchboard_media_timeouts_total",
+            "Legs ended because their phone sent no media for the media timeout"
         )
         .expect("metric"),
         calls: register_int_counter_vec!(

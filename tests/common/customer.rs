@@ -21,6 +21,8 @@ type Heard = Arc<Mutex<Vec<(Duration, Vec<i16>)>>>;
 enum Outgoing {
     Key(char),
     Speech(Vec<i16>),
+    /// Nothing more: the phone lost its network (SIP still answers).
+    Quiet,
 }
 
 /// One call from a scripted customer.
@@ -304,6 +306,12 @@ impl Customer {
         let _ = self.out.send(Outgoing::Key(key));
     }
 
+    /// Stops sending media for good, as a phone that lost its network
+    /// would, without hanging up (a BYE from the node is still answered).
+    pub fn go_quiet(&self) {
+        let _ = self.out.send(Outgoing::Quiet);
+    }
+
     /// Says `samples` (8 kHz) into the call.
     pub fn say(&self, samples: Vec<i16>) {
         let _ = self.out.send(Outgoing::Speech(samples));
@@ -542,6 +550,7 @@ fn send_rtp(sock: &UdpSocket, dest: SocketAddr, rx: mpsc::Receiver<Outgoing>, st
                 continue;
             }
             Ok(Outgoing::Speech(s)) => speech.extend(s),
+            Ok(Outgoing::Quiet) => return,
             Err(_) => {}
         }
         let frame: Vec<i16> = (0..160).map(|_| speech.pop_front().unwrap_or(0)).collect();

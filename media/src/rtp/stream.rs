@@ -178,9 +178,114 @@ impl Latch {
     }
 }
 
+/// Whether a phone is still there, from its media: a phone that has sent
+/// RTP or RTCP and then goes quiet for `limit` is taken for gone (it lost
+/// power or network without a BYE), so its call can be ended instead of
+/// holding an agent forever. A phone that never sent anything is not
+/// judged (early media that never came, one-way audio through a NAT): it
+/// still has its BYE and the call's other side. Nor is one that is not
+/// meant to send: while the negotiated direction says it only listens or
+/// is inactive (the phone's own hold), or until the first packet after
+/// the SDP changed.
+#[derive(Debug, Clone)]
+pub struct Silence {
+    limit: Duration,
+    /// The last packet from the phone, once there was one.
+    heard: Option<Instant>,
+    /// Whether the phone is meant to send to us.
+    expected: bool,
+    /// Reported already: once per silence.
+    told: bool,
+}
+
+impl Silence {
+    pub fn new(limit: Duration) -> Silence {
+        Silence {
+            limit,
+            heard: None,
+            expected: true,
+            told: false,
+        }
+    }
+
+    /// A packet from the phone.
+    pub fn heard(&mut self, now: Instant) {
+        self.heard = Some(now);
+        self.told = false;
+    }
+
+    /// The SDP changed: whether the phone is meant to send now. The watch
+    /// starts again from the next packet.
+    pub fn renegotiated(&mut self, phone_sends: bool) {
+        self.expected = phone_sends;
+        self.heard = None;
+        self.told = false;
+    }
+
+    /// When the phone will have been quiet too long, if it stays quiet.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.expected || self.told {
+            return None;
+        }
+        self.heard.map(|h| h + self.limit)
+    }
+
+    /// True once, when the phone has been quiet for the limit by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        match self.poll_timeout() {
+            Some(at) if at <= now => {
+                self.told = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phone_quiet_for_the_limit_is_gone_once() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(30);
+        let mut s = Silence::new(limit);
+        // Nothing heard yet: nothing to judge, however long.
+        assert_eq!(s.poll_timeout(), None);
+        assert!(!s.handle_timeout(t0 + limit * 10));
+        s.heard(t0);
+        s.heard(t0 + Duration::from_millis(20));
+        let due = t0 + Duration::from_millis(20) + limit;
+        assert_eq!(s.poll_timeout(), Some(due));
+        assert!(!s.handle_timeout(due - Duration::from_millis(1)));
+        assert!(s.handle_timeout(due));
+        // Told once.
+        assert!(!s.handle_timeout(due + limit));
+        assert_eq!(s.poll_timeout(), None);
+        // It speaks again: watched again.
+        s.heard(due + limit);
+        assert_eq!(s.poll_timeout(), Some(due + limit * 2));
+    }
+
+    #[test]
+    fn a_phone_not_meant_to_send_is_not_judged_until_it_sends_again() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(30);
+        let mut s = Silence::new(limit);
+        s.heard(t0);
+        // It puts us on hold (a=sendonly from it, recvonly here).
+        s.renegotiated(false);
+        s.heard(t0 + Duration::from_secs(1));
+        assert_eq!(s.poll_timeout(), None);
+        assert!(!s.handle_timeout(t0 + limit * 3));
+        // Off hold: judged again from its first packet.
+        s.renegotiated(true);
+        assert_eq!(s.poll_timeout(), None);
+        let back = t0 + limit * 4;
+        s.heard(back);
+        assert_eq!(s.poll_timeout(), Some(back + limit));
+    }
 
     fn header(b: &[u8]) -> (bool, u8, u16, u32, u32) {
         (

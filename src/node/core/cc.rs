@@ -309,18 +309,16 @@ impl SipCore {
     ) -> Result<Answering, Response> {
         let offer = offer_in(req).map_err(|e| offer_refusal(req, &e))?;
         let advertise = self.media_ip_for(source);
-        let leg = Leg::start(
-            &self.media.ports,
-            advertise,
-            call.0,
-            name,
-            self.leg_tx.clone(),
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "no media for call");
-            Response::to(req, 503, reason_phrase(503))
-        })?;
+        let reports = Reports {
+            to: self.leg_tx.clone(),
+            keys: true,
+        };
+        let leg = Leg::start(&self.media, advertise, call.0, name, reports)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "no media for call");
+                Response::to(req, 503, reason_phrase(503))
+            })?;
         let local = LocalMedia::new(leg.local.ip(), leg.local.port());
         let mut session = LocalSession::new(u64::from(rand::random::<u32>()), 1);
         let (answer, sdp) = session
@@ -477,15 +475,50 @@ impl SipCore {
         }
     }
 
-    pub(super) fn handle_leg_event(&mut self, call: CallId, event: LegEvent) {
-        let Some(c) = self.cc.get(&call) else {
-            return;
-        };
+    pub(super) fn handle_leg_event(&mut self, call: CallId, event: LegEvent, now: Instant) {
         let msg = match event {
             LegEvent::PromptDone => CallMsg::PromptDone,
             LegEvent::Digit(k) => CallMsg::Digit(k),
+            LegEvent::Silent(local) => return self.leg_silent(call, local, now),
         };
-        let _ = c.actor.cast(msg);
+        if let Some(c) = self.cc.get(&call) {
+            let _ = c.actor.cast(msg);
+        }
+    }
+
+    /// The phone of one of `call`'s legs (the one at `local`) has sent
+    /// nothing for the media timeout: it is taken for gone, as if it had
+    /// hung up. It gets a BYE all the same, in case only its media is
+    /// lost, and the call goes on as after that party's hang-up.
+    fn leg_silent(&mut self, call: CallId, local: SocketAddr, now: Instant) {
+        let parties: Vec<(DialogId, Party)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| match &c.cc {
+                Some((of, party)) if *of == call => Some((id.clone(), party.clone())),
+                _ => None,
+            })
+            .collect();
+        let Some((dialog, party)) = parties
+            .into_iter()
+            .find(|(_, party)| self.leg_local(call, party) == Some(local))
+        else {
+            return;
+        };
+        tracing::warn!(
+            %call,
+            call_id = %dialog.call_id,
+            ?party,
+            secs = self.media.silence_limit.map_or(0, |d| d.as_secs()),
+            "no media from the phone: taken for gone, its leg ends"
+        );
+        super::super::metrics::get().media_timeouts.inc();
+        if let (Party::Customer | Party::Agent(_), Some(c)) = (&party, self.cc.get(&call)) {
+            // Before the hang-up: the record tells why the call ended.
+            let _ = c.actor.cast(CallMsg::MediaTimeout);
+        }
+        self.hang_up(&dialog, now);
+        self.leg_hung_up(call, party, now);
     }
 
     /// Rings `agent`'s device: its registered SIP phone, or its mobile
@@ -730,10 +763,13 @@ impl SipCore {
         now: Instant,
     ) -> Option<OutLeg> {
         let advertise = self.media_ip_for(dial.dest);
-        // Outgoing legs report nothing the call needs: keys come from the
-        // customer.
-        let (quiet, _) = mpsc::unbounded_channel();
-        let leg = match Leg::start(&self.media.ports, advertise, call.0, name, quiet).await {
+        // Keys come from the customer: an outgoing leg only tells that its
+        // phone went quiet.
+        let reports = Reports {
+            to: self.leg_tx.clone(),
+            keys: false,
+        };
+        let leg = match Leg::start(&self.media, advertise, call.0, name, reports).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "no media for an outgoing leg");

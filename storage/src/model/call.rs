@@ -48,6 +48,9 @@ pub enum HangupReason {
     /// The agent sent the customer of an outbound call on (blind) and the
     /// target did not answer: nobody was left to take the customer.
     TransferFailed,
+    /// A phone sent no media for the node's media timeout (it lost power
+    /// or network without hanging up); the hang-up side says whose.
+    MediaTimeout,
 }
 
 impl HangupReason {
@@ -66,6 +69,7 @@ impl HangupReason {
             HangupReason::NodeLost => "node_lost",
             HangupReason::CallbackFailed => "callback_failed",
             HangupReason::TransferFailed => "transfer_failed",
+            HangupReason::MediaTimeout => "media_timeout",
         }
     }
 }

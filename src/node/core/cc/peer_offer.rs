@@ -87,6 +87,15 @@ impl SipCore {
         }
     }
 
+    /// The local address of `party`'s leg of `call`.
+    pub(in crate::node::core) fn leg_local(
+        &mut self,
+        call: CallId,
+        party: &Party,
+    ) -> Option<SocketAddr> {
+        self.leg_sdp(call, party).map(|x| x.leg.local)
+    }
+
     /// Answers a re-INVITE from `party`'s phone: with `body` an offer, our
     /// answer (the leg now sends as it says); without, our offer, and the
     /// direction offered, whose answer the ACK brings. An offer we cannot
