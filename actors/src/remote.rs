@@ -21,7 +21,7 @@ use crate::acd::{Availability, Overflow, OverflowReason};
 use crate::agent::{Actor as By, AgentError, AgentPolicy, Device, Status};
 use crate::agent_ref::{AgentRef, Identity, Kept, Quiet, Rest};
 use crate::shell::{
-    AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, QueueNotice, QueueSink,
+    AgentMsg, AgentSnapshot, Clock, GroupMsg, GroupSnapshot, OfferReply, QueueNotice, QueueSink,
 };
 use crate::{AgentId, CallId, TenantId, Timestamp};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -221,6 +221,7 @@ pub(crate) mod json {
 #[derive(Debug)]
 enum Pending {
     Done(RpcReplyPort<Result<(), AgentError>>),
+    Offer(OfferReply),
     Status(RpcReplyPort<(Status, Timestamp)>),
     Agent(RpcReplyPort<AgentSnapshot>),
     Position(RpcReplyPort<Option<usize>>),
@@ -665,6 +666,7 @@ impl Registry {
             (Pending::Done(p), Reply::Done(r)) => {
                 let _ = p.send(r);
             }
+            (Pending::Offer(p), Reply::Done(r)) => p.send(r),
             (Pending::Status(p), Reply::Status(s, t)) => {
                 let _ = p.send((s, t));
             }
@@ -908,9 +910,7 @@ impl AgentCall {
                 by,
                 reply
             })),
-            AgentCall::Offer(call) => {
-                done(ractor::call!(a, |reply| AgentMsg::Offer { call, reply }))
-            }
+            AgentCall::Offer(call) => done(ractor::call!(a, |reply| AgentMsg::offer(call, reply))),
             AgentCall::Dial(call) => done(ractor::call!(a, |reply| AgentMsg::Dial { call, reply })),
             AgentCall::Get => {
                 ractor::call!(a, AgentMsg::Get).map_or(Reply::Gone, |(s, t)| Reply::Status(s, t))
@@ -1186,7 +1186,7 @@ impl AgentProxy {
             },
             AgentMsg::Offer { call, reply } => ToAgent::Offer {
                 call,
-                req: r.expect(Pending::Done(reply)),
+                req: r.expect(Pending::Offer(reply)),
             },
             AgentMsg::Dial { call, reply } => ToAgent::Dial {
                 call,
@@ -1729,7 +1729,7 @@ mod tests {
         );
 
         let call = CallId(42);
-        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        let offered = ractor::call!(proxy, |reply| AgentMsg::offer(call, reply)).unwrap();
         assert_eq!(offered, Ok(()));
         proxy.cast(AgentMsg::Ringing(call)).unwrap();
         proxy.cast(AgentMsg::Answered(call)).unwrap();
@@ -1760,7 +1760,7 @@ mod tests {
         // A call on a is offered to the agent (homed on b) and answered.
         let proxy = a.agent_proxy(&t, &id);
         let call = CallId(42);
-        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        let offered = ractor::call!(proxy, |reply| AgentMsg::offer(call, reply)).unwrap();
         assert_eq!(offered, Ok(()));
         proxy.cast(AgentMsg::Answered(call)).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1771,11 +1771,7 @@ mod tests {
         let on_c = die_and_move(&home, &peers, [&a, &b, &c], &t, &id).await;
         let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Talking { call }, "the new home knows the call");
-        let other = ractor::call!(on_c, |reply| AgentMsg::Offer {
-            call: CallId(43),
-            reply
-        })
-        .unwrap();
+        let other = ractor::call!(on_c, |reply| AgentMsg::offer(CallId(43), reply)).unwrap();
         assert_eq!(
             other,
             Err(AgentError::NotReady(crate::agent::StatusKind::Talking))
@@ -1806,7 +1802,7 @@ mod tests {
         let _on_b = agent_on(&b, &t, &id).await;
         let proxy = a.agent_proxy(&t, &id);
         let call = CallId(51);
-        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        let offered = ractor::call!(proxy, |reply| AgentMsg::offer(call, reply)).unwrap();
         assert_eq!(offered, Ok(()));
         // The call (on a) rings the phone.
         proxy.cast(AgentMsg::Ringing(call)).unwrap();
@@ -1815,11 +1811,7 @@ mod tests {
         let on_c = die_and_move(&home, &peers, [&a, &b, &c], &t, &id).await;
         let (s, _) = ractor::call!(on_c, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Ringing { call }, "the new home knows the ring");
-        let other = ractor::call!(on_c, |reply| AgentMsg::Offer {
-            call: CallId(52),
-            reply
-        })
-        .unwrap();
+        let other = ractor::call!(on_c, |reply| AgentMsg::offer(CallId(52), reply)).unwrap();
         assert!(other.is_err(), "{other:?}");
         // The agent answers on the call's node: talking at its new home.
         proxy.cast(AgentMsg::Answered(call)).unwrap();
@@ -1835,7 +1827,7 @@ mod tests {
         let on_b = agent_on(&b, &t, &id).await;
         let proxy = a.agent_proxy(&t, &id);
         let call = CallId(8);
-        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        let offered = ractor::call!(proxy, |reply| AgentMsg::offer(call, reply)).unwrap();
         assert_eq!(offered, Ok(()));
         proxy.cast(AgentMsg::Ringing(call)).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1855,7 +1847,7 @@ mod tests {
         let on_b = agent_on(&b, &t, &id).await;
         let proxy = a.agent_proxy(&t, &id);
         let call = CallId(7);
-        let offered = ractor::call!(proxy, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        let offered = ractor::call!(proxy, |reply| AgentMsg::offer(call, reply)).unwrap();
         assert_eq!(offered, Ok(()));
         proxy.cast(AgentMsg::Answered(call)).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1895,10 +1887,7 @@ mod tests {
         assert!(r.hosted_agent(&t, &id).is_none());
         assert!(r.running_agent(&t, &id).is_some());
         let proxy = r.agent_proxy(&t, &id);
-        let offer = ractor::call!(proxy, |reply| AgentMsg::Offer {
-            call: CallId(1),
-            reply
-        });
+        let offer = ractor::call!(proxy, |reply| AgentMsg::offer(CallId(1), reply));
         assert!(offer.is_err(), "{offer:?}");
         let (s, _) = ractor::call!(real, AgentMsg::Get).unwrap();
         assert_eq!(s, Status::Ready);

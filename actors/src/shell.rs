@@ -64,6 +64,95 @@ impl Clock {
     }
 }
 
+/// Where an agent's answer to an offer goes: back to whoever asked, or,
+/// for a skill group's offer, straight into the group's mailbox as
+/// [`GroupMsg::Offered`] (no task waits for it in between). Dropped
+/// unanswered (the agent's actor or its node gone), a group's offer is
+/// answered no; an asker's sees its reply port closed.
+#[derive(Debug)]
+pub struct OfferReply(Option<ReplyTo>);
+
+#[derive(Debug)]
+enum ReplyTo {
+    Port(RpcReplyPort<Result<(), AgentError>>),
+    Group {
+        group: ActorRef<GroupMsg>,
+        call: CallId,
+        agent: AgentId,
+        by: AgentRef,
+        ring_timeout: Duration,
+    },
+}
+
+impl OfferReply {
+    /// `agent`'s answer to `group`'s offer of `call` goes to the group;
+    /// `by` reaches the agent, for the ring.
+    pub fn to_group(
+        group: ActorRef<GroupMsg>,
+        call: CallId,
+        agent: AgentId,
+        by: AgentRef,
+        ring_timeout: Duration,
+    ) -> OfferReply {
+        OfferReply(Some(ReplyTo::Group {
+            group,
+            call,
+            agent,
+            by,
+            ring_timeout,
+        }))
+    }
+
+    /// The agent's answer: `Ok` if it now rings for the call.
+    pub fn send(mut self, answer: Result<(), AgentError>) {
+        if let Some(to) = self.0.take() {
+            to.answer(Some(answer));
+        }
+    }
+}
+
+impl ReplyTo {
+    /// `None`: no answer came.
+    fn answer(self, answer: Option<Result<(), AgentError>>) {
+        match self {
+            ReplyTo::Port(port) => {
+                if let Some(a) = answer {
+                    let _ = port.send(a);
+                }
+            }
+            ReplyTo::Group {
+                group,
+                call,
+                agent,
+                by,
+                ring_timeout,
+            } => {
+                let accepted = matches!(answer, Some(Ok(()))).then_some(by);
+                let _ = group.cast(GroupMsg::Offered {
+                    call,
+                    agent,
+                    accepted,
+                    ring_timeout,
+                });
+            }
+        }
+    }
+}
+
+impl Drop for OfferReply {
+    fn drop(&mut self) {
+        if let Some(to) = self.0.take() {
+            to.answer(None);
+        }
+    }
+}
+
+impl From<RpcReplyPort<Result<(), AgentError>>> for OfferReply {
+    fn from(port: RpcReplyPort<Result<(), AgentError>>) -> OfferReply {
+        OfferReply(Some(ReplyTo::Port(port)))
+    }
+}
+
 /// Messages to an agent.
 #[derive(Debug)]
 pub enum AgentMsg {
@@ -84,7 +173,7 @@ pub enum AgentMsg {
     /// A group offers a call; `Ok` means the agent now rings for it.
     Offer {
         call: CallId,
-        reply: RpcReplyPort<Result<(), AgentError>>,
+        reply: OfferReply,
     },
     Answered(CallId),
     /// The agent places an outbound call from the phone bar; `Ok` means
@@ -138,6 +227,16 @@ pub enum AgentMsg {
     /// The actor's own timer: see whether the agent may rest
     /// ([`agent_ref`](crate::agent_ref)).
     Rest,
+}
+
+impl AgentMsg {
+    /// An offer of `call` whose answer goes to `reply`.
+    pub fn offer(call: CallId, reply: RpcReplyPort<Result<(), AgentError>>) -> AgentMsg {
+        AgentMsg::Offer {
+            call,
+            reply: reply.into(),
+        }
+    }
 }
 
 /// An agent now.
@@ -483,9 +582,7 @@ impl AgentActor {
             AgentMsg::Choose { status, by, reply } => {
                 let _ = reply.send(a.choose(status, by, now));
             }
-            AgentMsg::Offer { call, reply } => {
-                let _ = reply.send(a.offer(call, now));
-            }
+            AgentMsg::Offer { call, reply } => reply.send(a.offer(call, now)),
             AgentMsg::Answered(call) => log_refusal(&self.id, a.answered(call, now)),
             AgentMsg::Dial { call, reply } => {
                 let _ = reply.send(a.dialed(call, now));
@@ -706,26 +803,16 @@ impl SkillGroupActor {
                             let _ = state.group.offer_failed(call, &agent, now);
                             continue;
                         };
-                        let (tx, rx) = ractor::concurrency::oneshot();
-                        if r.cast(AgentMsg::Offer {
+                        let reply = OfferReply::to_group(
+                            myself.clone(),
                             call,
-                            reply: tx.into(),
-                        })
-                        .is_err()
-                        {
-                            let _ = state.group.offer_failed(call, &agent, now);
-                            continue;
-                        }
-                        let group = myself.clone();
-                        tokio::spawn(async move {
-                            let accepted = matches!(rx.await, Ok(Ok(()))).then_some(r);
-                            let _ = group.cast(GroupMsg::Offered {
-                                call,
-                                agent,
-                                accepted,
-                                ring_timeout,
-                            });
-                        });
+                            agent.clone(),
+                            r.clone(),
+                            ring_timeout,
+                        );
+                        // An offer not delivered drops its reply, which
+                        // answers no: the group hears it as any refusal.
+                        let _ = r.cast(AgentMsg::Offer { call, reply });
                     }
                 }
                 AcdEvent::CancelOffer { call, agents } => {
@@ -1264,7 +1351,7 @@ impl CallActor {
                     tokio::spawn(async move {
                         let ok = match to {
                             Some(r) => matches!(
-                                ractor::call!(r, |reply| AgentMsg::Offer { call, reply }),
+                                ractor::call!(r, |reply| AgentMsg::offer(call, reply)),
                                 Ok(Ok(()))
                             ),
                             None => false,
@@ -1937,7 +2024,7 @@ mod tests {
 
         // Offered a call: ringing, talking and wrap-up keep the actor.
         let call = CallId(7);
-        let offered = ractor::call!(a, |reply| AgentMsg::Offer { call, reply }).unwrap();
+        let offered = ractor::call!(a, |reply| AgentMsg::offer(call, reply)).unwrap();
         assert_eq!(offered, Ok(()));
         tokio::time::advance(Duration::from_secs(60)).await;
         settle().await;
@@ -2071,6 +2158,9 @@ mod tests {
         id: AgentId,
         idle_since: Timestamp,
         delay: Duration,
+        /// `false`: an offer is dropped unanswered (its actor died with
+        /// it in the mailbox, its node was lost).
+        answers: bool,
     }
 
     impl Actor for SlowAgent {
@@ -2102,17 +2192,59 @@ mod tests {
                         availability,
                     });
                 }
+                AgentMsg::Offer { reply, .. } if !self.answers => drop(reply),
                 AgentMsg::Offer { reply, .. } => {
                     let delay = self.delay;
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = reply.send(Ok(()));
+                        reply.send(Ok(()));
                     });
                 }
                 _ => {}
             }
             Ok(())
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offer_lost_unanswered_is_a_no_and_the_call_rings_the_next_agent() {
+        let clock = Clock::starting_at(Timestamp(1_000_000));
+        let (lost, _) = Actor::spawn(
+            None,
+            SlowAgent {
+                id: "lost".into(),
+                idle_since: Timestamp(1),
+                delay: Duration::ZERO,
+                answers: false,
+            },
+            (),
+        )
+        .await
+        .unwrap();
+        let (b, _) = agent("1002", clock).await;
+        let g = group(
+            "support",
+            GroupConfig {
+                strategy: Strategy::LongestIdle,
+                ..GroupConfig::default()
+            },
+            clock,
+            &[("lost", &AgentRef::from(lost.clone())), ("1002", &b)],
+        )
+        .await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        g.cast(GroupMsg::Enqueue {
+            call: CallId(1),
+            priority: 0,
+            enqueued: None,
+            notify: tx.into(),
+        })
+        .unwrap();
+        let rang = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        let Ok(Some(QueueNotice::Ring { agents, .. })) = rang else {
+            panic!("the call waited on the lost offer: {rang:?}");
+        };
+        assert_eq!(agents[0].0, AgentId::from("1002"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -2125,6 +2257,7 @@ mod tests {
                 id: "slow".into(),
                 idle_since: Timestamp(1),
                 delay: Duration::from_secs(30),
+                answers: true,
             },
             (),
         )
