@@ -1267,6 +1267,66 @@ fn a_customer_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
     );
 }
 
+/// The same on the agent's side: the agent's phone (SIPp, registered as
+/// 1001) talks for 7 s and then sends nothing; after the media timeout it
+/// gets a BYE, so does the customer, and the record says the agent's
+/// phone was lost.
+#[test]
+fn an_agent_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
+    common::require("sipp", "sip-tester");
+    let mut node = Node::start_with(&["--media-timeout-secs", "5"]);
+    let (port, media) = (common::free_port(), common::free_ports(2));
+    let phone = std::process::Command::new("timeout")
+        .args(["60", "sipp", "-sf"])
+        .arg(common::repo("tests/sipp/quiet_agent.xml"))
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+        .args(["-timeout", "50s", "-trace_err"])
+        .current_dir(std::env::temp_dir())
+        .spawn()
+        .expect("run sipp");
+    common::register_at(&node, "1001", "pass1001", port);
+    let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
+    let bridged = std::time::Instant::now();
+    // 7 s of the agent's audio, then 5 s of nothing: the phone's BYE
+    // ends its scenario.
+    let mut phone = phone;
+    let ended = loop {
+        if let Some(status) = phone.try_wait().expect("sipp") {
+            break status;
+        }
+        assert!(
+            bridged.elapsed() < Duration::from_secs(25),
+            "the agent's phone got no BYE"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ended.success(), "the agent's phone failed: {ended}");
+    assert!(
+        bridged.elapsed() >= Duration::from_secs(11),
+        "hung up {:?} after the answer, before the media timeout",
+        bridged.elapsed()
+    );
+    // The customer is still there and takes the survey; it hangs up in it.
+    assert!(
+        !c.node_hung_up(),
+        "the customer was hung up before the survey"
+    );
+    assert!(c.hang_up());
+    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(3));
+    let r = calls
+        .first()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
+    assert_eq!(
+        (r.hangup_side, r.hangup_reason),
+        (HangupSide::Agent, HangupReason::MediaTimeout),
+        "{r:?}"
+    );
+    assert_nothing_left_up(&node);
+}
+
 /// The customer's own phone holds the call (a re-INVITE offering
 /// `sendonly`, RFC 3264 §8.4) and takes it back: the node answers from the
 /// customer's leg (`recvonly`, then `sendrecv`), sends it nothing while it

@@ -447,6 +447,38 @@ impl SippRun {
     }
 }
 
+/// Registers SIP account `user` (digest with `password`) with its
+/// contact at `127.0.0.1:contact_port`: a phone that is some other
+/// program (a SIPp UAS) listening there. Panics if the node refuses.
+pub fn register_at(node: &Node, user: &str, password: &str, contact_port: u16) {
+    use switchboard_media::sip::digest::{authorization, parse_challenge};
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("local address");
+    let to = node.sip;
+    let uri = format!("sip:{to}");
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{to}>;tag=r{user}\r\nTo: <sip:{user}@{to}>\r\nCall-ID: reg-{user}-{contact_port}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:{contact_port}>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
+            rand_u32()
+        )
+    };
+    let mut buf = [0u8; 4096];
+    let mut ask = |msg: String| {
+        sock.send_to(msg.as_bytes(), to).expect("send REGISTER");
+        let (n, _) = sock.recv_from(&mut buf).expect("no answer to REGISTER");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let challenge = ask(request(1, ""));
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let www = header(&challenge, "WWW-Authenticate").expect("a challenge");
+    let ch = parse_challenge(www).expect("a digest challenge");
+    let auth = authorization(&ch, "REGISTER", &uri, user, password, "cn0", 1);
+    let ok = ask(request(2, &format!("Authorization: {auth}\r\n")));
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+}
+
 pub fn sipp(node: &Node, scenario: &str, extra: &[&str]) -> (bool, String) {
     require("sipp", "sip-tester");
     let dir = std::env::temp_dir().join(format!("sb-sipp-{}-{}", std::process::id(), rand_u32()));
