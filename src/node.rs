@@ -20,6 +20,7 @@ mod live;
 mod media;
 mod metered;
 pub mod metrics;
+mod recording_io;
 mod records;
 mod remote;
 

@@ -11,6 +11,7 @@
 //! gracefully: recordings are closed and an RTCP BYE sent.
 
 use super::core::MediaConfig;
+use super::recording_io::{RecordingFile, WrittenNote};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -171,11 +172,11 @@ struct Voicemail {
     until: Instant,
 }
 
-type CallRecording = StereoRecorder<std::io::BufWriter<std::fs::File>>;
+type CallRecording = StereoRecorder<RecordingFile>;
 
-/// A call recording's write buffer: 128 ms of stereo audio (the default
-/// 8 KiB would be an eighth of a bridged call's memory).
-const RECORDING_BUFFER: usize = 4096;
+/// A call's recording, its file's path, and what logs it once its file
+/// is written.
+type Recording = (CallRecording, PathBuf, WrittenNote);
 
 /// Everything a leg's task knows.
 struct State {
@@ -202,7 +203,7 @@ struct State {
     /// nothing of it.
     held: bool,
     voicemail: Option<Voicemail>,
-    recording: Option<(CallRecording, PathBuf)>,
+    recording: Option<Recording>,
     /// Whether the phone is still there (`None`: not watched).
     silence: Option<Silence>,
     dtmf: DtmfReceiver,
@@ -313,19 +314,15 @@ impl State {
                 }
             }
             LegCmd::RecordCall { path } => {
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let file = std::fs::File::create(&path)
+                // The file is made and written by the recordings thread.
+                let file = RecordingFile::create(path.clone())
                     .map_err(hound::Error::IoError)
                     .and_then(|f| {
-                        StereoRecorder::new(
-                            std::io::BufWriter::with_capacity(RECORDING_BUFFER, f),
-                            Instant::now(),
-                        )
+                        let note = f.written_note();
+                        StereoRecorder::new(f, Instant::now()).map(|r| (r, note))
                     });
                 match file {
-                    Ok(r) => self.recording = Some((r, path)),
+                    Ok((r, note)) => self.recording = Some((r, path, note)),
                     Err(e) => {
                         tracing::warn!(error = %e, path = %path.display(), "cannot record the call")
                     }
@@ -503,7 +500,7 @@ impl State {
         let ts = self.out.own(&mut self.pkt, a.pt, FRAME as u32);
         g711::encode(a.codec, &frame, &mut self.pkt);
         self.rtcp.on_sent(ts, FRAME, now);
-        if let (Some((rec, _)), Ok(h)) = (self.recording.as_mut(), bridge::parse(&self.pkt)) {
+        if let (Some((rec, _, _)), Ok(h)) = (self.recording.as_mut(), bridge::parse(&self.pkt)) {
             rec.push(Channel::Right, (h.ssrc, h.seq, h.ts), frame.to_vec(), now);
         }
         if a.direction.sends() {
@@ -538,7 +535,7 @@ impl State {
         if self.ticking() {
             return None;
         }
-        self.recording.as_ref().map(|(rec, _)| rec.flush_due())
+        self.recording.as_ref().map(|(rec, _, _)| rec.flush_due())
     }
 
     /// Writes the recording up to `now`.
@@ -553,7 +550,7 @@ impl State {
 
     /// A write to the recording; one that fails stops it.
     fn on_recording(&mut self, f: impl FnOnce(&mut CallRecording) -> Result<(), hound::Error>) {
-        if let Some((rec, path)) = self.recording.as_mut() {
+        if let Some((rec, path, _)) = self.recording.as_mut() {
             if let Err(e) = f(rec) {
                 tracing::warn!(error = %e, path = %path.display(), "call recording stopped");
                 self.recording = None;
@@ -564,15 +561,10 @@ impl State {
     /// The leg ends: recordings closed, what RTCP learned logged.
     fn finish(&mut self, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
         finish_voicemail(self.voicemail.take());
-        if let Some((rec, path)) = self.recording.take() {
+        if let Some((rec, path, note)) = self.recording.take() {
             match rec.finish(now) {
-                Ok(r) => tracing::info!(
-                    path = %path.display(),
-                    secs = r.duration.as_secs(),
-                    customer_heard = r.heard.0,
-                    agent_heard = r.heard.1,
-                    "call recording written"
-                ),
+                // Logged by the recordings thread once the file is closed.
+                Ok(r) => note.send(path, r),
                 Err(e) => {
                     tracing::warn!(error = %e, path = %path.display(), "call recording not finished")
                 }
