@@ -568,6 +568,7 @@ fn main() {
 
     let mut total_ok = ok;
     let mut best = None;
+    let mut all_passed = true;
     println!("| rate (calls/s) | calls | failed | call records | ring delay p50 | p99 |");
     for rate in rates {
         let n = rate * SECONDS_PER_RATE;
@@ -682,6 +683,7 @@ fn main() {
         if passed && records as u64 >= total_ok {
             best = Some(rate);
         } else {
+            all_passed = false;
             break;
         }
     }
@@ -691,6 +693,13 @@ fn main() {
     }
     drop(node);
     drop(phones);
+    if all_passed {
+        // Nothing to look into: the data (a recording per call, hundreds
+        // of MB a run) goes.
+        let _ = std::fs::remove_dir_all(&base);
+    } else {
+        println!("the node's data and log are kept in {}", base.display());
+    }
 }
 
 /// Kills a child process when dropped (also when the bench panics).
