@@ -136,8 +136,8 @@ impl Leg {
         }
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (inbox, inbox_rx) = mpsc::channel(64);
-        let mut state = State::new(tag, &name, reports, local);
-        state.silence = media.silence_limit.map(Silence::new);
+        let silence = media.silence_limit.map(Silence::new);
+        let state = State::new(tag, &name, reports, local, silence);
         super::metrics::get().legs_active.inc();
         tokio::spawn(run(rtp, rtcp, cmd_rx, inbox_rx, state));
         Ok(Leg { local, cmds, inbox })
@@ -212,7 +212,13 @@ struct State {
 }
 
 impl State {
-    fn new(tag: u64, name: &str, events: Reports, local: SocketAddr) -> State {
+    fn new(
+        tag: u64,
+        name: &str,
+        events: Reports,
+        local: SocketAddr,
+        silence: Option<Silence>,
+    ) -> State {
         let ssrc = rand::random();
         State {
             tag,
@@ -232,7 +238,7 @@ impl State {
             held: false,
             voicemail: None,
             recording: None,
-            silence: None,
+            silence,
             dtmf: DtmfReceiver::new(8000),
             pkt: Vec::with_capacity(256),
             pcm: Vec::with_capacity(FRAME * 2),
