@@ -2206,40 +2206,49 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_offer_lost_unanswered_is_a_no_and_the_call_rings_the_next_agent() {
+    /// A longest-idle group of `made` (idle longest, so offered first) and
+    /// a real 1002.
+    async fn group_led_by(made: SlowAgent) -> ActorRef<GroupMsg> {
         let clock = Clock::starting_at(Timestamp(1_000_000));
-        let (lost, _) = Actor::spawn(
-            None,
-            SlowAgent {
-                id: "lost".into(),
-                idle_since: Timestamp(1),
-                delay: Duration::ZERO,
-                answers: false,
-            },
-            (),
-        )
-        .await
-        .unwrap();
+        let id = made.id.clone();
+        let (lead, _) = Actor::spawn(None, made, ()).await.unwrap();
         let (b, _) = agent("1002", clock).await;
-        let g = group(
+        group(
             "support",
             GroupConfig {
                 strategy: Strategy::LongestIdle,
+                ring_timeout: Duration::from_secs(60),
                 ..GroupConfig::default()
             },
             clock,
-            &[("lost", &AgentRef::from(lost.clone())), ("1002", &b)],
+            &[(id.0.as_str(), &AgentRef::from(lead)), ("1002", &b)],
         )
-        .await;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        .await
+    }
+
+    /// Queues `call` in `g`; what the group tells the call comes out.
+    fn enqueue(g: &ActorRef<GroupMsg>, call: CallId) -> mpsc::UnboundedReceiver<QueueNotice> {
+        let (tx, rx) = mpsc::unbounded_channel();
         g.cast(GroupMsg::Enqueue {
-            call: CallId(1),
+            call,
             priority: 0,
             enqueued: None,
             notify: tx.into(),
         })
         .unwrap();
+        rx
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offer_lost_unanswered_is_a_no_and_the_call_rings_the_next_agent() {
+        let g = group_led_by(SlowAgent {
+            id: "lost".into(),
+            idle_since: Timestamp(1),
+            delay: Duration::ZERO,
+            answers: false,
+        })
+        .await;
+        let mut rx = enqueue(&g, CallId(1));
         let rang = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         let Ok(Some(QueueNotice::Ring { agents, .. })) = rang else {
             panic!("the call waited on the lost offer: {rang:?}");
@@ -2249,45 +2258,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_slow_to_answer_an_offer_does_not_hold_up_the_next_call() {
-        let clock = Clock::starting_at(Timestamp(1_000_000));
         // The slow agent has been idle longest: the first call is its.
-        let (slow, _) = Actor::spawn(
-            None,
-            SlowAgent {
-                id: "slow".into(),
-                idle_since: Timestamp(1),
-                delay: Duration::from_secs(30),
-                answers: true,
-            },
-            (),
-        )
-        .await
-        .unwrap();
-        let (b, _) = agent("1002", clock).await;
-        let g = group(
-            "support",
-            GroupConfig {
-                strategy: Strategy::LongestIdle,
-                ring_timeout: Duration::from_secs(60),
-                ..GroupConfig::default()
-            },
-            clock,
-            &[("slow", &AgentRef::from(slow.clone())), ("1002", &b)],
-        )
+        let g = group_led_by(SlowAgent {
+            id: "slow".into(),
+            idle_since: Timestamp(1),
+            delay: Duration::from_secs(30),
+            answers: true,
+        })
         .await;
-        let enqueue = |call| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            g.cast(GroupMsg::Enqueue {
-                call,
-                priority: 0,
-                enqueued: None,
-                notify: tx.into(),
-            })
-            .unwrap();
-            rx
-        };
-        let mut first = enqueue(CallId(1));
-        let mut second = enqueue(CallId(2));
+        let mut first = enqueue(&g, CallId(1));
+        let mut second = enqueue(&g, CallId(2));
         // The second call rings 1002 while the slow agent still thinks.
         let rang = tokio::time::timeout(Duration::from_secs(5), second.recv()).await;
         let Ok(Some(QueueNotice::Ring { agents, .. })) = rang else {
