@@ -14,8 +14,8 @@ use common::{sipp, Node};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_storage::model::{
-    Flow, HangupReason, HangupSide, LegKind, Node as FlowNode, RingOutcome, Satisfaction,
-    StatsScope, Status, Survey, SurveyLevel, TransferTarget,
+    CallRecord, Flow, HangupReason, HangupSide, LegKind, Node as FlowNode, RingOutcome,
+    Satisfaction, StatsScope, Status, Survey, SurveyLevel, TransferTarget,
 };
 
 #[test]
@@ -37,10 +37,7 @@ fn customer_presses_1_and_an_agent_phone_answers_with_audio_both_ways() {
         "the agent's phone did not show the caller: {out}"
     );
     let said = hears_itself_back(&agent);
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
-    let r = calls
-        .first()
-        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    let r = first_call(&node, Duration::from_secs(20));
     assert_eq!(r.caller, "13800138000");
     assert_eq!(r.dialed, "4000");
     assert_eq!(r.group.as_deref(), Some("support"));
@@ -142,10 +139,7 @@ fn an_agent_at_rest_takes_a_call() {
     );
     let _ = echoing_customer_calls(&node, running);
     let _ = hears_itself_back(&agent);
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(20));
-    let r = calls
-        .first()
-        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    let r = first_call(&node, Duration::from_secs(20));
     assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
     assert_eq!(r.hangup_reason, HangupReason::Normal, "{r:?}");
 }
@@ -323,6 +317,22 @@ fn when_the_agent_hangs_up_first_the_customer_rates_the_call() {
 }
 
 /// Once a call is over no call and no media leg stays up.
+/// The one call record, once written (within `within`).
+fn first_call(node: &Node, within: Duration) -> CallRecord {
+    wait_demo_calls(&node.data_dir, 1, within)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines))
+}
+
+/// What a baresip phone printed says the node hung its call up.
+fn assert_hung_up(out: &str) {
+    assert!(
+        out.contains("terminated") || out.contains("closed"),
+        "the agent's phone was not hung up: {out}"
+    );
+}
+
 fn assert_nothing_left_up(node: &Node) {
     for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
         let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
@@ -725,15 +735,8 @@ fn a_supervisor_on_the_call_takes_it_over_and_the_agent_is_cut_off() {
     assert_eq!(status, 202, "{v}");
     assert!(node.wait_log("the supervisor took the call over", Duration::from_secs(2)));
     // The agent is cut off and wraps up; the supervisor has the call.
-    let t0 = std::time::Instant::now();
-    loop {
-        let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
-        if v["status"]["status"] == "after_call_work" {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(3), "{v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let status = node.wait_status(&admin, "1001", "after_call_work", Duration::from_secs(3));
+    assert_eq!(status, "after_call_work");
     let (_, v) = node.api("GET", "/api/v1/agents/1003/status", Some(&admin), None);
     assert_eq!(v["status"]["status"], "talking", "{v}");
     // No monitor is left to end, and another cannot join a call whose
@@ -893,14 +896,8 @@ fn an_agent_consults_a_colleague_then_makes_it_three_way_then_hands_the_customer
     // Hand the customer over: the agent is off the call and wraps up.
     let (code, v) = consult(&node, None, "/transfer", "POST");
     assert_eq!(code, 204, "{v}");
-    let t0 = std::time::Instant::now();
-    while status_of(&node, "1001") != "after_call_work" {
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "1001 still on the call"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let status = node.wait_status(&admin, "1001", "after_call_work", Duration::from_secs(3));
+    assert_eq!(status, "after_call_work", "1001 still on the call");
     assert_eq!(status_of(&node, "1003"), "talking");
     let t = c.elapsed();
     std::thread::sleep(Duration::from_millis(2000));
@@ -1186,31 +1183,14 @@ fn a_customer_who_never_acks_a_reinvite_is_hung_up_and_the_agent_freed() {
     );
     assert!(c.unacked_200s() >= 3, "the 200 was not retransmitted");
     assert!(node.wait_log("no ACK for our 2xx", Duration::from_secs(1)));
-    let t0 = std::time::Instant::now();
-    loop {
-        let (_, v) = node.api("GET", "/api/v1/agents/1001/status", Some(&admin), None);
-        if v["status"]["status"] == "after_call_work" {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "the agent is still on the call: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(3));
-    let r = calls
-        .first()
-        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    let status = node.wait_status(&admin, "1001", "after_call_work", Duration::from_secs(3));
+    assert_eq!(status, "after_call_work", "the agent is still on the call");
+    let r = first_call(&node, Duration::from_secs(3));
     assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
     assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
     assert!(r.talk_time() > Duration::ZERO, "{r:?}");
     assert_nothing_left_up(&node);
-    let out = Phone::stop(agent_run);
-    assert!(
-        out.contains("terminated") || out.contains("closed"),
-        "the agent's phone was not hung up: {out}"
-    );
+    assert_hung_up(&Phone::stop(agent_run));
 }
 
 /// A talking customer's phone that goes quiet (no RTP, no RTCP, no BYE: it
@@ -1238,19 +1218,9 @@ fn a_customer_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
     );
     assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
     assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
-    let t0 = std::time::Instant::now();
-    while node.status_of(&admin, "1001") != "after_call_work" {
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "the agent is still on the call: {}",
-            node.status_of(&admin, "1001")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(3));
-    let r = calls
-        .first()
-        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    let status = node.wait_status(&admin, "1001", "after_call_work", Duration::from_secs(3));
+    assert_eq!(status, "after_call_work", "the agent is still on the call");
+    let r = first_call(&node, Duration::from_secs(3));
     assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
     assert_eq!(
         (r.hangup_side, r.hangup_reason),
@@ -1260,11 +1230,7 @@ fn a_customer_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
     // The talk lasted until the timeout: about 2 s, then 5 s of silence.
     assert!(r.talk_time() >= Duration::from_secs(6), "{r:?}");
     assert_nothing_left_up(&node);
-    let out = Phone::stop(agent_run);
-    assert!(
-        out.contains("terminated") || out.contains("closed"),
-        "the agent's phone was not hung up: {out}"
-    );
+    assert_hung_up(&Phone::stop(agent_run));
 }
 
 /// The same on the agent's side: the agent's phone (SIPp, registered as
@@ -1314,10 +1280,7 @@ fn an_agent_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
     );
     assert!(c.hang_up());
     assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
-    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(3));
-    let r = calls
-        .first()
-        .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines));
+    let r = first_call(&node, Duration::from_secs(3));
     assert_eq!(r.agent.as_ref().map(|a| a.0.as_str()), Some("1001"));
     assert_eq!(
         (r.hangup_side, r.hangup_reason),

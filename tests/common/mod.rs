@@ -256,6 +256,19 @@ impl Node {
             .to_owned()
     }
 
+    /// Waits (bounded, reading every 100 ms) until `agent`'s status is
+    /// `status`; returns the last status read.
+    pub fn wait_status(&self, token: &str, agent: &str, status: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.status_of(token, agent);
+            if now == status || Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sets `agent`'s status with `token` (the API must take it).
     pub fn set_status(&self, token: &str, agent: &str, status: &str) {
         let (code, v) = self.api(
