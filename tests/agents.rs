@@ -109,7 +109,7 @@ fn after_the_max_queue_time_the_caller_leaves_a_voicemail() {
             .await;
         })
     });
-    let node = Node::start_in(dir, &[]);
+    let mut node = Node::start_in(dir, &[]);
     let mut c = Customer::call(node.sip, "4000", "13912345678");
     assert!(c.answered);
     std::thread::sleep(Duration::from_secs(5));
@@ -143,6 +143,8 @@ fn after_the_max_queue_time_the_caller_leaves_a_voicemail() {
         waited >= Duration::from_secs(3) && waited < Duration::from_secs(5),
         "waited {waited:?}"
     );
+    // The recordings thread writes the file and says so once it is closed.
+    assert!(node.wait_log("voicemail written", Duration::from_secs(5)));
     let file = node
         .data_dir
         .join("voicemail")

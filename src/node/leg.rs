@@ -168,7 +168,11 @@ fn ntp_now() -> Ntp {
 }
 
 struct Voicemail {
-    writer: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
+    /// Written by the recordings thread, as a call's recording is.
+    writer: hound::WavWriter<RecordingFile>,
+    path: PathBuf,
+    note: WrittenNote,
+    started: Instant,
     until: Instant,
 }
 
@@ -306,14 +310,22 @@ impl State {
                     bits_per_sample: 16,
                     sample_format: hound::SampleFormat::Int,
                 };
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                match hound::WavWriter::create(&path, spec) {
-                    Ok(writer) => {
+                // The file is made and written by the recordings thread.
+                let file = RecordingFile::create(path.clone())
+                    .map_err(hound::Error::IoError)
+                    .and_then(|f| {
+                        let note = f.written_note();
+                        hound::WavWriter::new(f, spec).map(|w| (w, note))
+                    });
+                match file {
+                    Ok((writer, note)) => {
+                        let now = Instant::now();
                         self.voicemail = Some(Voicemail {
                             writer,
-                            until: Instant::now() + max_len,
+                            path,
+                            note,
+                            started: now,
+                            until: now + max_len,
                         })
                     }
                     Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot record"),
@@ -361,7 +373,7 @@ impl State {
                     let _ = vm.writer.write_sample(*s);
                 }
                 if now >= vm.until {
-                    finish_voicemail(self.voicemail.take());
+                    finish_voicemail(self.voicemail.take(), now);
                 }
             }
             if self.recording.is_some() {
@@ -566,7 +578,7 @@ impl State {
 
     /// The leg ends: recordings closed, what RTCP learned logged.
     fn finish(&mut self, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
-        finish_voicemail(self.voicemail.take());
+        finish_voicemail(self.voicemail.take(), Instant::now());
         if let Some((rec, path, note)) = self.recording.take() {
             match rec.finish(now) {
                 // Logged by the recordings thread once the file is closed.
@@ -605,10 +617,15 @@ impl State {
     }
 }
 
-fn finish_voicemail(vm: Option<Voicemail>) {
+/// Ends a voicemail: its header is written and its file closed, then
+/// the recordings thread logs it.
+fn finish_voicemail(vm: Option<Voicemail>, now: Instant) {
     if let Some(v) = vm {
-        if let Err(e) = v.writer.finalize() {
-            tracing::warn!(error = %e, "voicemail not finalised");
+        match v.writer.finalize() {
+            Ok(()) => v
+                .note
+                .voicemail(v.path, now.saturating_duration_since(v.started)),
+            Err(e) => tracing::warn!(error = %e, "voicemail not finalised"),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Call recordings' files, written by a thread of their own.
+//! Call recordings' and voicemails' files, written by a thread of their own.
 //!
 //! Creating a file and writing to it can block: the file system's journal
 //! may be committing, the page cache has to be filled. On a tokio worker
@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::OnceLock;
+use std::time::Duration;
 use switchboard_media::rtp::recorder::Recorded;
 
 /// A recording's write buffer: 128 ms of stereo audio (the default 8 KiB
@@ -35,12 +36,18 @@ enum Op {
     Close {
         id: u64,
     },
-    /// The leg finished the recording: logged once its file is closed.
+    /// The leg finished the file: logged once it is closed.
     Written {
         id: u64,
         path: PathBuf,
-        recorded: Recorded,
+        what: Finished,
     },
+}
+
+/// What a finished file holds, for its log line.
+enum Finished {
+    Call(Recorded),
+    Voicemail(Duration),
 }
 
 /// The recordings thread, started on first use.
@@ -168,11 +175,21 @@ pub struct WrittenNote {
 }
 
 impl WrittenNote {
+    /// A call's recording.
     pub fn send(self, path: PathBuf, recorded: Recorded) {
+        self.finished(path, Finished::Call(recorded));
+    }
+
+    /// A caller's voicemail, `length` long.
+    pub fn voicemail(self, path: PathBuf, length: Duration) {
+        self.finished(path, Finished::Voicemail(length));
+    }
+
+    fn finished(self, path: PathBuf, what: Finished) {
         let _ = self.to.send(Op::Written {
             id: self.id,
             path,
-            recorded,
+            what,
         });
     }
 }
@@ -192,7 +209,7 @@ fn write_files(rx: Receiver<Op>) {
                         files.insert(id, (f, path));
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, path = %path.display(), "cannot record the call");
+                        tracing::warn!(error = %e, path = %path.display(), "cannot create the recording's file");
                         failed.insert(id);
                     }
                 }
@@ -202,7 +219,7 @@ fn write_files(rx: Receiver<Op>) {
                     continue;
                 };
                 if let Err(e) = f.write_all_at(&bytes, at) {
-                    tracing::warn!(error = %e, path = %path.display(), "call recording stopped");
+                    tracing::warn!(error = %e, path = %path.display(), "recording stopped: its file cannot be written");
                     files.remove(&id);
                     failed.insert(id);
                 }
@@ -210,17 +227,24 @@ fn write_files(rx: Receiver<Op>) {
             Op::Close { id } => {
                 files.remove(&id);
             }
-            Op::Written { id, path, recorded } => {
+            Op::Written { id, path, what } => {
                 if failed.remove(&id) {
                     continue;
                 }
-                tracing::info!(
-                    path = %path.display(),
-                    secs = recorded.duration.as_secs(),
-                    customer_heard = recorded.heard.0,
-                    agent_heard = recorded.heard.1,
-                    "call recording written"
-                );
+                match what {
+                    Finished::Call(recorded) => tracing::info!(
+                        path = %path.display(),
+                        secs = recorded.duration.as_secs(),
+                        customer_heard = recorded.heard.0,
+                        agent_heard = recorded.heard.1,
+                        "call recording written"
+                    ),
+                    Finished::Voicemail(length) => tracing::info!(
+                        path = %path.display(),
+                        secs = length.as_secs(),
+                        "voicemail written"
+                    ),
+                }
             }
         }
     }
@@ -229,7 +253,7 @@ fn write_files(rx: Receiver<Op>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
     use switchboard_media::rtp::recorder::{Channel, StereoRecorder};
 
     /// Waits (bounded) until `path` holds a WAV file of at least `min`
@@ -275,6 +299,33 @@ mod tests {
         let loud = left.iter().filter(|s| **s == 1000).count();
         assert!(loud >= 100 * 160 - 480, "{loud} samples of the customer");
         assert!(samples.iter().skip(1).step_by(2).all(|s| *s == 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_voicemail_written_through_the_thread_is_a_whole_mono_file() {
+        let dir = std::env::temp_dir().join(format!("sb-recio-{}", rand::random::<u32>()));
+        let path = dir.join("voicemail").join("vm.wav");
+        let file = RecordingFile::create(path.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let note = file.written_note();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(file, spec).unwrap_or_else(|e| panic!("{e}"));
+        // 1.5 s of a message: more than one buffer's worth.
+        for i in 0..12_000i32 {
+            w.write_sample((i % 2000 - 1000) as i16)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        w.finalize().unwrap_or_else(|e| panic!("{e}"));
+        note.voicemail(path.clone(), Duration::from_millis(1500));
+        let (channels, samples) = read_back(&path, 12_000);
+        assert_eq!(channels, 1);
+        assert_eq!(samples.len(), 12_000, "the header counts every sample");
+        assert_eq!(samples[1999], 999);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
