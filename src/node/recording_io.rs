@@ -7,7 +7,10 @@
 //! only buffers and hands what it has to the recordings thread; the thread
 //! creates the file, writes each piece at its offset and closes it, in
 //! the order the leg wrote them. A failure (a full disk) is logged by the
-//! thread, and that recording's later writes are dropped.
+//! thread, and that recording's later writes are dropped. The thread lets
+//! work gather for 5 ms before it takes it, so that the legs' hand-overs
+//! do not wake it one at a time, and it runs at the lowest priority
+//! (nice 19): when the CPUs are busy, the calls' threads go first.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -57,8 +60,14 @@ fn thread() -> Option<&'static Sender<Op>> {
         let (tx, rx) = mpsc::channel();
         match std::thread::Builder::new()
             .name("recordings".into())
-            .spawn(move || write_files(rx))
-        {
+            .spawn(move || {
+                // File work can wait: the calls' threads go first when
+                // the CPUs are busy (Linux: this thread alone).
+                if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                    tracing::debug!(error = %e, "the recordings thread keeps its priority");
+                }
+                write_files(rx)
+            }) {
             Ok(_) => Some(tx),
             Err(e) => {
                 tracing::error!(error = %e, "no recordings thread: calls are not recorded");
@@ -194,11 +203,33 @@ impl WrittenNote {
     }
 }
 
+/// The files the thread has open, and the recordings whose file failed
+/// (their later writes are dropped).
+#[derive(Default)]
+struct Files {
+    open: HashMap<u64, (std::fs::File, PathBuf)>,
+    failed: HashSet<u64>,
+}
+
+/// How long the thread lets work gather before it takes it: the legs'
+/// hand-overs then do not wake it one by one (each wake would take the
+/// CPU from the worker that handed over).
+const GATHER: Duration = Duration::from_millis(5);
+
 fn write_files(rx: Receiver<Op>) {
-    let mut files: HashMap<u64, (std::fs::File, PathBuf)> = HashMap::new();
-    // Recordings whose file failed: their later writes are dropped.
-    let mut failed: HashSet<u64> = HashSet::new();
-    while let Ok(op) = rx.recv() {
+    let mut files = Files::default();
+    while let Ok(first) = rx.recv() {
+        files.take(first);
+        std::thread::sleep(GATHER);
+        while let Ok(op) = rx.try_recv() {
+            files.take(op);
+        }
+    }
+}
+
+impl Files {
+    fn take(&mut self, op: Op) {
+        let (files, failed) = (&mut self.open, &mut self.failed);
         match op {
             Op::Open { id, path } => {
                 if let Some(dir) = path.parent() {
@@ -216,7 +247,7 @@ fn write_files(rx: Receiver<Op>) {
             }
             Op::Write { id, at, bytes } => {
                 let Some((f, path)) = files.get(&id) else {
-                    continue;
+                    return;
                 };
                 if let Err(e) = f.write_all_at(&bytes, at) {
                     tracing::warn!(error = %e, path = %path.display(), "recording stopped: its file cannot be written");
@@ -229,7 +260,7 @@ fn write_files(rx: Receiver<Op>) {
             }
             Op::Written { id, path, what } => {
                 if failed.remove(&id) {
-                    continue;
+                    return;
                 }
                 match what {
                     Finished::Call(recorded) => tracing::info!(
