@@ -1327,3 +1327,36 @@ fn an_extensions_phone_holds_an_internal_call_and_takes_it_back() {
     assert!(node.wait_log("agent=1002 status=Ready", Duration::from_secs(2)));
     let _ = Phone::stop(callee_run);
 }
+
+/// An internal call (内部呼叫) whose caller's phone goes quiet is ended
+/// after the media timeout too: the quiet phone and the callee's phone
+/// get a BYE, and the callee is ready for the next call.
+#[test]
+fn an_extensions_phone_gone_quiet_ends_its_internal_call_after_the_media_timeout() {
+    let mut node = Node::start_with(&["--media-timeout-secs", "5"]);
+    let callee = Phone::auto_answer_quiet(&node, "1002", "pass1002", 30);
+    let callee_run = callee.spawn(30);
+    assert!(node.wait_log("registered user=1002", Duration::from_secs(5)));
+    let admin = node.login("admin", "demo-admin");
+    let c = common::customer::Customer::call_extension(node.sip, "1002", "1001", "pass1001");
+    assert!(c.answered, "the extension did not answer: {}", c.status);
+    assert!(node.wait_log("internal call answered", Duration::from_secs(5)));
+    let status = node.wait_status(&admin, "1002", "talking", Duration::from_secs(2));
+    assert_eq!(status, "talking", "the callee is not on the call");
+    std::thread::sleep(Duration::from_secs(2));
+    c.go_quiet();
+    assert!(
+        !c.wait_bye(Duration::from_secs(4)),
+        "hung up before the media timeout"
+    );
+    assert!(
+        c.wait_bye(Duration::from_secs(4)),
+        "the node never hung up the quiet phone"
+    );
+    assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
+    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+    let status = node.wait_status(&admin, "1002", "ready", Duration::from_secs(3));
+    assert_eq!(status, "ready", "the callee is still on the call");
+    assert_nothing_left_up(&node);
+    assert_hung_up(&Phone::stop(callee_run));
+}
