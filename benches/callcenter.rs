@@ -16,6 +16,8 @@
 //!
 //! Run: `cargo bench --bench callcenter` (needs `sipp`; `SB_BENCH_AGENTS`
 //! agents, default 2000; `SB_BENCH_RATES`, default `50,100,200,400,800`).
+//! A run that passes removes its data and the node's log, unless
+//! `SB_BENCH_KEEP` is set; a run that fails keeps them and says where.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -693,7 +695,7 @@ fn main() {
     }
     drop(node);
     drop(phones);
-    if all_passed {
+    if all_passed && std::env::var_os("SB_BENCH_KEEP").is_none() {
         // Nothing to look into: the data (a recording per call, hundreds
         // of MB a run) goes.
         let _ = std::fs::remove_dir_all(&base);
