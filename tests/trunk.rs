@@ -1115,3 +1115,58 @@ fn a_busy_number_is_a_busy_outcome_and_wrong_requests_are_refused() {
         assert_eq!(left, Some(0.0), "{gauge} after the call");
     }
 }
+
+/// An outbound call whose customer's side goes quiet (the carrier sends
+/// 7 s of audio, then nothing and no BYE: its network is gone) is hung up
+/// after the media timeout: the carrier and the agent's phone both get a
+/// BYE, and the record says the customer's side ended it.
+#[test]
+fn an_outbound_call_whose_carrier_goes_quiet_is_hung_up_after_the_media_timeout() {
+    require("sipp", "sip-tester");
+    // Not `carrier`: SIPp's echo would answer our audio with its own.
+    let (port, media) = (free_port(), common::free_ports(2));
+    let mut sipp = Command::new("timeout")
+        .args(["60", "sipp", "-sf"])
+        .arg(repo("tests/sipp/quiet_agent.xml"))
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+        .args(["-timeout", "50s", "-trace_err"])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp");
+    let dir = Node::fresh_data_dir();
+    seed_with_trunk(&dir, port, |_| Box::pin(async {}));
+    let mut node = Node::start_in(dir, &["--media-timeout-secs", "5"]);
+    let agent = Phone::auto_answer_quiet(&node, "1001", "pass1001", 40);
+    let running = agent.spawn(40);
+    assert!(node.wait_log("registered user=1001", Duration::from_secs(5)));
+    let token = node.login("1001", "pass1001");
+    dial_out(&mut node, &token, "1001");
+    let bridged = std::time::Instant::now();
+    let ended = sipp.wait().map(|s| s.success()).unwrap_or(false);
+    assert!(ended, "the carrier got no BYE");
+    assert!(
+        bridged.elapsed() >= Duration::from_secs(11),
+        "hung up {:?} after the bridge, before the media timeout",
+        bridged.elapsed()
+    );
+    assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
+    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+    let calls = wait_demo_calls(&node.data_dir, 1, Duration::from_secs(10));
+    let r = calls.first().expect("call record");
+    assert_eq!(r.direction, Direction::Outbound, "{r:?}");
+    assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
+    assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
+    assert!(r.talk_time() >= Duration::from_secs(11), "{r:?}");
+    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
+        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
+        assert_eq!(left, Some(0.0), "{gauge} after the call");
+    }
+    let out = Phone::stop(running);
+    assert!(
+        out.contains("terminated") || out.contains("closed"),
+        "the agent's phone was not hung up: {out}"
+    );
+}
