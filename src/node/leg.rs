@@ -578,7 +578,7 @@ impl State {
 
     /// The leg ends: recordings closed, what RTCP learned logged.
     fn finish(&mut self, now: Instant) -> Option<(Vec<u8>, SocketAddr)> {
-        finish_voicemail(self.voicemail.take(), Instant::now());
+        finish_voicemail(self.voicemail.take(), now);
         if let Some((rec, path, note)) = self.recording.take() {
             match rec.finish(now) {
                 // Logged by the recordings thread once the file is closed.
