@@ -10,7 +10,7 @@ use common::phone::{loud_windows, tone_share, Phone};
 use common::records::{
     add_prompt, publish_flow, seed_demo_then, status_log, wait_demo_calls, wait_demo_counters,
 };
-use common::{sipp, Node};
+use common::{assert_hung_up, assert_nothing_left_up, sipp, Node};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_storage::model::{
@@ -323,21 +323,6 @@ fn first_call(node: &Node, within: Duration) -> CallRecord {
         .into_iter()
         .next()
         .unwrap_or_else(|| panic!("no call record: {:#?}", node.lines))
-}
-
-/// What a baresip phone printed says the node hung its call up.
-fn assert_hung_up(out: &str) {
-    assert!(
-        out.contains("terminated") || out.contains("closed"),
-        "the agent's phone was not hung up: {out}"
-    );
-}
-
-fn assert_nothing_left_up(node: &Node) {
-    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
-        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
-        assert_eq!(left, Some(0.0), "{gauge} after the call");
-    }
 }
 
 /// How much of `w` is one of the notes of the node's music on hold
@@ -1239,18 +1224,9 @@ fn a_customer_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
 /// phone was lost.
 #[test]
 fn an_agent_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
-    common::require("sipp", "sip-tester");
     let mut node = Node::start_with(&["--media-timeout-secs", "5"]);
-    let (port, media) = (common::free_port(), common::free_ports(2));
-    let phone = std::process::Command::new("timeout")
-        .args(["60", "sipp", "-sf"])
-        .arg(common::repo("tests/sipp/quiet_agent.xml"))
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-m", "1", "-nostdin"])
-        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
-        .args(["-timeout", "50s", "-trace_err"])
-        .current_dir(std::env::temp_dir())
-        .spawn()
-        .expect("run sipp");
+    let port = common::free_port();
+    let phone = common::quiet_sipp_phone(port);
     common::register_at(&node, "1001", "pass1001", port);
     let mut c = common::customer::Customer::to_support(&mut node, "13800138000");
     let bridged = std::time::Instant::now();

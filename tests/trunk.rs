@@ -13,7 +13,7 @@ use common::phone::Phone;
 use common::phone::{loud_windows, tone_share};
 use common::records::status_log;
 use common::records::{seed_demo_then, wait_demo_calls};
-use common::{free_port, rand_u32, repo, require, Node};
+use common::{assert_hung_up, assert_nothing_left_up, free_port, rand_u32, repo, require, Node};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -1110,10 +1110,7 @@ fn a_busy_number_is_a_busy_outcome_and_wrong_requests_are_refused() {
         out.contains("terminated") || out.contains("closed"),
         "the agent's call was not ended: {out}"
     );
-    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
-        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
-        assert_eq!(left, Some(0.0), "{gauge} after the call");
-    }
+    assert_nothing_left_up(&node);
 }
 
 /// An outbound call whose customer's side goes quiet (the carrier sends
@@ -1122,20 +1119,9 @@ fn a_busy_number_is_a_busy_outcome_and_wrong_requests_are_refused() {
 /// BYE, and the record says the customer's side ended it.
 #[test]
 fn an_outbound_call_whose_carrier_goes_quiet_is_hung_up_after_the_media_timeout() {
-    require("sipp", "sip-tester");
     // Not `carrier`: SIPp's echo would answer our audio with its own.
-    let (port, media) = (free_port(), common::free_ports(2));
-    let mut sipp = Command::new("timeout")
-        .args(["60", "sipp", "-sf"])
-        .arg(repo("tests/sipp/quiet_agent.xml"))
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-m", "1", "-nostdin"])
-        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
-        .args(["-timeout", "50s", "-trace_err"])
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run sipp");
+    let port = free_port();
+    let mut sipp = common::quiet_sipp_phone(port);
     let dir = Node::fresh_data_dir();
     seed_with_trunk(&dir, port, |_| Box::pin(async {}));
     let mut node = Node::start_in(dir, &["--media-timeout-secs", "5"]);
@@ -1160,13 +1146,6 @@ fn an_outbound_call_whose_carrier_goes_quiet_is_hung_up_after_the_media_timeout(
     assert_eq!(r.outcome, Some(DialOutcome::Answered), "{r:?}");
     assert_eq!(r.hangup_side, HangupSide::Customer, "{r:?}");
     assert!(r.talk_time() >= Duration::from_secs(11), "{r:?}");
-    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
-        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
-        assert_eq!(left, Some(0.0), "{gauge} after the call");
-    }
-    let out = Phone::stop(running);
-    assert!(
-        out.contains("terminated") || out.contains("closed"),
-        "the agent's phone was not hung up: {out}"
-    );
+    assert_nothing_left_up(&node);
+    assert_hung_up(&Phone::stop(running));
 }

@@ -411,6 +411,41 @@ pub fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// A phone that loses its network mid-call (SIPp, `tests/sipp/quiet_agent.xml`,
+/// at 127.0.0.1:`port`): it answers one INVITE, sends 7 s of audio, then
+/// nothing, and ends once it gets a BYE (bounded: 60 s).
+pub fn quiet_sipp_phone(port: u16) -> Child {
+    require("sipp", "sip-tester");
+    let media = free_ports(2);
+    Command::new("timeout")
+        .args(["60", "sipp", "-sf"])
+        .arg(repo("tests/sipp/quiet_agent.xml"))
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-m", "1", "-nostdin"])
+        .args(["-p", &port.to_string(), "-mp", &media.to_string()])
+        .args(["-timeout", "50s", "-trace_err"])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp")
+}
+
+/// What a baresip phone printed says the node hung its call up.
+pub fn assert_hung_up(out: &str) {
+    assert!(
+        out.contains("terminated") || out.contains("closed"),
+        "the phone was not hung up: {out}"
+    );
+}
+
+/// No call and no media leg is left up on the node (bounded wait).
+pub fn assert_nothing_left_up(node: &Node) {
+    for gauge in ["switchboard_calls_active", "switchboard_legs_active"] {
+        let left = node.wait_metric(gauge, 0.0, Duration::from_secs(5));
+        assert_eq!(left, Some(0.0), "{gauge} after the call");
+    }
+}
+
 /// Runs SIPp against the node with a scenario from tests/sipp; true when
 /// every call succeeded.
 /// A SIPp run in the background against `target`, bounded by `timeout`
