@@ -1178,6 +1178,22 @@ fn a_customer_who_never_acks_a_reinvite_is_hung_up_and_the_agent_freed() {
     assert_hung_up(&Phone::stop(agent_run));
 }
 
+/// `c`'s phone falls silent: with `--media-timeout-secs 5`, it gets the
+/// node's BYE after the timeout and not before, and the node counts it.
+fn goes_quiet_and_is_hung_up(node: &mut Node, c: &common::customer::Customer) {
+    c.go_quiet();
+    assert!(
+        !c.wait_bye(Duration::from_secs(4)),
+        "hung up before the media timeout"
+    );
+    assert!(
+        c.wait_bye(Duration::from_secs(4)),
+        "the node never hung up the quiet phone"
+    );
+    assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
+    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+}
+
 /// A talking customer's phone that goes quiet (no RTP, no RTCP, no BYE: it
 /// lost its network) is taken for gone after the media timeout (5 s
 /// here): the node hangs up both phones, the agent wraps up, and the
@@ -1192,17 +1208,7 @@ fn a_customer_phone_gone_quiet_is_hung_up_after_the_media_timeout() {
     let c = common::customer::Customer::to_support(&mut node, "13800138000");
     // Talking for a while, then the customer's phone falls silent.
     std::thread::sleep(Duration::from_secs(2));
-    c.go_quiet();
-    assert!(
-        !c.wait_bye(Duration::from_secs(4)),
-        "hung up before the media timeout"
-    );
-    assert!(
-        c.wait_bye(Duration::from_secs(4)),
-        "the node never hung up the quiet phone"
-    );
-    assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
-    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+    goes_quiet_and_is_hung_up(&mut node, &c);
     let status = node.wait_status(&admin, "1001", "after_call_work", Duration::from_secs(3));
     assert_eq!(status, "after_call_work", "the agent is still on the call");
     let r = first_call(&node, Duration::from_secs(3));
@@ -1320,17 +1326,7 @@ fn an_extensions_phone_gone_quiet_ends_its_internal_call_after_the_media_timeout
     let status = node.wait_status(&admin, "1002", "talking", Duration::from_secs(2));
     assert_eq!(status, "talking", "the callee is not on the call");
     std::thread::sleep(Duration::from_secs(2));
-    c.go_quiet();
-    assert!(
-        !c.wait_bye(Duration::from_secs(4)),
-        "hung up before the media timeout"
-    );
-    assert!(
-        c.wait_bye(Duration::from_secs(4)),
-        "the node never hung up the quiet phone"
-    );
-    assert!(node.wait_log("no media from the phone", Duration::from_secs(1)));
-    assert_eq!(node.metric("switchboard_media_timeouts_total"), Some(1.0));
+    goes_quiet_and_is_hung_up(&mut node, &c);
     let status = node.wait_status(&admin, "1002", "ready", Duration::from_secs(3));
     assert_eq!(status, "ready", "the callee is still on the call");
     assert_nothing_left_up(&node);
