@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 /// A SIP method (RFC 3261 §7.1). Methods are case-sensitive.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     Invite,
     Ack,
