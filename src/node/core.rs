@@ -22,7 +22,7 @@ use crate::config::NodeConfig;
 use anyhow::Result;
 use cc::{CcCall, Party};
 use ractor::{Actor, ActorRef};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -206,14 +206,17 @@ pub struct SipCore {
     epoch: Instant,
     epoch_unix: u64,
     media: MediaConfig,
-    calls: HashMap<DialogId, Call>,
+    /// The calls up, by dialog. This map and the others the core keeps per
+    /// call or transaction are B-trees: a hash map grows by moving every
+    /// entry at once, and while it does every message waits for the core.
+    calls: BTreeMap<DialogId, Call>,
     /// The calls whose 2xx is resent until its ACK: the only ones the
     /// core's timers look at (not every call up, at every turn).
-    unacked: HashSet<DialogId>,
+    unacked: BTreeSet<DialogId>,
     /// INVITE server transactions and the call each created, for CANCEL.
     /// An entry goes when its transaction ends (Timer L, 32 s after the
     /// 2xx); the call it names may have ended before.
-    invites: HashMap<TransactionId, DialogId>,
+    invites: BTreeMap<TransactionId, DialogId>,
     notices_tx: mpsc::Sender<CallNotice>,
     notices_rx: Option<mpsc::Receiver<CallNotice>>,
     seq: u64,
@@ -223,19 +226,19 @@ pub struct SipCore {
     load: super::center::Load,
     node: NodeId,
     data_dir: std::path::PathBuf,
-    cc: HashMap<CallId, CcCall>,
+    cc: BTreeMap<CallId, CcCall>,
     /// Our INVITEs to agents, by client transaction.
-    outgoing: HashMap<TransactionId, (CallId, cc::Target)>,
+    outgoing: BTreeMap<TransactionId, (CallId, cc::Target)>,
     telephony_tx: mpsc::UnboundedSender<(CallId, TelephonyCommand)>,
     telephony_rx: Option<mpsc::UnboundedReceiver<(CallId, TelephonyCommand)>>,
     /// Our re-INVITEs (hold, unhold), by client transaction.
-    reinvites: HashMap<TransactionId, cc::hold::ReInvite>,
+    reinvites: BTreeMap<TransactionId, cc::hold::ReInvite>,
     /// Outbound calls from the phone bar, and what their actors ask.
-    ob: HashMap<CallId, cc::outbound::ObCall>,
+    ob: BTreeMap<CallId, cc::outbound::ObCall>,
     ob_tx: mpsc::UnboundedSender<(CallId, OutboundCommand)>,
     ob_rx: Option<mpsc::UnboundedReceiver<(CallId, OutboundCommand)>>,
     /// Internal calls (extension to extension), and what their actors ask.
-    ic: HashMap<CallId, cc::internal::IcCall>,
+    ic: BTreeMap<CallId, cc::internal::IcCall>,
     ic_tx: mpsc::UnboundedSender<(CallId, InternalCommand)>,
     ic_rx: Option<mpsc::UnboundedReceiver<(CallId, InternalCommand)>>,
     leg_tx: mpsc::UnboundedSender<(u64, LegEvent)>,
@@ -294,9 +297,9 @@ impl SipCore {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             media: config.media,
-            calls: HashMap::new(),
-            unacked: HashSet::new(),
-            invites: HashMap::new(),
+            calls: BTreeMap::new(),
+            unacked: BTreeSet::new(),
+            invites: BTreeMap::new(),
             notices_tx,
             notices_rx: Some(notices_rx),
             seq: u64::from(rand::random::<u32>()),
@@ -306,15 +309,15 @@ impl SipCore {
             load: config.load,
             node: config.node,
             data_dir: config.data_dir,
-            cc: HashMap::new(),
-            outgoing: HashMap::new(),
+            cc: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
             telephony_tx,
             telephony_rx: Some(telephony_rx),
-            reinvites: HashMap::new(),
-            ob: HashMap::new(),
+            reinvites: BTreeMap::new(),
+            ob: BTreeMap::new(),
             ob_tx,
             ob_rx: Some(ob_rx),
-            ic: HashMap::new(),
+            ic: BTreeMap::new(),
             ic_tx,
             ic_rx: Some(ic_rx),
             leg_tx,
@@ -428,7 +431,7 @@ impl SipCore {
     }
 
     fn next_timeout(&mut self) -> Option<Instant> {
-        let resend = |calls: &HashMap<DialogId, Call>, d: &DialogId| {
+        let resend = |calls: &BTreeMap<DialogId, Call>, d: &DialogId| {
             calls.get(d)?.retransmit.as_ref()?.poll_timeout()
         };
         let calls = &self.calls;

@@ -1493,9 +1493,9 @@ impl SipCore {
 
 /// The leg of `call` that `target` names, whatever kind of call it is.
 fn out_leg<'a>(
-    cc: &'a mut HashMap<CallId, CcCall>,
-    ob: &'a mut HashMap<CallId, outbound::ObCall>,
-    ic: &'a mut HashMap<CallId, internal::IcCall>,
+    cc: &'a mut BTreeMap<CallId, CcCall>,
+    ob: &'a mut BTreeMap<CallId, outbound::ObCall>,
+    ic: &'a mut BTreeMap<CallId, internal::IcCall>,
     call: CallId,
     target: &Target,
 ) -> Option<&'a mut OutLeg> {
