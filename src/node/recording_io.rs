@@ -39,11 +39,11 @@ enum Op {
     Close {
         id: u64,
     },
-    /// The leg finished the file: logged once it is closed.
+    /// The leg finished the file: logged once it is closed. `None` when
+    /// the leg gave up on it unfinished (nothing to log).
     Written {
         id: u64,
-        path: PathBuf,
-        what: Finished,
+        done: Option<(PathBuf, Finished)>,
     },
 }
 
@@ -117,6 +117,7 @@ impl RecordingFile {
         WrittenNote {
             id: self.id,
             to: self.to.clone(),
+            told: false,
         }
     }
 
@@ -181,6 +182,7 @@ impl Drop for RecordingFile {
 pub struct WrittenNote {
     id: u64,
     to: Sender<Op>,
+    told: bool,
 }
 
 impl WrittenNote {
@@ -194,12 +196,23 @@ impl WrittenNote {
         self.finished(path, Finished::Voicemail(length));
     }
 
-    fn finished(self, path: PathBuf, what: Finished) {
-        let _ = self.to.send(Op::Written {
-            id: self.id,
-            path,
-            what,
-        });
+    fn finished(mut self, path: PathBuf, what: Finished) {
+        self.tell(Some((path, what)));
+    }
+
+    fn tell(&mut self, done: Option<(PathBuf, Finished)>) {
+        if !self.told {
+            self.told = true;
+            let _ = self.to.send(Op::Written { id: self.id, done });
+        }
+    }
+}
+
+/// A note dropped unsent still tells the thread, which then forgets the
+/// recording (it may be keeping it among the failed ones).
+impl Drop for WrittenNote {
+    fn drop(&mut self) {
+        self.tell(None);
     }
 }
 
@@ -258,10 +271,11 @@ impl Files {
             Op::Close { id } => {
                 files.remove(&id);
             }
-            Op::Written { id, path, what } => {
-                if failed.remove(&id) {
+            Op::Written { id, done } => {
+                let failed = failed.remove(&id);
+                let Some((path, what)) = done.filter(|_| !failed) else {
                     return;
-                }
+                };
                 match what {
                     Finished::Call(recorded) => tracing::info!(
                         path = %path.display(),
@@ -357,6 +371,44 @@ mod tests {
         assert_eq!(channels, 1);
         assert_eq!(samples.len(), 12_000, "the header counts every sample");
         assert_eq!(samples[1999], 999);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_recording_is_forgotten_whether_its_note_is_sent_or_dropped() {
+        let (to, rx) = std::sync::mpsc::channel();
+        let mut files = Files::default();
+        let dir = std::env::temp_dir().join(format!("sb-recio-{}", rand::random::<u32>()));
+        // A directory stands where each file should be: neither opens.
+        for id in [1, 2] {
+            let path = dir.join(format!("{id}.wav"));
+            std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{e}"));
+            files.take(Op::Open { id, path });
+        }
+        assert_eq!(files.failed.len(), 2);
+        let note = |id| WrittenNote {
+            id,
+            to: to.clone(),
+            told: false,
+        };
+        // One leg finished its file; the other gave up and dropped its note.
+        note(1).voicemail(dir.join("1.wav"), Duration::ZERO);
+        drop(note(2));
+        let told: Vec<Op> = rx.try_iter().collect();
+        assert_eq!(told.len(), 2, "each note tells the thread once");
+        assert!(matches!(
+            told[0],
+            Op::Written {
+                id: 1,
+                done: Some(_)
+            }
+        ));
+        assert!(matches!(told[1], Op::Written { id: 2, done: None }));
+        for op in told {
+            files.take(op);
+        }
+        assert!(files.failed.is_empty(), "{:?} still kept", files.failed);
+        assert!(files.open.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
