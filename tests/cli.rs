@@ -126,3 +126,72 @@ fn fault_injection_is_refused_unless_the_node_allows_it() {
     );
     assert_eq!(code, 403, "{v}");
 }
+
+/// The nice value of thread `tid` of process `pid` (`/proc`), and its name.
+fn nice_of(pid: u32, tid: &str) -> Option<(String, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    // After the name: state is field 3, nice field 19.
+    let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+    Some((name, nice))
+}
+
+/// The SIP core's thread, which every message of every call waits for,
+/// runs ten nice steps above the process when it may (root, or
+/// CAP_SYS_NICE) and says so; any other thread, the ones started after
+/// the core raised its own among them, keeps the process's priority.
+#[test]
+fn the_sip_core_alone_runs_at_a_raised_priority_when_it_may() {
+    let mut node = common::Node::start();
+    assert!(
+        node.wait_log("SIP core thread", Duration::from_secs(5)),
+        "{:?}",
+        node.lines
+    );
+    let raised = node.count_log("SIP core thread priority raised") == 1;
+    let pid = node.child.id();
+    let base = nice_of(std::process::id(), &std::process::id().to_string())
+        .expect("this test's own thread")
+        .1;
+    // Work the core hands to new blocking threads: a prompt approved
+    // reloads the tenant, and the core has its prompts rendered off its
+    // own thread.
+    let admin = node.login("admin", "demo-admin");
+    let before = node.count_log("prompts reloaded");
+    let prompt = serde_json::json!({"name": "Nice", "text": "One moment.", "voice": "en-us"});
+    let (s, v) = node.api("PUT", "/api/v1/prompts/nice", Some(&admin), Some(&prompt));
+    assert_eq!(s, 201, "{v}");
+    let review = serde_json::json!({"status": "approved"});
+    let (s, v) = node.api(
+        "POST",
+        "/api/v1/prompts/nice/review",
+        Some(&admin),
+        Some(&review),
+    );
+    assert_eq!(s, 200, "{v}");
+    let t0 = std::time::Instant::now();
+    while node.count_log("prompts reloaded") == before {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
+    let mut seen = 0;
+    for t in threads.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let Some((name, nice)) = nice_of(pid, &tid) else {
+            continue; // ended meanwhile
+        };
+        seen += 1;
+        let want = if tid == pid.to_string() && raised {
+            (base - 10).max(-20)
+        } else if name == "recordings" {
+            19
+        } else {
+            base
+        };
+        assert_eq!(nice, want, "thread {tid} ({name})");
+    }
+    assert!(seen > 3, "only {seen} threads");
+}
