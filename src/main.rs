@@ -248,8 +248,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            // The SIP core raises its own thread's priority (see
-            // `SipCore::run`); a thread the runtime starts keeps the one
+            // The SIP core's thread, this one, gets a raised priority (see
+            // `node::run`); a thread the runtime starts keeps the one
             // the process began with, even when the core starts it.
             let nice = rustix::process::getpriority_process(None).unwrap_or(0);
             let runtime = match tokio::runtime::Builder::new_multi_thread()

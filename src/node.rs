@@ -241,6 +241,9 @@ pub async fn run(cfg: NodeConfig) -> ExitCode {
     };
     membership.set_calls(core.active_calls());
     let notices = core.notices();
+    // This future is the main thread's (`main` blocks on it), and the core
+    // is polled here: its thread is this one.
+    raise_priority();
     let core_run = core.run(inbound);
     tokio::pin!(core_run);
     let core_ended = |r: anyhow::Result<()>| match r {
@@ -369,5 +372,27 @@ impl Signals {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// How much higher than the process the SIP core's thread runs (a nice
+/// value). Every message of every call waits for this one thread, so when
+/// the CPUs are busy it goes before the actors' workers and the store's
+/// threads, whose work is spread over many. Raising a priority needs
+/// `CAP_SYS_NICE` (or `LimitNICE=` in a systemd unit); without it the core
+/// runs at the process's priority and says so. Threads the runtime starts
+/// later (some from this one) are set back to the process's priority.
+const CORE_PRIORITY_RAISE: i32 = 10;
+
+fn raise_priority() {
+    let base = rustix::process::getpriority_process(None).unwrap_or(0);
+    let want = base - CORE_PRIORITY_RAISE;
+    match rustix::process::setpriority_process(None, want) {
+        Ok(()) => tracing::info!(nice = want, "SIP core thread priority raised"),
+        Err(e) => tracing::info!(
+            nice = base,
+            error = %e,
+            "SIP core thread at the process's priority: raising it needs CAP_SYS_NICE or RLIMIT_NICE"
+        ),
     }
 }
